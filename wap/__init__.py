@@ -1,0 +1,1 @@
+"""WAP: the platform's command line and the local test lab."""
