@@ -33,6 +33,8 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 HOST_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 FIRST_HOST_OFFSET = 10  # lab1 gets the subnet's address .11, lab2 .12, ...
 BOOT_TIMEOUT = 60.0
+# Host processes started by this process: polled on down so that none stays a zombie.
+_children: list[subprocess.Popen] = []
 
 
 class LabError(Exception):
@@ -261,6 +263,16 @@ class Lab:
             time.sleep(0.05)
         if cgroup_pids(group):
             raise LabError(f"processes in {group} survived cgroup.kill; retry `wap lab down`")
+        # Killed processes stay zombies until their parent reaps them: ours are reaped here,
+        # the others (reparented to the machine's init) within moments.
+        relative = "/" + str(group.relative_to(cgroup2_root()))
+        while time.monotonic() < deadline:
+            for child in list(_children):
+                if child.poll() is not None:
+                    _children.remove(child)
+            if not processes_in_cgroup(relative):
+                break
+            time.sleep(0.05)
         # systemd made sub-groups inside: remove the deepest first.
         for path in sorted(group.rglob("*"), key=lambda p: len(p.parts), reverse=True):
             if path.is_dir():
@@ -324,7 +336,7 @@ class Lab:
             procs.write_text(str(os.getpid()))
 
         with (hdir / "console.log").open("ab") as console:
-            subprocess.Popen(
+            child = subprocess.Popen(
                 [
                     "ip",
                     "netns",
@@ -350,6 +362,7 @@ class Lab:
                 preexec_fn=enter_cgroup,
                 close_fds=True,
             )
+        _children.append(child)
 
     def _seed_upper(self, upper: Path, host: Host, state: LabState) -> None:
         """The files that make this host itself: name, identity, keys, who may log in."""
@@ -551,6 +564,17 @@ def cgroup_pids(group: Path) -> list[int]:
         with contextlib.suppress(OSError):
             pids += [int(p) for p in procs.read_text().split()]
     return pids
+
+
+def processes_in_cgroup(relative: str) -> list[int]:
+    """Pids (zombies included) whose cgroup v2 path is `relative` or below it."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            for line in (proc / "cgroup").read_text().splitlines():
+                if line.startswith("0::") and (line[3:] + "/").startswith(relative + "/"):
+                    found.append(int(proc.name))
+    return found
 
 
 def pss_bytes(pids: list[int]) -> int:

@@ -1,0 +1,56 @@
+"""Lab hosts as tests use them: a handle on a running lab, a free subnet, Ansible's environment."""
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from wap.lab import Lab
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class LabHosts:
+    """A running lab as a test sees it."""
+
+    lab: Lab
+    inventory: Path
+    hosts: dict[str, str]  # name -> address
+
+    def ssh(self, host: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a shell command on a lab host over SSH, as Ansible would reach it."""
+        return subprocess.run(
+            ["ssh", "-i", str(self.lab.key_file), "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+             f"root@{self.hosts[host]}", command],
+            capture_output=True, text=True, check=check, timeout=60,
+        )  # fmt: skip
+
+
+def free_subnet(base: str = "10.213.0.0/16", prefix: int = 24, skip: int = 100) -> str:
+    """A /24 of `base` that no route of the machine uses yet (labs of other runs included)."""
+    routes = json.loads(
+        subprocess.run(["ip", "-j", "-4", "route"], capture_output=True, text=True).stdout or "[]"
+    )
+    used = [
+        ipaddress.IPv4Network(r["dst"], strict=False)
+        for r in routes
+        if r.get("dst") not in (None, "default")
+    ]
+    for i, net in enumerate(ipaddress.IPv4Network(base).subnets(new_prefix=prefix)):
+        if i >= skip and not any(net.overlaps(u) for u in used):
+            return str(net)
+    raise RuntimeError(f"no free /{prefix} left in {base}")
+
+
+def ansible_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    return env
