@@ -1,4 +1,4 @@
-"""Stand-in for the get-pip script that `ansible-test --venv` downloads from a host unreachable here.
+"""Stand-in for the get-pip script `ansible-test --venv` downloads from a host unreachable here.
 
 ansible-test first looks for a cached copy at ~/.ansible/test/cache/get_pip_<version>.py; with
 `--install` this file copies itself there for the pip version the installed ansible-test asks for.
