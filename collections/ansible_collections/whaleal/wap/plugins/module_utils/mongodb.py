@@ -15,7 +15,6 @@ from ansible.module_utils.basic import missing_required_lib
 
 PYMONGO_IMPORT_ERROR = None
 try:
-    import pymongo
     from pymongo import MongoClient
     from pymongo.errors import (
         AutoReconnect,
@@ -25,9 +24,20 @@ try:
     )
 except ImportError:
     PYMONGO_IMPORT_ERROR = traceback.format_exc()
-    pymongo = None
     MongoClient = None
-    AutoReconnect = ConnectionFailure = OperationFailure = PyMongoError = Exception
+
+    class PyMongoError(Exception):
+        """Stand-in so that the modules' except clauses work without pymongo."""
+
+    class ConnectionFailure(PyMongoError):
+        """Stand-in for pymongo.errors.ConnectionFailure."""
+
+    class AutoReconnect(ConnectionFailure):
+        """Stand-in for pymongo.errors.AutoReconnect."""
+
+    class OperationFailure(PyMongoError):
+        """Stand-in for pymongo.errors.OperationFailure."""
+
 
 # MongoDB error codes the modules react to (src/mongo/base/error_codes.yml).
 UNAUTHORIZED = 13
@@ -157,7 +167,7 @@ class MongoConnection:
 
     def member_client(self, host_port: str):
         """A direct connection to one member of the set, with the same credentials and TLS."""
-        host, _, port = host_port.rpartition(":")
+        host, port = host_port.rsplit(":", 1)
         options = client_options(
             self.module.params,
             host=host.strip("[]"),
