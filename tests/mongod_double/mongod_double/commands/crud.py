@@ -1,0 +1,649 @@
+"""CRUD commands: find, getMore, killCursors, insert, update, delete, findAndModify, count,
+distinct, aggregate. Matching, update operators and the pipeline are mongomock's."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import mongomock
+from bson.int64 import Int64
+from bson.objectid import ObjectId
+
+from mongod_double.capped import project, sort_documents
+from mongod_double.commands import Invocation, command
+from mongod_double.cursors import FIRST_BATCH_DEFAULT, Cursor
+from mongod_double.errors import (
+    BAD_VALUE,
+    CURSOR_NOT_FOUND,
+    FAILED_TO_PARSE,
+    INTERRUPTED,
+    TYPE_MISMATCH,
+    CommandError,
+)
+
+MAX_WRITE_BATCH = 100_000
+IMMUTABLE_FIELD = 66
+CAPPED_POSITION_LOST = 136
+AWAIT_DATA_DEFAULT_MS = 1000
+_scratch = mongomock.MongoClient()["scratch"]["doc"]
+
+
+def collection_name(inv: Invocation) -> str:
+    value = inv.arg
+    if not isinstance(value, str):
+        raise CommandError(73, f"collection name has invalid type {type(value).__name__}")
+    if not value:
+        raise CommandError(73, f"Invalid namespace specified '{inv.db}.'")
+    return value
+
+
+def _nonnegative(inv: Invocation, field: str) -> int:
+    value = inv.body.get(field, 0) or 0
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise CommandError(TYPE_MISMATCH, f"BSON field '{inv.name}.{field}' is the wrong type")
+    if value < 0:
+        raise CommandError(
+            51024, f"BSON field '{field}' value must be >= 0, actual value '{value}'"
+        )
+    return int(value)
+
+
+def _cursor_reply(ns: str, batch: list[dict], cursor_id: int, first: bool) -> dict:
+    key = "firstBatch" if first else "nextBatch"
+    return {"cursor": {key: batch, "id": Int64(cursor_id), "ns": ns}}
+
+
+def open_cursor(
+    inv: Invocation,
+    ns: str,
+    docs: list[dict],
+    batch_size: int | None,
+    single_batch: bool = False,
+    limit: int = 0,
+) -> dict:
+    """Return the first batch; keep the rest on a cursor for getMore."""
+    server = inv.server
+    cursor = Cursor(
+        server.cursors.new_id(),
+        ns,
+        docs,
+        inv.ctx.connection_id,
+        dict(inv.body),
+        limit=limit,
+        no_timeout=bool(inv.body.get("noCursorTimeout")),
+    )
+    first_size = FIRST_BATCH_DEFAULT if batch_size is None else batch_size
+    batch = cursor.next_batch(first_size) if first_size else []
+    cursor_id = 0
+    if not cursor.exhausted and not single_batch:
+        server.cursors.register(cursor)
+        cursor_id = cursor.cursor_id
+    inv.profile.update(nreturned=len(batch), cursorExhausted=cursor_id == 0)
+    if cursor_id:
+        inv.profile["cursorid"] = Int64(cursor_id)
+    server.metrics.add(server.metrics.document, "returned", len(batch))
+    return _cursor_reply(ns, batch, cursor_id, True)
+
+
+def _scan_metrics(inv: Invocation, ns: str) -> None:
+    examined = inv.server.storage.count(ns)
+    inv.profile.update(ns=ns, keysExamined=0, docsExamined=examined)
+    metrics = inv.server.metrics
+    with metrics.lock:
+        metrics.scanned_objects += examined
+        metrics.collection_scans += 1
+
+
+@command("find", read=True, profile_op="query")
+def find(inv: Invocation) -> dict:
+    ns = inv.ns(collection_name(inv))
+    body = inv.body
+    query = body.get("filter") or {}
+    sort = body.get("sort") or {}
+    projection = body.get("projection")
+    skip = _nonnegative(inv, "skip")
+    limit = _nonnegative(inv, "limit")
+    batch_size = body.get("batchSize")
+    if batch_size is not None:
+        batch_size = _nonnegative(inv, "batchSize")
+    tailable = bool(body.get("tailable"))
+    await_data = bool(body.get("awaitData"))
+    if await_data and not tailable:
+        raise CommandError(
+            FAILED_TO_PARSE, "Cannot set 'awaitData' without also setting 'tailable'"
+        )
+    storage = inv.server.storage
+    with storage.lock:
+        _scan_metrics(inv, ns)
+        capped = storage.capped.get(ns)
+        if tailable:
+            if capped is None:
+                raise CommandError(
+                    BAD_VALUE,
+                    f"error processing query: ns={ns} tailable cursor requested on non capped "
+                    "collection",
+                )
+            if any(key != "$natural" for key in sort):
+                raise CommandError(
+                    BAD_VALUE, "cannot use tailable option with a sort other than {$natural: 1}"
+                )
+            return _open_tailable(inv, ns, query, projection, skip, limit, batch_size, await_data)
+        if capped is not None:
+            records = capped.scan(query)
+            docs = (
+                sort_documents([r.doc for r in records], sort) if sort else [r.doc for r in records]
+            )
+            docs = docs[skip:]
+            if limit:
+                docs = docs[:limit]
+            docs = [project(d, projection) for d in docs]
+        elif not storage.exists(ns):
+            docs = []
+        else:
+            docs = list(
+                storage.collection(ns).find(
+                    query, projection, skip=skip, limit=limit, sort=list(sort.items()) or None
+                )
+            )
+    return open_cursor(inv, ns, docs, batch_size, bool(body.get("singleBatch")))
+
+
+def _open_tailable(inv, ns, query, projection, skip, limit, batch_size, await_data) -> dict:
+    storage = inv.server.storage
+    capped = storage.capped[ns]
+    records = capped.scan(query)[skip:]
+    first_size = FIRST_BATCH_DEFAULT if batch_size is None else batch_size
+    if limit:
+        first_size = min(first_size, limit) if first_size else limit
+    taken = records[:first_size] if first_size else []
+    batch = [project(r.doc, projection) for r in taken]
+    last_rid = taken[-1].rid if taken else (records[0].rid - 1 if records else capped.last_rid)
+    cursor_id = 0
+    # A tailable cursor on an empty capped collection is dead at once (MongoDB's docs).
+    if len(capped) and not (inv.body.get("singleBatch")):
+        cursor = Cursor(
+            inv.server.cursors.new_id(),
+            ns,
+            [],
+            inv.ctx.connection_id,
+            dict(inv.body),
+            tailable=True,
+            await_data=await_data,
+            last_rid=last_rid,
+            filter=query,
+            projection=projection,
+        )
+        inv.server.cursors.register(cursor)
+        cursor_id = cursor.cursor_id
+    inv.profile.update(nreturned=len(batch))
+    return _cursor_reply(ns, batch, cursor_id, True)
+
+
+@command("getMore", read=True, profile_op="getmore")
+def get_more(inv: Invocation) -> dict:
+    cursor_id = inv.arg
+    if not isinstance(cursor_id, int):
+        raise CommandError(
+            TYPE_MISMATCH, f"Field 'getMore' must be of type long in: {{ getMore: {cursor_id!r} }}"
+        )
+    coll = inv.body.get("collection")
+    if not isinstance(coll, str):
+        raise CommandError(40414, "BSON field 'getMore.collection' is missing but a required field")
+    server = inv.server
+    cursor = server.cursors.get(cursor_id)
+    if cursor is None:
+        raise CommandError(CURSOR_NOT_FOUND, f"cursor id {cursor_id} not found")
+    ns = inv.ns(coll)
+    if cursor.ns != ns:
+        raise CommandError(
+            13,
+            f"Requested getMore on namespace '{ns}', but cursor belongs to a "
+            f"different namespace {cursor.ns}",
+        )
+    inv.profile.update(ns=ns, cursorid=Int64(cursor_id))
+    batch_size = inv.body.get("batchSize")
+    if cursor.tailable:
+        batch = _tail(inv, cursor, batch_size)
+        alive = server.cursors.get(cursor_id) is not None
+    else:
+        batch = cursor.next_batch(batch_size)
+        alive = not cursor.exhausted
+        if not alive:
+            server.cursors.remove(cursor_id)
+    inv.profile.update(nreturned=len(batch), cursorExhausted=not alive)
+    server.metrics.add(server.metrics.document, "returned", len(batch))
+    return _cursor_reply(ns, batch, cursor_id if alive else 0, False)
+
+
+def _tail(inv: Invocation, cursor: Cursor, batch_size: int | None) -> list[dict]:
+    """New documents after the cursor's position; awaitData waits up to maxTimeMS for some."""
+    server = inv.server
+    storage = server.storage
+    wait_ms = inv.body.get("maxTimeMS", AWAIT_DATA_DEFAULT_MS) if cursor.await_data else 0
+    deadline = time.monotonic() + wait_ms / 1000
+    with storage.changed:
+        while True:
+            capped = storage.capped.get(cursor.ns)
+            if capped is None:  # collection dropped: the cursor dies
+                server.cursors.remove(cursor.cursor_id)
+                return []
+            if cursor.last_rid and cursor.last_rid < capped.first_rid - 1:
+                server.cursors.remove(cursor.cursor_id)
+                raise CommandError(
+                    CAPPED_POSITION_LOST,
+                    "CollectionScan died due to position in capped collection being deleted.",
+                )
+            records = capped.scan(cursor.filter, after_rid=cursor.last_rid)
+            if batch_size:
+                records = records[:batch_size]
+            if records:
+                cursor.last_rid = records[-1].rid
+                cursor.last_used = time.time()
+                return [project(r.doc, cursor.projection) for r in records]
+            cursor.last_rid = capped.last_rid
+            remaining = deadline - time.monotonic()
+            if inv.killed:
+                raise CommandError(INTERRUPTED, "operation was interrupted")
+            if server.shutdown_requested.is_set():
+                raise CommandError(11600, "interrupted at shutdown")
+            if remaining <= 0:
+                cursor.last_used = time.time()
+                return []
+            storage.changed.wait(remaining)
+
+
+@command("killCursors", read=False)
+def kill_cursors(inv: Invocation) -> dict:
+    ns = inv.ns(collection_name(inv))
+    killed, not_found = [], []
+    for cursor_id in inv.body.get("cursors", []):
+        cursor = inv.server.cursors.get(cursor_id)
+        if cursor is None or cursor.ns != ns:
+            not_found.append(Int64(cursor_id))
+        else:
+            inv.server.cursors.remove(cursor_id)
+            killed.append(Int64(cursor_id))
+    return {
+        "cursorsKilled": killed,
+        "cursorsNotFound": not_found,
+        "cursorsAlive": [],
+        "cursorsUnknown": [],
+    }
+
+
+def _check_batch(inv: Invocation, items: list) -> None:
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_WRITE_BATCH:
+        count = len(items) if isinstance(items, list) else 0
+        raise CommandError(
+            16,
+            f"Write batch sizes must be between 1 and {MAX_WRITE_BATCH}. Got {count} operations.",
+        )
+
+
+def _write_error(index: int, exc: CommandError) -> dict:
+    error = {"index": index, "code": exc.code}
+    error.update(exc.extra)
+    error["errmsg"] = exc.errmsg
+    error.pop("codeName", None)
+    return error
+
+
+@command("insert", write=True, profile_op="insert")
+def insert(inv: Invocation) -> dict:
+    ns = inv.ns(collection_name(inv))
+    docs = inv.body.get("documents")
+    _check_batch(inv, docs)
+    ordered = inv.body.get("ordered", True)
+    storage = inv.server.storage
+    n = 0
+    errors = []
+    with storage.lock:
+        for index, doc in enumerate(docs):
+            inv.server.metrics.add(inv.server.metrics.opcounters, "insert")
+            if "_id" not in doc:
+                doc = {"_id": ObjectId(), **doc}
+            try:
+                storage.insert(ns, doc)
+                n += 1
+            except CommandError as exc:
+                errors.append(_write_error(index, exc))
+                if ordered:
+                    break
+    inv.server.metrics.add(inv.server.metrics.document, "inserted", n)
+    inv.profile.update(ns=ns, ninserted=n)
+    reply: dict = {"n": n}
+    if errors:
+        reply["writeErrors"] = errors
+    return reply
+
+
+def _is_replacement(update) -> bool:
+    return isinstance(update, dict) and not any(str(k).startswith("$") for k in update)
+
+
+def _engine_error(exc: Exception) -> CommandError:
+    message = str(exc)
+    if "(immutable) field '_id'" in message:
+        return CommandError(IMMUTABLE_FIELD, message)
+    code = getattr(exc, "code", None)
+    return CommandError(code if isinstance(code, int) and code > 0 else BAD_VALUE, message)
+
+
+def updated_document(doc: dict, query: dict, update, replacement: bool) -> dict:
+    """``doc`` after ``update`` (operators, pipeline or replacement), computed by the engine."""
+    if replacement:
+        if "_id" in update and update["_id"] != doc["_id"]:
+            raise CommandError(
+                IMMUTABLE_FIELD,
+                "After applying the update, the (immutable) field "
+                f"'_id' was found to have been altered to _id: {update['_id']!r}",
+            )
+        return {"_id": doc["_id"], **{k: v for k, v in update.items() if k != "_id"}}
+    _scratch.delete_many({})
+    _scratch.insert_one(copy.deepcopy(doc))
+    try:
+        _scratch.update_one(query, update)
+    except mongomock.OperationFailure as exc:
+        raise _engine_error(exc) from exc
+    return _scratch.find_one({})
+
+
+def upserted_document(query: dict, update, replacement: bool) -> dict:
+    _scratch.delete_many({})
+    try:
+        if replacement:
+            _scratch.replace_one(query, update, upsert=True)
+        else:
+            _scratch.update_one(query, update, upsert=True)
+    except mongomock.OperationFailure as exc:
+        raise _engine_error(exc) from exc
+    doc = _scratch.find_one({})
+    return {"_id": doc.pop("_id"), **doc}
+
+
+def update_one_statement(inv: Invocation, ns: str, spec: dict, sort: dict | None = None):
+    """Apply one update statement; returns (matched, modified, upserted_id, before, after)."""
+    query = spec.get("q") or {}
+    update = spec.get("u")
+    multi = bool(spec.get("multi"))
+    if spec.get("arrayFilters"):
+        raise NotImplementedError("arrayFilters")
+    replacement = _is_replacement(update)
+    if replacement and multi:
+        raise CommandError(
+            FAILED_TO_PARSE, "multi update is not supported for replacement-style update"
+        )
+    storage = inv.server.storage
+    docs = []
+    if storage.exists(ns):
+        cursor = storage.collection(ns).find(query, sort=list(sort.items()) if sort else None)
+        docs = list(cursor) if multi else list(cursor.limit(1))
+    matched = modified = 0
+    before = after = None
+    for doc in docs:
+        matched += 1
+        new = updated_document(doc, query, update, replacement)
+        before, after = doc, new
+        if new != doc:
+            storage.replace(ns, doc["_id"], new)
+            modified += 1
+    if not docs and spec.get("upsert"):
+        new = upserted_document(query, update, replacement)
+        storage.insert(ns, new)
+        return 0, 0, new["_id"], None, new
+    return matched, modified, None, before, after
+
+
+@command("update", write=True, profile_op="update")
+def update(inv: Invocation) -> dict:
+    ns = inv.ns(collection_name(inv))
+    statements = inv.body.get("updates")
+    _check_batch(inv, statements)
+    ordered = inv.body.get("ordered", True)
+    n = n_modified = 0
+    upserted = []
+    errors = []
+    metrics = inv.server.metrics
+    with inv.server.storage.lock:
+        _scan_metrics(inv, ns)
+        for index, spec in enumerate(statements):
+            metrics.add(metrics.opcounters, "update")
+            try:
+                matched, modified, upserted_id, _, _ = update_one_statement(inv, ns, spec)
+            except CommandError as exc:
+                errors.append(_write_error(index, exc))
+                if ordered:
+                    break
+                continue
+            n += matched
+            n_modified += modified
+            if upserted_id is not None:
+                n += 1
+                upserted.append({"index": index, "_id": upserted_id})
+    metrics.add(metrics.document, "updated", n_modified)
+    inv.profile.update(nMatched=n, nModified=n_modified, nUpserted=len(upserted))
+    reply: dict = {"n": n}
+    if upserted:
+        reply["upserted"] = upserted
+    reply["nModified"] = n_modified
+    if errors:
+        reply["writeErrors"] = errors
+    return reply
+
+
+@command("delete", write=True, profile_op="remove")
+def delete(inv: Invocation) -> dict:
+    ns = inv.ns(collection_name(inv))
+    statements = inv.body.get("deletes")
+    _check_batch(inv, statements)
+    ordered = inv.body.get("ordered", True)
+    storage = inv.server.storage
+    n = 0
+    errors = []
+    metrics = inv.server.metrics
+    with storage.lock:
+        _scan_metrics(inv, ns)
+        for index, spec in enumerate(statements):
+            metrics.add(metrics.opcounters, "delete")
+            limit = spec.get("limit", 0)
+            if limit not in (0, 1):
+                errors.append(
+                    _write_error(
+                        index,
+                        CommandError(
+                            FAILED_TO_PARSE,
+                            f"The limit field in delete objects must be 0 or 1. Got {limit}",
+                        ),
+                    )
+                )
+                if ordered:
+                    break
+                continue
+            if not storage.exists(ns):
+                continue
+            if ns in storage.capped:
+                errors.append(
+                    _write_error(
+                        index,
+                        CommandError(
+                            20,
+                            f"cannot remove from a capped collection: {ns}",
+                        ),
+                    )
+                )
+                if ordered:
+                    break
+                continue
+            cursor = storage.collection(ns).find(spec.get("q") or {}, {"_id": 1})
+            targets = list(cursor.limit(1)) if limit == 1 else list(cursor)
+            for doc in targets:
+                storage.delete(ns, doc["_id"])
+                n += 1
+    metrics.add(metrics.document, "deleted", n)
+    inv.profile.update(ndeleted=n)
+    reply: dict = {"n": n}
+    if errors:
+        reply["writeErrors"] = errors
+    return reply
+
+
+@command("findAndModify", "findandmodify", write=True, profile_op="command")
+def find_and_modify(inv: Invocation) -> dict:
+    ns = inv.ns(collection_name(inv))
+    body = inv.body
+    remove = bool(body.get("remove"))
+    has_update = "update" in body
+    if remove and has_update:
+        raise CommandError(FAILED_TO_PARSE, "Cannot specify both an update and remove=true")
+    if not remove and not has_update:
+        raise CommandError(FAILED_TO_PARSE, "Either an update or remove=true must be specified")
+    if remove and body.get("new"):
+        raise CommandError(
+            FAILED_TO_PARSE,
+            "Cannot specify both new=true and remove=true; 'remove' "
+            "always returns the deleted document",
+        )
+    if remove and body.get("upsert"):
+        raise CommandError(FAILED_TO_PARSE, "Cannot specify both upsert=true and remove=true ")
+    query = body.get("query") or {}
+    sort = body.get("sort") or {}
+    fields = body.get("fields")
+    storage = inv.server.storage
+    with storage.lock:
+        _scan_metrics(inv, ns)
+        if remove:
+            doc = None
+            if storage.exists(ns):
+                found = list(
+                    storage.collection(ns).find(query, sort=list(sort.items()) or None).limit(1)
+                )
+                doc = found[0] if found else None
+            if doc is not None:
+                storage.delete(ns, doc["_id"])
+                inv.server.metrics.add(inv.server.metrics.document, "deleted")
+            value = project(doc, fields) if doc is not None and fields else doc
+            return {"lastErrorObject": {"n": 1 if doc else 0}, "value": value}
+        spec = {
+            "q": query,
+            "u": body["update"],
+            "upsert": bool(body.get("upsert")),
+            "arrayFilters": body.get("arrayFilters"),
+        }
+        matched, _, upserted_id, before, after = update_one_statement(inv, ns, spec, sort)
+    last_error: dict = {
+        "n": 1 if (matched or upserted_id is not None) else 0,
+        "updatedExisting": bool(matched),
+    }
+    if upserted_id is not None:
+        last_error["upserted"] = upserted_id
+    value = after if body.get("new") else before
+    if value is not None and fields:
+        value = project(value, fields)
+    return {"lastErrorObject": last_error, "value": value}
+
+
+@command("count", read=True, profile_op="command")
+def count(inv: Invocation) -> dict:
+    ns = inv.ns(collection_name(inv))
+    skip = _nonnegative(inv, "skip")
+    limit = abs(int(inv.body.get("limit") or 0))
+    storage = inv.server.storage
+    with storage.lock:
+        _scan_metrics(inv, ns)
+        if not storage.exists(ns):
+            return {"n": 0}
+        query = inv.body.get("query") or {}
+        if ns in storage.capped:
+            n = len(storage.capped[ns].scan(query))
+        else:
+            n = storage.collection(ns).count_documents(query)
+    n = max(0, n - skip)
+    if limit:
+        n = min(n, limit)
+    return {"n": n}
+
+
+@command("distinct", read=True, profile_op="command")
+def distinct(inv: Invocation) -> dict:
+    ns = inv.ns(collection_name(inv))
+    key = inv.body.get("key")
+    if not isinstance(key, str):
+        raise CommandError(
+            40414 if key is None else TYPE_MISMATCH,
+            "BSON field 'distinct.key' is missing but a required field"
+            if key is None
+            else "BSON field 'distinct.key' is the wrong type",
+        )
+    storage = inv.server.storage
+    with storage.lock:
+        _scan_metrics(inv, ns)
+        if not storage.exists(ns):
+            return {"values": []}
+        values = storage.collection(ns).distinct(key, inv.body.get("query") or {})
+    return {"values": values}
+
+
+@command("aggregate", read=True, profile_op="command")
+def aggregate(inv: Invocation) -> dict:
+    if inv.arg == 1:
+        raise NotImplementedError("collectionless aggregate (aggregate: 1)")
+    ns = inv.ns(collection_name(inv))
+    pipeline = inv.body.get("pipeline")
+    if not isinstance(pipeline, list):
+        raise CommandError(TYPE_MISMATCH, "'pipeline' option must be specified as an array")
+    if inv.body.get("explain"):
+        from mongod_double.commands.diagnostics import query_planner
+
+        return {
+            "explainVersion": "1",
+            "stages": [{"$cursor": {"queryPlanner": query_planner(inv, ns, {})}}]
+            + [dict(s) for s in pipeline],
+        }
+    cursor_opts = inv.body.get("cursor")
+    if not isinstance(cursor_opts, dict):
+        raise CommandError(
+            FAILED_TO_PARSE,
+            "The 'cursor' option is required, except for aggregate with the explain argument",
+        )
+    out_stage = None
+    if pipeline and isinstance(pipeline[-1], dict) and "$out" in pipeline[-1]:
+        out_stage = pipeline[-1]["$out"]
+        pipeline = pipeline[:-1]
+    if any(isinstance(s, dict) and "$merge" in s for s in pipeline):
+        raise NotImplementedError("$merge")
+    storage = inv.server.storage
+    with storage.lock:
+        _scan_metrics(inv, ns)
+        if ns in storage.capped:
+            source = _scratch.database.client["capped_scratch"]["docs"]
+            source.drop()
+            docs = storage.capped[ns].documents()
+            if docs:
+                source.insert_many(copy.deepcopy(docs))
+            results = list(source.aggregate(pipeline))
+        else:
+            results = list(storage.collection(ns).aggregate(pipeline))
+        results = [{"_id": d.pop("_id"), **d} if "_id" in d else d for d in results]
+        if out_stage is not None:
+            _write_out(inv, out_stage, results)
+            results = []
+    return open_cursor(inv, ns, results, cursor_opts.get("batchSize"))
+
+
+def _write_out(inv: Invocation, target, results: list[dict]) -> None:
+    """$out: replace the target collection with the results, through the write path."""
+    if isinstance(target, dict):
+        db, coll = target.get("db", inv.db), target["coll"]
+    else:
+        db, coll = inv.db, target
+    inv.server.replication.check_write(db)
+    storage = inv.server.storage
+    target_ns = f"{db}.{coll}"
+    if storage.exists(target_ns):
+        storage.command_op(db, {"drop": coll}, target_ns)
+    storage.ensure_collection(target_ns)
+    for doc in results:
+        if "_id" not in doc:
+            doc = {"_id": ObjectId(), **doc}
+        storage.insert(target_ns, doc)

@@ -1,0 +1,542 @@
+"""Data in dbPath: the query engine's in-memory databases, a write-ahead journal and snapshots.
+
+Every change to data goes through :meth:`Storage.apply` with one operation in oplog entry form
+(``{op: i|u|d|c|n, ns, o, o2?, ui?}``). ``apply`` changes the engine, appends the operation to the
+journal (so it survives ``kill -9``), and, when a replication hook is set, appends an oplog entry to
+``local.oplog.rs``. Restart = load the last snapshot, then replay the journal records after it.
+A replica set secondary (phase 2) applies the entries it pulls through the same ``apply``.
+
+Files in dbPath: ``mongod.lock`` (flock, holds the pid while running, emptied on clean shutdown as
+mongod does), ``double-snapshot.bson`` (every collection at journal sequence N) and
+``double-journal.bson`` (``{s: seq, op}`` records after the snapshot).
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import os
+import struct
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import bson
+import mongomock
+from bson.binary import Binary, UuidRepresentation
+from bson.codec_options import CodecOptions
+from bson.objectid import ObjectId
+
+from mongod_double.capped import CappedCollection
+from mongod_double.errors import (
+    DUPLICATE_KEY,
+    NAMESPACE_EXISTS,
+    NAMESPACE_NOT_FOUND,
+    CommandError,
+    StartupError,
+)
+from mongod_double.version import Version
+
+CODEC = CodecOptions(document_class=dict, tz_aware=False)
+LOCK_FILE = "mongod.lock"
+SNAPSHOT_FILE = "double-snapshot.bson"
+JOURNAL_FILE = "double-journal.bson"
+SNAPSHOT_FORMAT = 1
+JOURNAL_COMPACT_BYTES = 64 * 1024 * 1024
+OPLOG_NS = "local.oplog.rs"
+FCV_ID = "featureCompatibilityVersion"
+EXIT_DBPATH_PROBLEM = 100
+EXIT_NEED_UPGRADE = 62
+
+
+def new_uuid() -> Binary:
+    return Binary.from_uuid(uuid.uuid4(), UuidRepresentation.STANDARD)
+
+
+def split_ns(ns: str) -> tuple[str, str]:
+    db, _, coll = ns.partition(".")
+    return db, coll
+
+
+@dataclass
+class CollectionMeta:
+    uuid: Binary
+    options: dict = field(default_factory=dict)
+    indexes: list[dict] = field(default_factory=list)  # secondary indexes, creation order
+
+    def to_doc(self) -> dict:
+        return {"uuid": self.uuid, "options": self.options, "indexes": self.indexes}
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> CollectionMeta:
+        return cls(doc["uuid"], doc.get("options", {}), doc.get("indexes", []))
+
+
+def duplicate_key_error(ns: str, index: dict, doc: dict) -> CommandError:
+    """E11000 as mongod words it, with keyPattern and keyValue."""
+    key_value = {}
+    for path in index["key"]:
+        value: object = doc
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        key_value[path] = value
+    shown = ", ".join(f"{k}: {_shell_repr(v)}" for k, v in key_value.items())
+    msg = (
+        f"E11000 duplicate key error collection: {ns} index: {index['name']} dup key: {{ {shown} }}"
+    )
+    return CommandError(DUPLICATE_KEY, msg, keyPattern=dict(index["key"]), keyValue=key_value)
+
+
+def _shell_repr(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value + '"'
+    if isinstance(value, ObjectId):
+        return f"ObjectId('{value}')"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k}: {_shell_repr(v)}" for k, v in value.items()) + " }"
+    return str(value)
+
+
+class Storage:
+    def __init__(self, dbpath: str, version: Version, oplog_size_bytes: int = 990 * 1024**2):
+        self.dbpath = os.path.abspath(dbpath)
+        self.version = version
+        self.oplog_size_bytes = oplog_size_bytes
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.engine = mongomock.MongoClient()
+        self.catalog: dict[str, CollectionMeta] = {}
+        self.capped: dict[str, CappedCollection] = {}
+        self.seq = 0
+        self.journal_bytes = 0
+        self._journal_fd: int | None = None
+        self._lock_fd: int | None = None
+        self._dirty = False
+        # Set by replication: turns an applied operation into an oplog entry, or None.
+        self.oplog_hook: Callable[[dict], dict | None] | None = None
+        self.fcv = version.fcv
+        self.fresh = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.dbpath, name)
+
+    def open(self) -> None:
+        if not os.path.isdir(self.dbpath):
+            raise StartupError(
+                EXIT_DBPATH_PROBLEM,
+                20557,
+                "DBException in initAndListen, terminating",
+                {
+                    "error": f"NonExistentPath: Data directory {self.dbpath} not found. Create the "
+                    "missing directory or specify another path using (1) the --dbpath command "
+                    "line option, or (2) by adding the 'storage.dbPath' option in the "
+                    "configuration file."
+                },
+            )
+        self._acquire_lock_file()
+        snapshot_seq = self._load_snapshot()
+        self._replay_journal(snapshot_seq)
+        self._journal_fd = os.open(self.path(JOURNAL_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        self._check_fcv()
+
+    def _acquire_lock_file(self) -> None:
+        path = self.path(LOCK_FILE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise StartupError(
+                EXIT_DBPATH_PROBLEM,
+                20557,
+                "DBException in initAndListen, terminating",
+                {
+                    "error": f"DBPathInUse: Unable to lock the lock file: {path} "
+                    f"({os.strerror(exc.errno or 11)}). Another mongod instance is already "
+                    f"running on the {self.dbpath} directory"
+                },
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.fsync(fd)
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Clean shutdown: snapshot, empty journal, empty and unlock mongod.lock."""
+        with self.lock:
+            if self._journal_fd is None:
+                return
+            self.checkpoint()
+            os.close(self._journal_fd)
+            self._journal_fd = None
+            if self._lock_fd is not None:
+                os.ftruncate(self._lock_fd, 0)
+                os.fsync(self._lock_fd)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def sync(self) -> None:
+        """Flush the journal to disk (called periodically, like mongod's journal flusher)."""
+        with self.lock:
+            if self._dirty and self._journal_fd is not None:
+                os.fsync(self._journal_fd)
+                self._dirty = False
+
+    # -- snapshot and journal ------------------------------------------------------------
+
+    def _load_snapshot(self) -> int:
+        path = self.path(SNAPSHOT_FILE)
+        if not os.path.exists(path):
+            self.fresh = not os.path.exists(self.path(JOURNAL_FILE))
+            return 0
+        with open(path, "rb") as handle:
+            data = handle.read()
+        docs = bson.decode_all(data, CODEC)
+        header = docs[0]
+        for ns, meta_doc in header["catalog"].items():
+            self._create(ns, CollectionMeta.from_doc(meta_doc))
+        for record in docs[1:]:
+            self._insert_raw(record["n"], record["d"])
+        self.seq = header["seq"]
+        return header["seq"]
+
+    def _replay_journal(self, after_seq: int) -> None:
+        path = self.path(JOURNAL_FILE)
+        if not os.path.exists(path):
+            return
+        with open(path, "rb") as handle:
+            data = handle.read()
+        pos = 0
+        while pos + 4 <= len(data):
+            (size,) = struct.unpack_from("<i", data, pos)
+            if size < 5 or pos + size > len(data):
+                break
+            try:
+                record = bson.decode(data[pos : pos + size], CODEC)
+            except Exception:
+                break
+            if record["s"] > after_seq:
+                self._apply_to_engine(record["op"])
+                self.seq = record["s"]
+            pos += size
+        if pos < len(data):  # a torn last record from a crash: cut it off
+            with open(path, "r+b") as handle:
+                handle.truncate(pos)
+        self.journal_bytes = pos
+
+    def checkpoint(self) -> None:
+        """Write a snapshot of everything at the current sequence, then start a new journal."""
+        with self.lock:
+            tmp = self.path(SNAPSHOT_FILE + ".tmp")
+            with open(tmp, "wb") as handle:
+                catalog = {ns: meta.to_doc() for ns, meta in self.catalog.items()}
+                header = {"format": SNAPSHOT_FORMAT, "seq": self.seq, "catalog": catalog}
+                handle.write(bson.encode(header, codec_options=CODEC))
+                for ns in self.catalog:
+                    for doc in self.documents(ns):
+                        handle.write(bson.encode({"n": ns, "d": doc}, codec_options=CODEC))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path(SNAPSHOT_FILE))
+            if self._journal_fd is not None:
+                os.ftruncate(self._journal_fd, 0)
+                os.fsync(self._journal_fd)
+            self.journal_bytes = 0
+            dir_fd = os.open(self.dbpath, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def _journal(self, op: dict) -> None:
+        self.seq += 1
+        data = bson.encode({"s": self.seq, "op": op}, codec_options=CODEC)
+        if self._journal_fd is not None:
+            os.write(self._journal_fd, data)
+            self._dirty = True
+        self.journal_bytes += len(data)
+
+    # -- the write path ------------------------------------------------------------------
+
+    def apply(self, op: dict) -> dict | None:
+        """Apply one operation, journal it, and log it to the oplog. Returns the oplog entry."""
+        with self.lock:
+            self._apply_to_engine(op)
+            self._journal(op)
+            entry = None
+            db, coll = split_ns(op["ns"])
+            if self.oplog_hook is not None and db != "local" and coll != "system.profile":
+                entry = self.oplog_hook(op)
+                if entry is not None:
+                    self._apply_to_engine({"op": "i", "ns": OPLOG_NS, "o": entry})
+                    self._journal({"op": "i", "ns": OPLOG_NS, "o": entry})
+            self.changed.notify_all()
+            if self.journal_bytes > JOURNAL_COMPACT_BYTES:
+                self.checkpoint()
+            return entry
+
+    def _apply_to_engine(self, op: dict) -> None:
+        kind, ns = op["op"], op["ns"]
+        if kind == "i":
+            if ns not in self.catalog:
+                self._create(ns, CollectionMeta(op.get("ui") or new_uuid()))
+            self._insert_raw(ns, op["o"])
+        elif kind == "u":
+            self._replace_raw(ns, op["o2"]["_id"], op["o"])
+        elif kind == "d":
+            self.collection(ns).delete_one({"_id": op["o"]["_id"]})
+        elif kind == "c":
+            self._apply_command(split_ns(ns)[0], op["o"], op.get("ui"))
+        elif kind != "n":
+            raise ValueError(f"unknown operation type {kind!r}")
+
+    def _apply_command(self, db: str, o: dict, ui: Binary | None) -> None:
+        name = next(iter(o))
+        if name == "create":
+            options = {k: v for k, v in o.items() if k != "create"}
+            self._create(f"{db}.{o['create']}", CollectionMeta(ui or new_uuid(), options))
+        elif name == "drop":
+            self._drop(f"{db}.{o['drop']}")
+        elif name == "createIndexes":
+            ns = f"{db}.{o['createIndexes']}"
+            spec = {k: v for k, v in o.items() if k != "createIndexes"}
+            self._create_index(ns, spec)
+        elif name == "dropIndexes":
+            ns = f"{db}.{o['dropIndexes']}"
+            self.collection(ns).drop_index(o["index"])
+            meta = self.catalog[ns]
+            meta.indexes = [i for i in meta.indexes if i["name"] != o["index"]]
+        elif name == "renameCollection":
+            self._rename(o["renameCollection"], o["to"], bool(o.get("dropTarget")))
+        elif name == "dropDatabase":
+            for ns in [n for n in self.catalog if split_ns(n)[0] == db]:
+                self._drop(ns)
+        else:
+            raise ValueError(f"unknown command operation {name!r}")
+
+    def _create(self, ns: str, meta: CollectionMeta) -> None:
+        self.catalog[ns] = meta
+        if meta.options.get("capped"):
+            size = meta.options.get("size", 4096)
+            if ns == OPLOG_NS:
+                size = self.oplog_size_bytes
+            self.capped[ns] = CappedCollection(size, meta.options.get("max"))
+        else:
+            db, coll = split_ns(ns)
+            self.engine._store[db].create_collection(coll)
+            for spec in meta.indexes:
+                self._engine_index(ns, spec)
+
+    def _create_index(self, ns: str, spec: dict) -> None:
+        self._engine_index(ns, spec)
+        self.catalog[ns].indexes.append(spec)
+
+    def _engine_index(self, ns: str, spec: dict) -> None:
+        kwargs = {"name": spec["name"]}
+        for option in ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression"):
+            if option in spec:
+                kwargs[option] = spec[option]
+        try:
+            self.collection(ns).create_index(list(spec["key"].items()), **kwargs)
+        except mongomock.DuplicateKeyError as exc:
+            dup = self._find_duplicate(ns, spec)
+            if dup is not None:
+                raise duplicate_key_error(ns, spec, dup) from exc
+            raise CommandError(
+                DUPLICATE_KEY, "E11000 duplicate key error collection: " + ns
+            ) from exc
+
+    def _find_duplicate(self, ns: str, spec: dict) -> dict | None:
+        seen: list = []
+        for doc in self.documents(ns):
+            key = []
+            for path in spec["key"]:
+                try:
+                    key.append(mongomock.helpers.get_value_by_dot(doc, path))
+                except KeyError:
+                    key.append(None)
+            if key in seen:
+                return doc
+            seen.append(key)
+        return None
+
+    def _drop(self, ns: str) -> None:
+        self.catalog.pop(ns, None)
+        if self.capped.pop(ns, None) is None:
+            self.collection(ns).drop()
+
+    def _rename(self, source: str, target: str, drop_target: bool) -> None:
+        if target in self.catalog:
+            self._drop(target)
+        meta = self.catalog.pop(source)
+        docs = self.documents(source)
+        if self.capped.pop(source, None) is None:
+            self.collection(source).drop()
+        self._create(target, CollectionMeta(meta.uuid, meta.options, []))
+        for doc in docs:
+            self._insert_raw(target, doc)
+        for spec in meta.indexes:
+            self._create_index(target, spec)
+
+    def _insert_raw(self, ns: str, doc: dict) -> None:
+        capped = self.capped.get(ns)
+        if capped is not None:
+            capped.insert(doc)
+            return
+        try:
+            self.collection(ns).insert_one(doc)
+        except mongomock.DuplicateKeyError as exc:
+            raise self._duplicate_for(ns, doc) from exc
+
+    def _replace_raw(self, ns: str, _id: object, doc: dict) -> None:
+        try:
+            self.collection(ns).replace_one({"_id": _id}, copy.deepcopy(doc))
+        except mongomock.DuplicateKeyError as exc:
+            raise self._duplicate_for(ns, doc) from exc
+
+    def _duplicate_for(self, ns: str, doc: dict) -> CommandError:
+        """Name the unique index that ``doc`` collides with."""
+        coll = self.collection(ns)
+        specs = [{"key": {"_id": 1}, "name": "_id_"}] + [
+            s for s in self.catalog[ns].indexes if s.get("unique")
+        ]
+        for spec in specs:
+            query = {}
+            for path in spec["key"]:
+                try:
+                    query[path] = mongomock.helpers.get_value_by_dot(doc, path)
+                except KeyError:
+                    query[path] = None
+            others = [d for d in coll.find(query, {"_id": 1}) if d["_id"] != doc.get("_id")]
+            if others or (spec["name"] == "_id_" and coll.count_documents(query) > 0):
+                return duplicate_key_error(ns, spec, doc)
+        return CommandError(DUPLICATE_KEY, f"E11000 duplicate key error collection: {ns}")
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def collection(self, ns: str) -> mongomock.Collection:
+        db, coll = split_ns(ns)
+        return self.engine[db][coll]
+
+    def exists(self, ns: str) -> bool:
+        return ns in self.catalog
+
+    def documents(self, ns: str) -> list[dict]:
+        capped = self.capped.get(ns)
+        if capped is not None:
+            return capped.documents()
+        return list(self.collection(ns).find({}))
+
+    def count(self, ns: str) -> int:
+        capped = self.capped.get(ns)
+        if capped is not None:
+            return len(capped)
+        if ns not in self.catalog:
+            return 0
+        return len(self.collection(ns)._store)
+
+    def databases(self) -> list[str]:
+        return sorted({split_ns(ns)[0] for ns in self.catalog})
+
+    def collections(self, db: str) -> list[str]:
+        return sorted(split_ns(ns)[1] for ns in self.catalog if split_ns(ns)[0] == db)
+
+    def data_size(self, ns: str) -> int:
+        return sum(len(bson.encode(d, codec_options=CODEC)) for d in self.documents(ns))
+
+    def index_specs(self, ns: str) -> list[dict]:
+        """All indexes of ``ns`` as listIndexes shows them (``_id_`` first)."""
+        if ns == OPLOG_NS or ns.endswith(".system.profile"):
+            return []
+        return [{"v": 2, "key": {"_id": 1}, "name": "_id_"}] + [
+            {"v": 2, **spec} for spec in self.catalog[ns].indexes
+        ]
+
+    # -- helpers for commands (all through apply) ------------------------------------------
+
+    def ensure_collection(self, ns: str) -> None:
+        """Implicit collection creation, logged as a create operation like mongod does."""
+        if ns not in self.catalog:
+            db, coll = split_ns(ns)
+            self.apply({"op": "c", "ns": f"{db}.$cmd", "ui": new_uuid(), "o": {"create": coll}})
+
+    def insert(self, ns: str, doc: dict) -> None:
+        self.ensure_collection(ns)
+        self.apply({"op": "i", "ns": ns, "ui": self.catalog[ns].uuid, "o": doc})
+
+    def replace(self, ns: str, _id: object, doc: dict) -> None:
+        self.apply({"op": "u", "ns": ns, "ui": self.catalog[ns].uuid, "o2": {"_id": _id}, "o": doc})
+
+    def delete(self, ns: str, _id: object) -> None:
+        self.apply({"op": "d", "ns": ns, "ui": self.catalog[ns].uuid, "o": {"_id": _id}})
+
+    def command_op(self, db: str, o: dict, ns: str | None = None) -> None:
+        op: dict = {"op": "c", "ns": f"{db}.$cmd", "o": o}
+        if ns is not None and ns in self.catalog:
+            op["ui"] = self.catalog[ns].uuid
+        self.apply(op)
+
+    def create_collection(self, ns: str, options: dict) -> None:
+        if ns in self.catalog:
+            raise CommandError(NAMESPACE_EXISTS, f"Collection {ns} already exists.")
+        db, coll = split_ns(ns)
+        self.apply(
+            {"op": "c", "ns": f"{db}.$cmd", "ui": new_uuid(), "o": {"create": coll, **options}}
+        )
+
+    def require(self, ns: str) -> CollectionMeta:
+        meta = self.catalog.get(ns)
+        if meta is None:
+            raise CommandError(NAMESPACE_NOT_FOUND, f"ns does not exist: {ns}")
+        return meta
+
+    # -- feature compatibility version ---------------------------------------------------
+
+    def _check_fcv(self) -> None:
+        ns = "admin.system.version"
+        doc = None
+        if ns in self.catalog:
+            doc = self.collection(ns).find_one({"_id": FCV_ID})
+        if doc is None:
+            self.insert(ns, {"_id": FCV_ID, "version": self.version.fcv})
+            self.fcv = self.version.fcv
+            return
+        fcv = doc.get("version")
+        if fcv not in self.version.startable_fcvs:
+            raise StartupError(
+                EXIT_NEED_UPGRADE,
+                20573,
+                "Wrong mongod version",
+                {"error": fcv_startup_error(self.version, doc)},
+            )
+        self.fcv = fcv
+
+    def set_fcv(self, fcv: str) -> None:
+        self.replace("admin.system.version", FCV_ID, {"_id": FCV_ID, "version": fcv})
+        self.fcv = fcv
+
+
+def fcv_startup_error(version: Version, doc: dict) -> str:
+    """mongod's "UPGRADE PROBLEM" text for an FCV document this binary cannot run."""
+    lts = version.last_lts
+    compat = (
+        f"https://docs.mongodb.com/master/release-notes/{lts}-compatibility/#feature-compatibility"
+    )
+    expected = " or ".join(f"'{v}'" for v in version.startable_fcvs)
+    shown = ", ".join(f"{k}: {_shell_repr(v)}" for k, v in doc.items())
+    return (
+        "UPGRADE PROBLEM: Found an invalid featureCompatibilityVersion document (ERROR: "
+        "Location4926900: Invalid featureCompatibilityVersion document in admin.system.version: "
+        f"{{ {shown} }}. See {compat}. :: caused by :: Invalid feature compatibility version "
+        f"value '{doc.get('version')}'; expected {expected}. See {compat}.). If the current "
+        f"featureCompatibilityVersion is below {lts}, see the documentation on upgrading at "
+        f"https://docs.mongodb.com/master/release-notes/{lts}/#upgrade-procedures."
+    )
