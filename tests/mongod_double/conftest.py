@@ -78,10 +78,14 @@ class Launcher:
             return ["/usr/bin/python3", "-I", "-S", executable]
         return [sys.executable, "-I", "-S", executable]
 
-    def env(self, version: str | None) -> dict:
+    free_port = staticmethod(free_port)
+
+    def env(self, version: str | None, program: str | None = None) -> dict:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(HERE)}
         if version:
             env["MONGOD_DOUBLE_VERSION"] = version
+        if program:
+            env["MONGOD_DOUBLE_PROGRAM"] = program
         return env
 
     def run(
@@ -89,12 +93,13 @@ class Launcher:
         *args: str,
         version: str | None = None,
         executable: str | None = None,
+        program: str | None = None,
         timeout: float = 20,
     ) -> subprocess.CompletedProcess:
         """Run to completion (--version, bad options, --fork parent)."""
         return subprocess.run(
             [*self.command(executable), *args],
-            env=self.env(version),
+            env=self.env(version, program),
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -58,7 +58,9 @@ class ReplicationCoordinator:
         if docs:
             self.config = docs[0]
             self.storage.oplog_hook = self.oplog_entry
-            if self.me_in_config(self.config) and len(self.config["members"]) == 1:
+            if not self.me_in_config(self.config):
+                self.state = REMOVED
+            elif len(self.config["members"]) == 1:
                 self.become_primary()
 
     def me(self) -> str:
@@ -140,7 +142,7 @@ class ReplicationCoordinator:
         if not self.role.is_replicated:
             fields["isWritablePrimary"] = True
             return fields
-        if self.config is None:
+        if self.config is None or self.state == REMOVED:
             fields.update(
                 isWritablePrimary=False,
                 secondary=False,

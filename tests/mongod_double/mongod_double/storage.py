@@ -28,6 +28,7 @@ from bson.binary import Binary, UuidRepresentation
 from bson.codec_options import CodecOptions
 from bson.objectid import ObjectId
 
+from mongod_double import engine
 from mongod_double.capped import CappedCollection
 from mongod_double.errors import (
     DUPLICATE_KEY,
@@ -109,7 +110,7 @@ class Storage:
         self.oplog_size_bytes = oplog_size_bytes
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
-        self.engine = mongomock.MongoClient()
+        self.engine = engine.MongoClient()
         self.catalog: dict[str, CollectionMeta] = {}
         self.capped: dict[str, CappedCollection] = {}
         self.seq = 0

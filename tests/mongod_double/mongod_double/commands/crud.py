@@ -49,6 +49,13 @@ def _nonnegative(inv: Invocation, field: str) -> int:
     return int(value)
 
 
+def _id_first(doc: dict) -> dict:
+    """MongoDB puts _id first in projected and aggregated documents; mongomock may not."""
+    if "_id" in doc and next(iter(doc)) != "_id":
+        return {"_id": doc.pop("_id"), **doc}
+    return doc
+
+
 def _cursor_reply(ns: str, batch: list[dict], cursor_id: int, first: bool) -> dict:
     key = "firstBatch" if first else "nextBatch"
     return {"cursor": {key: batch, "id": Int64(cursor_id), "ns": ns}}
@@ -146,6 +153,8 @@ def find(inv: Invocation) -> dict:
                     query, projection, skip=skip, limit=limit, sort=list(sort.items()) or None
                 )
             )
+            if projection:
+                docs = [_id_first(d) for d in docs]
     return open_cursor(inv, ns, docs, batch_size, bool(body.get("singleBatch")))
 
 
@@ -624,7 +633,7 @@ def aggregate(inv: Invocation) -> dict:
             results = list(source.aggregate(pipeline))
         else:
             results = list(storage.collection(ns).aggregate(pipeline))
-        results = [{"_id": d.pop("_id"), **d} if "_id" in d else d for d in results]
+        results = [_id_first(d) for d in results]
         if out_stage is not None:
             _write_out(inv, out_stage, results)
             results = []
