@@ -82,6 +82,18 @@ is_primary:
   description: Whether the server connected to is the primary.
   returned: when C(topology) is gathered
   type: bool
+member_state:
+  description:
+    - The server's own state as C(hello) tells it without authentication, V(PRIMARY),
+      V(SECONDARY), V(ARBITER), V(STANDALONE), V(MONGOS), V(UNINITIATED) (replica set member
+      waiting for replSetInitiate) or V(OTHER) (starting up, recovering, removed...).
+  returned: when C(topology) is gathered
+  type: str
+  sample: SECONDARY
+healthy:
+  description: Whether the server serves in its role, that is RV(member_state) is not V(OTHER).
+  returned: when C(topology) is gathered
+  type: bool
 members:
   description: Replica set members with their configuration and state.
   returned: when C(members) is gathered on a replica set member
@@ -160,6 +172,21 @@ def topology_of(hello: dict) -> str:
     return "standalone"
 
 
+def member_state(hello: dict) -> str:
+    """The server's own state from hello alone (no authentication needed)."""
+    if hello.get("msg") == "isdbgrid":
+        return "MONGOS"
+    if hello.get("isWritablePrimary"):
+        return "PRIMARY" if hello.get("setName") else "STANDALONE"
+    if hello.get("secondary"):
+        return "SECONDARY"
+    if hello.get("arbiterOnly"):
+        return "ARBITER"
+    if hello.get("isreplicaset") and not hello.get("setName"):
+        return "UNINITIATED"
+    return "OTHER"
+
+
 def public_user(user: dict) -> dict:
     keep = ("user", "db", "roles", "mechanisms", "customData")
     return to_plain({k: user[k] for k in keep if k in user})
@@ -189,7 +216,13 @@ def gather(conn, sections: list[str]) -> dict:
                 ),
             )
     if "topology" in sections:
-        result.update(topology=topology, is_primary=bool(hello.get("isWritablePrimary")))
+        state = member_state(hello)
+        result.update(
+            topology=topology,
+            is_primary=bool(hello.get("isWritablePrimary")),
+            member_state=state,
+            healthy=state != "OTHER",
+        )
         if hello.get("setName"):
             result["replica_set"] = hello["setName"]
         if hello.get("primary"):

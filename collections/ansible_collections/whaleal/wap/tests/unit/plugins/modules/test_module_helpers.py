@@ -69,3 +69,12 @@ def test_users_never_carry_credentials():
         "mechanisms": ["SCRAM-SHA-256"],
     }
     assert "credentials" not in mongodb_info.public_user(user)
+
+
+def test_member_state_from_hello():
+    assert mongodb_info.member_state({"isWritablePrimary": True, "setName": "rs0"}) == "PRIMARY"
+    assert mongodb_info.member_state({"secondary": True, "setName": "rs0"}) == "SECONDARY"
+    assert mongodb_info.member_state({"arbiterOnly": True, "setName": "rs0"}) == "ARBITER"
+    assert mongodb_info.member_state({"isreplicaset": True}) == "UNINITIATED"
+    assert mongodb_info.member_state({"setName": "rs0", "isWritablePrimary": False}) == "OTHER"
+    assert mongodb_info.member_state({"isWritablePrimary": True}) == "STANDALONE"
