@@ -1,0 +1,159 @@
+"""Fixtures for the webui tests: real redis-server, store server(s), workers and web servers."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.webui.helpers import PLAYBOOKS, Api, Proc, env_for, free_port, wait_for
+from webui import create_app
+from webui.config import Settings, load_settings
+from webui.embedded import _redis_ready, _store_ready, redis_server_binary
+from webui.store import Store
+
+# The store's tests run against every server listed here; the mongod double joins with one line.
+STORE_SERVERS = ["nx-27017"]
+
+
+def _start_store(kind: str, data: Path, port: int) -> list[str]:
+    if kind == "nx-27017":
+        return [
+            sys.executable, "-m", "webui.store.embedded_server", "--host", "127.0.0.1",
+            "--port", str(port), "--data-dir", str(data), "--log-file", str(data / "nx.log"),
+            "--pid-file", str(data / "nx.pid"),
+        ]  # fmt: skip
+    raise ValueError(kind)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    argv = [
+        str(redis_server_binary()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
+        "--save", "", "--appendonly", "no",
+    ]  # fmt: skip
+    proc = Proc(argv, data / "redis.log")
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_for(_redis_ready(url), what="redis-server")
+        yield url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session", params=STORE_SERVERS)
+def store_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    data = tmp_path_factory.mktemp(f"store-{request.param}")
+    port = free_port()
+    proc = Proc(_start_store(request.param, data, port), data / "server.log")
+    base = f"mongodb://127.0.0.1:{port}"
+    try:
+        wait_for(_store_ready(base + "/ping"), what=f"store server {request.param}")
+        yield base
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, store_server: str, redis_url: str) -> Settings:
+    """Settings of one test: its own database, queue, data dir and job dir."""
+    name = uuid.uuid4().hex[:10]
+    env = {
+        "WAP_DATA_DIR": str(tmp_path / "data"),
+        "WAP_BIND": f"127.0.0.1:{free_port()}",
+        "WAP_MONGODB_URI": f"{store_server}/wap_{name}",
+        "WAP_REDIS_URL": redis_url,
+        "WAP_PLAYBOOKS_DIR": str(PLAYBOOKS),
+        "WAP_RUNTIME_DIR": str(tmp_path / "run"),
+        "WAP_QUEUE": f"wap-test-{name}",
+        "WAP_JOB_TIMEOUT": "120",
+        "WAP_HEARTBEAT_INTERVAL": "0.5",
+        "WAP_LOST_AFTER": "3",
+    }
+    return load_settings(env)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    store = Store(settings.mongodb_uri or "")
+    store.migrate()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    app = create_app({"WAP_SETTINGS": settings, "TESTING": True})
+    yield app
+    app.extensions["wap.store"].close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path, processes: list[Proc]) -> Callable[[], Proc]:
+    def start() -> Proc:
+        log = tmp_path / f"worker-{len(processes)}.log"
+        proc = Proc([sys.executable, "-m", "webui.cli", "worker"], log, env_for(settings))
+        processes.append(proc)
+        return proc
+
+    return start
+
+
+@pytest.fixture
+def start_web(settings: Settings, tmp_path: Path, processes: list[Proc]) -> Callable[[], str]:
+    """Start `wap web` on the test's port (again after a stop: same port, same data)."""
+
+    def start() -> str:
+        log = tmp_path / f"web-{len(processes)}.log"
+        proc = Proc([sys.executable, "-m", "webui.cli", "web"], log, env_for(settings))
+        processes.append(proc)
+        base = f"http://{settings.bind}"
+
+        def up() -> bool:
+            import requests
+
+            assert proc.alive(), proc.output()
+            try:
+                return requests.get(base + "/healthz", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_for(up, timeout=30, what="wap web")
+        return base
+
+    return start
+
+
+@pytest.fixture
+def web(start_web: Callable[[], str]) -> str:
+    return start_web()
+
+
+@pytest.fixture
+def admin_api(web: str) -> Api:
+    api = Api(web)
+    assert api.setup().ok
+    api.use_token("admin-tests")
+    return api

@@ -1,0 +1,107 @@
+"""`wap up`, `wap web`, `wap worker`: the platform's commands (registered in wap.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from wap.cli import UserError
+
+
+def _settings() -> object:
+    from webui.config import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _up(args: argparse.Namespace) -> int:
+    from webui.embedded import EmbeddedError, run_platform
+
+    try:
+        return run_platform(_settings(), workers=args.workers)  # type: ignore[arg-type]
+    except EmbeddedError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _web(args: argparse.Namespace) -> int:
+    from webui.config import SettingsError, require_services
+    from webui.store import StoreUnavailable
+
+    settings = _settings()
+    try:
+        require_services(settings)  # type: ignore[arg-type]
+        from webui import create_app
+        from webui.extensions import socketio
+        from webui.jobs.reaper import start_reaper
+
+        app = create_app({"WAP_SETTINGS": settings})
+    except (SettingsError, StoreUnavailable) as exc:
+        raise UserError(str(exc)) from None
+    start_reaper(settings)  # type: ignore[arg-type]
+    logging.basicConfig(level=logging.WARNING)
+    print(f"WAP web server on http://{settings.bind}/", flush=True)  # type: ignore[attr-defined]
+    socketio.run(
+        app,
+        host=settings.host,  # type: ignore[attr-defined]
+        port=settings.port,  # type: ignore[attr-defined]
+        allow_unsafe_werkzeug=True,
+        log_output=False,
+        use_reloader=False,
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from webui.config import SettingsError, require_services
+    from webui.jobs.worker import run_worker
+    from webui.store import StoreUnavailable
+
+    settings = _settings()
+    try:
+        require_services(settings)  # type: ignore[arg-type]
+        logging.basicConfig(level=logging.WARNING)
+        return 0 if run_worker(settings, burst=args.burst) else 1  # type: ignore[arg-type]
+    except (SettingsError, StoreUnavailable) as exc:
+        raise UserError(str(exc)) from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    up = subparsers.add_parser(
+        "up",
+        help="start the whole platform on this machine (store, Redis, workers, web server)",
+        description="Start the platform. Without WAP_MONGODB_URI / WAP_REDIS_URL it runs the "
+        "embedded store and Redis with their data in WAP_DATA_DIR. Ctrl-C stops everything.",
+    )
+    up.add_argument(
+        "--workers", type=int, default=None, help="RQ worker processes (default WAP_WORKERS or 2)"
+    )
+    up.set_defaults(handler=_up)
+    web = subparsers.add_parser("web", help="run the web server (console, API, Socket.IO) alone")
+    web.set_defaults(handler=_web)
+    worker = subparsers.add_parser("worker", help="run one RQ worker for jobs")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.set_defaults(handler=_worker)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m webui.cli up|web|worker`: the same commands without the rest of `wap`
+    (how `wap up` starts its children)."""
+    import sys
+
+    parser = argparse.ArgumentParser(prog="wap")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as exc:
+        print(f"wap {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""Settings of the platform, read from `WAP_*` environment variables in this one module.
+
+Every process (web server, worker, `wap up`) builds the same `Settings` from its environment; the
+secret key and the credential key are generated once and kept in the data dir when not given, so a
+second start on the same data dir finds the same keys (and can decrypt the stored credentials).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BIND = "127.0.0.1:8080"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names it and says what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str
+    port: int
+    mongodb_uri: str | None
+    redis_url: str | None
+    secret_key: str
+    credential_key: str
+    playbooks_dir: Path
+    ansible_config: Path | None
+    runtime_dir: Path
+    queue_name: str = "wap-jobs"
+    job_timeout: int = 4 * 3600
+    heartbeat_interval: float = 5.0
+    lost_after: float = 30.0
+    secure_cookies: bool = False
+    workers: int = 2
+
+    @property
+    def bind(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/wap")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wap"
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"WAP_BIND={value!r} is not host:port (expected e.g. {DEFAULT_BIND})")
+    return host.strip("[]"), int(port)
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind: type = float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def _keep_secret(path: Path, make: str) -> str:
+    """Read the secret kept at `path`, creating it (mode 0600) with `make` when absent."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(make + "\n")
+    return make
+
+
+def _runtime_dir(env: Mapping[str, str], data_dir: Path) -> Path:
+    """Where job dirs live: RAM (/dev/shm) when there is one, so nothing of a job touches a disk."""
+    if env.get("WAP_RUNTIME_DIR"):
+        return Path(env["WAP_RUNTIME_DIR"])
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return shm / f"wap-{os.geteuid()}"
+    return data_dir / "run"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("WAP_DATA_DIR") or default_data_dir()).expanduser().resolve()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"WAP_DATA_DIR {data_dir} cannot be created: {exc.strerror}") from None
+    host, port = parse_bind(env.get("WAP_BIND") or DEFAULT_BIND)
+    secret_key = env.get("WAP_SECRET_KEY") or _keep_secret(
+        data_dir / "secret_key", secrets.token_urlsafe(48)
+    )
+    credential_key = env.get("WAP_CREDENTIAL_KEY") or _keep_secret(
+        data_dir / "credential_key", base64.urlsafe_b64encode(os.urandom(32)).decode()
+    )
+    ansible_cfg = env.get("WAP_ANSIBLE_CONFIG") or str(REPO_ROOT / "ansible.cfg")
+    return Settings(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        mongodb_uri=env.get("WAP_MONGODB_URI") or None,
+        redis_url=env.get("WAP_REDIS_URL") or None,
+        secret_key=secret_key,
+        credential_key=credential_key,
+        playbooks_dir=Path(env.get("WAP_PLAYBOOKS_DIR") or REPO_ROOT / "playbooks").resolve(),
+        ansible_config=Path(ansible_cfg) if Path(ansible_cfg).is_file() else None,
+        runtime_dir=_runtime_dir(env, data_dir),
+        queue_name=env.get("WAP_QUEUE") or "wap-jobs",
+        job_timeout=int(_number(env, "WAP_JOB_TIMEOUT", 4 * 3600, int)),
+        heartbeat_interval=_number(env, "WAP_HEARTBEAT_INTERVAL", 5.0),
+        lost_after=_number(env, "WAP_LOST_AFTER", 30.0),
+        secure_cookies=env.get("WAP_SECURE_COOKIES", "").lower() in ("1", "true", "yes"),
+        workers=int(_number(env, "WAP_WORKERS", 2, int)),
+    )
+
+
+def require_services(settings: Settings) -> None:
+    """Refuse to start a web server or worker that has no store or Redis to talk to."""
+    missing = [
+        name
+        for name, value in (
+            ("WAP_MONGODB_URI", settings.mongodb_uri),
+            ("WAP_REDIS_URL", settings.redis_url),
+        )
+        if not value
+    ]
+    if missing:
+        raise SettingsError(
+            f"{' and '.join(missing)} not set: run `wap up` to start the embedded store and Redis, "
+            "or set them to your MongoDB replica set and Redis server"
+        )

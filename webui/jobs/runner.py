@@ -1,0 +1,219 @@
+"""One running job: ansible-runner's callbacks, as AWX's RunnerCallback holds them.
+
+- `event_handler` stores the trimmed event with its counter first, then publishes it; it returns
+  False so that ansible-runner writes no event file of its own.
+- `cancel_callback` reads a flag set by the heartbeat (cooperative cancel: ansible-runner stops
+  ansible-playbook itself, nothing is orphaned).
+- `status_handler` forwards only the status name: the `starting` payload holds the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+import psutil
+from pymongo.errors import DuplicateKeyError
+
+from webui.config import Settings
+from webui.jobs.events import Redactor, trim
+from webui.jobs.publish import Publisher
+from webui.services import credentials
+from webui.store import Store, now
+
+log = logging.getLogger(__name__)
+
+RUNNER_STATUS = {
+    "successful": "successful",
+    "failed": "failed",
+    "canceled": "canceled",
+    "timeout": "failed",
+}
+
+
+def inventory_for(hosts: list[dict[str, Any]]) -> dict[str, Any]:
+    entries = {}
+    for host in hosts:
+        entry: dict[str, Any] = {"ansible_host": host["address"], "ansible_user": host["user"]}
+        if host["connection"] == "local":
+            entry["ansible_connection"] = "local"
+            entry["ansible_python_interpreter"] = sys.executable
+        else:
+            entry["ansible_port"] = host["port"]
+        entries[host["name"]] = entry
+    return {"all": {"hosts": entries}}
+
+
+def secret_environment(
+    revealed: list[dict[str, Any]],
+) -> tuple[dict[str, str], str | None, list[str]]:
+    """Environment variables, SSH key and the secret values to mask, from decrypted credentials."""
+    env: dict[str, str] = {}
+    ssh_key = None
+    values: list[str] = []
+    for cred in revealed:
+        if cred["kind"] == "aws":
+            env["AWS_ACCESS_KEY_ID"] = cred["access_key_id"]
+            env["AWS_SECRET_ACCESS_KEY"] = cred["secret_access_key"]
+            values += [cred["access_key_id"], cred["secret_access_key"]]
+        elif cred["kind"] == "mongodb":
+            env["WAP_MONGODB_USERNAME"] = cred["username"]
+            env["WAP_MONGODB_PASSWORD"] = cred["password"]
+            values.append(cred["password"])
+        elif cred["kind"] == "ssh_key":
+            ssh_key = cred["private_key"]
+            values.append(cred["private_key"])
+    return env, ssh_key, values
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Orphans of the run (ansible-core's task workers detach with setsid and outlive a SIGKILL of
+    ansible-playbook's process group) become our children instead of init's, so we can end them."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def end_leftovers(grace: float = 3.0) -> int:
+    """Terminate whatever the run left behind (all our child processes); return how many."""
+    leftovers = psutil.Process().children(recursive=True)
+    for proc in leftovers:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(leftovers, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=grace)
+    return len(leftovers)
+
+
+class JobRun:
+    def __init__(
+        self, store: Store, publisher: Publisher, settings: Settings, job: dict[str, Any]
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.settings = settings
+        self.job = job
+        self.job_id: str = job["_id"]
+        self.last_counter = int(job.get("last_counter") or 0)
+        self.cancel_requested = threading.Event()
+        self.redact = Redactor([])
+        self.private_dir: Path | None = None
+
+    # ansible-runner callbacks -------------------------------------------------------------------
+    def event_handler(self, event: dict[str, Any]) -> bool:
+        doc = trim(self.job_id, event, self.redact)
+        # a duplicate is an event stored already: publishing it again is harmless, clients dedupe
+        with contextlib.suppress(DuplicateKeyError):
+            self.store.job_events.insert_one(dict(doc))
+        self.last_counter = max(self.last_counter, doc["counter"])
+        self.publisher.event(self.job_id, doc)
+        return False
+
+    def cancel_callback(self) -> bool:
+        return self.cancel_requested.is_set()
+
+    def status_handler(self, data: dict[str, Any], runner_config: Any) -> None:
+        status = data.get("status")
+        if status == "running" and runner_config is not None:
+            # ansible-runner has just written the whole environment to artifacts/<ident>/command
+            Path(runner_config.artifact_dir, "command").unlink(missing_ok=True)
+        log.debug("job %s: runner %s", self.job_id, status)
+
+    # the run --------------------------------------------------------------------------------------
+    def execute(self) -> tuple[str, str, int | None, dict[str, Any] | None]:
+        """Run the playbook; return (status, reason, rc, stats)."""
+        hosts = list(self.store.hosts.find({"_id": {"$in": self.job["host_ids"]}}))
+        revealed = [
+            credentials.reveal(self.store, self.settings.credential_key, c)
+            for c in self.job["credential_ids"]
+        ]
+        secret_env, ssh_key, secret_values = secret_environment(revealed)
+        self.redact = Redactor(secret_values)
+        self.settings.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.private_dir = Path(
+            tempfile.mkdtemp(prefix=f"job-{self.job_id}-", dir=self.settings.runtime_dir)
+        )
+        os.chmod(self.private_dir, 0o700)
+        env = {
+            "PATH": os.pathsep.join(
+                (str(Path(sys.executable).parent), os.environ.get("PATH", "/bin"))
+            ),
+            "ANSIBLE_FORCE_COLOR": "1",
+            "ANSIBLE_NOCOLOR": "0",
+            **secret_env,
+        }
+        if self.settings.ansible_config:
+            env["ANSIBLE_CONFIG"] = str(self.settings.ansible_config)
+        # No stdout file (it would hold unmasked output); as a file, because ansible-runner 2.4
+        # drops a `settings=` dict when env/settings is absent. Nothing secret in it.
+        (self.private_dir / "env").mkdir(mode=0o700)
+        (self.private_dir / "env" / "settings").write_text(
+            json.dumps({"suppress_output_file": True})
+        )
+        become_subreaper()
+        try:
+            runner = ansible_runner.run(
+                private_data_dir=str(self.private_dir),
+                project_dir=str(self.settings.playbooks_dir),
+                playbook=self.job["playbook"],
+                inventory=inventory_for(hosts),
+                extravars=self.job.get("extra_vars") or None,
+                envvars=env,
+                ssh_key=ssh_key,
+                suppress_env_files=True,
+                ident="run",
+                quiet=True,
+                timeout=self.settings.job_timeout,
+                event_handler=self.event_handler,
+                cancel_callback=self.cancel_callback,
+                status_handler=self.status_handler,
+            )
+        finally:
+            left = end_leftovers()
+            if left:
+                log.warning("job %s: ended %d process(es) the run left behind", self.job_id, left)
+            shutil.rmtree(self.private_dir, ignore_errors=True)
+        stats = self._recap()
+        status = RUNNER_STATUS.get(runner.status, "failed")
+        if runner.status == "timeout":
+            reason = f"timed out after {self.settings.job_timeout} s (WAP_JOB_TIMEOUT)"
+        elif runner.status == "canceled":
+            job = self.store.jobs.find_one({"_id": self.job_id}) or {}
+            reason = job.get("cancel_reason") or f"canceled by {job.get('cancel_by') or 'request'}"
+        elif status == "failed":
+            reason = f"ansible-playbook exited with rc {runner.rc}"
+        else:
+            reason = ""
+        return status, reason, runner.rc, stats
+
+    def _recap(self) -> dict[str, Any] | None:
+        doc = self.store.job_events.find_one({"job_id": self.job_id, "event": "playbook_on_stats"})
+        return doc.get("stats") if doc else None
+
+
+def finish(
+    store: Store, publisher: Publisher, job_id: str, status: str, reason: str, **extra: Any
+) -> None:
+    """Record a job's end (unless it already ended otherwise) and tell the browsers."""
+    job = store.jobs.find_one_and_update(
+        {"_id": job_id, "status": {"$in": ["queued", "running", "lost"]}},
+        {"$set": {"status": status, "reason": reason, "finished_at": now(), **extra}},
+        return_document=True,
+    )
+    if job:
+        publisher.status(job_id, job)

@@ -1,0 +1,178 @@
+"""Who is asking: session cookies and API tokens, the first-start gate, and CSRF on forms.
+
+CSRF is a per-session token checked on every unsafe request that is authenticated by the cookie
+(form field `csrf_token` or header `X-CSRF-Token`); requests with an API token carry no ambient
+credential and need none. Flask-WTF's CSRFProtect can only exempt whole views or blueprints, not
+"authenticated by a bearer token", so this small check is written here instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, abort, current_app, g, jsonify, redirect, request, session, url_for
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wrappers import Response
+
+from webui.config import Settings
+from webui.services import accounts
+from webui.services.audit import Actor
+from webui.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+OPEN_ENDPOINTS = ("static", "auth.setup", "auth.health", "api-docs.openapi_json")
+
+
+def get_store() -> Store:
+    return current_app.extensions["wap.store"]
+
+
+def get_settings() -> Settings:
+    return current_app.extensions["wap.settings"]
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def actor_for(user: dict[str, Any], source: str) -> Actor:
+    return Actor(user_id=user["_id"], username=user["username"], role=user["role"], source=source)
+
+
+def current_actor() -> Actor:
+    actor = g.get("actor")
+    if actor is None:
+        abort(401)
+    return actor
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def login(user: dict[str, Any]) -> None:
+    """A brand-new session (id and CSRF token) at every login."""
+    session.clear()
+    session["sid"] = accounts.start_session(get_store(), user, client_address())
+    session["csrf"] = secrets.token_urlsafe(32)
+
+
+def logout() -> None:
+    if session.get("sid"):
+        accounts.end_session(get_store(), session["sid"])
+    session.clear()
+
+
+def _is_api() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _api_error(status: int, message: str) -> Response:
+    response = jsonify(
+        {"code": status, "status": HTTP_STATUS_CODES.get(status, ""), "message": message}
+    )
+    response.status_code = status
+    return response
+
+
+def _identify() -> None:
+    store = get_store()
+    g.user, g.actor, g.via_token = None, None, False
+    header = request.headers.get("Authorization", "")
+    if _is_api() and header.lower().startswith("bearer "):
+        user = accounts.token_user(store, header[7:].strip())
+        g.via_token = True
+    else:
+        user = accounts.session_user(store, session.get("sid"))
+    if user:
+        g.user = user
+        g.actor = actor_for(user, client_address())
+
+
+def _setup_done() -> bool:
+    if not current_app.extensions.get("wap.setup_done"):
+        current_app.extensions["wap.setup_done"] = accounts.is_set_up(get_store())
+    return current_app.extensions["wap.setup_done"]
+
+
+def _before_request() -> Response | None:
+    if request.endpoint in ("static",):
+        return None
+    if not _setup_done() and request.endpoint not in OPEN_ENDPOINTS:
+        if _is_api():
+            return _api_error(
+                503, "WAP is not set up yet: open /setup in a browser to create the first admin"
+            )
+        return redirect(url_for("auth.setup"))
+    _identify()
+    if request.method in UNSAFE and not g.via_token:
+        sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
+        expected = session.get("csrf", "")
+        if not expected or not hmac.compare_digest(sent, expected):
+            if _is_api():
+                return _api_error(
+                    403, "missing or stale X-CSRF-Token header (use an API token for scripts)"
+                )
+            return _csrf_failed()
+    return None
+
+
+def _csrf_failed() -> Response:
+    from flask import flash
+
+    flash("The form had expired. Please try again.", "error")
+    return redirect(
+        request.path
+        if request.method != "POST"
+        else (request.referrer or url_for("projects.index"))
+    )
+
+
+def login_required(view: F) -> F:
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if g.get("user") is None:
+            if _is_api():
+                return _api_error(
+                    401, "authentication needed: send 'Authorization: Bearer <token>'"
+                )
+            return redirect(url_for("auth.login", next=request.path))
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def admin_required(view: F) -> F:
+    @functools.wraps(view)
+    @login_required
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if g.user["role"] != "admin":
+            if _is_api():
+                return _api_error(403, "admins only")
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_before_request)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'",
+        )
+        return response

@@ -1,0 +1,202 @@
+"""Users, first-start setup, login sessions and API tokens.
+
+Passwords are hashed with argon2id; session ids and API tokens are random and only their SHA-256
+is stored, so a copy of the store lets nobody log in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from pymongo.errors import DuplicateKeyError
+
+from webui.services import audit
+from webui.services.audit import Actor
+from webui.services.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from webui.store import Store, now
+
+ROLES = ("admin", "user")
+SETUP_DOC_ID = "setup"
+MIN_PASSWORD = 10
+_hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def is_set_up(store: Store) -> bool:
+    return store.meta.find_one({"_id": SETUP_DOC_ID}) is not None
+
+
+def validate_new_user(username: str, password: str, role: str) -> None:
+    fields: dict[str, list[str]] = {}
+    if (
+        not username
+        or len(username) > 64
+        or not username.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    ):
+        fields["username"] = ["1 to 64 letters, digits, '.', '-' or '_'"]
+    if len(password) < MIN_PASSWORD:
+        fields["password"] = [f"at least {MIN_PASSWORD} characters"]
+    if role not in ROLES:
+        fields["role"] = [f"one of {', '.join(ROLES)}"]
+    if fields:
+        raise Invalid("the user cannot be created as given", fields)
+
+
+def _insert_user(store: Store, username: str, password: str, role: str) -> dict[str, Any]:
+    user = {
+        "_id": uuid.uuid4().hex,
+        "username": username,
+        "password_hash": _hasher.hash(password),
+        "role": role,
+        "disabled": False,
+        "created_at": now(),
+    }
+    try:
+        store.users.insert_one(user)
+    except DuplicateKeyError:
+        raise Conflict(
+            f"a user named {username!r} already exists", {"username": ["already taken"]}
+        ) from None
+    return user
+
+
+def setup_first_admin(store: Store, username: str, password: str, source: str) -> dict[str, Any]:
+    """Create the first admin; only ever once (a second caller gets Conflict, even concurrently)."""
+    validate_new_user(username, password, "admin")
+    try:
+        store.meta.insert_one({"_id": SETUP_DOC_ID, "at": now(), "by": username})
+    except DuplicateKeyError:
+        raise Conflict("WAP is already set up: log in instead") from None
+    user = _insert_user(store, username, password, "admin")
+    audit.record(store, Actor(user["_id"], username, "admin", source), "setup.admin", username)
+    return user
+
+
+def create_user(
+    store: Store, actor: Actor, username: str, password: str, role: str
+) -> dict[str, Any]:
+    if not actor.is_admin:
+        raise Forbidden("only admins can create users")
+    validate_new_user(username, password, role)
+    try:
+        user = _insert_user(store, username, password, role)
+    except Conflict:
+        audit.record(store, actor, "user.create", username, "failed", {"reason": "exists"})
+        raise
+    audit.record(store, actor, "user.create", username, detail={"role": role})
+    return user
+
+
+def list_users(store: Store) -> list[dict[str, Any]]:
+    return list(store.users.find({}, {"password_hash": 0}).sort("username", 1))
+
+
+def get_user(store: Store, user_id: str) -> dict[str, Any] | None:
+    return store.users.find_one({"_id": user_id, "disabled": False}, {"password_hash": 0})
+
+
+def set_disabled(store: Store, actor: Actor, user_id: str, disabled: bool) -> None:
+    if not actor.is_admin:
+        raise Forbidden("only admins can disable users")
+    if user_id == actor.user_id:
+        raise Invalid("you cannot disable yourself")
+    user = store.users.find_one_and_update({"_id": user_id}, {"$set": {"disabled": disabled}})
+    if not user:
+        raise NotFound("no such user")
+    if disabled:
+        store.sessions.delete_many({"user_id": user_id})
+        store.tokens.delete_many({"user_id": user_id})
+    audit.record(store, actor, "user.disable" if disabled else "user.enable", user["username"])
+
+
+def authenticate(store: Store, username: str, password: str, source: str) -> dict[str, Any]:
+    """Check a password; every attempt, failed or not, goes to the audit log."""
+    user = store.users.find_one({"username": username})
+    stored_hash = user["password_hash"] if user and not user.get("disabled") else _DUMMY_HASH
+    try:
+        ok = _hasher.verify(stored_hash, password) and user is not None and not user.get("disabled")
+    except (VerificationError, InvalidHashError):
+        ok = False
+    actor = Actor(
+        user["_id"] if user else None, username[:64], user["role"] if user else "", source
+    )
+    if not ok or user is None:
+        audit.record(store, actor, "login", username[:64], "failed")
+        raise Unauthorized("wrong username or password")
+    if _hasher.check_needs_rehash(user["password_hash"]):
+        store.users.update_one(
+            {"_id": user["_id"]}, {"$set": {"password_hash": _hasher.hash(password)}}
+        )
+    audit.record(store, actor, "login", username)
+    return user
+
+
+def start_session(store: Store, user: dict[str, Any], source: str) -> str:
+    """A new session id at every login (never reuse one from before the login)."""
+    session_id = secrets.token_urlsafe(32)
+    store.sessions.insert_one(
+        {"_id": _digest(session_id), "user_id": user["_id"], "created_at": now(), "source": source}
+    )
+    return session_id
+
+
+def end_session(store: Store, session_id: str) -> None:
+    store.sessions.delete_one({"_id": _digest(session_id)})
+
+
+def session_user(store: Store, session_id: str | None) -> dict[str, Any] | None:
+    if not session_id:
+        return None
+    session = store.sessions.find_one({"_id": _digest(session_id)})
+    return get_user(store, session["user_id"]) if session else None
+
+
+def create_token(store: Store, actor: Actor, name: str) -> tuple[str, dict[str, Any]]:
+    """Return the token (shown once) and its record; only the token's SHA-256 is stored."""
+    if not name or len(name) > 100:
+        raise Invalid("the token needs a name", {"name": ["1 to 100 characters"]})
+    token = "wap_" + secrets.token_urlsafe(32)
+    record = {
+        "_id": uuid.uuid4().hex,
+        "user_id": actor.user_id,
+        "name": name,
+        "prefix": token[:8],
+        "token_hash": _digest(token),
+        "created_at": now(),
+        "last_used_at": None,
+    }
+    store.tokens.insert_one(record)
+    audit.record(store, actor, "token.create", name)
+    del record["token_hash"]
+    return token, record
+
+
+def list_tokens(store: Store, user_id: str) -> list[dict[str, Any]]:
+    return list(store.tokens.find({"user_id": user_id}, {"token_hash": 0}).sort("created_at", -1))
+
+
+def revoke_token(store: Store, actor: Actor, token_id: str) -> None:
+    query: dict[str, Any] = {"_id": token_id}
+    if not actor.is_admin:
+        query["user_id"] = actor.user_id
+    token = store.tokens.find_one_and_delete(query)
+    if not token:
+        raise NotFound("no such token")
+    audit.record(store, actor, "token.revoke", token["name"])
+
+
+def token_user(store: Store, token: str) -> dict[str, Any] | None:
+    record = store.tokens.find_one({"token_hash": _digest(token)})
+    if not record:
+        return None
+    store.tokens.update_one({"_id": record["_id"]}, {"$set": {"last_used_at": now()}})
+    return get_user(store, record["user_id"])

@@ -1,0 +1,220 @@
+"""Jobs: a playbook from the playbooks dir, an inventory of project hosts, credentials, variables.
+
+Creating a job stores it as `queued` and enqueues `webui.jobs.tasks.run_job(job_id)` on RQ with an
+explicit timeout and failure TTL; the worker takes the cluster lock (see webui.jobs.locks).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+
+from webui.config import Settings
+from webui.services import audit, projects
+from webui.services.audit import Actor
+from webui.services.errors import Conflict, Invalid, NotFound
+from webui.store import Store, now
+
+STATUSES = ("queued", "running", "successful", "failed", "canceled", "lost")
+FINISHED = ("successful", "failed", "canceled", "lost")
+PLAYBOOK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.ya?ml$")
+EXTRA_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EVENT_PAGE = 1000
+RQ_FAILURE_TTL = 7 * 24 * 3600
+RQ_RESULT_TTL = 24 * 3600
+
+
+def job_room(job_id: str) -> str:
+    return f"job:{job_id}"
+
+
+def list_playbooks(settings: Settings) -> list[str]:
+    if not settings.playbooks_dir.is_dir():
+        return []
+    return sorted(p.name for p in settings.playbooks_dir.iterdir() if PLAYBOOK_RE.match(p.name))
+
+
+def queue(settings: Settings, connection: Redis | None = None) -> Queue:
+    if connection is None:
+        connection = Redis.from_url(settings.redis_url or "")
+    return Queue(settings.queue_name, connection=connection)
+
+
+def validate_request(
+    store: Store, settings: Settings, project_id: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    errors: dict[str, list[str]] = {}
+    playbook = data.get("playbook")
+    if not isinstance(playbook, str) or playbook not in list_playbooks(settings):
+        errors["playbook"] = [
+            f"one of: {', '.join(list_playbooks(settings)) or '(no playbooks found)'}"
+        ]
+    host_ids = data.get("host_ids") or []
+    cluster_id = data.get("cluster_id") or None
+    if cluster_id:
+        cluster = store.clusters.find_one({"_id": cluster_id, "project_id": project_id})
+        if not cluster:
+            errors["cluster_id"] = ["no such cluster in this project"]
+        else:
+            host_ids = host_ids or cluster["host_ids"]
+    if (
+        not isinstance(host_ids, list)
+        or not host_ids
+        or not all(isinstance(h, str) for h in host_ids)
+    ):
+        errors.setdefault("host_ids", ["pick at least one host"])
+    elif store.hosts.count_documents({"project_id": project_id, "_id": {"$in": host_ids}}) != len(
+        set(host_ids)
+    ):
+        errors["host_ids"] = ["unknown host for this project"]
+    credential_ids = data.get("credential_ids") or []
+    if not isinstance(credential_ids, list) or not all(isinstance(c, str) for c in credential_ids):
+        errors["credential_ids"] = ["a list of credential ids"]
+    else:
+        found = list(
+            store.credentials.find({"project_id": project_id, "_id": {"$in": credential_ids}})
+        )
+        kinds = [c["kind"] for c in found]
+        if len(found) != len(set(credential_ids)):
+            errors["credential_ids"] = ["unknown credential for this project"]
+        elif any(kinds.count(k) > 1 for k in kinds):
+            errors["credential_ids"] = ["at most one credential of each kind"]
+    extra_vars = data.get("extra_vars") or {}
+    if not isinstance(extra_vars, dict) or not all(EXTRA_VAR_RE.match(str(k)) for k in extra_vars):
+        errors["extra_vars"] = ["an object whose keys are Ansible variable names"]
+    if errors:
+        raise Invalid("the job cannot be started as given", errors)
+    return {
+        "playbook": playbook,
+        "host_ids": list(dict.fromkeys(host_ids)),
+        "credential_ids": list(dict.fromkeys(credential_ids)),
+        "extra_vars": extra_vars,
+        "cluster_id": cluster_id,
+    }
+
+
+def create_job(
+    store: Store,
+    settings: Settings,
+    actor: Actor,
+    project_id: str,
+    data: dict[str, Any],
+    *,
+    rq: Queue | None = None,
+) -> dict[str, Any]:
+    project = projects.require(store, actor, project_id, "operator")
+    request = validate_request(store, settings, project_id, data)
+    job = {
+        "_id": uuid.uuid4().hex,
+        "project_id": project_id,
+        **request,
+        "status": "queued",
+        "reason": "",
+        "created_by": actor.username,
+        "created_at": now(),
+        "started_at": None,
+        "finished_at": None,
+        "heartbeat_at": None,
+        "worker": None,
+        "cancel_requested": False,
+        "last_counter": 0,
+        "stats": None,
+        "rc": None,
+    }
+    store.jobs.insert_one(job)
+    rq = rq or queue(settings)
+    rq.enqueue(
+        "webui.jobs.tasks.run_job",
+        job["_id"],
+        job_id=job["_id"],
+        job_timeout=settings.job_timeout + 60,
+        failure_ttl=RQ_FAILURE_TTL,
+        result_ttl=RQ_RESULT_TTL,
+        description=f"{project['name']}: {request['playbook']}",
+    )
+    audit.record(
+        store,
+        actor,
+        "job.start",
+        f"{project['name']}/{request['playbook']}",
+        detail={"job_id": job["_id"]},
+    )
+    return job
+
+
+def get_job(store: Store, actor: Actor, job_id: str) -> dict[str, Any]:
+    job = store.jobs.find_one({"_id": job_id})
+    if not job:
+        raise NotFound("no such job")
+    projects.require(store, actor, job["project_id"], "read-only")
+    return job
+
+
+def list_jobs(
+    store: Store, actor: Actor, project_id: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    if project_id:
+        projects.require(store, actor, project_id, "read-only")
+        ids = [project_id]
+    else:
+        ids = [p["_id"] for p in projects.list_projects(store, actor)]
+    return list(store.jobs.find({"project_id": {"$in": ids}}).sort("created_at", -1).limit(limit))
+
+
+def events_after(
+    store: Store, job_id: str, after: int, limit: int = EVENT_PAGE
+) -> list[dict[str, Any]]:
+    cursor = store.job_events.find({"job_id": job_id, "counter": {"$gt": after}}, {"_id": 0})
+    return list(cursor.sort("counter", 1).limit(limit))
+
+
+def request_cancel(store: Store, settings: Settings, actor: Actor, job_id: str) -> dict[str, Any]:
+    job = get_job(store, actor, job_id)
+    project = projects.require(store, actor, job["project_id"], "operator")
+    if job["status"] in FINISHED:
+        raise Conflict(f"the job has already ended ({job['status']})")
+    reason = f"canceled by {actor.username}"
+    dequeued = store.jobs.find_one_and_update(
+        {"_id": job_id, "status": "queued"},
+        {
+            "$set": {
+                "status": "canceled",
+                "reason": reason,
+                "finished_at": now(),
+                "cancel_requested": True,
+            }
+        },
+        return_document=True,
+    )
+    if dequeued is None:
+        store.jobs.update_one(
+            {"_id": job_id}, {"$set": {"cancel_requested": True, "cancel_by": actor.username}}
+        )
+    audit.record(
+        store,
+        actor,
+        "job.cancel",
+        f"{project['name']}/{job['playbook']}",
+        detail={"job_id": job_id},
+    )
+    return store.jobs.find_one({"_id": job_id}) or job
+
+
+def public_job(job: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "_id", "project_id", "playbook", "host_ids", "credential_ids", "extra_vars", "cluster_id",
+        "status", "reason", "created_by", "created_at", "started_at", "finished_at", "last_counter",
+        "stats", "rc", "cancel_requested",
+    )  # fmt: skip
+    return {k: job.get(k) for k in keys}
+
+
+def playbook_path(settings: Settings, name: str) -> Path:
+    if not PLAYBOOK_RE.match(name):
+        raise Invalid("not a playbook name", {"playbook": ["a file name in the playbooks dir"]})
+    return settings.playbooks_dir / name

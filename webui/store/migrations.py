@@ -1,0 +1,45 @@
+"""Versioned schema: each migration runs once, in order, and the store records the version reached.
+
+A migration must be safe to run again (a crash between applying it and recording the version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+
+SCHEMA_DOC_ID = "schema"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Database[dict[str, Any]]], None]
+
+
+def _initial_indexes(db: Database[dict[str, Any]]) -> None:
+    db.users.create_index("username", unique=True)
+    db.sessions.create_index("user_id")
+    db.tokens.create_index("token_hash", unique=True)
+    db.tokens.create_index("user_id")
+    db.projects.create_index("name", unique=True)
+    db.memberships.create_index([("project_id", ASCENDING), ("user_id", ASCENDING)], unique=True)
+    db.memberships.create_index("user_id")
+    db.hosts.create_index([("project_id", ASCENDING), ("name", ASCENDING)], unique=True)
+    db.credentials.create_index([("project_id", ASCENDING), ("name", ASCENDING)], unique=True)
+    db.clusters.create_index([("project_id", ASCENDING), ("name", ASCENDING)], unique=True)
+    db.jobs.create_index([("project_id", ASCENDING), ("created_at", DESCENDING)])
+    db.jobs.create_index("status")
+    db.job_events.create_index([("job_id", ASCENDING), ("counter", ASCENDING)], unique=True)
+    db.audit.create_index([("at", DESCENDING)])
+    db.audit.create_index("actor")
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "collections and their indexes", _initial_indexes),
+]

@@ -1,0 +1,57 @@
+"""Jobs: list, start, the live page, cancel."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from webui import security
+from webui.security import login_required
+from webui.services import jobs, projects
+
+bp = Blueprint("jobs", __name__)
+
+
+@bp.get("/jobs")
+@login_required
+def index() -> str:
+    store, actor = security.get_store(), security.current_actor()
+    names = {p["_id"]: p["name"] for p in projects.list_projects(store, actor)}
+    return render_template("jobs/index.html", jobs=jobs.list_jobs(store, actor), names=names)
+
+
+@bp.post("/projects/<project_id>/jobs")
+@login_required
+def start(project_id: str) -> Response:
+    data = {
+        "playbook": request.form.get("playbook", ""),
+        "host_ids": request.form.getlist("host_ids"),
+        "credential_ids": request.form.getlist("credential_ids"),
+        "cluster_id": request.form.get("cluster_id") or None,
+    }
+    job = jobs.create_job(
+        security.get_store(), security.get_settings(), security.current_actor(), project_id, data
+    )
+    return redirect(url_for("jobs.show", job_id=job["_id"]))
+
+
+@bp.get("/jobs/<job_id>")
+@login_required
+def show(job_id: str) -> str:
+    store, actor = security.get_store(), security.current_actor()
+    job = jobs.get_job(store, actor, job_id)
+    role = projects.role_in(store, actor, job["project_id"])
+    project = store.projects.find_one({"_id": job["project_id"]})
+    return render_template(
+        "jobs/show.html", job=job, project=project, can_cancel=role in ("operator", "owner")
+    )
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@login_required
+def cancel(job_id: str) -> Response:
+    jobs.request_cancel(
+        security.get_store(), security.get_settings(), security.current_actor(), job_id
+    )
+    flash("Cancel requested.", "ok")
+    return redirect(url_for("jobs.show", job_id=job_id))
