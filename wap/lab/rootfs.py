@@ -27,6 +27,9 @@ PACKAGES = [
     "ca-certificates",
     "iputils-ping",
     "less",
+    # What Ansible's MongoDB modules import on the managed host (installed there by the roles on
+    # real hosts; baked in here because lab hosts cannot reach a package mirror).
+    "python3-pymongo",
 ]
 # Units a container host must not run: consoles it has no terminal for, and periodic jobs.
 MASKED_UNITS = [
@@ -121,11 +124,18 @@ def prepare(cache: Path, progress: Progress = print) -> Path:
     _customise(building)
     (building / ".wap-lab-ready").write_text(tree_name() + "\n")
     building.rename(target)
-    for old in cache.glob(f"rootfs-{SUITE}-*"):
-        if old != target:
-            shutil.rmtree(old, ignore_errors=True)
+    if not in_use():
+        for old in cache.glob(f"rootfs-{SUITE}-*"):
+            if old != target:
+                shutil.rmtree(old, ignore_errors=True)
     progress(f"root filesystem ready: {target}")
     return target
+
+
+def in_use() -> bool:
+    """Whether any lab host runs (on whichever tree): older trees are kept until none does."""
+    roots = (Path("/sys/fs/cgroup/wap-lab"), Path("/sys/fs/cgroup/unified/wap-lab"))
+    return any(any(root.glob("*/*/cgroup.procs")) for root in roots)
 
 
 def _customise(tree: Path) -> None:
