@@ -196,6 +196,7 @@ class Server:
             pass
         self.shutdown()
 
+        self.replication.start(self.options, self.shutdown_requested)
     def request_shutdown(self, reason: str) -> None:
         self.shutdown_reason = reason
         self.shutdown_requested.set()
@@ -220,6 +221,7 @@ class Server:
         self.storage.close()
         log.info("STORAGE", 4784917, "Shutting down the storage engine", ctx="SignalHandler")
         log.info("CONTROL", 20565, "Now exiting", ctx="SignalHandler")
+        self.replication.stop()
         log.info("CONTROL", 23138, "Shutting down", {"exitCode": 0}, ctx="SignalHandler")
 
     def _housekeeping(self) -> None:

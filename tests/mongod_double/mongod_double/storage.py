@@ -225,7 +225,7 @@ class Storage:
             except Exception:
                 break
             if record["s"] > after_seq:
-                self._apply_to_engine(record["op"])
+                self._apply_idempotent(record["op"])
                 self.seq = record["s"]
             pos += size
         if pos < len(data):  # a torn last record from a crash: cut it off
@@ -267,14 +267,24 @@ class Storage:
 
     # -- the write path ------------------------------------------------------------------
 
-    def apply(self, op: dict) -> dict | None:
-        """Apply one operation, journal it, and log it to the oplog. Returns the oplog entry."""
+    def apply(self, op: dict, replicated: dict | None = None) -> dict | None:
+        """Apply one operation, journal it, and log it to the oplog. Returns the oplog entry.
+
+        ``replicated``: the oplog entry a secondary fetched from its sync source; it is logged
+        as it is (its ``ts``/``t`` kept) instead of asking the hook, and the operation is
+        applied idempotently, as MongoDB applies oplog entries.
+        """
         with self.lock:
-            self._apply_to_engine(op)
+            if replicated is not None:
+                self._apply_idempotent(op)
+            else:
+                self._apply_to_engine(op)
             self._journal(op)
             entry = None
             db, coll = split_ns(op["ns"])
-            if self.oplog_hook is not None and db != "local" and coll != "system.profile":
+            if replicated is not None:
+                entry = replicated
+            elif self.oplog_hook is not None and db != "local" and coll != "system.profile":
                 entry = self.oplog_hook(op)
                 if entry is not None:
                     self._apply_to_engine({"op": "i", "ns": OPLOG_NS, "o": entry})
@@ -299,6 +309,46 @@ class Storage:
         elif kind != "n":
             raise ValueError(f"unknown operation type {kind!r}")
 
+    def _apply_idempotent(self, op: dict) -> None:
+        """Oplog application: an insert of an existing _id replaces it, an update of a missing
+        document inserts it, a delete of a missing one, a create of an existing collection, a
+        drop of a missing one and an index that exists are no-ops."""
+        kind, ns = op["op"], op["ns"]
+        if kind == "i" and ns in self.catalog and ns not in self.capped:
+            _id = op["o"].get("_id")
+            if self.collection(ns).find_one({"_id": _id}, {"_id": 1}) is not None:
+                self._replace_raw(ns, _id, op["o"])
+                return
+        elif kind == "u":
+            if ns not in self.catalog:
+                self._create(ns, CollectionMeta(op.get("ui") or new_uuid()))
+            coll = self.collection(ns)
+            if coll.find_one({"_id": op["o2"]["_id"]}, {"_id": 1}) is None:
+                self._insert_raw(ns, op["o"])
+                return
+        elif kind == "d":
+            if ns not in self.catalog:
+                return
+        elif kind == "c":
+            db = split_ns(ns)[0]
+            name = next(iter(op["o"]))
+            target = f"{db}.{op['o'][name]}" if isinstance(op["o"][name], str) else None
+            if name == "create" and target in self.catalog:
+                return
+            if name in ("drop", "createIndexes", "dropIndexes") and target not in self.catalog:
+                return
+            if name == "createIndexes" and any(
+                i["name"] == op["o"].get("name") for i in self.catalog[target].indexes
+            ):
+                return
+            if name == "dropIndexes" and not any(
+                i["name"] == op["o"].get("index") for i in self.catalog[target].indexes
+            ):
+                return
+            if name == "renameCollection" and op["o"]["renameCollection"] not in self.catalog:
+                return
+        self._apply_to_engine(op)
+
     def _apply_command(self, db: str, o: dict, ui: Binary | None) -> None:
         name = next(iter(o))
         if name == "create":
@@ -317,6 +367,10 @@ class Storage:
             meta.indexes = [i for i in meta.indexes if i["name"] != o["index"]]
         elif name == "renameCollection":
             self._rename(o["renameCollection"], o["to"], bool(o.get("dropTarget")))
+        elif name == "replSetTruncateOplogAfter":  # rollback; journaled, never in the oplog
+            capped = self.capped.get(OPLOG_NS)
+            while capped is not None and capped.records and capped.records[-1].doc["ts"] > o[name]:
+                capped.total_size -= capped.records.pop().size
         elif name == "dropDatabase":
             for ns in [n for n in self.catalog if split_ns(n)[0] == db]:
                 self._drop(ns)
@@ -484,6 +538,10 @@ class Storage:
         if ns is not None and ns in self.catalog:
             op["ui"] = self.catalog[ns].uuid
         self.apply(op)
+
+    def truncate_oplog_after(self, ts) -> None:
+        """Remove the oplog entries after ``ts`` (rollback to a common point)."""
+        self.apply({"op": "c", "ns": "local.$cmd", "o": {"replSetTruncateOplogAfter": ts}})
 
     def create_collection(self, ns: str, options: dict) -> None:
         if ns in self.catalog:

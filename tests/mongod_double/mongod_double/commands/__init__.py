@@ -162,6 +162,10 @@ def _run(spec: CommandSpec, inv: Invocation) -> dict:
     except CloseConnection:
         raise
     except CommandError as exc:
+        if spec.write and reply.get("ok"):
+            error = server.replication.await_write_concern(inv.body.get("writeConcern"))
+            if error is not None:
+                reply["writeConcernError"] = error
         server.metrics.failed_commands[spec.name] += 1
         server.metrics.add(server.metrics.asserts, "user")
         reply = exc.to_reply()

@@ -1,0 +1,96 @@
+"""Connections from this member to the other members of its replica set.
+
+Heartbeats, vote requests, position reports and oplog fetching all go over the wire with the
+vendored pymongo, one ``MongoClient(host, directConnection=True)`` per peer and purpose. With
+``security.keyFile`` set, peers authenticate as MongoDB's internal ``__system`` user (SCRAM-
+SHA-256 with the key file's contents, whitespace removed, as mongod reads key files); with
+``net.tls.mode`` preferTLS/requireTLS they connect with TLS and this node's certificate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import pymongo
+from bson.codec_options import CodecOptions
+
+from mongod_double.options import ServerOptions
+
+CODEC = CodecOptions(document_class=dict, tz_aware=False)
+CONNECT_TIMEOUT_MS = 2000
+HEARTBEAT_TIMEOUT_MS = 10000
+SERVER_SELECTION_TIMEOUT_MS = 2000
+
+
+def read_keyfile(path: str) -> str:
+    """A key file's key: its contents with every whitespace character removed."""
+    with open(path, encoding="ascii") as handle:
+        return "".join(handle.read().split())
+
+
+def client_kwargs(options: ServerOptions) -> dict:
+    """pymongo keyword arguments for connections to peers, from this node's parsed options."""
+    kwargs: dict = {
+        "directConnection": True,
+        "connectTimeoutMS": CONNECT_TIMEOUT_MS,
+        "serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS,
+        "socketTimeoutMS": HEARTBEAT_TIMEOUT_MS,
+        "appname": "mongod double replication",
+        "retryReads": False,
+        "retryWrites": False,
+    }
+    keyfile = options.get("security.keyFile")
+    if keyfile:
+        kwargs.update(
+            username="__system",
+            password=read_keyfile(keyfile),
+            authSource="local",
+            authMechanism="SCRAM-SHA-256",
+        )
+    if options.get("net.tls.mode", "disabled") in ("requireTLS", "preferTLS"):
+        kwargs["tls"] = True
+        if options.get("net.tls.certificateKeyFile"):
+            kwargs["tlsCertificateKeyFile"] = options.get("net.tls.certificateKeyFile")
+        if options.get("net.tls.CAFile"):
+            kwargs["tlsCAFile"] = options.get("net.tls.CAFile")
+        if options.get("net.tls.allowInvalidHostnames"):
+            kwargs["tlsAllowInvalidHostnames"] = True
+    return kwargs
+
+
+class Peers:
+    """One client per (peer host, purpose), created on first use and closed on shutdown."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.kwargs = client_kwargs(options)
+        self._clients: dict[tuple[str, str], pymongo.MongoClient] = {}
+        self._lock = threading.Lock()
+
+    def client(self, host: str, purpose: str = "heartbeat") -> pymongo.MongoClient:
+        with self._lock:
+            client = self._clients.get((host, purpose))
+            if client is None:
+                client = pymongo.MongoClient(host, document_class=dict, **self.kwargs)
+                self._clients[(host, purpose)] = client
+            return client
+
+    def command(self, host: str, body: dict, purpose: str = "heartbeat", **kwargs) -> dict:
+        """Run an admin command on a peer; raises pymongo's errors."""
+        db = self.client(host, purpose).get_database("admin", codec_options=CODEC)
+        return db.command(body, **kwargs)
+
+    def drop(self, host: str, purpose: str) -> None:
+        with self._lock:
+            client = self._clients.pop((host, purpose), None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.close()
