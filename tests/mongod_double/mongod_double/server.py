@@ -192,11 +192,11 @@ class Server:
                 target=self._accept_loop, args=(sock,), name="listener", daemon=True
             ).start()
         threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
+        self.replication.start(self.options, self.shutdown_requested)
         while not self.shutdown_requested.wait(0.2):
             pass
         self.shutdown()
 
-        self.replication.start(self.options, self.shutdown_requested)
     def request_shutdown(self, reason: str) -> None:
         self.shutdown_reason = reason
         self.shutdown_requested.set()
@@ -217,11 +217,11 @@ class Server:
             self.storage.changed.notify_all()
         with self.replication.topology_changed:
             self.replication.topology_changed.notify_all()
+        self.replication.stop()
         log.info("STORAGE", 22261, "Timestamp monitor shutting down", ctx="SignalHandler")
         self.storage.close()
         log.info("STORAGE", 4784917, "Shutting down the storage engine", ctx="SignalHandler")
         log.info("CONTROL", 20565, "Now exiting", ctx="SignalHandler")
-        self.replication.stop()
         log.info("CONTROL", 23138, "Shutting down", {"exitCode": 0}, ctx="SignalHandler")
 
     def _housekeeping(self) -> None:

@@ -159,13 +159,13 @@ def _run(spec: CommandSpec, inv: Invocation) -> dict:
         write_concern = inv.body.get("writeConcern") or {}
         if spec.write and write_concern.get("j"):
             server.storage.sync()
-    except CloseConnection:
-        raise
-    except CommandError as exc:
         if spec.write and reply.get("ok"):
             error = server.replication.await_write_concern(inv.body.get("writeConcern"))
             if error is not None:
                 reply["writeConcernError"] = error
+    except CloseConnection:
+        raise
+    except CommandError as exc:
         server.metrics.failed_commands[spec.name] += 1
         server.metrics.add(server.metrics.asserts, "user")
         reply = exc.to_reply()
