@@ -208,17 +208,6 @@ def test_fork_reports_child_and_parent_exits_when_ready(launcher, tmp_path):
     assert pidfile.exists()  # mongod leaves its pid file behind
 
 
-def test_unimplemented_security_options_refuse_to_start(launcher, tmp_path):
-    """--auth, keyFile and TLS are later phases: the double refuses them instead of pretending.
-
-    Source: the double's own contract (tests/mongod_double/README.md, "Honest").
-    """
-    for args in (["--auth"], ["--tlsMode", "requireTLS"], ["--keyFile", str(tmp_path)]):
-        result = launcher.run(*args)
-        assert result.returncode == 2
-        assert "does not implement" in result.stderr
-
-
 def test_mongos_version_works_and_start_is_refused(launcher):
     """mongos --version prints "mongos version"; starting it is refused for now.
 

@@ -17,11 +17,18 @@ class ConnectionContext:
     connection_id: int = field(default_factory=lambda: next(_connection_ids))
     connected_at: float = field(default_factory=time.time)
     client_metadata: dict | None = None
-    # Auth (later phase) fills these; commands read them through the context only.
+    # Auth: who this connection is ({user, db}) and the roles granted ({role, db}); authz.py
+    # derives the privileges (cached until the next login/logout) and checks every command.
     authenticated_users: list[dict] = field(default_factory=list)
     authenticated_roles: list[dict] = field(default_factory=list)
-    # TLS (later phase): the peer certificate's subject, when TLS is on.
+    privileges_cache: tuple | None = None  # (users/roles generation, privileges)
+    # The SASL conversation in progress (saslStart .. saslContinue), if any.
+    sasl: object | None = None
+    # TLS: whether the connection is encrypted, and the verified peer certificate's subject
+    # (RFC 2253 text, and as (short name, value) pairs for x.509 membership).
+    tls: bool = False
     tls_peer_subject: str | None = None
+    tls_peer_rdns: list | None = None
     # Replica set internal connections (later phase) mark themselves here.
     is_internal_client: bool = False
     thread: threading.Thread | None = None

@@ -13,6 +13,8 @@ import signal
 import socket
 import sys
 
+import yaml
+
 from mongod_double import version as version_module
 from mongod_double.errors import StartupError
 from mongod_double.logs import log
@@ -23,6 +25,7 @@ from mongod_double.options import (
     parse_command_line,
     validate,
 )
+from mongod_double.security import auth_enabled
 
 EXIT_CLEAN = 0
 
@@ -63,6 +66,8 @@ def main(argv: list[str] | None = None, program: str = "mongod") -> int:
             print_help(program)
             return EXIT_CLEAN
         options = ServerOptions(parsed.parsed, argv, program)
+        if options.get("outputConfig"):
+            return output_config(options)
         if program == "mongos":
             print(
                 "mongos is not implemented by the mongod double yet (sharding is a later phase); "
@@ -76,6 +81,19 @@ def main(argv: list[str] | None = None, program: str = "mongod") -> int:
     if options.fork:
         return _fork_and_run(options, version)
     return run(options, version, ready_fd=None)
+
+
+def output_config(options: ServerOptions) -> int:
+    """``--outputConfig``: once the options parsed and validated, print them as YAML (keys
+    sorted, as mongod's option environment prints them) and exit 0, before any start-up step."""
+    from mongod_double.parameters import Parameters
+
+    error = Parameters().set_at_startup(options.get("setParameter", {}))
+    if error:
+        print(error, file=sys.stderr)
+        return EXIT_BADOPTIONS
+    print(yaml.safe_dump(options.parsed, default_flow_style=False, sort_keys=True), end="")
+    return EXIT_CLEAN
 
 
 def _fork_and_run(options: ServerOptions, version) -> int:
@@ -166,14 +184,15 @@ def run(options: ServerOptions, version, ready_fd: int | None) -> int:
         {"options": options.parsed},
         ctx="initandlisten",
     )
-    log.warning(
-        "CONTROL",
-        22120,
-        "Access control is not enabled for the database. Read and "
-        "write access to data and configuration is unrestricted",
-        {},
-        ctx="initandlisten",
-    )
+    if not auth_enabled(options):
+        log.warning(
+            "CONTROL",
+            22120,
+            "Access control is not enabled for the database. Read and "
+            "write access to data and configuration is unrestricted",
+            {},
+            ctx="initandlisten",
+        )
     stop = server.request_shutdown
 
     def on_signal(signum, _frame):

@@ -13,6 +13,7 @@ import errno
 import itertools
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -29,6 +30,7 @@ from mongod_double.options import ServerOptions
 from mongod_double.parameters import Parameters
 from mongod_double.replication import ReplicationCoordinator
 from mongod_double.role import Role, role_from_options
+from mongod_double.security import Security, rdns_from_peercert, subject_text
 from mongod_double.storage import Storage, new_uuid
 from mongod_double.version import Version
 
@@ -93,6 +95,7 @@ class Server:
         self.metrics = Metrics()
         self.ops = Operations()
         self.parameters = Parameters()
+        self.security = Security()  # the real one is built in start(): it reads the keyFile
         mode = options.get("operationProfiling.mode", "off")
         self.profiler = Profiler(
             {"off": 0, "slowOp": 1, "all": 2}[mode],
@@ -121,6 +124,7 @@ class Server:
         error = self.parameters.set_at_startup(self.options.get("setParameter", {}))
         if error:
             raise StartupError(2, 20574, "Error during global initialization", {"error": error})
+        self.security = Security.from_options(self.options, self.version)
         self.storage.open()
         self.replication.startup()
         self._write_startup_log()
@@ -181,7 +185,7 @@ class Server:
             "NETWORK",
             23016,
             "Waiting for connections",
-            {"port": self.port, "ssl": "off"},
+            {"port": self.port, "ssl": "off" if self.security.tls_context is None else "on"},
             ctx="listener",
         )
 
@@ -271,8 +275,57 @@ class Server:
         with self._conn_lock:
             return [ctx for ctx, _ in self._connections.values()]
 
+    def _start_tls(self, ctx: ConnectionContext, sock: socket.socket) -> socket.socket | None:
+        """TLS or plain on one port, told apart by the first byte (0x16: a TLS handshake), as
+        mongod's allowTLS/preferTLS do; requireTLS closes plain connections, disabled never
+        speaks TLS. Returns the socket to talk on, or None to close the connection."""
+        security = self.security
+        if security.tls_context is None:
+            return sock
+        first = sock.recv(1, socket.MSG_PEEK)
+        if not first:
+            return None
+        if first != b"\x16":
+            if security.tls_mode != "requireTLS":
+                return sock
+            self._log_receive_error(
+                ctx, "SSLHandshakeFailed: The server is configured to only allow SSL connections"
+            )
+            return None
+        tls_sock = security.tls_context.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False
+        )
+        with self._conn_lock:
+            self._connections[ctx.connection_id] = (ctx, tls_sock)
+        try:
+            tls_sock.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            self._log_receive_error(ctx, f"SSLHandshakeFailed: {exc}")
+            with contextlib.suppress(OSError):
+                tls_sock.close()
+            return None
+        ctx.tls = True
+        cert = tls_sock.getpeercert()
+        if cert:
+            ctx.tls_peer_rdns = rdns_from_peercert(cert)
+            ctx.tls_peer_subject = subject_text(ctx.tls_peer_rdns)
+        return tls_sock
+
+    def _log_receive_error(self, ctx: ConnectionContext, error: str) -> None:
+        log.warning(
+            "NETWORK",
+            22988,
+            "Error receiving request from client. Ending connection from remote",
+            {"error": error, "remote": ctx.peer_text, "connectionId": ctx.connection_id},
+            ctx=ctx.thread_name,
+        )
+
     def _serve_connection(self, ctx: ConnectionContext, sock: socket.socket) -> None:
         try:
+            tls_sock = self._start_tls(ctx, sock)
+            if tls_sock is None:
+                return
+            sock = tls_sock
             while not self.shutdown_requested.is_set():
                 header = _recv_exactly(sock, 16)
                 if header is None:

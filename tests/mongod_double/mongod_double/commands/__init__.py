@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import mongomock
 
+from mongod_double import authz
 from mongod_double.errors import (
     BAD_VALUE,
     COMMAND_NOT_FOUND,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from mongod_double.context import ConnectionContext
     from mongod_double.server import Server
 
-COMMAND_MODULES = ("handshake", "crud", "ddl", "stats", "diagnostics", "replset")
+COMMAND_MODULES = ("handshake", "crud", "ddl", "stats", "diagnostics", "replset", "auth")
 # Legacy OP_QUERY is only accepted for the connection handshake since MongoDB 6.0.
 OP_QUERY_COMMANDS = {"hello", "isMaster", "ismaster"}
 UNSUPPORTED_OP_QUERY = 352
@@ -148,6 +149,8 @@ def dispatch(server: Server, ctx: ConnectionContext, request: Request) -> dict:
 def _run(spec: CommandSpec, inv: Invocation) -> dict:
     server = inv.server
     try:
+        if server.security.auth_enabled:
+            authz.check(inv)
         if spec.admin_only and inv.db != "admin":
             raise CommandError(13, f"{spec.name} may only be run against the admin database.")
         if spec.write:

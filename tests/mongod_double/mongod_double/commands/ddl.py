@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from mongod_double import authz
 from mongod_double.commands import Invocation, command
 from mongod_double.commands.crud import collection_name, open_cursor
 from mongod_double.errors import (
@@ -147,10 +148,15 @@ def list_databases(inv: Invocation) -> dict:
     query = inv.body.get("filter") or {}
     from mongomock import filtering
 
+    # With access control, a user without listDatabases sees the databases they have
+    # privileges on (authorizedDatabases), as on mongod.
+    auth_on = inv.server.security.auth_enabled
     entries = []
     total = 0
     with storage.lock:
         for db in storage.databases():
+            if auth_on and not authz.may_see_database(inv, db):
+                continue
             size = sum(storage.data_size(f"{db}.{c}") for c in storage.collections(db))
             size = max(size, 4096) if size else 8192
             entry = {"name": db} if name_only else {"name": db, "sizeOnDisk": size, "empty": False}

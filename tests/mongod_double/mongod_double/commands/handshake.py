@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime
 import time
 
-from mongod_double.commands import REGISTRY, Invocation, command
+from mongod_double import authz
+from mongod_double.commands import REGISTRY, Invocation, auth, command
 from mongod_double.errors import CommandError
 from mongod_double.role import Role
 
@@ -88,6 +89,7 @@ def hello(inv: Invocation) -> dict:
         maxWireVersion=server.version.max_wire_version,
         readOnly=False,
     )
+    reply.update(auth.hello_fields(inv))
     return reply
 
 
@@ -143,7 +145,8 @@ def connection_status(inv: Invocation) -> dict:
         "authenticatedUserRoles": list(inv.ctx.authenticated_roles),
     }
     if inv.body.get("showPrivileges"):
-        info["authenticatedUserPrivileges"] = []
+        privileges = authz.session_privileges(inv) if inv.ctx.authenticated_users else []
+        info["authenticatedUserPrivileges"] = auth.privilege_documents(privileges)
     return {"authInfo": info}
 
 
