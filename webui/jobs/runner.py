@@ -23,11 +23,11 @@ from typing import Any
 
 import ansible_runner
 import psutil
-from pymongo.errors import DuplicateKeyError
 
 from webui.config import Settings
 from webui.jobs.events import Redactor, trim
 from webui.jobs.publish import Publisher
+from webui.jobs.sink import EventSink
 from webui.services import credentials
 from webui.store import Store, now
 
@@ -113,16 +113,21 @@ class JobRun:
         self.cancel_requested = threading.Event()
         self.redact = Redactor([])
         self.private_dir: Path | None = None
+        self.sink: EventSink | None = None
 
     # ansible-runner callbacks -------------------------------------------------------------------
     def event_handler(self, event: dict[str, Any]) -> bool:
+        if self.sink is None:
+            self.sink = EventSink(self.store, self.publisher, self.job_id)
         doc = trim(self.job_id, event, self.redact)
-        # a duplicate is an event stored already: publishing it again is harmless, clients dedupe
-        with contextlib.suppress(DuplicateKeyError):
-            self.store.job_events.insert_one(dict(doc))
         self.last_counter = max(self.last_counter, doc["counter"])
-        self.publisher.event(self.job_id, doc)
+        self.sink.put(doc)  # stored, then published, in order (webui.jobs.sink)
         return False
+
+    def close(self) -> None:
+        """Wait until every event handed over is stored and published."""
+        if self.sink is not None:
+            self.sink.close()
 
     def cancel_callback(self) -> bool:
         return self.cancel_requested.is_set()
@@ -184,6 +189,7 @@ class JobRun:
                 status_handler=self.status_handler,
             )
         finally:
+            self.close()
             left = end_leftovers()
             if left:
                 log.warning("job %s: ended %d process(es) the run left behind", self.job_id, left)

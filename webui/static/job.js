@@ -24,11 +24,6 @@
     else if (ev.event === "runner_on_ok") counts[ev.changed ? "changed" : "ok"] += 1;
     else if (ev.event === "runner_on_failed") counts.failed += 1;
     else if (ev.event === "runner_on_unreachable") counts.unreachable += 1;
-    setText("tasks-done", counts.tasks);
-    setText("hosts-ok", counts.ok);
-    setText("hosts-changed", counts.changed);
-    setText("hosts-failed", counts.failed);
-    setText("hosts-unreachable", counts.unreachable);
     if (ev.event === "playbook_on_stats" && ev.stats) recap(ev.stats);
   }
 
@@ -46,20 +41,39 @@
     document.getElementById("recap").hidden = false;
   }
 
+  // Lines are added to the page once per animation frame, in one go: appending and scrolling
+  // for each event would force a layout per line, and fall behind at thousands of lines a second.
+  let pending = document.createDocumentFragment();
+  let frame = 0;
+
+  function flush() {
+    frame = 0;
+    setText("tasks-done", counts.tasks);
+    setText("hosts-ok", counts.ok);
+    setText("hosts-changed", counts.changed);
+    setText("hosts-failed", counts.failed);
+    setText("hosts-unreachable", counts.unreachable);
+    if (!pending.childNodes.length) return;
+    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 20;
+    log.appendChild(pending);
+    pending = document.createDocumentFragment();
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
   function show(ev) {
     if (ev.job_id !== jobId || ev.counter <= last) return;
     last = ev.counter;
     window.wapJob.received += 1;
+    if (window.wapJob.onEvent) window.wapJob.onEvent(ev); // a hook for tests/bench
     if (ev.stdout) {
       const line = document.createElement("span");
       line.className = "line";
       line.dataset.counter = String(ev.counter);
       window.appendAnsi(line, ev.stdout + "\n");
-      const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 20;
-      log.appendChild(line);
-      if (atBottom) log.scrollTop = log.scrollHeight;
+      pending.appendChild(line);
     }
     progress(ev);
+    if (!frame) frame = requestAnimationFrame(flush);
   }
 
   function setStatus(job) {
@@ -84,6 +98,7 @@
       caughtUp = true;
       held.sort((a, b) => a.counter - b.counter).forEach(show);
       held = [];
+      flush();
       setStatus(answer.job);
       root.dataset.caughtUp = "1";
     });
@@ -92,6 +107,9 @@
   socket.on("connect", () => { connEl.textContent = ""; follow(); });
   socket.on("disconnect", () => { connEl.textContent = "(reconnecting…)"; root.dataset.caughtUp = "0"; });
   socket.on("connect_error", () => { connEl.textContent = "(cannot reach the server, retrying…)"; });
-  socket.on("event", (ev) => { if (caughtUp) show(ev); else held.push(ev); });
+  socket.on("events", (batch) => {
+    if (caughtUp) batch.forEach(show);
+    else held.push(...batch);
+  });
   socket.on("status", (job) => { if (job.job_id === jobId) setStatus(job); });
 })();

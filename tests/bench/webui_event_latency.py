@@ -1,0 +1,109 @@
+"""Event latency from the job's event handler to the browser, with lost and duplicated lines.
+
+Synthetic runner events are fed at a fixed rate into `JobRun.event_handler` (the callback that
+ansible-runner calls for every event): each is stored, published through Redis, relayed by the
+Socket.IO server of `wap web` and shown by the job page in Chromium, which notes its arrival.
+Latency = arrival in the page - the moment event_handler got the event (same clock).
+
+    .venv/bin/python -m tests.bench.webui_event_latency [--rates 300,3000] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+
+from playwright.sync_api import sync_playwright
+
+from tests.bench.webui_platform import platform
+from webui.jobs.publish import Publisher
+from webui.jobs.runner import JobRun
+from webui.store import Store
+
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_rate(settings, api, browser, rate: int, seconds: float) -> dict[str, float]:
+    project = api.call("POST", "/projects", json={"name": f"bench-{rate}"}).json()
+    store = Store(settings.mongodb_uri)
+    job_id = uuid.uuid4().hex
+    store.jobs.insert_one({
+        "_id": job_id, "project_id": project["id"], "playbook": "bench", "host_ids": [],
+        "credential_ids": [], "extra_vars": {}, "cluster_id": None, "status": "running",
+        "reason": "", "created_by": "bench", "created_at": time.time(), "last_counter": 0,
+    })  # fmt: skip
+    run = JobRun(
+        store, Publisher(settings.redis_url), settings, store.jobs.find_one({"_id": job_id})
+    )
+    context = browser.new_context(bypass_csp=True)
+    cookies = [{"name": c.name, "value": c.value, "url": api.base} for c in api.http.cookies]
+    context.add_cookies(cookies)
+    page = context.new_page()
+    page.goto(f"{api.base}/jobs/{job_id}")
+    page.wait_for_function("document.querySelector('#job').dataset.caughtUp === '1'")
+    page.evaluate("""() => {
+        window.arrivals = [];
+        window.wapJob.onEvent = ev =>
+            window.arrivals.push([ev.counter, Date.now() / 1000 - ev.created]);
+    }""")  # fmt: skip
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    for counter in range(1, total + 1):
+        due = start + counter / rate
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        run.event_handler({
+            "counter": counter, "uuid": uuid.uuid4().hex, "event": "runner_on_ok",
+            "stdout": f"\x1b[0;32mok: [host{counter % 7}] => (item=event {counter})\x1b[0m",
+            "event_data": {"host": f"h{counter % 7}", "task": "bench", "res": {"changed": False}},
+        })  # fmt: skip
+    sent_for = time.perf_counter() - start
+    run.close()  # everything handed over is stored and published
+    deadline = time.monotonic() + 30
+    while page.evaluate("window.arrivals.length") < total and time.monotonic() < deadline:
+        time.sleep(0.2)
+    arrivals = page.evaluate("window.arrivals")
+    shown = page.eval_on_selector_all(
+        "#log .line", "els => els.map(e => Number(e.dataset.counter))"
+    )
+    context.close()
+    store.close()
+    latencies = [lat * 1000 for _, lat in arrivals]
+    return {
+        "rate": rate,
+        "achieved": total / sent_for,
+        "events": total,
+        "p50_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": percentile(latencies, 0.99) if latencies else float("nan"),
+        "lost": len(set(range(1, total + 1)) - set(shown)),
+        "duplicated": len(shown) - len(set(shown)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="300,3000")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    with platform(workers=0) as (settings, api, _), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        columns = ("target/s", "achieved/s", "events", "p50 ms", "p99 ms", "lost", "dup")
+        print(" ".join(f"{c:>11}" for c in columns))
+        for rate in (int(r) for r in args.rates.split(",")):
+            r = run_rate(settings, api, browser, rate, args.seconds)
+            print(f"{r['rate']:>11} {r['achieved']:>11.0f} {r['events']:>11} {r['p50_ms']:>11.1f} "
+                  f"{r['p99_ms']:>11.1f} {r['lost']:>11} {r['duplicated']:>11}")  # fmt: skip
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Where a job's events go: stored first, then published, in counter order, off the runner's thread.
+
+One thread takes the events the runner hands over; whatever has queued up while the previous write
+was in flight goes in one `insert_many`, and only once that is stored are those events published,
+as one message.
+At a few events a second each event is written alone, at once; under a burst the writes batch
+themselves, with no timer and no added wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from typing import Any
+
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from webui.jobs.publish import Publisher
+from webui.store import Store
+
+log = logging.getLogger(__name__)
+BATCH = 500
+_STOP = object()
+
+
+class EventSink:
+    def __init__(self, store: Store, publisher: Publisher, job_id: str) -> None:
+        self.store, self.publisher, self.job_id = store, publisher, job_id
+        self.last_stored = 0
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=f"events-{job_id}", daemon=True)
+        self._thread.start()
+
+    def put(self, doc: dict[str, Any]) -> None:
+        self._queue.put(doc)
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Store and publish everything handed over so far, then stop."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch = [self._queue.get()]
+            while len(batch) < BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch[-1] is _STOP:
+                stopping = True
+                batch.pop()
+            if batch:
+                self._write(batch)
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            self.store.job_events.insert_many([dict(doc) for doc in batch], ordered=True)
+        except BulkWriteError:
+            for doc in batch:  # some were stored already (a redelivered run): keep the others
+                with contextlib.suppress(DuplicateKeyError):
+                    self.store.job_events.insert_one(dict(doc))
+        except PyMongoError as exc:
+            # not stored, so not published: a browser must never show a line the store lacks
+            log.error("job %s: %d events not stored: %s", self.job_id, len(batch), exc)
+            return
+        self.last_stored = max(self.last_stored, batch[-1]["counter"])
+        self.publisher.events(self.job_id, batch)
