@@ -52,7 +52,7 @@ class Parameters:
             "quiet": Parameter(False, _bool),
             "cursorTimeoutMillis": Parameter(Int64(600000), lambda v: Int64(_int(v))),
             "authenticationMechanisms": Parameter(
-                ["SCRAM-SHA-1", "SCRAM-SHA-256"], _mechanisms, runtime=False
+                ["MONGODB-X509", "SCRAM-SHA-1", "SCRAM-SHA-256"], _mechanisms, runtime=False
             ),
             "enableLocalhostAuthBypass": Parameter(True, _bool, runtime=False),
         }
