@@ -187,7 +187,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.whaleal.wap.plugins.module_utils.mongodb import (
     MONGODB_REQUIRED_TOGETHER,
-    NOT_YET_INITIALIZED,
     UNAUTHORIZED,
     ConnectionFailure,
     OperationFailure,
@@ -209,7 +208,7 @@ from ansible_collections.whaleal.wap.plugins.module_utils.replicaset import (
     plan,
 )
 
-NO_REPLICATION_ENABLED = 76
+ALREADY_INITIALIZED = 23
 HEALTHY_STATES = ("PRIMARY", "SECONDARY", "ARBITER")
 
 MEMBER_OPTIONS = dict(
@@ -266,19 +265,18 @@ class ReplicaSet:
     def fail(self, msg, **kwargs):
         self.module.fail_json(msg=msg, **kwargs)
 
-    def local_config(self):
-        """The configuration seen by the member we connect to, or None when uninitiated."""
-        try:
-            return self.conn.client.admin.command("replSetGetConfig")["config"]
-        except OperationFailure as exc:
-            code = error_code(exc)
-            if code == NOT_YET_INITIALIZED:
-                return None
-            if code == NO_REPLICATION_ENABLED:
-                self.fail("The mongod at the login host does not run with replication.replSetName")
-            if code == UNAUTHORIZED:
-                self.fail(unauthorized_message(self.conn, "replSetGetConfig"))
-            raise
+    def local_set_name(self):
+        """The set name the member we connect to belongs to, or None when it is uninitiated.
+
+        ``hello`` needs no privilege, so this works under the localhost exception too (where
+        MongoDB 7.0+ refuses replSetGetConfig).
+        """
+        hello = self.conn.client.admin.command("hello")
+        if hello.get("setName"):
+            return hello["setName"]
+        if not hello.get("isreplicaset"):
+            self.fail("The mongod at the login host does not run with replication.replSetName")
+        return None
 
     def find_primary(self, exclude=None):
         """Wait for a primary (other than ``exclude``) and connect to it."""
@@ -354,6 +352,11 @@ class ReplicaSet:
         except OperationFailure as exc:
             if error_code(exc) == UNAUTHORIZED:
                 self.fail(unauthorized_message(self.conn, "replSetInitiate"))
+            if error_code(exc) == ALREADY_INITIALIZED:
+                self.fail(
+                    "The member at the login host has a replica set configuration but no set "
+                    "name in hello (removed from its set, or still starting): check its log"
+                )
             raise
         self.find_primary()
         try:
@@ -369,8 +372,8 @@ class ReplicaSet:
 def converge(module, rs: ReplicaSet, specs: list[dict]) -> dict:
     params = module.params
     result = dict(changed=False, steps=[])
-    local = rs.local_config()
-    if local is None:
+    set_name = rs.local_set_name()
+    if set_name is None:
         config = initiate_config(params["name"], desired_members(specs), params["settings"])
         result.update(
             changed=True,
@@ -384,8 +387,8 @@ def converge(module, rs: ReplicaSet, specs: list[dict]) -> dict:
             result.update(version=final["version"], members=public(final["members"]))
         result["primary"] = rs.primary_host
         return result
-    if local["_id"] != params["name"]:
-        rs.fail(f"The member belongs to replica set {local['_id']}, not {params['name']}")
+    if set_name != params["name"]:
+        rs.fail(f"The member belongs to replica set {set_name}, not {params['name']}")
 
     rs.find_primary()
     config = rs.config()[0]
