@@ -17,9 +17,21 @@ def _settings() -> object:
         raise UserError(str(exc)) from None
 
 
+def _check_front_end() -> None:
+    from pathlib import Path
+
+    vendored = Path(__file__).parent / "static" / "vendor" / "socket.io.min.js"
+    if not vendored.is_file():
+        raise UserError(
+            f"{vendored} is missing (the job pages need it): run scripts/install, which takes "
+            "socket.io-client from npm"
+        )
+
+
 def _up(args: argparse.Namespace) -> int:
     from webui.embedded import EmbeddedError, run_platform
 
+    _check_front_end()
     try:
         return run_platform(_settings(), workers=args.workers)  # type: ignore[arg-type]
     except EmbeddedError as exc:
@@ -30,6 +42,7 @@ def _web(args: argparse.Namespace) -> int:
     from webui.config import SettingsError, require_services
     from webui.store import StoreUnavailable
 
+    _check_front_end()
     settings = _settings()
     try:
         require_services(settings)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Response
 
 from webui.config import Settings
-from webui.services import accounts
+from webui.services import accounts, audit
 from webui.services.audit import Actor
 from webui.store import Store
 
@@ -67,6 +67,8 @@ def login(user: dict[str, Any]) -> None:
 def logout() -> None:
     if session.get("sid"):
         accounts.end_session(get_store(), session["sid"])
+        if g.get("actor") is not None:
+            audit.record(get_store(), g.actor, "logout", g.actor.username)
     session.clear()
 
 

@@ -70,6 +70,15 @@ def test_wap_up_runs_everything_and_finds_its_data_again(tmp_path: Path) -> None
         assert same_port.popen.wait(30) == 2
         assert f"127.0.0.1:{port}" in same_port.output() and "WAP_BIND" in same_port.output()
 
+        slow = api.call(
+            "POST", f"/projects/{project['id']}/jobs",
+            json={"playbook": "steps.yml", "host_ids": [host["id"]],
+                  "extra_vars": {"steps": 200, "step_delay": 0.2}},
+        ).json()  # fmt: skip
+        wait_for(
+            lambda: api.call("GET", f"/jobs/{slow['id']}").json()["status"] == "running",
+            timeout=30, what="the slow job to run",
+        )  # fmt: skip
         up.popen.send_signal(signal.SIGINT)  # Ctrl-C
         assert up.popen.wait(40) == 0
         assert "WAP stopped." in up.output()
@@ -84,9 +93,10 @@ def test_wap_up_runs_everything_and_finds_its_data_again(tmp_path: Path) -> None
         api2 = Api(f"http://127.0.0.1:{port}")
         assert api2.login("admin").url.endswith("/")  # logged in: the admin is still there
         api2.use_token()
-        assert [j["id"] for j in api2.call("GET", f"/projects/{project['id']}/jobs").json()] == [
-            job["id"]
-        ]
+        jobs = {j["id"]: j for j in api2.call("GET", f"/projects/{project['id']}/jobs").json()}
+        assert set(jobs) == {job["id"], slow["id"]}
+        assert jobs[slow["id"]]["status"] == "canceled", jobs[slow["id"]]
+        assert "wap up stopping" in jobs[slow["id"]]["reason"]
     finally:
         for proc in reversed(started):
             proc.stop(timeout=30)

@@ -234,3 +234,34 @@ def test_a_canary_secret_is_nowhere(
         "/audit",
     ):
         assert canary not in admin_api.call("GET", path).text
+
+
+def test_an_ssh_key_travels_through_the_agent_and_never_lands_on_disk(
+    admin_api: Api, start_worker: Callable[[], Proc], settings: Settings
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+    start_worker()
+    project_id, host_ids = project_with_host(admin_api)
+    credential = admin_api.call(
+        "POST",
+        f"/projects/{project_id}/credentials",
+        json={"name": "ssh", "kind": "ssh_key", "fields": {"username": "ops", "private_key": pem}},
+    ).json()
+    job_id = start_job(
+        admin_api, project_id, host_ids, playbook="ssh_agent.yml", credential_ids=[credential["id"]]
+    )
+    job = wait_job(admin_api, job_id)
+    assert job["status"] == "successful", job
+    text = "".join(e["stdout"] for e in events(admin_api, job_id))
+    assert "agent holds 1 key(s)" in text and "ED25519" in text
+    body = pem.split("\n")[2].encode()  # a line of the key's body
+    assert _files_containing(settings.runtime_dir, body) == []
+    assert _files_containing(settings.data_dir, body) == []

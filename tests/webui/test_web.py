@@ -86,6 +86,7 @@ def test_wrong_password_and_audit_filter(client: FlaskClient) -> None:
     assert "login" in page and "setup.admin" not in page
     page = client.get("/audit?action=setup").get_data(as_text=True)
     assert "setup.admin" in page
+    assert "logout" in client.get("/audit?action=logout").get_data(as_text=True)
 
 
 def test_api_validation_gives_messages_per_field(client: FlaskClient) -> None:
