@@ -206,15 +206,3 @@ def test_fork_reports_child_and_parent_exits_when_ready(launcher, tmp_path):
         else:
             os.kill(pid, signal.SIGKILL)
     assert pidfile.exists()  # mongod leaves its pid file behind
-
-
-def test_mongos_version_works_and_start_is_refused(launcher):
-    """mongos --version prints "mongos version"; starting it is refused for now.
-
-    Source: https://www.mongodb.com/docs/manual/reference/program/mongos/
-    """
-    version = launcher.run("--version", program="mongos")
-    assert version.returncode == 0
-    assert version.stdout.startswith("mongos version v")
-    start = launcher.run("--configdb", "cfg/127.0.0.1:1", program="mongos")
-    assert start.returncode != 0 and "not implemented" in start.stderr

@@ -69,12 +69,9 @@ def main(argv: list[str] | None = None, program: str = "mongod") -> int:
         if options.get("outputConfig"):
             return output_config(options)
         if program == "mongos":
-            print(
-                "mongos is not implemented by the mongod double yet (sharding is a later phase); "
-                "refusing to start.",
-                file=sys.stderr,
-            )
-            return EXIT_BADOPTIONS
+            from mongod_double.mongos import validate_router_options
+
+            validate_router_options(options)
         validate(options)
     except OptionsExit as exc:
         return int(exc.code or EXIT_BADOPTIONS)
@@ -162,7 +159,12 @@ def run(options: ServerOptions, version, ready_fd: int | None) -> int:
             _signal_ready(ready_fd, str(EXIT_BADOPTIONS))
             return EXIT_BADOPTIONS
         log.info("CONTROL", 20698, "***** SERVER RESTARTED *****", ctx="main")
-    server = Server(options, version)
+    if options.program == "mongos":
+        from mongod_double.mongos import Router
+
+        server = Router(options, version)
+    else:
+        server = Server(options, version)
     log.info(
         "CONTROL",
         4615611,

@@ -104,6 +104,15 @@ CLI_OPTIONS: dict[str, tuple[str, Any, Any]] = {
     "slowms": ("operationProfiling.slowOpThresholdMs", "int", None),
 }
 PROFILE_MODES = {0: "off", 1: "slowOp", 2: "all"}
+# Options mongos does not have (it keeps no data and is no replica set member): it rejects them
+# as unrecognised. Source: https://www.mongodb.com/docs/manual/reference/program/mongos/
+MONGOD_ONLY_SECTIONS = (
+    "storage.",
+    "replication.",
+    "sharding.clusterRole",
+    "security.authorization",
+    "operationProfiling.mode",
+)
 
 
 class OptionsExit(SystemExit):
@@ -205,6 +214,7 @@ def load_config_file(path: str, version: Version, program: str) -> dict:
     if version.series == (6, 0):
         known[JOURNAL_OPTION] = "bool"
     if program == "mongos":
+        known = {k: v for k, v in known.items() if not k.startswith(MONGOD_ONLY_SECTIONS)}
         known["sharding.configDB"] = "str"
     tree: dict = {}
     for path, value in _flatten(raw):
@@ -261,6 +271,9 @@ def parse_command_line(argv: list[str], version: Version, program: str = "mongod
         name, eq, inline = arg[2:].partition("=")
         options = dict(CLI_OPTIONS)
         if program == "mongos":
+            options = {
+                k: v for k, v in options.items() if not v[0].startswith(MONGOD_ONLY_SECTIONS)
+            }
             options["configdb"] = ("sharding.configDB", "str", None)
         if name == "setParameter":
             if eq:

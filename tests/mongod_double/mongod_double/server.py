@@ -311,6 +311,10 @@ class Server:
             ctx.tls_peer_subject = subject_text(ctx.tls_peer_rdns)
         return tls_sock
 
+    def handle(self, ctx: ConnectionContext, request: wire.Request) -> dict:
+        """One request's reply (mongos overrides this with its own command set)."""
+        return dispatch(self, ctx, request)
+
     def _log_receive_error(self, ctx: ConnectionContext, error: str) -> None:
         log.warning(
             "NETWORK",
@@ -350,7 +354,7 @@ class Server:
                     )
                     break
                 try:
-                    reply = dispatch(self, ctx, request)
+                    reply = self.handle(ctx, request)
                 except CloseConnection:
                     break
                 if request.more_to_come:

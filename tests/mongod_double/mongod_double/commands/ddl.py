@@ -258,6 +258,14 @@ def _validate_index_spec(raw: dict) -> dict:
         )
     key = raw["key"]
     for field, direction in key.items():
+        # Hashed indexes (shard keys) are kept in the catalog; queries scan either way.
+        if direction == "hashed":
+            if raw.get("unique"):
+                raise CommandError(
+                    CANNOT_CREATE_INDEX,
+                    "Currently hashed indexes cannot guarantee uniqueness. Use a regular index.",
+                )
+            continue
         if isinstance(direction, str) or direction == 0:
             raise NotImplementedError(f"index type {direction!r} on field {field!r}")
     name = raw.get("name")

@@ -1,0 +1,495 @@
+"""mongos's sharding administration: addShard, listShards, removeShard, enableSharding,
+shardCollection, movePrimary, split, moveChunk, balancerStart/Stop/Status, getShardMap,
+flushRouterConfig.
+
+Sources (MongoDB 7.0 manual, reference/command/<name>/): addShard, listShards, removeShard,
+enableSharding ("Starting in MongoDB 6.0, this command is not required to shard a
+collection"), shardCollection, movePrimary, split, moveChunk, balancerStart, balancerStop,
+balancerStatus, getShardMap, flushRouterConfig.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pymongo
+from bson.objectid import ObjectId
+from pymongo.errors import PyMongoError
+
+from mongod_double.commands import Invocation
+from mongod_double.errors import (
+    ALREADY_INITIALIZED,
+    BAD_VALUE,
+    ILLEGAL_OPERATION,
+    INVALID_NAMESPACE,
+    INVALID_OPTIONS,
+    NOT_WRITABLE_PRIMARY,
+    TYPE_MISMATCH,
+    CommandError,
+)
+from mongod_double.sharding.cluster import (
+    NAMESPACE_NOT_SHARDED,
+    Cluster,
+    now_timestamp,
+    parse_connection_string,
+)
+from mongod_double.sharding.keys import ShardKey, chunk_for
+from mongod_double.sharding.migration import move_chunk, move_primary
+from mongod_double.sharding.registry import HOST_UNREACHABLE, router_command
+from mongod_double.storage import new_uuid
+
+FAILED_TO_PARSE = 9
+OPERATION_FAILED = 96
+NO_SHARDING_ENABLED = 193
+IDL_MISSING_FIELD = 40414
+HASHED_CHUNKS_PER_SHARD = 2
+RESERVED_DATABASES = ("admin", "config", "local")
+
+
+def _cluster(inv: Invocation) -> Cluster:
+    return inv.server.cluster
+
+
+def _string_arg(inv: Invocation) -> str:
+    value = inv.arg
+    if not isinstance(value, str):
+        raise CommandError(
+            TYPE_MISMATCH,
+            f"BSON field '{inv.name}.{inv.name}' is the wrong type "
+            f"'{type(value).__name__}', expected type 'string'",
+        )
+    return value
+
+
+# -- shards ---------------------------------------------------------------------------------
+
+
+def _greet(seeds: list[str], kwargs: dict) -> tuple[dict, dict]:
+    """hello and getCmdLineOpts from the first reachable seed."""
+    errors = []
+    for seed in seeds:
+        client = pymongo.MongoClient(seed, directConnection=True, **kwargs)
+        try:
+            hello = client.admin.command("hello")
+            options = client.admin.command("getCmdLineOpts")
+            return hello, options
+        except PyMongoError as exc:
+            errors.append(f"{seed}: {exc}")
+        finally:
+            client.close()
+    raise CommandError(
+        HOST_UNREACHABLE, "couldn't connect to new shard :: caused by :: " + "; ".join(errors)
+    )
+
+
+def _validate_shard(connection: str, seeds: list[str], set_name: str | None, cluster: Cluster):
+    """MongoDB's checks of a shard candidate (validateHostAsShard), in its order."""
+    hello, options = _greet(seeds, cluster.kwargs)
+    if hello.get("msg") == "isdbgrid":
+        raise CommandError(ILLEGAL_OPERATION, "cannot add a mongos as a shard")
+    if not hello.get("isWritablePrimary", hello.get("ismaster")):
+        raise CommandError(
+            NOT_WRITABLE_PRIMARY,
+            f"{connection} does not have a master. If this is a replica set, ensure that it has "
+            "a healthy primary and that the set has been properly initiated.",
+        )
+    found = hello.get("setName")
+    if not set_name and found:
+        raise CommandError(
+            OPERATION_FAILED,
+            f"host is part of set {found}; use replica set url format "
+            "<setname>/<server1>,<server2>, ...",
+        )
+    if set_name and not found:
+        raise CommandError(
+            OPERATION_FAILED,
+            f"host did not return a set name; is the replica set still initializing? {hello}",
+        )
+    if set_name and set_name != found:
+        raise CommandError(
+            OPERATION_FAILED,
+            f"the provided connection string ({connection}) does not match the actual set "
+            f"name {found}",
+        )
+    role = (options.get("parsed") or {}).get("sharding", {}).get("clusterRole")
+    if role == "configsvr":
+        raise CommandError(
+            OPERATION_FAILED, f"Cannot add {connection} as a shard since it is a config server"
+        )
+    members = set(hello.get("hosts", [])) | set(hello.get("passives", []))
+    for seed in seeds if set_name else []:
+        if seed not in members:
+            raise CommandError(
+                OPERATION_FAILED,
+                f"in seed list {connection}, host {seed} does not belong to replica set "
+                f"{found}; found {hello}",
+            )
+    if role != "shardsvr":
+        raise CommandError(
+            NO_SHARDING_ENABLED, "Cannot accept sharding commands if not started with --shardsvr"
+        )
+    return hello
+
+
+@router_command("addShard", "addshard", admin_only=True)
+def add_shard(inv: Invocation) -> dict:
+    """Add a replica set as a shard."""
+    connection = _string_arg(inv)
+    cluster = _cluster(inv)
+    set_name, seeds = parse_connection_string(connection)
+    if not seeds:
+        raise CommandError(FAILED_TO_PARSE, f"Invalid connection string {connection}")
+    name = inv.body.get("name") or set_name
+    hello = _validate_shard(connection, seeds, set_name, cluster)
+    host = f"{set_name}/{','.join(hello.get('hosts', seeds))}"
+    for shard in cluster.shards():
+        if parse_connection_string(shard["host"])[0] == set_name:
+            if shard["_id"] == name:
+                return {"shardAdded": name}
+            raise CommandError(
+                ILLEGAL_OPERATION,
+                f"A shard already exists containing the replica set '{set_name}'",
+            )
+        if shard["_id"] == name:
+            raise CommandError(ILLEGAL_OPERATION, f"A shard named {name} already exists")
+    cluster.ensure_cluster_id()
+    cluster.config.shards.insert_one(
+        {"_id": name, "host": host, "state": 1, "topologyTime": now_timestamp()}
+    )
+    client = cluster.client_for_host(host)
+    for db_name in client.list_database_names():
+        if db_name not in RESERVED_DATABASES:
+            cluster.ensure_database(db_name, primary=name)
+    return {"shardAdded": name}
+
+
+@router_command("listShards", "listshards", admin_only=True)
+def list_shards(inv: Invocation) -> dict:
+    """The shards of the cluster, from config.shards."""
+    return {"shards": _cluster(inv).shards()}
+
+
+@router_command("getShardMap", admin_only=True)
+def get_shard_map(inv: Invocation) -> dict:
+    """Each shard's connection string, and the config servers'."""
+    cluster = _cluster(inv)
+    shard_map = {"config": cluster.config_db}
+    connection_strings = {cluster.config_db: "config"}
+    hosts = {}
+    for shard in cluster.shards():
+        shard_map[shard["_id"]] = shard["host"]
+        connection_strings[shard["host"]] = shard["_id"]
+        for host in parse_connection_string(shard["host"])[1]:
+            hosts[host] = shard["_id"]
+    for host in parse_connection_string(cluster.config_db)[1]:
+        hosts[host] = "config"
+    return {"map": shard_map, "hosts": hosts, "connStrings": connection_strings}
+
+
+def _draining_status(cluster: Cluster, name: str) -> tuple[int, list[str]]:
+    chunks = cluster.config.chunks.count_documents({"shard": name})
+    dbs = sorted(d["_id"] for d in cluster.config.databases.find({"primary": name}))
+    return chunks, dbs
+
+
+@router_command("removeShard", "removeshard", admin_only=True)
+def remove_shard(inv: Invocation) -> dict:
+    """Drain a shard (the balancer moves its chunks), then remove it."""
+    name = _string_arg(inv)
+    cluster = _cluster(inv)
+    shard = cluster.shard(name)
+    note = "you need to drop or movePrimary these databases"
+    if not shard.get("draining"):
+        if len(cluster.shards()) <= 1:
+            raise CommandError(
+                ILLEGAL_OPERATION, "Operation not allowed because it would remove the last shard"
+            )
+        cluster.config.shards.update_one({"_id": name}, {"$set": {"draining": True}})
+        inv.server.balancer.wake()
+        _, dbs = _draining_status(cluster, name)
+        return {
+            "msg": "draining started successfully",
+            "state": "started",
+            "shard": name,
+            "note": note,
+            "dbsToMove": dbs,
+        }
+    chunks, dbs = _draining_status(cluster, name)
+    if chunks or dbs:
+        return {
+            "msg": "draining ongoing",
+            "state": "ongoing",
+            "remaining": {"chunks": chunks, "dbs": len(dbs), "jumboChunks": 0},
+            "note": note,
+            "dbsToMove": dbs,
+        }
+    cluster.config.shards.delete_one({"_id": name})
+    return {"msg": "removeshard completed successfully", "state": "completed", "shard": name}
+
+
+# -- databases ------------------------------------------------------------------------------
+
+
+def _check_db_name(db: str) -> None:
+    if not db or "." in db or " " in db or "$" in db:
+        raise CommandError(INVALID_NAMESPACE, f"invalid db name specified: {db}")
+
+
+@router_command("enableSharding", "enablesharding", admin_only=True)
+def enable_sharding(inv: Invocation) -> dict:
+    """Create the database in the catalog (not required to shard a collection since 6.0)."""
+    db = _string_arg(inv)
+    _check_db_name(db)
+    if db in ("admin", "local"):
+        raise CommandError(
+            ILLEGAL_OPERATION, f"Enabling sharding on the {db} database is not allowed"
+        )
+    cluster = _cluster(inv)
+    primary = inv.body.get("primaryShard")
+    if primary is not None:
+        cluster.shard(primary)
+    entry = cluster.ensure_database(db, primary=primary)
+    if primary is not None and entry["primary"] != primary:
+        raise CommandError(
+            117,
+            f"Database {db} already exists with primary shard {entry['primary']}, not {primary}",
+        )
+    return {}
+
+
+@router_command("movePrimary", "moveprimary", admin_only=True)
+def move_primary_command(inv: Invocation) -> dict:
+    """Move a database's unsharded collections to another shard and make it the primary."""
+    db = _string_arg(inv)
+    _check_db_name(db)
+    to = inv.body.get("to")
+    if not isinstance(to, str) or not to:
+        raise CommandError(
+            IDL_MISSING_FIELD, "BSON field 'movePrimary.to' is missing but a required field"
+        )
+    if db in RESERVED_DATABASES:
+        raise CommandError(INVALID_OPTIONS, f"Can't move primary for {db} database")
+    cluster = _cluster(inv)
+    if cluster.database(db) is None:
+        raise CommandError(26, f"Database {db} not found")
+    cluster.shard(to)
+    move_primary(cluster, db, to)
+    return {}
+
+
+# -- collections ----------------------------------------------------------------------------
+
+
+def _split_ns(ns: object, command: str) -> tuple[str, str]:
+    if not isinstance(ns, str):
+        raise CommandError(TYPE_MISMATCH, f"BSON field '{command}.{command}' must be a string")
+    db, dot, coll = ns.partition(".")
+    if not db or not dot or not coll:
+        raise CommandError(INVALID_NAMESPACE, f"Invalid namespace specified '{ns}'")
+    return db, coll
+
+
+def _validate_key(key: object) -> dict:
+    if not isinstance(key, dict) or not key:
+        raise CommandError(BAD_VALUE, "Shard key cannot be empty")
+    hashed = 0
+    for field, kind in key.items():
+        if kind == "hashed":
+            hashed += 1
+        elif kind not in (1, 1.0):
+            raise CommandError(
+                BAD_VALUE,
+                f"Unsupported shard key pattern {key}. Pattern must either be a single hashed "
+                "field, or a list of ascending fields",
+            )
+        if field.startswith("$"):
+            raise CommandError(BAD_VALUE, f"Invalid shard key field {field}")
+    if hashed > 1:
+        raise CommandError(BAD_VALUE, "A shard key pattern can contain at most one hashed field")
+    return {field: kind if kind == "hashed" else 1 for field, kind in key.items()}
+
+
+def _has_key_index(coll, key: dict) -> bool:
+    wanted = list(key.items())
+    for index in coll.list_indexes():
+        have = list(index["key"].items())
+        if have[: len(wanted)] == wanted:
+            return True
+    return False
+
+
+@router_command("shardCollection", "shardcollection", admin_only=True)
+def shard_collection(inv: Invocation) -> dict:
+    """Shard a collection: hashed keys pre-split an empty collection across the shards."""
+    ns = inv.arg
+    db_name, coll_name = _split_ns(ns, "shardCollection")
+    if "key" not in inv.body:
+        raise CommandError(
+            IDL_MISSING_FIELD, "BSON field 'shardCollection.key' is missing but a required field"
+        )
+    key = _validate_key(inv.body["key"])
+    unique = bool(inv.body.get("unique", False))
+    shard_key = ShardKey.from_doc(key)
+    if unique and shard_key.hashed_field is not None:
+        raise CommandError(
+            BAD_VALUE,
+            "Hashed shard keys cannot be declared unique. It's possible to ensure uniqueness on "
+            "the hashed field by declaring an additional (non-hashed) unique index on the field.",
+        )
+    if db_name in ("admin", "local") or (db_name == "config" and coll_name != "system.sessions"):
+        raise CommandError(ILLEGAL_OPERATION, f"can't shard {db_name} database")
+    cluster = _cluster(inv)
+    current = cluster.collection(ns)
+    if current is not None:
+        if current["key"] == key and bool(current.get("unique")) == unique:
+            return {"collectionsharded": ns}
+        raise CommandError(
+            ALREADY_INITIALIZED,
+            f"sharding already enabled for collection {ns} with options "
+            f"{{ key: {current['key']}, unique: {bool(current.get('unique'))} }}",
+        )
+    entry = cluster.ensure_database(db_name)
+    primary = entry["primary"]
+    coll = cluster.shard_db(primary, db_name)[coll_name]
+    empty = coll.estimated_document_count() == 0
+    if not _has_key_index(coll, key):
+        if not empty:
+            raise CommandError(
+                INVALID_OPTIONS,
+                "Please create an index that starts with the proposed shard key before sharding "
+                "the collection",
+            )
+        coll.create_index(list(key.items()), **_unique(unique))
+    shards = [s["_id"] for s in cluster.active_shards()]
+    if shard_key.hashed_field is not None and empty:
+        per_shard = HASHED_CHUNKS_PER_SHARD
+        total = int(inv.body.get("numInitialChunks") or per_shard * len(shards))
+        total = max(total, 1)
+        points = shard_key.hashed_split_points(total)
+    else:
+        total, points = 1, []
+    bounds = [shard_key.global_min(), *points, shard_key.global_max()]
+    uuid = _collection_uuid(coll) or new_uuid()
+    doc = {
+        "_id": ns,
+        "lastmodEpoch": ObjectId(),
+        "lastmod": datetime.datetime.now(datetime.UTC).replace(tzinfo=None),
+        "timestamp": now_timestamp(),
+        "uuid": uuid,
+        "key": key,
+        "unique": unique,
+        "noBalance": False,
+    }
+    chunks = []
+    for i in range(total):
+        owner = primary if total == 1 else shards[i * len(shards) // total]
+        chunks.append(cluster.new_chunk(doc, bounds[i], bounds[i + 1], owner, 1))
+        chunks[-1]["lastmod"] = type(chunks[-1]["lastmod"])(1, i)
+    for owner in {c["shard"] for c in chunks} - {primary}:
+        target = cluster.shard_db(owner, db_name)[coll_name]
+        target.create_index(list(key.items()), **_unique(unique))
+    cluster.config.chunks.insert_many(chunks)
+    cluster.config.collections.insert_one(doc)
+    return {"collectionsharded": ns}
+
+
+def _unique(unique: bool) -> dict:
+    return {"unique": True} if unique else {}
+
+
+def _collection_uuid(coll):
+    for info in coll.database.list_collections(filter={"name": coll.name}):
+        return (info.get("info") or {}).get("uuid")
+    return None
+
+
+def _routing_or_fail(cluster: Cluster, ns: str):
+    routing = cluster.routing(ns)
+    if routing is None:
+        raise CommandError(NAMESPACE_NOT_SHARDED, f"Collection {ns} is not sharded.")
+    return routing
+
+
+@router_command("split", admin_only=True)
+def split(inv: Invocation) -> dict:
+    """Split the chunk containing ``middle`` (or ``find``'s key) at ``middle``."""
+    ns = inv.arg
+    _split_ns(ns, "split")
+    cluster = _cluster(inv)
+    routing = _routing_or_fail(cluster, ns)
+    middle = inv.body.get("middle")
+    if not isinstance(middle, dict) or list(middle) != routing.key.fields:
+        raise CommandError(BAD_VALUE, "split requires 'middle' with exactly the shard key's fields")
+    point = list(middle.values())
+    chunk = chunk_for(routing.chunks, point)
+    if list(chunk["min"].values()) == point:
+        raise CommandError(BAD_VALUE, f"cannot split on initial or final chunk's key: {middle}")
+    major = max(c["lastmod"].time for c in routing.chunks)
+    upper = cluster.new_chunk(routing.doc, dict(middle), chunk["max"], chunk["shard"], major)
+    upper["lastmod"] = type(upper["lastmod"])(major, len(routing.chunks))
+    cluster.config.chunks.update_one({"_id": chunk["_id"]}, {"$set": {"max": dict(middle)}})
+    cluster.config.chunks.insert_one(upper)
+    return {}
+
+
+@router_command("moveChunk", "movechunk", admin_only=True)
+def move_chunk_command(inv: Invocation) -> dict:
+    """Move the chunk holding ``find``'s key (or with ``bounds``) to shard ``to``."""
+    ns = inv.arg
+    _split_ns(ns, "moveChunk")
+    cluster = _cluster(inv)
+    routing = _routing_or_fail(cluster, ns)
+    to = inv.body.get("to")
+    if not isinstance(to, str):
+        raise CommandError(
+            IDL_MISSING_FIELD, "BSON field 'moveChunk.to' is missing but a required field"
+        )
+    cluster.shard(to)
+    if "find" in inv.body:
+        key = routing.key.of_filter(inv.body["find"])
+        if key is None:
+            raise CommandError(BAD_VALUE, "find must contain the full shard key")
+    elif "bounds" in inv.body:
+        key = list(inv.body["bounds"][0].values())
+    else:
+        raise CommandError(
+            BAD_VALUE, "need to specify either a find query, or both lower and upper bounds."
+        )
+    chunk = chunk_for(routing.chunks, key)
+    move_chunk(cluster, routing, chunk, to)
+    return {"millis": 0}
+
+
+# -- balancer -------------------------------------------------------------------------------
+
+
+@router_command("balancerStart", admin_only=True)
+def balancer_start(inv: Invocation) -> dict:
+    """Turn the balancer on (config.settings balancer mode "full")."""
+    _cluster(inv).set_balancer("full")
+    inv.server.balancer.wake()
+    return {}
+
+
+@router_command("balancerStop", admin_only=True)
+def balancer_stop(inv: Invocation) -> dict:
+    """Turn the balancer off (mode "off"); a round in progress finishes its current move."""
+    _cluster(inv).set_balancer("off")
+    return {}
+
+
+@router_command("balancerStatus", admin_only=True)
+def balancer_status(inv: Invocation) -> dict:
+    """The balancer's mode and whether a round is running."""
+    balancer = inv.server.balancer
+    return {
+        "mode": _cluster(inv).balancer_settings().get("mode", "full"),
+        "inBalancerRound": balancer.in_round,
+        "numBalancerRounds": balancer.rounds,
+    }
+
+
+@router_command("flushRouterConfig", "flushrouterconfig", admin_only=True)
+def flush_router_config(inv: Invocation) -> dict:
+    """The double's routers cache no routing table (each command reads the catalog)."""
+    return {"flushed": True}

@@ -1,0 +1,85 @@
+"""mongos: the router of a sharded cluster.
+
+The router is a :class:`~mongod_double.server.Server` (same listeners, wire protocol, TLS,
+connection threads, cursors, counters and logging) with no dbPath and its own command set
+(``commands/mongos_*.py``, dispatched by :mod:`mongod_double.sharding.registry`). It keeps no
+data: the catalog is read from the config server replica set named by ``sharding.configDB``, and
+documents live on the shards. The balancer runs in the routers (see ``sharding/balancer.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from mongod_double.commands import Invocation
+from mongod_double.errors import StartupError
+from mongod_double.logs import log
+from mongod_double.options import ServerOptions, fail
+from mongod_double.server import Server
+from mongod_double.sharding.balancer import Balancer
+from mongod_double.sharding.cluster import Cluster, parse_connection_string
+from mongod_double.sharding.registry import dispatch, load_router_commands
+from mongod_double.version import Version
+
+CONFIG_SERVER_PORT = 27019
+CLOSE_TIMEOUT_SECONDS = 1.0
+
+
+def validate_router_options(options: ServerOptions) -> None:
+    """mongos's own start-up rules: a config server replica set is required."""
+    config_db = options.get("sharding.configDB")
+    if not config_db:
+        fail("BadValue: error: no args for --configdb", "mongos")
+    set_name, hosts = parse_connection_string(config_db)
+    if not set_name or not hosts:
+        fail("BadValue: configdb supports only replica set connection string", "mongos", False)
+    seeds = [h if ":" in h else f"{h}:{CONFIG_SERVER_PORT}" for h in hosts]
+    options.parsed["sharding"]["configDB"] = f"{set_name}/{','.join(seeds)}"
+
+
+class Router(Server):
+    def __init__(self, options: ServerOptions, version: Version) -> None:
+        super().__init__(options, version)
+        self.cluster: Cluster | None = None
+        self.balancer: Balancer | None = None
+        load_router_commands()
+
+    def start(self) -> None:
+        error = self.parameters.set_at_startup(self.options.get("setParameter", {}))
+        if error:
+            raise StartupError(2, 20574, "Error during global initialization", {"error": error})
+        self._start_security()
+        config_db = self.options.get("sharding.configDB")
+        if len(parse_connection_string(config_db)[1]) < 3:
+            log.warning(
+                "SHARDING",
+                24132,
+                "Running a sharded cluster with fewer than 3 config servers should only be done "
+                "for testing purposes and is not recommended for production.",
+                ctx="main",
+            )
+        self.cluster = Cluster(config_db, self.options)
+        self._bind()
+        self.balancer = Balancer(self)
+        self.balancer.start()
+
+    def _start_security(self) -> None:
+        from mongod_double.security import Security
+
+        self.security = Security.from_options(self.options, self.version)
+
+    def handle(self, ctx, request) -> dict:
+        return dispatch(self, ctx, request)
+
+    def check_access(self, inv: Invocation) -> None:
+        """Client authorization on the router (see README: what mongos enforces)."""
+
+    def shutdown(self) -> None:
+        if self.balancer is not None:
+            self.balancer.stop()
+        super().shutdown()
+        if self.cluster is not None:
+            # Closing ends server sessions on unreachable config servers/shards: do not wait.
+            closer = threading.Thread(target=self.cluster.close, name="close", daemon=True)
+            closer.start()
+            closer.join(CLOSE_TIMEOUT_SECONDS)

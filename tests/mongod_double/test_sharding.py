@@ -1,0 +1,287 @@
+"""Sharding: a config server replica set, two shard replica sets and mongos routers of doubles,
+driven with unmodified pymongo through mongos. Each test names the MongoDB page it checks."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pymongo.errors import OperationFailure
+
+from tests.mongod_double.shardedset import SHARDS, initiate, start_cluster, start_mongos
+
+DRAIN_TIMEOUT = 30.0
+
+
+def add_shards(cluster, client) -> None:
+    for name in SHARDS:
+        assert client.admin.command("addShard", cluster.shard_host(name))["shardAdded"] == name
+
+
+def shard_counts(cluster, db: str, coll: str) -> dict[str, int]:
+    return {name: cluster.shard_client(name)[db][coll].count_documents({}) for name in SHARDS}
+
+
+def error_code(call) -> int:
+    with pytest.raises(OperationFailure) as info:
+        call()
+    return info.value.code
+
+
+def test_mongos_version_and_configdb_required(launcher):
+    """mongos --version prints "mongos version"; without --configdb, or with a configdb that is
+    not a replica set connection string, mongos refuses to start (exit 2), and it rejects
+    mongod-only options such as --dbpath as unrecognised.
+
+    Source: https://www.mongodb.com/docs/manual/reference/program/mongos/ (--configdb: "the
+    config servers must be deployed as a replica set"; mongos has no storage options)
+    """
+    version = launcher.run("--version", program="mongos")
+    assert version.returncode == 0 and version.stdout.startswith("mongos version v")
+    missing = launcher.run("--port", "1", program="mongos")
+    assert missing.returncode == 2
+    assert "BadValue: error: no args for --configdb" in missing.stderr
+    standalone = launcher.run("--configdb", "127.0.0.1:1", program="mongos")
+    assert standalone.returncode == 2
+    assert "configdb supports only replica set connection string" in standalone.stderr
+    dbpath = launcher.run("--configdb", "cfg/127.0.0.1:1", "--dbpath", "/tmp", program="mongos")
+    assert dbpath.returncode == 2 and "unrecognised option '--dbpath'" in dbpath.stderr
+
+
+def test_hashed_sharding_spreads_documents_and_routes_queries(launcher):
+    """addShard and listShards; shardCollection with a hashed key on an empty collection
+    pre-splits two chunks per shard, so 1,000 inserts land on both shards; finds with the shard
+    key target one shard, others scatter and gather (sort, skip, limit merged); count, distinct
+    and aggregate $group add up across shards; a second mongos sees the same catalog.
+
+    Sources: https://www.mongodb.com/docs/manual/reference/command/addShard/,
+    https://www.mongodb.com/docs/manual/reference/command/listShards/,
+    https://www.mongodb.com/docs/manual/reference/command/shardCollection/,
+    https://www.mongodb.com/docs/manual/core/hashed-sharding/,
+    https://www.mongodb.com/docs/manual/core/sharded-cluster-query-router/,
+    https://www.mongodb.com/docs/manual/reference/config-database/
+    """
+    cluster = start_cluster(launcher, routers=2)
+    client = cluster.router_client(0)
+    hello = client.admin.command("hello")
+    assert hello["msg"] == "isdbgrid" and "setName" not in hello
+    add_shards(cluster, client)
+    shards = client.admin.command("listShards")["shards"]
+    assert [(s["_id"], s["host"], s["state"]) for s in shards] == [
+        (name, cluster.shard_host(name), 1) for name in SHARDS
+    ]
+    # Since 6.0 shardCollection does not need enableSharding first.
+    reply = client.admin.command("shardCollection", "app.users", key={"uid": "hashed"})
+    assert reply["collectionsharded"] == "app.users"
+    coll_doc = client.config.collections.find_one({"_id": "app.users"})
+    assert coll_doc["key"] == {"uid": "hashed"} and coll_doc["unique"] is False
+    chunks = list(client.config.chunks.find({"uuid": coll_doc["uuid"]}))
+    assert sorted(c["shard"] for c in chunks) == ["shard1", "shard1", "shard2", "shard2"]
+
+    users = client.app.users
+    users.insert_many([{"uid": i, "group": i % 7, "name": f"user{i}"} for i in range(1000)])
+    counts = shard_counts(cluster, "app", "users")
+    assert all(n > 0 for n in counts.values()) and sum(counts.values()) == 1000
+    assert users.count_documents({}) == 1000
+
+    # Targeted: the shard key pins one shard, which alone holds the document.
+    doc = users.find_one({"uid": 421})
+    assert doc["name"] == "user421"
+    holders = [n for n in SHARDS if cluster.shard_client(n).app.users.find_one({"uid": 421})]
+    assert len(holders) == 1
+    # Scatter-gather with sort, skip and limit merged on the router.
+    page = list(users.find({"group": 3}, {"_id": 0, "uid": 1}).sort("uid", -1).skip(2).limit(5))
+    expected = sorted((i for i in range(1000) if i % 7 == 3), reverse=True)[2:7]
+    assert [d["uid"] for d in page] == expected
+    assert len(list(users.find({"group": {"$lt": 2}}).batch_size(50))) == 286
+    assert users.count_documents({"group": 0}) == 143
+    assert sorted(users.distinct("group")) == list(range(7))
+    groups = list(
+        users.aggregate(
+            [{"$match": {"uid": {"$gte": 100}}}, {"$group": {"_id": "$group", "n": {"$sum": 1}}}]
+        )
+    )
+    assert sum(g["n"] for g in groups) == 900 and len(groups) == 7
+
+    # Writes routed by key; a multi update reaches every shard.
+    assert users.update_one({"uid": 7}, {"$set": {"name": "seven"}}).modified_count == 1
+    assert users.update_many({"group": 1}, {"$set": {"odd": True}}).modified_count == 143
+    assert users.delete_many({"group": 6}).deleted_count == 142
+    # 7.0: a single update must target one shard (shard key or _id), as before 7.1.
+    assert error_code(lambda: users.update_one({"group": 2}, {"$set": {"x": 1}})) == 72
+
+    # The second router reads the same catalog and data.
+    other = cluster.router_client(1)
+    assert [s["_id"] for s in other.admin.command("listShards")["shards"]] == list(SHARDS)
+    assert other.app.users.count_documents({}) == 858
+    assert other.app.users.find_one({"uid": 7})["name"] == "seven"
+    # Unsharded collections live on the database's primary shard.
+    other.app.notes.insert_one({"_id": 1})
+    primary = client.config.databases.find_one({"_id": "app"})["primary"]
+    assert cluster.shard_client(primary).app.notes.count_documents({}) == 1
+    assert "notes" in client.app.list_collection_names()
+    names = client.list_database_names()
+    assert "app" in names and "config" in names
+
+
+def test_ranged_sharding_split_and_move_chunk(launcher):
+    """A ranged shard key starts as one chunk on the primary shard; split and moveChunk move
+    the upper range's documents to the other shard, and finds by key are routed to the owner.
+
+    Sources: https://www.mongodb.com/docs/manual/core/ranged-sharding/,
+    https://www.mongodb.com/docs/manual/reference/command/split/,
+    https://www.mongodb.com/docs/manual/reference/command/moveChunk/
+    """
+    cluster = start_cluster(launcher)
+    client = cluster.router_client()
+    add_shards(cluster, client)
+    client.admin.command("balancerStop")
+    assert client.admin.command("balancerStatus")["mode"] == "off"
+    client.admin.command("enableSharding", "shop", primaryShard="shard1")
+    client.admin.command("shardCollection", "shop.orders", key={"n": 1})
+    orders = client.shop.orders
+    orders.insert_many([{"n": i} for i in range(100)])
+    assert shard_counts(cluster, "shop", "orders") == {"shard1": 100, "shard2": 0}
+    client.admin.command("split", "shop.orders", middle={"n": 60})
+    client.admin.command("moveChunk", "shop.orders", find={"n": 75}, to="shard2")
+    assert shard_counts(cluster, "shop", "orders") == {"shard1": 60, "shard2": 40}
+    assert orders.find_one({"n": 75})["n"] == 75 and orders.count_documents({}) == 100
+    assert [d["n"] for d in orders.find({}).sort("n", 1).limit(3)] == [0, 1, 2]
+
+
+def test_remove_shard_drains_and_completes(launcher):
+    """removeShard marks the shard draining (state "started", dbsToMove lists the databases it
+    is primary for), the balancer moves its chunks ("ongoing" with remaining.chunks/dbs),
+    movePrimary moves the unsharded collections, then removeShard completes; every document
+    ends on the remaining shard and the totals are unchanged.
+
+    Sources: https://www.mongodb.com/docs/manual/reference/command/removeShard/,
+    https://www.mongodb.com/docs/manual/tutorial/remove-shards-from-cluster/,
+    https://www.mongodb.com/docs/manual/reference/command/movePrimary/
+    """
+    cluster = start_cluster(launcher)
+    client = cluster.router_client()
+    add_shards(cluster, client)
+    client.admin.command("enableSharding", "app", primaryShard="shard2")
+    client.admin.command("shardCollection", "app.events", key={"_id": "hashed"})
+    client.app.events.insert_many([{"_id": i} for i in range(300)])
+    client.app.notes.insert_many([{"k": i} for i in range(10)])
+    assert all(n > 0 for n in shard_counts(cluster, "app", "events").values())
+
+    started = client.admin.command("removeShard", "shard2")
+    assert started["state"] == "started" and started["shard"] == "shard2"
+    assert started["dbsToMove"] == ["app"]
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while True:
+        status = client.admin.command("removeShard", "shard2")
+        assert status["state"] == "ongoing"
+        if status["remaining"]["chunks"] == 0:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status["remaining"]["dbs"] == 1 and status["dbsToMove"] == ["app"]
+    client.admin.command("movePrimary", "app", to="shard1")
+    done = client.admin.command("removeShard", "shard2")
+    assert done["state"] == "completed" and done["msg"] == "removeshard completed successfully"
+    assert [s["_id"] for s in client.admin.command("listShards")["shards"]] == ["shard1"]
+    assert shard_counts(cluster, "app", "events") == {"shard1": 300, "shard2": 0}
+    assert shard_counts(cluster, "app", "notes") == {"shard1": 10, "shard2": 0}
+    assert client.app.events.count_documents({}) == 300
+    assert client.app.notes.count_documents({}) == 10
+
+
+def test_catalog_survives_restart(launcher):
+    """The catalog is ordinary data in the config servers' config database: after every
+    process restarts on its dbPath, a new mongos routes to the same shards and chunks.
+
+    Source: https://www.mongodb.com/docs/manual/core/sharded-cluster-config-servers/
+    """
+    cluster = start_cluster(launcher)
+    client = cluster.router_client()
+    add_shards(cluster, client)
+    client.admin.command("shardCollection", "app.items", key={"k": "hashed"})
+    client.app.items.insert_many([{"k": i} for i in range(200)])
+    before = shard_counts(cluster, "app", "items")
+    nodes = [*cluster.routers, *cluster.shards.values(), cluster.config]
+    for node in nodes:
+        assert node.stop() == 0
+    config = launcher.start(
+        "--configsvr", "--replSet", "cfg", dbpath=cluster.config.dbpath, port=cluster.config.port
+    )
+    for name, node in cluster.shards.items():
+        launcher.start("--shardsvr", "--replSet", name, dbpath=node.dbpath, port=node.port)
+    router = start_mongos(launcher, f"cfg/127.0.0.1:{config.port}")
+    client = router.client()
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            shards = client.admin.command("listShards")["shards"]
+            break
+        except OperationFailure:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert [s["_id"] for s in shards] == list(SHARDS)
+    assert client.config.collections.find_one({"_id": "app.items"})["key"] == {"k": "hashed"}
+    assert client.app.items.count_documents({}) == 200
+    assert client.app.items.find_one({"k": 123})["k"] == 123
+    assert shard_counts(cluster, "app", "items") == before
+
+
+def test_sharding_errors(launcher):
+    """Bad input gets MongoDB's codes: a standalone or a replica set without --shardsvr cannot
+    be a shard, nor can a config server or a set under the wrong name; an unknown shard is
+    ShardNotFound (70); shardCollection refuses admin, malformed namespaces, unique hashed
+    keys and changing a key; unknown commands are CommandNotFound (59), as on mongod.
+
+    Sources: https://www.mongodb.com/docs/manual/reference/command/addShard/,
+    https://www.mongodb.com/docs/manual/reference/command/removeShard/,
+    https://www.mongodb.com/docs/manual/reference/command/shardCollection/,
+    https://www.mongodb.com/docs/manual/reference/error-codes/
+    """
+    cluster = start_cluster(launcher)
+    client = cluster.router_client()
+    admin = client.admin
+    standalone = launcher.start()
+    plain_set = launcher.start("--replSet", "plain")
+    initiate(plain_set, "plain")
+    assert error_code(lambda: admin.command("addShard", f"127.0.0.1:{standalone.port}")) == 193
+    code = error_code(lambda: admin.command("addShard", f"x/127.0.0.1:{standalone.port}"))
+    assert code == 96  # host did not return a set name
+    assert error_code(lambda: admin.command("addShard", f"plain/127.0.0.1:{plain_set.port}")) == 193
+    wrong = f"other/127.0.0.1:{cluster.shards['shard1'].port}"
+    assert error_code(lambda: admin.command("addShard", wrong)) == 96
+    assert error_code(lambda: admin.command("addShard", cluster.config_db)) == 96
+    assert (
+        error_code(
+            lambda: admin.command("addShard", cluster.routers[0].uri.split("/")[2].split("?")[0])
+        )
+        == 20
+    )
+    add_shards(cluster, client)
+    assert error_code(lambda: admin.command("removeShard", "nope")) == 70
+    assert error_code(lambda: admin.command("shardCollection", "admin.x", key={"a": 1})) == 20
+    assert error_code(lambda: admin.command("shardCollection", "nodot", key={"a": 1})) == 73
+    unique_hashed = {"key": {"a": "hashed"}, "unique": True}
+    assert error_code(lambda: admin.command("shardCollection", "app.c", **unique_hashed)) == 2
+    admin.command("shardCollection", "app.c", key={"a": 1})
+    assert error_code(lambda: admin.command("shardCollection", "app.c", key={"b": 1})) == 23
+    assert admin.command("shardCollection", "app.c", key={"a": 1})["ok"] == 1
+    assert error_code(lambda: client.app.command("shardCollection", "app.d", key={"a": 1})) == 13
+    assert error_code(lambda: admin.command("replSetGetStatus")) == 59
+    assert error_code(lambda: admin.command("noSuchCommand")) == 59
+
+
+def test_tarball_mongos_routes(launcher, tarballs):
+    """The tarball's bin/mongos (a zipapp run by a bare python3) is the router: it reaches the
+    config servers, adds a shard and routes an insert to it.
+
+    Source: https://www.mongodb.com/docs/manual/reference/program/mongos/
+    """
+    cluster = start_cluster(launcher, routers=0)
+    binary = tarballs["7.0.14"] / "bin" / "mongos"
+    router = start_mongos(launcher, cluster.config_db, executable=str(binary))
+    client = router.client()
+    assert client.admin.command("buildInfo")["version"] == "7.0.14"
+    client.admin.command("addShard", cluster.shard_host("shard1"))
+    client.app.c.insert_one({"_id": 1})
+    assert cluster.shard_client("shard1").app.c.count_documents({}) == 1
