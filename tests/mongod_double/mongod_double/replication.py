@@ -391,6 +391,7 @@ class ReplicationCoordinator:
             ctx="ReplCoord",
         )
         self._sync_heartbeat_threads()
+        self._wake_heartbeats()  # tell the others at once which config we run
         self.bump_topology()
 
     def _adopt_config(self, config: dict) -> None:
@@ -717,10 +718,20 @@ class ReplicationCoordinator:
         sender = body.get("from", "")
         fetch = False
         with self.mutex:
-            self._update_term(int(body.get("term", -1)))
+            sender_term = int(body.get("term", -1))
+            news = sender_term > self.term or (
+                self.config is not None
+                and int(body.get("configTerm", -1)) > self.config.get("term", -1)
+            )
+            self._update_term(sender_term)
+            if news and sender in self._hb_threads:
+                self._hb_threads[sender].set()  # answer news with a heartbeat of our own now
             status = self.members.get(sender)
             if status is not None:
                 status.last_heartbeat_recv = _now()
+                if status.health:  # the sender runs this config now
+                    status.config_version = int(body.get("configVersion", -2))
+                    status.config_term = int(body.get("configTerm", -1))
             version = self.config["version"] if self.config else -2
             sender_version = int(body.get("configVersion", -2))
             reply: dict = {

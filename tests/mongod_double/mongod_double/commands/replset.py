@@ -244,15 +244,18 @@ def repl_set_step_down(inv: Invocation) -> dict:
             "command with the argument {force: true} to force node to step down.",
         )
     repl.step_down("replSetStepDown command", freeze_secs=step_down_secs)
-    if caught_up and repl.peers is not None:
-        _hand_off(repl, caught_up[0])
+    if repl.peers is not None:
+        _hand_off(repl, caught_up)
     return {}
 
 
-def _hand_off(repl: ReplicationCoordinator, host: str) -> None:
-    """Election handoff: ask a caught-up electable secondary to stand at once."""
-    with contextlib.suppress(Exception):  # else it stands after its election timeout
-        repl.peers.command(host, {"replSetStepUp": 1, "skipDryRun": True}, "vote")
+def _hand_off(repl: ReplicationCoordinator, hosts: list[str]) -> None:
+    """Election handoff: ask the caught-up electable secondaries, in turn, to stand at once
+    (one that is frozen refuses); else they stand after their election timeout."""
+    for host in hosts:
+        with contextlib.suppress(Exception):
+            repl.peers.command(host, {"replSetStepUp": 1, "skipDryRun": True}, "vote")
+            return
 
 
 @command("replSetStepUp", admin_only=True)

@@ -1,0 +1,191 @@
+"""A replica set of mongod doubles on separate lab hosts, for the tests and the failover benchmark.
+
+Each member runs from the built tarball (extracted to /opt/mongodb on its host) as the transient
+systemd unit ``mongod-rs``, listening on the host's lab address; this machine drives the set
+with pymongo through those addresses. ``lab_replica_set()`` tears everything down on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pymongo
+
+from tests.labhosts import LabHosts, free_subnet
+from wap.lab import Lab, LabError
+
+HERE = pathlib.Path(__file__).resolve().parent
+PORT = 27017
+SET_NAME = "rs0"
+UNIT = "mongod-rs"
+INSTALL_DIR = "/opt/mongodb"
+
+
+def build_tarball(version: str, dest: pathlib.Path) -> pathlib.Path:
+    result = subprocess.run(
+        [str(HERE / "build-tarball"), version, str(dest)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return pathlib.Path(result.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class LabReplicaSet:
+    lab: LabHosts
+    clients: list[pymongo.MongoClient] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.lab.hosts)
+
+    def address(self, name: str) -> str:
+        return f"{self.lab.hosts[name]}:{PORT}"
+
+    def name_of(self, address: str) -> str:
+        return next(n for n in self.names if self.address(n) == address)
+
+    def config(self, **per_member: dict) -> dict:
+        members = []
+        for i, name in enumerate(self.names):
+            members.append({"_id": i, "host": self.address(name), **per_member.get(name, {})})
+        return {"_id": SET_NAME, "members": members}
+
+    def start(self, name: str, *args: str) -> None:
+        """Start (or restart) the member on its host and wait until it listens."""
+        ip = self.lab.hosts[name]
+        self.lab.ssh(name, f"systemctl reset-failed {UNIT} 2>/dev/null; mkdir -p /var/lib/mongo")
+        self.lab.ssh(
+            name,
+            f"systemd-run --quiet --collect --unit {UNIT} {INSTALL_DIR}/bin/mongod "
+            f"--port {PORT} --bind_ip 127.0.0.1,{ip} --dbpath /var/lib/mongo "
+            f"--replSet {SET_NAME} --logpath /var/log/mongod.log --logappend {' '.join(args)}",
+        )
+        deadline = time.monotonic() + 20
+        while not _listening(ip, PORT):
+            if time.monotonic() > deadline:
+                log = self.lab.ssh(name, "tail -5 /var/log/mongod.log", check=False).stdout
+                raise AssertionError(f"mongod on {name} did not listen: {log}")
+            time.sleep(0.05)
+
+    def kill(self, name: str) -> None:
+        """kill -9 the member's process (the host stays up)."""
+        self.lab.ssh(name, f"systemctl kill --signal=SIGKILL {UNIT}", check=False)
+        deadline = time.monotonic() + 10
+        while _listening(self.lab.hosts[name], PORT) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def direct(self, name: str, **kwargs) -> pymongo.MongoClient:
+        kwargs.setdefault("serverSelectionTimeoutMS", 5000)
+        client = pymongo.MongoClient(self.address(name), directConnection=True, **kwargs)
+        self.clients.append(client)
+        return client
+
+    def set_client(self, **kwargs) -> pymongo.MongoClient:
+        kwargs.setdefault("serverSelectionTimeoutMS", 30000)
+        hosts = ",".join(self.address(n) for n in self.names)
+        client = pymongo.MongoClient(f"mongodb://{hosts}/?replicaSet={SET_NAME}", **kwargs)
+        self.clients.append(client)
+        return client
+
+    def hello(self, name: str) -> dict | None:
+        try:
+            with pymongo.MongoClient(
+                self.address(name), directConnection=True, serverSelectionTimeoutMS=500
+            ) as client:
+                return client.admin.command("hello")
+        except pymongo.errors.PyMongoError:
+            return None
+
+    def wait_primary(self, among: list[str] | None = None, timeout: float = 30) -> str:
+        """The name of the member that reports itself writable primary."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name in among or self.names:
+                reply = self.hello(name)
+                if reply and reply.get("isWritablePrimary"):
+                    return name
+            time.sleep(0.05)
+        raise AssertionError(f"no primary among {among or self.names} after {timeout} s")
+
+    def wait_state(self, name: str, state: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(pymongo.errors.PyMongoError):
+                last = self.direct(name).admin.command("replSetGetStatus")["myState"]
+                if last == {"PRIMARY": 1, "SECONDARY": 2, "RECOVERING": 3}[state]:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"{name} is not {state} after {timeout} s (myState {last})")
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.clients.clear()
+
+
+def _listening(ip: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((ip, port)) == 0
+
+
+def _install(lab: LabHosts, name: str, tgz: pathlib.Path) -> None:
+    with open(tgz, "rb") as handle:
+        subprocess.run(
+            ["ssh", "-i", str(lab.lab.key_file), "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+             f"root@{lab.hosts[name]}",
+             f"mkdir -p {INSTALL_DIR} && tar xz -C {INSTALL_DIR} --strip-components=1"],
+            stdin=handle, check=True, timeout=60, capture_output=True,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def lab_replica_set(
+    tmp: pathlib.Path, hosts: int = 3, version: str = "7.0.14", name: str | None = None
+) -> Iterator[LabReplicaSet]:
+    """Lab hosts with the double installed (not started); everything is removed on exit."""
+    tgz = build_tarball(version, tmp)
+    lab = Lab(name or f"rs{os.getpid() % 100000}")
+    quiet = lambda _msg: None  # noqa: E731
+    with contextlib.suppress(LabError):
+        lab.down(progress=quiet)
+    replset = None
+    try:
+        for attempt in range(5):  # another run may take the same free subnet first
+            try:
+                state = lab.up(hosts, free_subnet(skip=150 + attempt), progress=quiet)
+                break
+            except LabError as exc:
+                if "overlaps" not in str(exc) or attempt == 4:
+                    raise
+        inventory = tmp / "inventory.yml"
+        inventory.write_text(lab.inventory())
+        lab_hosts = LabHosts(lab, inventory, {h.name: h.ip for h in state.hosts.values()})
+        threads = [
+            threading.Thread(target=_install, args=(lab_hosts, n, tgz)) for n in lab_hosts.hosts
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        replset = LabReplicaSet(lab_hosts)
+        yield replset
+    finally:
+        if replset is not None:
+            replset.close()
+            for host in replset.names:
+                replset.lab.ssh(host, f"systemctl kill --signal=SIGKILL {UNIT}", check=False)
+        lab.down(progress=quiet)
