@@ -69,6 +69,7 @@ class ShardedCluster:
     config: Node
     shards: dict[str, Node]
     routers: list[Node] = field(default_factory=list)
+    args: tuple[str, ...] = ()
 
     @property
     def config_db(self) -> str:
@@ -78,24 +79,25 @@ class ShardedCluster:
         return f"{name}/127.0.0.1:{self.shards[name].port}"
 
     def add_router(self) -> Node:
-        router = start_mongos(self.launcher, self.config_db)
+        router = start_mongos(self.launcher, self.config_db, *self.args)
         self.routers.append(router)
         return router
 
     def router_client(self, index: int = 0, **kwargs) -> pymongo.MongoClient:
         return self.routers[index].client(**kwargs)
 
-    def shard_client(self, name: str) -> pymongo.MongoClient:
-        return self.shards[name].client()
+    def shard_client(self, name: str, **kwargs) -> pymongo.MongoClient:
+        return self.shards[name].client(**kwargs)
 
 
-def start_cluster(launcher: Launcher, routers: int = 1) -> ShardedCluster:
-    config = launcher.start("--configsvr", "--replSet", "cfg")
-    shards = {name: launcher.start("--shardsvr", "--replSet", name) for name in SHARDS}
+def start_cluster(launcher: Launcher, routers: int = 1, *args: str) -> ShardedCluster:
+    """The cluster; ``args`` (a key file, say) go to every member and router."""
+    config = launcher.start("--configsvr", "--replSet", "cfg", *args)
+    shards = {name: launcher.start("--shardsvr", "--replSet", name, *args) for name in SHARDS}
     initiate(config, "cfg")
     for name, node in shards.items():
         initiate(node, name)
-    cluster = ShardedCluster(launcher, config, shards)
+    cluster = ShardedCluster(launcher, config, shards, args=args)
     for _ in range(routers):
         cluster.add_router()
     return cluster

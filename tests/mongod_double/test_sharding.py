@@ -227,6 +227,48 @@ def test_catalog_survives_restart(launcher):
     assert shard_counts(cluster, "app", "items") == before
 
 
+def test_key_file_cluster_users_live_on_config_servers(launcher, tmp_path):
+    """With a key file everywhere, the routers reach the config servers and shards as the
+    internal __system user; clients must authenticate; the first user is created through mongos
+    under the localhost exception and stored on the config servers, and logging in through
+    either router works with it.
+
+    Sources: https://www.mongodb.com/docs/manual/tutorial/deploy-sharded-cluster-with-keyfile-access-control/,
+    https://www.mongodb.com/docs/manual/core/localhost-exception/ (sharded clusters: users
+    created through mongos are stored on the config servers)
+    """
+    keyfile = tmp_path / "keyfile"
+    keyfile.write_text("c2hhcmRpbmcta2V5LWZvci10aGUtZG91Ymxl\n")
+    keyfile.chmod(0o400)
+    cluster = start_cluster(launcher, 2, "--keyFile", str(keyfile))
+    anonymous = cluster.router_client(0)
+    anonymous.admin.command("createUser", "admin", pwd="secret", roles=["root"])
+    assert error_code(lambda: anonymous.admin.command("listShards")) == 13
+    stored = cluster.config.client(
+        username="__system",
+        password="c2hhcmRpbmcta2V5LWZvci10aGUtZG91Ymxl",
+        authSource="local",
+        authMechanism="SCRAM-SHA-256",
+    )
+    assert stored.admin["system.users"].find_one({"_id": "admin.admin"})["roles"]
+    client = cluster.router_client(1, username="admin", password="secret")
+    add_shards(cluster, client)
+    client.admin.command("shardCollection", "app.c", key={"k": "hashed"})
+    client.app.c.insert_many([{"k": i} for i in range(100)])
+    assert client.app.c.count_documents({}) == 100
+    app = cluster.router_client(0, username="admin", password="secret")
+    app.admin.command("createUser", "reader", pwd="pw", roles=[{"role": "read", "db": "app"}])
+    reader = cluster.router_client(1, username="reader", password="pw", authSource="admin")
+    assert reader.app.c.count_documents({}) == 100
+    assert error_code(lambda: reader.app.c.insert_one({"k": -1})) == 13
+    assert (
+        error_code(
+            lambda: cluster.router_client(0, username="admin", password="no").admin.command("ping")
+        )
+        == 18
+    )
+
+
 def test_sharding_errors(launcher):
     """Bad input gets MongoDB's codes: a standalone or a replica set without --shardsvr cannot
     be a shard, nor can a config server or a set under the wrong name; an unknown shard is

@@ -10,19 +10,24 @@ documents live on the shards. The balancer runs in the routers (see ``sharding/b
 from __future__ import annotations
 
 import threading
+import time
 
+from mongod_double import authz
+from mongod_double.authz import ROLES_NS, USERS_NS
 from mongod_double.commands import Invocation
 from mongod_double.errors import StartupError
 from mongod_double.logs import log
 from mongod_double.options import ServerOptions, fail
 from mongod_double.server import Server
 from mongod_double.sharding.balancer import Balancer
-from mongod_double.sharding.cluster import Cluster, parse_connection_string
+from mongod_double.sharding.cluster import CODEC, Cluster, parse_connection_string
 from mongod_double.sharding.registry import dispatch, load_router_commands
 from mongod_double.version import Version
 
 CONFIG_SERVER_PORT = 27019
 CLOSE_TIMEOUT_SECONDS = 1.0
+USER_SYNC_SECONDS = 0.5
+LOGIN_COMMANDS = ("saslStart", "saslContinue", "authenticate")
 
 
 def validate_router_options(options: ServerOptions) -> None:
@@ -41,6 +46,7 @@ class Router(Server):
     def __init__(self, options: ServerOptions, version: Version) -> None:
         super().__init__(options, version)
         self.cluster: Cluster | None = None
+        self._users_synced = 0.0
         self.balancer: Balancer | None = None
         load_router_commands()
 
@@ -72,7 +78,44 @@ class Router(Server):
         return dispatch(self, ctx, request)
 
     def check_access(self, inv: Invocation) -> None:
-        """Client authorization on the router (see README: what mongos enforces)."""
+        """With access control on (a key file), the checks mongod makes, against the users and
+        roles of the config servers (mirrored into this router's in-memory storage)."""
+        if not self.security.auth_enabled:
+            return
+        self.sync_users(force=inv.name in LOGIN_COMMANDS or "speculativeAuthenticate" in inv.body)
+        authz.check(inv)
+
+    def sync_users(self, force: bool = False) -> None:
+        """Mirror admin.system.users/roles from the config servers (at most every
+        USER_SYNC_SECONDS unless forced), so that logins and privileges use the cluster's
+        users, as mongos's user cache does."""
+        now = time.monotonic()
+        if not force and now - self._users_synced < USER_SYNC_SECONDS:
+            return
+        admin = self.cluster.config_client.get_database("admin", codec_options=CODEC)
+        wanted = {
+            USERS_NS: list(admin["system.users"].find({})),
+            ROLES_NS: list(admin["system.roles"].find({})),
+        }
+        storage = self.storage
+        changed = False
+        with storage.lock:
+            for ns, docs in wanted.items():
+                storage.ensure_collection(ns)
+                if storage.documents(ns) == docs:
+                    continue
+                changed = True
+                for doc in storage.documents(ns):
+                    storage.delete(ns, doc["_id"])
+                for doc in docs:
+                    storage.insert(ns, doc)
+        if changed:
+            self.security.users_changed()
+        self._users_synced = now
+
+    def users_changed(self) -> None:
+        """A user command ran through this router: re-read users on the next command."""
+        self._users_synced = 0.0
 
     def shutdown(self) -> None:
         if self.balancer is not None:

@@ -16,6 +16,7 @@ import pymongo
 from bson.objectid import ObjectId
 from pymongo.errors import PyMongoError
 
+from mongod_double import authz
 from mongod_double.commands import Invocation
 from mongod_double.errors import (
     ALREADY_INITIALIZED,
@@ -37,6 +38,54 @@ from mongod_double.sharding.keys import ShardKey, chunk_for
 from mongod_double.sharding.migration import move_chunk, move_primary
 from mongod_double.sharding.registry import HOST_UNREACHABLE, router_command
 from mongod_double.storage import new_uuid
+
+# What the router's own commands require when access control is on (MongoDB's actions; the
+# built-in clusterManager/clusterAdmin/root roles hold them).
+CLUSTER = authz.CLUSTER
+
+
+def _on_target_ns(action: str):
+    def rule(inv: Invocation) -> authz.Requirement:
+        db, _, coll = str(inv.arg).partition(".")
+        return [(("ns", db, coll) if coll else ("db", db), action)]
+
+    return rule
+
+
+def _on_target_db(action: str):
+    return lambda inv: [(("db", str(inv.arg)), action)]
+
+
+def _on_cluster(action: str):
+    return lambda inv: [(CLUSTER, action)]
+
+
+ROUTER_REQUIREMENTS = {
+    "addShard": _on_cluster("addShard"),
+    "addshard": _on_cluster("addShard"),
+    "listShards": _on_cluster("listShards"),
+    "listshards": _on_cluster("listShards"),
+    "removeShard": _on_cluster("removeShard"),
+    "removeshard": _on_cluster("removeShard"),
+    "getShardMap": _on_cluster("getShardMap"),
+    "flushRouterConfig": _on_cluster("flushRouterConfig"),
+    "flushrouterconfig": _on_cluster("flushRouterConfig"),
+    "balancerStart": lambda inv: [(("ns", "config", "settings"), "update")],
+    "balancerStop": lambda inv: [(("ns", "config", "settings"), "update")],
+    "balancerStatus": lambda inv: [(("ns", "config", "settings"), "find")],
+    "enableSharding": _on_target_db("enableSharding"),
+    "enablesharding": _on_target_db("enableSharding"),
+    "movePrimary": _on_target_db("moveChunk"),
+    "moveprimary": _on_target_db("moveChunk"),
+    "shardCollection": _on_target_ns("enableSharding"),
+    "shardcollection": _on_target_ns("enableSharding"),
+    "split": _on_target_ns("splitChunk"),
+    "moveChunk": _on_target_ns("moveChunk"),
+    "movechunk": _on_target_ns("moveChunk"),
+    "isdbgrid": lambda inv: [],
+}
+for _name, _rule in ROUTER_REQUIREMENTS.items():
+    authz.REQUIREMENTS.setdefault(_name, _rule)
 
 FAILED_TO_PARSE = 9
 OPERATION_FAILED = 96

@@ -52,7 +52,9 @@ def _config_db(inv: Invocation):
 
 def _on_config_servers(inv: Invocation) -> dict:
     """Run the client's command on the config server replica set's primary."""
-    return run(_config_db(inv), shard_body(inv.body))
+    reply = run(_config_db(inv), shard_body(inv.body))
+    inv.server.users_changed()
+    return reply
 
 
 for _name in USER_COMMANDS:

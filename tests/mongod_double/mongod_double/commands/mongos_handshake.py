@@ -1,5 +1,7 @@
 """mongos's connection-level commands: hello (``msg: "isdbgrid"``), ping, buildInfo, whatsmyuri,
-getCmdLineOpts, listCommands, endSessions, shutdown, isdbgrid.
+getCmdLineOpts, listCommands, endSessions, shutdown, isdbgrid, and authentication (saslStart,
+saslContinue, authenticate, logout, connectionStatus: mongod's own handlers, run against the
+cluster's users that the router mirrors from the config servers).
 
 Source: https://www.mongodb.com/docs/manual/reference/command/hello/ (mongos instances answer
 ``msg: "isdbgrid"`` and no replica set fields) and
@@ -14,6 +16,13 @@ from bson.int64 import Int64
 from bson.objectid import ObjectId
 
 from mongod_double.commands import Invocation
+from mongod_double.commands.auth import (
+    authenticate,
+    hello_fields,
+    logout,
+    sasl_continue,
+    sasl_start_command,
+)
 from mongod_double.commands.diagnostics import get_cmd_line_opts, shutdown
 from mongod_double.commands.handshake import (
     CLIENT_METADATA_CANNOT_BE_MUTATED,
@@ -22,6 +31,7 @@ from mongod_double.commands.handshake import (
     MAX_MESSAGE_SIZE_BYTES,
     MAX_WRITE_BATCH_SIZE,
     build_info_command,
+    connection_status,
     end_sessions,
     ping,
     whatsmyuri,
@@ -39,6 +49,11 @@ for _name, _handler, _admin in (
     ("endSessions", end_sessions, False),
     ("getCmdLineOpts", get_cmd_line_opts, True),
     ("shutdown", shutdown, True),
+    ("saslStart", sasl_start_command, False),
+    ("saslContinue", sasl_continue, False),
+    ("authenticate", authenticate, False),
+    ("logout", logout, False),
+    ("connectionStatus", connection_status, False),
 ):
     router_command(_name, admin_only=_admin)(_handler)
 
@@ -70,6 +85,7 @@ def hello(inv: Invocation) -> dict:
         maxWireVersion=inv.server.version.max_wire_version,
         readOnly=False,
     )
+    reply.update(hello_fields(inv))
     return reply
 
 
