@@ -11,11 +11,18 @@ https://www.mongodb.com/docs/manual/reference/write-concern/ (implicit default w
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import signal
 import time
+from pathlib import Path
 
 import pymongo
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 def _wait(predicate, timeout: float = 30, what: str = "condition"):
@@ -86,3 +93,90 @@ def test_arbiter_votes_holds_no_data_and_a_stale_member_recovers_honestly(launch
     assert me["stateStr"] == "RECOVERING" and "too stale" in me["infoMessage"]
     hello = back.client().admin.command("hello")
     assert hello["secondary"] is False and hello["isWritablePrimary"] is False
+
+
+def _pki(root: Path) -> tuple[Path, Path]:
+    """A CA and one member certificate (127.0.0.1 / localhost), for server and peer alike."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "replset test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    member_key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "WAP"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Members"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
+        ]
+    )
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    member = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_name)
+        .public_key(member_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(san, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    ca_path, member_path = root / "ca.pem", root / "member.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    member_path.write_bytes(
+        member.public_bytes(serialization.Encoding.PEM)
+        + member_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_path, member_path
+
+
+def test_members_authenticate_with_the_keyfile_over_tls(launcher, tmp_path):
+    """With --keyFile (access control on) and requireTLS, members heartbeat, elect and replicate
+    over TLS as __system; a client needs a user, created through the localhost exception.
+
+    Source: https://www.mongodb.com/docs/manual/tutorial/deploy-replica-set-with-keyfile-access-control/
+    and https://www.mongodb.com/docs/manual/tutorial/configure-ssl/
+    """
+    keyfile = tmp_path / "keyfile"
+    keyfile.write_text("c2VjcmV0LWtleS1mb3ItdGhlLXJlcGxpY2Etc2V0\n  dGVzdHM=\n")
+    keyfile.chmod(0o400)
+    ca, member = _pki(tmp_path)
+    args = ("--replSet", "rs0", "--keyFile", str(keyfile), "--tlsMode", "requireTLS",
+            "--tlsCertificateKeyFile", str(member), "--tlsCAFile", str(ca))  # fmt: skip
+    nodes = [launcher.start(*args) for _ in range(3)]
+    tls = {"tls": True, "tlsCAFile": str(ca), "tlsCertificateKeyFile": str(member)}
+    first = nodes[0].client(**tls).admin
+    config = {
+        "_id": "rs0",
+        "members": [{"_id": i, "host": f"127.0.0.1:{n.port}"} for i, n in enumerate(nodes)],
+    }
+    first.command("replSetInitiate", config)
+    _wait(lambda: first.command("hello")["isWritablePrimary"], what="a primary")
+    first.command("createUser", "admin", pwd="pw", roles=["root"])
+    user = {"username": "admin", "password": "pw", **tls}
+    hosts = ",".join(f"127.0.0.1:{n.port}" for n in nodes)
+    client = pymongo.MongoClient(f"mongodb://{hosts}/?replicaSet=rs0", w="majority", **user)
+    nodes[0].clients.append(client)
+    client.app.c.insert_one({"_id": 1})
+    for node in nodes[1:]:
+        on_secondary = node.client(**user)
+        _wait(lambda c=on_secondary: c.app.c.find_one({"_id": 1}), what="replication")
+    status = client.admin.command("replSetGetStatus")
+    assert sorted(m["stateStr"] for m in status["members"]) == ["PRIMARY", "SECONDARY", "SECONDARY"]
+    assert all(m["health"] == 1 for m in status["members"])
