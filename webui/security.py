@@ -169,6 +169,14 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["csrf_token"] = csrf_token
 
     @app.after_request
+    def _audit_denied(response: Response) -> Response:
+        """A change refused for lack of a role is audited too (a login's failures already are)."""
+        actor = g.get("actor")
+        if request.method in UNSAFE and response.status_code == 403 and actor is not None:
+            audit.record(get_store(), actor, "denied", f"{request.method} {request.path}", "failed")
+        return response
+
+    @app.after_request
     def _headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")

@@ -36,7 +36,7 @@ def test_no_input_makes_the_api_fail(admin_api: Api, tmp_path: Path) -> None:
             "--url", f"{admin_api.base}/api/v1",
             "--checks", "not_a_server_error",
             "--header", f"Authorization: Bearer {admin_api.token}",
-            "--max-examples", "25", "--seed", "1", "--workers", "2",
+            "--max-examples", "15", "--seed", "1", "--workers", "2",
             "--request-timeout", "10", "--no-color",
         ],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,

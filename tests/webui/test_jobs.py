@@ -134,7 +134,7 @@ def test_jobs_on_one_cluster_never_overlap(
         f"/projects/{project_id}/clusters",
         json={"name": "c1", "host_ids": host_ids, "playbook": "steps.yml"},
     ).json()
-    extra = {"steps": 4, "step_delay": 0.4}
+    extra = {"steps": 2, "step_delay": 0.3}
     first = start_job(admin_api, project_id, [], cluster_id=cluster["id"], extra_vars=extra)
     second = start_job(admin_api, project_id, [], cluster_id=cluster["id"], extra_vars=extra)
     other = start_job(admin_api, project_id, host_ids, extra_vars=extra)  # no cluster: no lock

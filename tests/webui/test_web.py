@@ -149,12 +149,21 @@ def test_roles_on_pages_and_api(client: FlaskClient) -> None:
     job = {"playbook": "steps.yml", "host_ids": [host["id"]]}
     response = client.post(f"/api/v1/projects/{p1['id']}/jobs", json=job, headers=reader)
     assert response.status_code == 403 and "operator" in response.get_json()["message"]
+    client.post("/logout", data={"csrf_token": csrf(client, "/")})
+    assert login(client, "admin") == 302
+    denied = client.get("/api/v1/audit?outcome=failed", headers=auth).get_json()
+    assert any(r["actor"] == "reader" and r["action"] == "denied" for r in denied)
+    client.post("/logout", data={"csrf_token": csrf(client, "/")})
+    assert login(client, "reader") == 302
     page = client.get(f"/projects/{p1['id']}").get_data(as_text=True)
     assert "Start job" not in page and "local" in page
     response = client.post(
-        f"/projects/{p1['id']}/jobs", data={"csrf_token": csrf(client, "/"), **job}
+        f"/projects/{p1['id']}/jobs",
+        data={"csrf_token": csrf(client, "/"), **job},
+        headers={"Referer": f"/projects/{p1['id']}"},
     )
     assert response.status_code == 302
+    assert "operator role" in client.get(response.headers["Location"]).get_data(as_text=True)
     assert client.get("/api/v1/jobs?x=1", headers=reader).status_code in (404, 405)
     assert client.get("/audit").status_code == 403
     assert client.get("/api/v1/audit", headers=reader).status_code == 403
@@ -200,3 +209,16 @@ def test_api_never_returns_a_secret(client: FlaskClient) -> None:
         headers=auth,
     )
     assert response.status_code == 422 and "private_key" in response.get_json()["errors"]["json"]
+
+
+def test_errors_are_json_under_the_api_and_pages_elsewhere(client: FlaskClient) -> None:
+    setup_admin(client)
+    page = client.get("/no/such/page")
+    assert page.status_code == 404 and "There is no such page" in page.get_data(as_text=True)
+    api = client.get("/api/v1/no/such/thing")
+    assert api.status_code == 404 and api.get_json()["code"] == 404
+    assert client.get("/logout").status_code == 405
+    assert (
+        client.delete("/api/v1/projects", headers={"X-CSRF-Token": csrf(client, "/")}).status_code
+        == 405
+    )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from flask import Flask, flash, redirect, render_template, request
+from flask import Flask, flash, g, redirect, render_template, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from webui.services.errors import ServiceError
@@ -23,10 +24,33 @@ def service_error_page(error: ServiceError) -> Response | tuple[str, int]:
 
         return error_response(error)
     if request.method == "POST":
+        if error.status == 403 and g.get("actor") is not None:
+            from webui.security import get_store
+            from webui.services import audit
+
+            audit.record(get_store(), g.actor, "denied", f"POST {request.path}", "failed")
         detail = "; ".join(f"{field}: {', '.join(msgs)}" for field, msgs in error.fields.items())
         flash(f"{error.message}" + (f" ({detail})" if detail else ""), "error")
-        return redirect(request.referrer or request.path)
+        return redirect(request.referrer or "/")
     return render_template("error.html", message=error.message), error.status
+
+
+MESSAGES = {
+    403: "You do not have access to this page.",
+    404: "There is no such page.",
+    405: "This page cannot be used that way.",
+    500: "Something went wrong on the server; it is logged.",
+}
+
+
+def _http_error(error: HTTPException) -> Response | tuple[str, int]:
+    """JSON under /api/ (flask-smorest's format), the error page elsewhere; never a traceback."""
+    if request.path.startswith("/api/"):
+        from webui.extensions import api
+
+        return api.handle_http_exception(error)
+    code = error.code or 500
+    return render_template("error.html", message=MESSAGES.get(code, error.description)), code
 
 
 def register_views(app: Flask) -> None:
@@ -37,16 +61,4 @@ def register_views(app: Flask) -> None:
     app.register_error_handler(ServiceError, service_error_page)
     app.jinja_env.filters["when"] = _when
 
-    @app.errorhandler(403)
-    def _forbidden(_: Exception) -> tuple[str, int]:
-        return render_template("error.html", message="You do not have access to this page."), 403
-
-    @app.errorhandler(404)
-    def _not_found(_: Exception) -> tuple[str, int]:
-        return render_template("error.html", message="There is no such page."), 404
-
-    @app.errorhandler(500)
-    def _server_error(_: Exception) -> tuple[str, int]:
-        return render_template(
-            "error.html", message="Something went wrong on the server; it is logged."
-        ), 500
+    app.register_error_handler(HTTPException, _http_error)  # replaces flask-smorest's
