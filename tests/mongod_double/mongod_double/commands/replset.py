@@ -57,8 +57,8 @@ def repl_set_initiate(inv: Invocation) -> dict:
         )
     if repl.config is not None:
         raise CommandError(ALREADY_INITIALIZED, "already initialized")
-    given = inv.arg if isinstance(inv.arg, dict) else None
-    if given is None:
+    given = inv.arg if isinstance(inv.arg, dict) and inv.arg else None
+    if given is None:  # no config, or an empty one (rs.initiate()): this node alone
         given = {"_id": repl.set_name, "version": 1, "members": [{"_id": 0, "host": repl.me()}]}
     config = rsconfig.normalize(given, repl.set_name)
     config["term"] = 0
