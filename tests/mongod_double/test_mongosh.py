@@ -40,7 +40,7 @@ print(JSON.stringify({
 
 def test_mongosh_drives_a_one_member_replica_set(launcher, tmp_path):
     if not MONGOSH.exists():
-        pytest.skip("mongosh is not installed: run scripts/install (install.d/40-mongosh.sh)")
+        pytest.fail("mongosh is not installed: run scripts/install (install.d/40-mongosh.sh)")
     node = launcher.start("--replSet", "rs0")
     script = tmp_path / "scenario.js"
     script.write_text(SCRIPT)
