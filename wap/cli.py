@@ -8,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ["wap.lab.cli", "webui.cli"]
+COMMAND_MODULES = ["wap.lab.cli", "wap.plan.cli", "webui.cli"]
 
 
 class UserError(Exception):
