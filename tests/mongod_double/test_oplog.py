@@ -29,8 +29,11 @@ def test_replset_member_before_initiate(replset):
     assert hello["info"] == "Does not have a valid replica set config"
     assert hello["isreplicaset"] is True
     with pytest.raises((NotPrimaryError, OperationFailure)) as info:
-        client.test.c.insert_one({})
-    assert getattr(info.value, "code", None) in (None, 10107)
+        client.test.command("insert", "c", documents=[{}])
+    assert info.value.details["code"] == 10107
+    # State-change errors carry the topologyVersion (SDAM spec), the one hello reports.
+    assert info.value.details["topologyVersion"] == hello["topologyVersion"]
+    assert client.admin.command("ping")["ok"] == 1
 
 
 def test_initiate_single_member_and_oplog_entries(replset):

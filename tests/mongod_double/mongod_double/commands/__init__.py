@@ -37,6 +37,10 @@ COMMAND_MODULES = ("handshake", "crud", "ddl", "stats", "diagnostics", "replset"
 OP_QUERY_COMMANDS = {"hello", "isMaster", "ismaster"}
 UNSUPPORTED_OP_QUERY = 352
 
+# NotWritablePrimary, NotPrimaryNoSecondaryOk, NotPrimaryOrSecondary, InterruptedAtShutdown,
+# InterruptedDueToReplStateChange, PrimarySteppedDown, ShutdownInProgress.
+STATE_CHANGE_CODES = frozenset({10107, 13435, 13436, 11600, 11602, 189, 91})
+
 
 @dataclass
 class Invocation:
@@ -172,6 +176,10 @@ def _run(spec: CommandSpec, inv: Invocation) -> dict:
         server.metrics.failed_commands[spec.name] += 1
         server.metrics.add(server.metrics.asserts, "user")
         reply = exc.to_reply()
+        if exc.code in STATE_CHANGE_CODES:
+            # Since 4.4 these carry the topologyVersion, so that drivers can tell a current
+            # state change from a stale one (SDAM spec, "topologyVersion" in error replies).
+            reply.setdefault("topologyVersion", dict(server.replication.topology_version))
     except NotImplementedError as exc:
         server.metrics.failed_commands[spec.name] += 1
         reply = CommandError(
