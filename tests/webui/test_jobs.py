@@ -212,6 +212,7 @@ def test_a_canary_secret_is_nowhere(
     text = "".join(e["stdout"] for e in stored)
     assert "the job has a password" in text
     assert "password is ********" in text  # the careless debug, masked
+    assert "admin app has ********" in text  # through the role variables, masked
     assert during == [], "secrets on disk while the job ran"
     assert _files_containing(settings.runtime_dir, canary.encode()) == []
     store = Store(settings.mongodb_uri or "")

@@ -222,3 +222,33 @@ def test_errors_are_json_under_the_api_and_pages_elsewhere(client: FlaskClient) 
         client.delete("/api/v1/projects", headers={"X-CSRF-Token": csrf(client, "/")}).status_code
         == 405
     )
+
+
+def test_a_cluster_from_the_console_queues_its_deployment(client: FlaskClient) -> None:
+    setup_admin(client)
+    auth = api_token(client)
+    project = client.post("/api/v1/projects", json={"name": "p1"}, headers=auth).get_json()
+    hosts = [
+        client.post(
+            f"/api/v1/projects/{project['id']}/hosts",
+            json={"name": f"m{n}", "address": f"10.1.0.{n}"},
+            headers=auth,
+        ).get_json()["id"]
+        for n in (1, 2, 3)
+    ]
+    form = {
+        "csrf_token": csrf(client, "/"),
+        "name": "rs1",
+        "playbook": "steps.yml",
+        "host_ids": hosts,
+    }
+    response = client.post(f"/projects/{project['id']}/clusters", data=form)
+    assert response.status_code == 302 and "/jobs/" in response.headers["Location"]
+    job_id = response.headers["Location"].rsplit("/", 1)[1]
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=auth).get_json()
+    assert (
+        job["status"] == "queued" and job["cluster_id"] and sorted(job["host_ids"]) == sorted(hosts)
+    )
+    assert "rs1" in client.get("/clusters").get_data(as_text=True)
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "Cancel job" in page and "socket.io.min.js" in page

@@ -41,7 +41,30 @@ RUNNER_STATUS = {
 }
 
 
-def inventory_for(hosts: list[dict[str, Any]]) -> dict[str, Any]:
+# Playbook variables that a MongoDB credential fills. Their values are lookups of the job's
+# environment, so the secret itself is never in the extra vars (or ansible-playbook's command line).
+MONGODB_CREDENTIAL_VARS = {
+    "mongodb_security_admin_user": "WAP_MONGODB_USERNAME",
+    "mongodb_security_admin_password": "WAP_MONGODB_PASSWORD",
+    "mongodb_replicaset_login_user": "WAP_MONGODB_USERNAME",
+    "mongodb_replicaset_login_password": "WAP_MONGODB_PASSWORD",
+}
+CLUSTER_GROUP = "mongodb"  # the group the deploy playbooks target by default
+
+
+def extra_vars_for(job: dict[str, Any], kinds: set[str]) -> dict[str, Any]:
+    """The job's own variables, plus (where it set none) the ones its credentials fill."""
+    extra = dict(job.get("extra_vars") or {})
+    if "mongodb" in kinds:
+        for name, env in MONGODB_CREDENTIAL_VARS.items():
+            extra.setdefault(name, f"{{{{ lookup('ansible.builtin.env', '{env}') }}}}")
+    return extra
+
+
+def inventory_for(
+    hosts: list[dict[str, Any]], cluster: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """All the job's hosts; a cluster's hosts also form the `mongodb` group, with its name."""
     entries = {}
     for host in hosts:
         entry: dict[str, Any] = {"ansible_host": host["address"], "ansible_user": host["user"]}
@@ -51,7 +74,15 @@ def inventory_for(hosts: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             entry["ansible_port"] = host["port"]
         entries[host["name"]] = entry
-    return {"all": {"hosts": entries}}
+    inventory: dict[str, Any] = {"all": {"hosts": entries}}
+    if cluster is not None:
+        inventory["all"]["children"] = {
+            CLUSTER_GROUP: {
+                "hosts": dict.fromkeys(entries),
+                "vars": {"wap_cluster_name": cluster["name"]},
+            }
+        }
+    return inventory
 
 
 def secret_environment(
@@ -143,6 +174,8 @@ class JobRun:
     def execute(self) -> tuple[str, str, int | None, dict[str, Any] | None]:
         """Run the playbook; return (status, reason, rc, stats)."""
         hosts = list(self.store.hosts.find({"_id": {"$in": self.job["host_ids"]}}))
+        cluster_id = self.job.get("cluster_id")
+        cluster = self.store.clusters.find_one({"_id": cluster_id}) if cluster_id else None
         revealed = [
             credentials.reveal(self.store, self.settings.credential_key, c)
             for c in self.job["credential_ids"]
@@ -176,8 +209,8 @@ class JobRun:
                 private_data_dir=str(self.private_dir),
                 project_dir=str(self.settings.playbooks_dir),
                 playbook=self.job["playbook"],
-                inventory=inventory_for(hosts),
-                extravars=self.job.get("extra_vars") or None,
+                inventory=inventory_for(hosts, cluster),
+                extravars=extra_vars_for(self.job, {c["kind"] for c in revealed}) or None,
                 envvars=env,
                 ssh_key=ssh_key,
                 suppress_env_files=True,

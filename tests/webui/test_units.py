@@ -1,0 +1,59 @@
+"""Pure pieces of the job machinery: inventory, credential variables, masking, trimming."""
+
+from webui.jobs.events import MASK, Redactor, trim
+from webui.jobs.runner import extra_vars_for, inventory_for, secret_environment
+
+HOSTS = [
+    {"name": "a", "address": "10.0.0.1", "port": 22, "user": "ops", "connection": "ssh"},
+    {"name": "b", "address": "10.0.0.2", "port": 2222, "user": "ops", "connection": "ssh"},
+]
+
+
+def test_cluster_hosts_form_the_mongodb_group() -> None:
+    plain = inventory_for(HOSTS)
+    assert plain == {
+        "all": {
+            "hosts": {
+                "a": {"ansible_host": "10.0.0.1", "ansible_user": "ops", "ansible_port": 22},
+                "b": {"ansible_host": "10.0.0.2", "ansible_user": "ops", "ansible_port": 2222},
+            }
+        }
+    }
+    cluster = inventory_for(HOSTS, {"name": "rs1"})
+    group = cluster["all"]["children"]["mongodb"]
+    assert set(group["hosts"]) == {"a", "b"} and group["vars"] == {"wap_cluster_name": "rs1"}
+
+
+def test_credentials_fill_variables_by_reference_only() -> None:
+    env, key, secrets = secret_environment(
+        [{"kind": "mongodb", "name": "db", "username": "app", "password": "pw-123456"}]
+    )
+    assert env == {"WAP_MONGODB_USERNAME": "app", "WAP_MONGODB_PASSWORD": "pw-123456"}
+    assert key is None and secrets == ["pw-123456"]
+    extra = extra_vars_for({"extra_vars": {"mongodb_security_admin_user": "root"}}, {"mongodb"})
+    assert extra["mongodb_security_admin_user"] == "root"  # the job's own value wins
+    assert "WAP_MONGODB_PASSWORD" in extra["mongodb_security_admin_password"]
+    assert "pw-123456" not in str(extra)
+    assert extra_vars_for({"extra_vars": {"x": 1}}, set()) == {"x": 1}
+
+
+def test_trim_drops_results_and_masks_secrets() -> None:
+    redact = Redactor(["s3cret-value", "-----BEGIN KEY-----\nAAAABBBBCCCCDDDD\n-----END KEY-----"])
+    event = {
+        "counter": 7,
+        "uuid": "u",
+        "event": "runner_on_ok",
+        "stdout": "got s3cret-value and AAAABBBBCCCCDDDD",
+        "event_data": {
+            "host": "a",
+            "task": "t",
+            "res": {"changed": True, "stdout": "s3cret-value"},
+        },
+    }
+    kept = trim("job", event, redact)
+    assert kept["stdout"] == f"got {MASK} and {MASK}"
+    assert kept["changed"] is True and "res" not in kept and kept["counter"] == 7
+    stats = trim(
+        "job", {"counter": 9, "event": "playbook_on_stats", "event_data": {"ok": {"a": 2}}}, redact
+    )
+    assert stats["stats"]["ok"] == {"a": 2} and stats["stats"]["failures"] == {}
