@@ -382,7 +382,7 @@ def converge(module, rs: ReplicaSet, specs: list[dict]) -> dict:
         )
         if module._diff:
             result["diff"] = config_diff([], specs)
-        if not module.check_mode and rs.initiate(config):
+        if not module.check_mode and rs.initiate(config) and rs.conn.authenticated:
             final = rs.config()[0]
             result.update(version=final["version"], members=public(final["members"]))
         result["primary"] = rs.primary_host
@@ -391,6 +391,15 @@ def converge(module, rs: ReplicaSet, specs: list[dict]) -> dict:
         rs.fail(f"The member belongs to replica set {set_name}, not {params['name']}")
 
     rs.find_primary()
+    result["primary"] = rs.primary_host
+    if rs.conn.localhost_exception:
+        # Initiated, but no user exists yet (a run stopped before creating the administrator):
+        # MongoDB does not show the configuration under the localhost exception.
+        module.warn(
+            "The replica set is initiated but has no user yet, so its configuration cannot be "
+            "read: create the administrator, then run again to converge the members"
+        )
+        return result
     config = rs.config()[0]
     before = config["members"]
     planned = plan(before, specs, rs.primary_host, params["allow_multiple_arbiters"])

@@ -1,0 +1,178 @@
+"""Running the deployment playbooks against lab hosts, and looking at what they deployed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pymongo
+
+from tests.labhosts import REPO, VENV_BIN, LabHosts, ansible_env
+
+PLAYBOOKS = REPO / "playbooks"
+LAB_VARS = REPO / "inventory" / "lab"
+DOUBLE_VERSION = "7.0.14"
+# The lab examples' credentials (inventory/lab/*.yml).
+ADMIN = ("admin", "wap-lab-admin")
+APP = ("app", "wap-lab-app")
+
+
+def build_double_tarball(dest: Path, version: str = DOUBLE_VERSION) -> Path:
+    """The mongod double packaged as MongoDB's tarball, built into ``dest``."""
+    builder = REPO / "tests" / "mongod_double" / "build-tarball"
+    built = subprocess.run(
+        [sys.executable, str(builder), version, str(dest)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class PlaybookRun:
+    """One ansible-playbook run, read through the ansible.posix.json callback."""
+
+    returncode: int
+    output: dict
+    stderr: str
+
+    @property
+    def stats(self) -> dict[str, dict[str, int]]:
+        return self.output.get("stats", {})
+
+    def changed(self) -> dict[str, int]:
+        return {host: counts["changed"] for host, counts in self.stats.items()}
+
+    def results(self, task: str) -> dict[str, dict]:
+        """The results of the last task named ``task`` (after any "role : "), by host."""
+        found: dict[str, dict] = {}
+        for play in self.output.get("plays", []):
+            for entry in play["tasks"]:
+                if entry["task"]["name"].rpartition(" : ")[2] == task:
+                    found = entry["hosts"]
+        return found
+
+    def failures(self) -> str:
+        """Every failed task with its message, for assertion messages."""
+        lines = []
+        for play in self.output.get("plays", []):
+            for entry in play["tasks"]:
+                for host, result in entry["hosts"].items():
+                    if result.get("failed") or result.get("unreachable"):
+                        lines.append(f"{host} {entry['task']['name']}: {result.get('msg')}")
+        return "\n".join(lines) or self.stderr[-3000:]
+
+
+@dataclass
+class Deployment:
+    """A lab, the MongoDB tarball to install, and where the controller keeps its secrets."""
+
+    lab: LabHosts
+    tarball: Path
+    secrets: Path
+    first: PlaybookRun | None = None  # the deploying run, kept by the fixtures
+
+    def run(self, playbook: str, *var_files: str, check: bool = False, **extra) -> PlaybookRun:
+        """ansible-playbook PLAYBOOK with the lab's inventory, the given inventory/lab files,
+        the tarball, a private secrets directory and ``extra`` variables (JSON)."""
+        command = [str(VENV_BIN / "ansible-playbook"), "-i", str(self.lab.inventory),
+                   str(PLAYBOOKS / playbook)]  # fmt: skip
+        for name in var_files:
+            command += ["-e", f"@{LAB_VARS / name}"]
+        extra = {"mongodb_install_tarball": str(self.tarball),
+                 "mongodb_security_secrets_dir": str(self.secrets), **extra}  # fmt: skip
+        command += ["-e", json.dumps(extra)]
+        if check:
+            command += ["--check", "--diff"]
+        env = dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO,
+                              timeout=900)  # fmt: skip
+        try:
+            output = json.loads(done.stdout[done.stdout.index("{") :])
+        except ValueError:
+            output = {}
+        return PlaybookRun(done.returncode, output, done.stdout[-2000:] + done.stderr)
+
+    def client(self, host: str = "lab1", port: int = 27017, user=ADMIN, **kwargs):
+        """A pymongo client over TLS (the lab examples require it), with ``user``'s credentials."""
+        options = dict(tls=True, tlsCAFile=str(self.secrets / "ca.pem"),
+                       serverSelectionTimeoutMS=20000, connectTimeoutMS=5000)  # fmt: skip
+        if user is not None:
+            options.update(username=user[0], password=user[1])
+        options.update(kwargs)
+        return pymongo.MongoClient(self.lab.hosts[host], port, **options)
+
+    def address(self, host: str, port: int = 27017) -> str:
+        return f"{self.lab.hosts[host]}:{port}"
+
+
+def wait_healthy(client: pymongo.MongoClient, members: int, timeout: float = 60) -> dict:
+    """replSetGetStatus once every member is healthy and one is primary (or the last seen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.admin.command("replSetGetStatus")
+        states = sorted(m["stateStr"] for m in status["members"])
+        healthy = all(m["health"] == 1 for m in status["members"])
+        if healthy and states == ["PRIMARY"] + ["SECONDARY"] * (members - 1):
+            return status
+        if time.monotonic() > deadline:
+            return status
+        time.sleep(1)
+
+
+@dataclass
+class PrimaryWatch:
+    """Polls ``hello`` on some members in a thread: were there moments without a primary?"""
+
+    addresses: list[str]
+    ca_file: Path
+    interval: float = 0.25
+    samples: int = 0
+    without_primary: list[float] = field(default_factory=list)
+    primaries: set[str] = field(default_factory=set)
+
+    def __enter__(self) -> PrimaryWatch:
+        self._stop = threading.Event()
+        self._clients = [
+            pymongo.MongoClient(address, directConnection=True, tls=True,
+                                tlsCAFile=str(self.ca_file), serverSelectionTimeoutMS=2000,
+                                connectTimeoutMS=2000, socketTimeoutMS=3000)
+            for address in self.addresses
+        ]  # fmt: skip
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            primary = None
+            for client in self._clients:
+                try:
+                    hello = client.admin.command("hello")
+                except pymongo.errors.PyMongoError:
+                    continue
+                if hello.get("isWritablePrimary"):
+                    primary = hello.get("me")
+            self.samples += 1
+            if primary:
+                self.primaries.add(primary)
+            else:
+                self.without_primary.append(round(time.monotonic() - self._started, 2))
+            self._stop.wait(self.interval)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for client in self._clients:
+            client.close()
+
+
+def home_is_private(path: Path) -> bool:
+    return path.is_dir() and (os.stat(path).st_mode & 0o077) == 0

@@ -1,0 +1,165 @@
+"""deploy_replicaset.yml on lab hosts with the double's tarball: the secured lab example from bare
+hosts, then re-runs, check mode, growth and shrinking of the same set.
+
+The tests share one deployment and run in file order: each one starts from the set the previous
+one left (3 members, then 5, then 4).
+"""
+
+from __future__ import annotations
+
+import pymongo
+import pytest
+
+from tests.deploy.deployment import APP, Deployment, PrimaryWatch, home_is_private, wait_healthy
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1200)]
+
+REPLICASET = "replicaset.yml"
+CONVERGE = "Initiate the replica set or converge its members"
+
+
+@pytest.fixture(scope="module")
+def rs(deployment_factory):
+    """The lab example (inventory/lab/replicaset.yml) deployed on lab1..lab3 of a 5-host lab."""
+    deployment = deployment_factory(5)
+    deployment.first = deployment.run("deploy_replicaset.yml", REPLICASET)
+    return deployment
+
+
+def grown(rs: Deployment) -> dict:
+    """Five members with new priorities: lab1 stays the preferred primary."""
+    priorities = {"lab1": 3, "lab2": 2, "lab3": 1, "lab4": 0.5, "lab5": 0.5}
+    return {
+        "wap_replicaset_hosts": list(priorities),
+        "mongodb_replicaset_members": [
+            {"host": rs.address(host), "priority": p} for host, p in priorities.items()
+        ],
+    }
+
+
+def config_members(rs: Deployment) -> dict[str, float]:
+    with rs.client(replicaSet="rs0") as client:
+        config = client.admin.command("replSetGetConfig")["config"]
+    return {m["host"]: m["priority"] for m in config["members"]}
+
+
+def test_secured_three_member_set_deploys(rs: Deployment) -> None:
+    assert rs.first.returncode == 0, rs.first.failures()
+    with rs.client(replicaSet="rs0") as client:
+        status = wait_healthy(client, 3)
+        states = sorted(m["stateStr"] for m in status["members"])
+        assert states == ["PRIMARY", "SECONDARY", "SECONDARY"]
+        assert all(m["health"] == 1 for m in status["members"])
+        assert client.admin.command("hello")["primary"] == rs.address("lab1")  # priority 2
+    with rs.client(replicaSet="rs0", user=APP, authSource="app") as app:
+        app.app.events.insert_one({"deployed": True})
+        assert app.app.events.count_documents({}) == 1
+    # Where the notes say things are, as the service account and modes they need.
+    out = rs.lab.ssh(
+        "lab2",
+        "systemctl is-active mongod@rs0; systemctl is-enabled mongod@rs0;"
+        " readlink /usr/local/bin/mongod; stat -c '%U %a' /etc/mongodb/keyfile"
+        " /etc/mongodb/tls/server.pem /var/lib/mongodb/rs0;"
+        " test -s /var/log/mongodb/rs0.log && echo log",
+    ).stdout.split("\n")
+    assert out[:3] == ["active", "enabled", "/opt/mongodb/7.0.14/bin/mongod"]
+    assert out[3:7] == ["mongodb 400", "mongodb 400", "mongodb 750", "log"]
+    assert home_is_private(rs.secrets)
+
+
+def test_unauthenticated_commands_are_refused(rs: Deployment) -> None:
+    with rs.client(user=None, directConnection=True) as anonymous:
+        assert anonymous.admin.command("hello")["setName"] == "rs0"  # allowed without a user
+        for command in ("listDatabases", "replSetGetStatus"):
+            with pytest.raises(pymongo.errors.OperationFailure) as refused:
+                anonymous.admin.command(command)
+            assert refused.value.code == 13  # Unauthorized
+        with pytest.raises(pymongo.errors.OperationFailure):
+            anonymous.app.events.find_one()
+    with rs.client(user=("admin", "wrong"), directConnection=True) as wrong:
+        with pytest.raises(pymongo.errors.OperationFailure) as failed:
+            wrong.admin.command("ping")
+        assert failed.value.code == 18  # AuthenticationFailed
+    # requireTLS: a plain connection gets no answer.
+    plain = pymongo.MongoClient(rs.lab.hosts["lab1"], 27017, directConnection=True,
+                                serverSelectionTimeoutMS=3000)  # fmt: skip
+    with plain, pytest.raises(pymongo.errors.PyMongoError):
+        plain.admin.command("hello")
+
+
+def test_second_run_changes_nothing_and_keeps_the_admin(rs: Deployment) -> None:
+    with rs.client(replicaSet="rs0") as client:
+        before = client.admin.command("usersInfo", "admin")["users"][0]["userId"]
+    again = rs.run("deploy_replicaset.yml", REPLICASET)
+    assert again.returncode == 0, again.failures()
+    assert again.changed() == {"lab1": 0, "lab2": 0, "lab3": 0}
+    # The security role's admin entry ran on every member and authenticated instead of failing
+    # with "requires authentication" or creating the user again.
+    admin = again.results("Create the first administrator, or check that it authenticates")
+    assert sorted(admin) == ["lab1", "lab2", "lab3"]
+    assert not any(r.get("bootstrapped") or r.get("changed") for r in admin.values())
+    with rs.client(replicaSet="rs0") as client:
+        assert client.admin.command("usersInfo", "admin")["users"][0]["userId"] == before
+
+
+def test_check_mode_reports_growth_and_changes_nothing(rs: Deployment) -> None:
+    with rs.client(replicaSet="rs0") as client:
+        version = client.admin.command("replSetGetConfig")["config"]["version"]
+    conf = rs.lab.ssh("lab1", "md5sum /etc/mongodb/rs0.conf").stdout
+
+    check = rs.run("deploy_replicaset.yml", REPLICASET, check=True, **grown(rs))
+
+    assert check.returncode == 0, check.failures()
+    changed = check.changed()
+    assert changed["lab4"] > 0 and changed["lab5"] > 0  # install, files, configuration
+    assert changed["lab2"] == 0 and changed["lab3"] == 0
+    plan = check.results(CONVERGE)["lab1"]
+    assert plan["changed"] is True
+    changes = [c for step in plan["steps"] for c in step["changes"]]
+    assert f"update {rs.address('lab1')}: priority 2 -> 3" in changes
+    assert f"update {rs.address('lab2')}: priority 1 -> 2" in changes
+    assert any(c.startswith(f"add {rs.address('lab4')}") for c in changes)
+    assert any(c.startswith(f"add {rs.address('lab5')}") for c in changes)
+    # Nothing happened: not on the set, not on the new hosts, not in the controller's secrets.
+    with rs.client(replicaSet="rs0") as client:
+        config = client.admin.command("replSetGetConfig")["config"]
+    assert config["version"] == version and len(config["members"]) == 3
+    assert rs.lab.ssh("lab1", "md5sum /etc/mongodb/rs0.conf").stdout == conf
+    for host in ("lab4", "lab5"):
+        leftovers = rs.lab.ssh(host, "ls -d /opt/mongodb /etc/mongodb /var/lib/mongodb"
+                               " /etc/systemd/system/mongod@.service", check=False)  # fmt: skip
+        assert leftovers.stdout == "", leftovers.stdout
+        assert not (rs.secrets / f"{host}.pem").exists()
+
+
+def test_grow_to_five_members_with_new_priorities_in_one_run(rs: Deployment) -> None:
+    wanted = grown(rs)
+    watched = [rs.address(h) for h in ("lab1", "lab2", "lab3")]
+    with PrimaryWatch(watched, rs.secrets / "ca.pem") as watch:
+        grow = rs.run("deploy_replicaset.yml", REPLICASET, **wanted)
+    assert grow.returncode == 0, grow.failures()
+    priorities = {m["host"]: m["priority"] for m in wanted["mongodb_replicaset_members"]}
+    assert config_members(rs) == priorities
+    with rs.client(replicaSet="rs0") as client:
+        status = wait_healthy(client, 5)
+    assert sorted(m["stateStr"] for m in status["members"]) == ["PRIMARY"] + ["SECONDARY"] * 4
+    assert watch.samples > 10 and watch.without_primary == [], watch.without_primary
+    assert watch.primaries == {rs.address("lab1")}
+
+
+def test_remove_a_member_keeps_a_primary(rs: Deployment) -> None:
+    wanted = grown(rs)
+    wanted["wap_replicaset_hosts"].remove("lab5")
+    wanted["mongodb_replicaset_members"].pop()
+    watched = [rs.address(h) for h in ("lab1", "lab2", "lab3")]
+    with PrimaryWatch(watched, rs.secrets / "ca.pem") as watch:
+        shrink = rs.run("deploy_replicaset.yml", REPLICASET, **wanted)
+    assert shrink.returncode == 0, shrink.failures()
+    steps = shrink.results(CONVERGE)["lab1"]["steps"]
+    removed = [f"remove {rs.address('lab5')} (no longer wanted)"]
+    assert [c for s in steps for c in s["changes"]] == removed
+    assert rs.address("lab5") not in config_members(rs)
+    with rs.client(replicaSet="rs0") as client:
+        status = wait_healthy(client, 4)
+    assert sorted(m["stateStr"] for m in status["members"]) == ["PRIMARY"] + ["SECONDARY"] * 3
+    assert watch.samples > 10 and watch.without_primary == [], watch.without_primary
