@@ -1,0 +1,247 @@
+"""AWS without AWS: moto's server on 127.0.0.1, an environment that cannot reach real AWS, the
+provisioning playbooks run against it, and lab hosts standing in for the instances it runs."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psutil
+import yaml
+
+from tests.labhosts import REPO, VENV_BIN, ansible_env
+from wap.lab import Lab, LabError
+
+PROVISION = REPO / "playbooks" / "provision_cluster.yml"
+TEARDOWN = REPO / "playbooks" / "teardown_cluster.yml"
+REGION = "eu-west-1"  # moto knows its zones a, b and c
+FAKE_KEY = "AKIAWAPTESTINGFAKE00"
+FAKE_SECRET = "wap-testing-fake-secret"
+# Any AMI id will do for moto; a real-looking one keeps the plan honest.
+IMAGE = "ami-0123456789abcdef0"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def moto_server(record: bool = False) -> Iterator[str]:
+    """moto's server on a free port of 127.0.0.1; stopped (by its pid) on exit. With `record`,
+    its recorder can log every request (/moto-api/recorder/...)."""
+    port = free_port()
+    env = {**os.environ, "MOTO_ENABLE_RECORDING": "True" if record else "False"}
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto_server did not start on port {port}")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def offline_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Ansible's environment with fake credentials and no way to real AWS: metadata lookups off
+    and a dead proxy for anything that forgets its explicit endpoint."""
+    env = ansible_env()
+    for name in list(env):
+        if name.startswith("AWS_"):
+            del env[name]
+    env.update(
+        AWS_ACCESS_KEY_ID=FAKE_KEY,
+        AWS_SECRET_ACCESS_KEY=FAKE_SECRET,
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        https_proxy="http://127.0.0.1:9",
+        http_proxy="http://127.0.0.1:9",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        ANSIBLE_STDOUT_CALLBACK="default",
+    )
+    env.update(extra or {})
+    return env
+
+
+def ec2_client(endpoint: str):
+    return boto3.client(
+        "ec2",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id=FAKE_KEY,
+        aws_secret_access_key=FAKE_SECRET,
+    )
+
+
+def write_plan(tmp: Path, name: str, spec: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Plan a spec with the real CLI (`wap plan`), as an operator would; returns the file and the
+    plan it holds."""
+    spec_file = tmp / f"{name}-spec.yml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    plan_file = tmp / f"{name}-plan.yml"
+    done = subprocess.run(
+        [str(VENV_BIN / "wap"), "plan", str(spec_file), "-o", str(plan_file)],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return plan_file, yaml.safe_load(plan_file.read_text())["wap_plan"]
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """Per-host counters of ansible-playbook's PLAY RECAP."""
+    hosts = {}
+    for match in re.finditer(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", output, re.M):
+        hosts[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
+    return hosts
+
+
+def playbook_args(playbook: Path, plan: Path, endpoint: str, *extra: str) -> list[str]:
+    return [
+        str(VENV_BIN / "ansible-playbook"),
+        str(playbook),
+        "-e", f"@{plan}",
+        "-e", f"wap_aws_endpoint_url={endpoint}",
+        *extra,
+    ]  # fmt: skip
+
+
+def run_playbook(
+    playbook: Path, plan: Path, endpoint: str, *extra: str, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        playbook_args(playbook, plan, endpoint, *extra),
+        capture_output=True, text=True, env=offline_env(), cwd=REPO, timeout=timeout,
+    )  # fmt: skip
+
+
+def tagged(ec2, tags: dict[str, str]) -> dict[str, list[dict]]:
+    """What exists and carries all the tags, by kind, as boto3 describes it."""
+    filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
+    live = {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}
+    instances = [
+        i
+        for r in ec2.describe_instances(Filters=[*filters, live])["Reservations"]
+        for i in r["Instances"]
+    ]
+    return {
+        "vpc": ec2.describe_vpcs(Filters=filters)["Vpcs"],
+        "subnet": ec2.describe_subnets(Filters=filters)["Subnets"],
+        "security-group": ec2.describe_security_groups(Filters=filters)["SecurityGroups"],
+        "route-table": ec2.describe_route_tables(Filters=filters)["RouteTables"],
+        "internet-gateway": ec2.describe_internet_gateways(Filters=filters)["InternetGateways"],
+        "key-pair": ec2.describe_key_pairs(Filters=filters)["KeyPairs"],
+        "instance": instances,
+        "volume": ec2.describe_volumes(Filters=filters)["Volumes"],
+        "network-interface": ec2.describe_network_interfaces(Filters=filters)["NetworkInterfaces"],
+    }
+
+
+def tag_dict(resource: dict) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+@dataclass
+class StandIn:
+    """Gives every running instance of a cluster a lab host at the instance's private address
+    (with its subnet's prefix: the lab puts that subnet's gateway on its bridge), and removes the
+    host when the instance is gone. Polls moto from a thread while the playbooks run."""
+
+    lab: Lab
+    ec2: Any
+    tags: dict[str, str]
+    hosts: dict[str, str] = field(default_factory=dict)  # instance id -> lab host name
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cloud-stand-in", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(30)
+        for instance_id in list(self.hosts):
+            self._remove(instance_id)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception as exc:  # report at the end; keep standing in meanwhile
+                self.errors.append(repr(exc))
+            self._stop.wait(0.2)
+
+    def sync(self) -> None:
+        filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in self.tags.items()]
+        running = {}
+        for reservation in self.ec2.describe_instances(Filters=filters)["Reservations"]:
+            for instance in reservation["Instances"]:
+                if instance["State"]["Name"] == "running":
+                    running[instance["InstanceId"]] = instance
+        for instance_id, instance in running.items():
+            if instance_id not in self.hosts:
+                subnet = self.ec2.describe_subnets(SubnetIds=[instance["SubnetId"]])["Subnets"][0]
+                prefix = ipaddress.ip_network(subnet["CidrBlock"]).prefixlen
+                name = instance_id  # i-<hex>: a valid lab host name
+                self.lab.add(name, f"{instance['PrivateIpAddress']}/{prefix}", progress=_quiet)
+                self.hosts[instance_id] = name
+        for instance_id in set(self.hosts) - set(running):
+            self._remove(instance_id)
+
+    def _remove(self, instance_id: str) -> None:
+        name = self.hosts.pop(instance_id)
+        with contextlib.suppress(LabError):
+            self.lab.remove(name)
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL an ansible-playbook we started and every process it forked. Killing its process
+    group is not enough: Ansible's workers call setsid(), and an orphaned worker goes on with
+    its task (a whole loop of instance launches) after ansible-playbook is gone."""
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    psutil.wait_procs(tree, timeout=30)

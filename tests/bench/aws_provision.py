@@ -1,0 +1,107 @@
+"""Benchmark: provisioning and teardown of a replica set against moto's server, and the AWS API
+calls a no-change re-run makes.
+
+    .venv/bin/python -m tests.bench.aws_provision [--members 3 5]   (from the repo root)
+
+Prints the figures; asserts nothing. Each size is planned with `wap plan` (three zones), then
+provision_cluster.yml runs with wap_provision_connect=false (cloud resources only: the instances
+are not reached over SSH, nothing is deployed), then again, then teardown_cluster.yml.
+
+API calls are counted by moto's request recorder (MOTO_ENABLE_RECORDING=True, then
+/moto-api/recorder/start-recording ... download-recording): every HTTP request that reached the
+stand-in cloud during the re-run, one per AWS API call, with the Action named in its body. The
+environment has no route to real AWS (dead proxy), so nothing can be missed by going elsewhere.
+"""
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+from tests.aws.cloud import (
+    IMAGE,
+    PROVISION,
+    REGION,
+    TEARDOWN,
+    moto_server,
+    recap,
+    run_playbook,
+    write_plan,
+)
+from tests.labhosts import free_subnet
+
+
+def moto_api(endpoint: str, path: str, method: str = "POST") -> bytes:
+    request = urllib.request.Request(f"{endpoint}/moto-api/recorder/{path}", method=method)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1, no proxy
+    with opener.open(request, timeout=30) as answer:
+        return answer.read()
+
+
+def actions(recording: bytes) -> Counter:
+    counted = Counter()
+    for line in recording.decode().splitlines():
+        entry = json.loads(line)
+        if "/moto-api/" in entry.get("url", ""):
+            continue
+        body = entry.get("body") or ""
+        action = urllib.parse.parse_qs(body).get("Action", ["?"])[0]
+        counted[action] += 1
+    return counted
+
+
+def timed(*args) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.monotonic()
+    done = run_playbook(*args)
+    elapsed = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{args[0].name} failed:\n{done.stdout[-4000:]}{done.stderr[-2000:]}")
+    return elapsed, done
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, nargs="+", default=[3, 5])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, moto_server(record=True) as endpoint:
+        tmp_path = Path(tmp)
+        key = tmp_path / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        options = ("-e", f"wap_ssh_private_key_file={key}", "-e", "wap_provision_connect=false")
+        for members in args.members:
+            spec = {
+                "project": "bench",
+                "cluster": f"rs{members}",
+                "region": REGION,
+                "zones": 3,
+                "members": members,
+                "image": IMAGE,
+                "vpc_cidr": free_subnet(base="10.64.0.0/10", prefix=16, skip=0),
+                "platform_cidr": "10.250.0.0/24",
+            }
+            plan_file, plan = write_plan(tmp_path, f"rs{members}", spec)
+            provision, _ = timed(PROVISION, plan_file, endpoint, *options)
+            moto_api(endpoint, "reset-recording")
+            moto_api(endpoint, "start-recording")
+            rerun, again = timed(PROVISION, plan_file, endpoint, *options)
+            moto_api(endpoint, "stop-recording")
+            calls = actions(moto_api(endpoint, "download-recording", method="GET"))
+            teardown, _ = timed(TEARDOWN, plan_file, endpoint, "-e", "wap_teardown_confirm=yes")
+            print(f"replica set of {members} over 3 zones ({len(plan['instances'])} instances, "
+                  f"{len(plan['volumes'])} data volumes):")  # fmt: skip
+            print(f"  provision        {provision:6.1f} s")
+            changed = recap(again.stdout)["localhost"]["changed"]
+            print(f"  no-change re-run {rerun:6.1f} s, changed={changed}, "
+                  f"{sum(calls.values())} AWS API calls")  # fmt: skip
+            print("    " + ", ".join(f"{name} {n}" for name, n in sorted(calls.items())))
+            print(f"  teardown         {teardown:6.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
