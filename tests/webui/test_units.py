@@ -57,3 +57,12 @@ def test_trim_drops_results_and_masks_secrets() -> None:
         "job", {"counter": 9, "event": "playbook_on_stats", "event_data": {"ok": {"a": 2}}}, redact
     )
     assert stats["stats"]["ok"] == {"a": 2} and stats["stats"]["failures"] == {}
+
+
+def test_a_pasted_private_key_gets_unix_line_ends() -> None:
+    from webui.services.credentials import validate
+
+    pasted = "-----BEGIN OPENSSH PRIVATE KEY-----\r\nAAAA\r\n-----END OPENSSH PRIVATE KEY-----\r\n"
+    public, secret = validate("ssh_key", "k", {"username": "root", "private_key": pasted})
+    assert public == {"username": "root"}
+    assert secret["private_key"] == pasted.replace("\r\n", "\n")

@@ -252,3 +252,37 @@ def test_a_cluster_from_the_console_queues_its_deployment(client: FlaskClient) -
     assert "rs1" in client.get("/clusters").get_data(as_text=True)
     page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert "Cancel job" in page and "socket.io.min.js" in page
+
+
+def test_extra_variables_from_a_form(client: FlaskClient) -> None:
+    setup_admin(client)
+    auth = api_token(client)
+    project = client.post("/api/v1/projects", json={"name": "p1"}, headers=auth).get_json()
+    host = client.post(
+        f"/api/v1/projects/{project['id']}/hosts",
+        json={"name": "h", "address": "10.0.0.1"},
+        headers=auth,
+    ).get_json()
+    form = {"csrf_token": csrf(client, "/"), "playbook": "steps.yml", "host_ids": [host["id"]]}
+    bad = client.post(
+        f"/projects/{project['id']}/jobs",
+        data={**form, "extra_vars": "steps: [1"},
+        headers={"Referer": f"/projects/{project['id']}"},
+    )
+    assert "extra_vars: not YAML" in client.get(bad.headers["Location"]).get_data(as_text=True)
+    good = client.post(
+        f"/projects/{project['id']}/jobs", data={**form, "extra_vars": "steps: 3\nmode: fast"}
+    )
+    job_id = good.headers["Location"].rsplit("/", 1)[1]
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=auth).get_json()
+    assert job["extra_vars"] == {"steps": 3, "mode": "fast"}
+    clusters_before = client.get(
+        f"/api/v1/projects/{project['id']}/clusters", headers=auth
+    ).get_json()
+    client.post(
+        f"/projects/{project['id']}/clusters",
+        data={**form, "name": "c1", "playbook": "nope.yml"},
+        headers={"Referer": "/"},
+    )
+    after = client.get(f"/api/v1/projects/{project['id']}/clusters", headers=auth).get_json()
+    assert after == clusters_before  # nothing half-created

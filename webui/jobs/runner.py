@@ -48,6 +48,8 @@ MONGODB_CREDENTIAL_VARS = {
     "mongodb_security_admin_password": "WAP_MONGODB_PASSWORD",
     "mongodb_replicaset_login_user": "WAP_MONGODB_USERNAME",
     "mongodb_replicaset_login_password": "WAP_MONGODB_PASSWORD",
+    "mongodb_users_login_user": "WAP_MONGODB_USERNAME",
+    "mongodb_users_login_password": "WAP_MONGODB_PASSWORD",
 }
 CLUSTER_GROUP = "mongodb"  # the group the deploy playbooks target by default
 

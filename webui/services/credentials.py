@@ -59,10 +59,10 @@ def validate(kind: str, name: str, fields: dict[str, Any]) -> tuple[dict[str, st
         errors["private_key"] = ["a PEM or OpenSSH private key"]
     if errors:
         raise Invalid("the credential cannot be stored as given", errors)
-    return (
-        {f: str(fields[f]).strip() for f in public_names},
-        {f: str(fields[f]).strip() + ("\n" if f == "private_key" else "") for f in secret_names},
-    )
+    secret = {f: str(fields[f]).strip() for f in secret_names}
+    if "private_key" in secret:  # browsers send a textarea's lines with CRLF; ssh-add wants LF
+        secret["private_key"] = secret["private_key"].replace("\r\n", "\n") + "\n"
+    return {f: str(fields[f]).strip() for f in public_names}, secret
 
 
 def create(

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
 from redis import Redis
 from rq import Queue
 
@@ -43,6 +44,25 @@ def queue(settings: Settings, connection: Redis | None = None) -> Queue:
     if connection is None:
         connection = Redis.from_url(settings.redis_url or "")
     return Queue(settings.queue_name, connection=connection)
+
+
+def parse_extra_vars(text: str) -> dict[str, Any]:
+    """Extra variables typed in a form, as YAML (JSON is YAML too)."""
+    if not text.strip():
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise Invalid(
+            "the extra variables are not YAML", {"extra_vars": [f"not YAML{where}"]}
+        ) from None
+    if not isinstance(value, dict):
+        raise Invalid(
+            "the extra variables must be a mapping", {"extra_vars": ["name: value lines"]}
+        )
+    return value
 
 
 def validate_request(

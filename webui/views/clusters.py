@@ -26,21 +26,21 @@ def index() -> str:
 @login_required
 def create(project_id: str) -> Response:
     store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
-    playbook = request.form.get("playbook", "")
-    if playbook not in jobs.list_playbooks(settings):
-        from webui.services.errors import Invalid
-
-        raise Invalid("the cluster cannot be created as given", {"playbook": ["pick a playbook"]})
+    form = request.form
+    deployment = {
+        "playbook": form.get("playbook", ""),
+        "host_ids": form.getlist("host_ids"),
+        "credential_ids": form.getlist("credential_ids"),
+        "extra_vars": jobs.parse_extra_vars(form.get("extra_vars", "")),
+    }
+    projects.require(store, actor, project_id, "operator")
+    jobs.validate_request(store, settings, project_id, deployment)  # before anything is created
     cluster = projects.create_cluster(
-        store,
-        actor,
-        project_id,
-        request.form.get("name", "").strip(),
-        request.form.getlist("host_ids"),
-        playbook,
-    )
+        store, actor, project_id, form.get("name", "").strip(), deployment["host_ids"],
+        deployment["playbook"],
+    )  # fmt: skip
     job = jobs.create_job(
-        store, settings, actor, project_id, {"playbook": playbook, "cluster_id": cluster["_id"]}
+        store, settings, actor, project_id, {**deployment, "cluster_id": cluster["_id"]}
     )
     flash(f"Cluster {cluster['name']} created; its deployment is job {job['_id'][:8]}.", "ok")
     return redirect(url_for("jobs.show", job_id=job["_id"]))

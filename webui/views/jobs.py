@@ -28,6 +28,7 @@ def start(project_id: str) -> Response:
         "host_ids": request.form.getlist("host_ids"),
         "credential_ids": request.form.getlist("credential_ids"),
         "cluster_id": request.form.get("cluster_id") or None,
+        "extra_vars": jobs.parse_extra_vars(request.form.get("extra_vars", "")),
     }
     job = jobs.create_job(
         security.get_store(), security.get_settings(), security.current_actor(), project_id, data
