@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
 from wap.cli import UserError
 
+if TYPE_CHECKING:
+    from flask import Flask
 
-def _settings() -> object:
+    from webui.config import Settings
+
+
+def _settings() -> Settings:
     from webui.config import SettingsError, load_settings
 
     try:
@@ -33,7 +39,7 @@ def _up(args: argparse.Namespace) -> int:
 
     _check_front_end()
     try:
-        return run_platform(_settings(), workers=args.workers)  # type: ignore[arg-type]
+        return run_platform(_settings(), workers=args.workers)
     except EmbeddedError as exc:
         raise UserError(str(exc)) from None
 
@@ -45,7 +51,7 @@ def _web(args: argparse.Namespace) -> int:
     _check_front_end()
     settings = _settings()
     try:
-        require_services(settings)  # type: ignore[arg-type]
+        require_services(settings)
         from webui import create_app
         from webui.extensions import socketio
         from webui.jobs.reaper import start_reaper
@@ -53,18 +59,31 @@ def _web(args: argparse.Namespace) -> int:
         app = create_app({"WAP_SETTINGS": settings})
     except (SettingsError, StoreUnavailable) as exc:
         raise UserError(str(exc)) from None
-    start_reaper(settings)  # type: ignore[arg-type]
+    start_reaper(settings)
     logging.basicConfig(level=logging.WARNING)
-    print(f"WAP web server on http://{settings.bind}/", flush=True)  # type: ignore[attr-defined]
+    print(f"WAP web server on http://{settings.bind}/", flush=True)
+    _print_setup_link(app, settings)
     socketio.run(
         app,
-        host=settings.host,  # type: ignore[attr-defined]
-        port=settings.port,  # type: ignore[attr-defined]
+        host=settings.host,
+        port=settings.port,
         allow_unsafe_werkzeug=True,
         log_output=False,
         use_reloader=False,
     )
     return 0
+
+
+def _print_setup_link(app: Flask, settings: Settings) -> None:
+    from webui.security import setup_token
+    from webui.services.accounts import is_set_up
+
+    if not is_set_up(app.extensions["wap.store"]):
+        token = setup_token(settings)
+        print(
+            f"First start: create the administrator at http://{settings.bind}/setup?token={token}",
+            flush=True,
+        )
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -74,9 +93,9 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = _settings()
     try:
-        require_services(settings)  # type: ignore[arg-type]
+        require_services(settings)
         logging.basicConfig(level=logging.WARNING)
-        return 0 if run_worker(settings, burst=args.burst) else 1  # type: ignore[arg-type]
+        return 0 if run_worker(settings, burst=args.burst) else 1
     except (SettingsError, StoreUnavailable) as exc:
         raise UserError(str(exc)) from None
 

@@ -305,6 +305,13 @@ def run_platform(settings: Settings, workers: int | None = None) -> int:
             f"WAP is up: http://{settings.bind}/  (data in {settings.data_dir}; Ctrl-C stops it)",
             flush=True,
         )
+        token_file = settings.data_dir / "setup_token"  # written by the web server until set up
+        if token_file.is_file():
+            print(
+                "First start: create the administrator at "
+                f"http://{settings.bind}/setup?token={token_file.read_text().strip()}",
+                flush=True,
+            )
         while not stopping:
             time.sleep(0.5)
             for child in started:

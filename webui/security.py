@@ -8,8 +8,11 @@ credential and need none. Flask-WTF's CSRFProtect can only exempt whole views or
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
+import ipaddress
+import os
 import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -49,6 +52,29 @@ def current_actor() -> Actor:
     if actor is None:
         abort(401)
     return actor
+
+
+def setup_token(settings: Settings) -> str:
+    """The one-time token a first admin needs to set WAP up from another machine (kept in the
+    data dir; `wap web` and `wap up` print the setup link with it)."""
+    path = settings.data_dir / "setup_token"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(24)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token)
+    return token
+
+
+def may_set_up() -> bool:
+    """From this machine, yes; from elsewhere only with the setup token."""
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(client_address()).is_loopback:
+            return True
+    sent = request.values.get("token", "")
+    return bool(sent) and hmac.compare_digest(sent, setup_token(get_settings()))
 
 
 def csrf_token() -> str:

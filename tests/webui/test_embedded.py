@@ -40,6 +40,7 @@ def test_wap_up_runs_everything_and_finds_its_data_again(tmp_path: Path) -> None
         started.append(up)
         wait_for(lambda: "WAP is up" in up.output() or not up.alive(), timeout=60, what="wap up")
         assert f"http://127.0.0.1:{port}/" in up.output(), up.output()
+        assert f"http://127.0.0.1:{port}/setup?token=" in up.output()
         children = psutil.Process(up.pid).children(recursive=True)
         assert len(children) >= 4  # redis, store, worker, web
 
@@ -90,6 +91,7 @@ def test_wap_up_runs_everything_and_finds_its_data_again(tmp_path: Path) -> None
         wait_for(
             lambda: "WAP is up" in again.output() or not again.alive(), timeout=60, what="wap up"
         )
+        assert "setup?token=" not in again.output()  # set up already
         api2 = Api(f"http://127.0.0.1:{port}")
         assert api2.login("admin").url.endswith("/")  # logged in: the admin is still there
         api2.use_token()

@@ -2,6 +2,7 @@
 
 import re
 
+from flask import Flask
 from flask.testing import FlaskClient
 
 PASSWORD = "correct horse battery staple"
@@ -286,3 +287,27 @@ def test_extra_variables_from_a_form(client: FlaskClient) -> None:
     )
     after = client.get(f"/api/v1/projects/{project['id']}/clusters", headers=auth).get_json()
     assert after == clusters_before  # nothing half-created
+
+
+def test_setup_from_another_machine_needs_the_printed_token(
+    client: FlaskClient, app: Flask
+) -> None:
+    from webui.security import setup_token
+
+    remote = {"REMOTE_ADDR": "10.9.8.7"}
+    page = client.get("/setup", environ_base=remote)
+    assert page.status_code == 403 and "one-time token" in page.get_data(as_text=True)
+    token = setup_token(app.extensions["wap.settings"])
+    page = client.get(f"/setup?token={token}", environ_base=remote)
+    assert page.status_code == 200 and f'value="{token}"' in page.get_data(as_text=True)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+    form = {
+        "csrf_token": match.group(1),
+        "username": "admin",
+        "password": PASSWORD,
+        "password2": PASSWORD,
+    }
+    assert client.post("/setup", data=form, environ_base=remote).status_code == 403
+    done = client.post("/setup", data={**form, "token": token}, environ_base=remote)
+    assert done.status_code == 302
+    assert not (app.extensions["wap.settings"].data_dir / "setup_token").exists()

@@ -22,6 +22,12 @@ def setup() -> Response | str | tuple[str, int]:
     store = security.get_store()
     if accounts.is_set_up(store):
         return redirect(url_for("auth.login"))
+    if not security.may_set_up():
+        message = (
+            "WAP is not set up yet. Open the setup link that `wap web` (or `wap up`) printed: "
+            "it holds a one-time token. Or open /setup from the WAP machine itself."
+        )
+        return render_template("error.html", message=message), 403
     errors: dict[str, list[str]] = {}
     if request.method == "POST":
         username = request.form.get("username", "").strip()
@@ -39,6 +45,7 @@ def setup() -> Response | str | tuple[str, int]:
                 return redirect(url_for("auth.login"))
             else:
                 current_app.extensions["wap.setup_done"] = True
+                (security.get_settings().data_dir / "setup_token").unlink(missing_ok=True)
                 security.login(user)
                 flash(f"Welcome, {username}: WAP is set up.", "ok")
                 return redirect(url_for("projects.index"))
