@@ -266,3 +266,25 @@ def test_an_ssh_key_travels_through_the_agent_and_never_lands_on_disk(
     body = pem.split("\n")[2].encode()  # a line of the key's body
     assert _files_containing(settings.runtime_dir, body) == []
     assert _files_containing(settings.data_dir, body) == []
+
+
+def test_a_job_given_up_as_lost_is_stopped_by_its_worker(
+    admin_api: Api, start_worker: Callable[[], Proc], settings: Settings
+) -> None:
+    """If the reaper wrongly gave up on a live worker (a store outage hid its heartbeats), the
+    worker stops its run instead of carrying on beside a possible retry."""
+    start_worker()
+    project_id, host_ids = project_with_host(admin_api)
+    job_id = start_job(admin_api, project_id, host_ids, extra_vars={"steps": 60, "step_delay": 0.3})
+    wait_for(lambda: any("step 2" in e["stdout"] for e in events(admin_api, job_id)), timeout=30)
+    store = Store(settings.mongodb_uri or "")
+    try:
+        store.jobs.update_one({"_id": job_id}, {"$set": {"status": "lost", "reason": "lost: test"}})
+    finally:
+        store.close()
+    wait_for(
+        lambda: "stopped the run" in admin_api.call("GET", f"/jobs/{job_id}").json()["reason"],
+        timeout=30, what="the worker to stop the run",
+    )  # fmt: skip
+    job = admin_api.call("GET", f"/jobs/{job_id}").json()
+    assert job["status"] == "lost" and job["reason"].startswith("lost: test")

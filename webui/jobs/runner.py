@@ -235,7 +235,14 @@ class JobRun:
             reason = f"timed out after {self.settings.job_timeout} s (WAP_JOB_TIMEOUT)"
         elif runner.status == "canceled":
             job = self.store.jobs.find_one({"_id": self.job_id}) or {}
-            reason = job.get("cancel_reason") or f"canceled by {job.get('cancel_by') or 'request'}"
+            if job.get("status") == "lost":  # the reaper gave up on us meanwhile: say so, stop
+                return (
+                    "lost",
+                    f"{job.get('reason')}; the worker then stopped the run",
+                    runner.rc,
+                    stats,
+                )
+            reason = f"canceled by {job.get('cancel_by') or 'request'}"
         elif status == "failed":
             reason = f"ansible-playbook exited with rc {runner.rc}"
         else:
