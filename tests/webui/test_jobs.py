@@ -288,3 +288,21 @@ def test_a_job_given_up_as_lost_is_stopped_by_its_worker(
     )  # fmt: skip
     job = admin_api.call("GET", f"/jobs/{job_id}").json()
     assert job["status"] == "lost" and job["reason"].startswith("lost: test")
+
+
+def test_a_queued_job_the_queue_lost_is_failed_with_its_reason(
+    admin_api: Api, settings: Settings
+) -> None:
+    from rq.job import Job
+
+    project_id, host_ids = project_with_host(admin_api)
+    job_id = start_job(admin_api, project_id, host_ids)  # no worker runs: it stays queued
+    redis = Redis.from_url(settings.redis_url or "")
+    Job.fetch(job_id, connection=redis).delete()  # as if Redis had lost it
+    store = Store(settings.mongodb_uri or "")
+    try:  # old enough for the reaper to look at it
+        store.jobs.update_one({"_id": job_id}, {"$set": {"created_at": time.time() - 60}})
+    finally:
+        store.close()
+    job = wait_job(admin_api, job_id, timeout=settings.lost_after * 3 + 10)
+    assert job["status"] == "failed" and "queue no longer holds" in job["reason"]
