@@ -26,8 +26,8 @@ ADMIN_PASSWORD = "console-admin-pw"
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """The repository's own playbooks, not the test ones."""
-    return settings.with_(playbooks_dir=REPO / "playbooks")
+    """The repository's own playbooks, not the test ones, and time for a loaded machine."""
+    return settings.with_(playbooks_dir=REPO / "playbooks", job_timeout=600)
 
 
 @pytest.fixture
