@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,17 +19,50 @@ from webui.embedded import _redis_ready, _store_ready, redis_server_binary
 from webui.store import Store
 
 # The store's tests run against every server listed here; the mongod double joins with one line.
-STORE_SERVERS = ["nx-27017"]
+# The rest of the webui tests use the embedded default (the first).
+STORE_SERVERS = ["nx-27017", "mongod-double"]
+DOUBLE = Path(__file__).resolve().parents[1] / "mongod_double"
 
 
-def _start_store(kind: str, data: Path, port: int) -> list[str]:
+def _start_store(kind: str, data: Path, port: int) -> tuple[list[str], dict[str, str] | None]:
     if kind == "nx-27017":
         return [
             sys.executable, "-m", "webui.store.embedded_server", "--host", "127.0.0.1",
             "--port", str(port), "--data-dir", str(data), "--log-file", str(data / "nx.log"),
             "--pid-file", str(data / "nx.pid"),
-        ]  # fmt: skip
+        ], None  # fmt: skip
+    if kind == "mongod-double":  # as in production: a replica set (of one member here)
+        return [
+            sys.executable, "-m", "mongod_double", "--port", str(port), "--bind_ip", "127.0.0.1",
+            "--dbpath", str(data), "--replSet", "store",
+        ], {**os.environ, "PYTHONPATH": str(DOUBLE)}  # fmt: skip
     raise ValueError(kind)
+
+
+def _initiate(base: str, port: int) -> None:
+    from pymongo import MongoClient
+
+    with MongoClient(base, directConnection=True) as client:
+        config = {"_id": "store", "members": [{"_id": 0, "host": f"127.0.0.1:{port}"}]}
+        client.admin.command("replSetInitiate", config)
+        wait_for(lambda: client.admin.command("hello")["isWritablePrimary"], what="a primary")
+
+
+def _store_server(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp(f"store-{kind}")
+    port = free_port()
+    argv, env = _start_store(kind, data, port)
+    proc = Proc(argv, data / "server.log", env=env)
+    base = f"mongodb://127.0.0.1:{port}"
+    try:
+        wait_for(_store_ready(base + "/ping?directConnection=true"), what=f"store server {kind}")
+        if kind == "mongod-double":
+            _initiate(base, port)
+            yield base + "/{db}?replicaSet=store"
+        else:
+            yield base + "/{db}"
+    finally:
+        proc.stop()
 
 
 @pytest.fixture(scope="session")
@@ -48,19 +82,23 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.stop()
 
 
+@pytest.fixture(scope="session")
+def store_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The embedded default store server, shared by the session (URI without a database)."""
+    for template in _store_server(STORE_SERVERS[0], tmp_path_factory):
+        yield template.removesuffix("/{db}")
+
+
 @pytest.fixture(scope="session", params=STORE_SERVERS)
-def store_server(
+def each_store_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    data = tmp_path_factory.mktemp(f"store-{request.param}")
-    port = free_port()
-    proc = Proc(_start_store(request.param, data, port), data / "server.log")
-    base = f"mongodb://127.0.0.1:{port}"
-    try:
-        wait_for(_store_ready(base + "/ping"), what=f"store server {request.param}")
-        yield base
-    finally:
-        proc.stop()
+    """Every store server the platform supports, as a URI template with `{db}`: the store's own
+    tests run against each."""
+    if request.param == STORE_SERVERS[0]:
+        yield request.getfixturevalue("store_server") + "/{db}"
+    else:
+        yield from _store_server(request.param, tmp_path_factory)
 
 
 @pytest.fixture

@@ -1,16 +1,31 @@
 """The store, against each server of STORE_SERVERS: schema versions, indexes, the queries used."""
 
+import uuid
+from collections.abc import Iterator
+
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from webui.config import Settings
 from webui.services import jobs
 from webui.store import Store
 from webui.store.migrations import MIGRATIONS
 
 
-def test_migrate_records_the_version_and_is_idempotent(settings: Settings) -> None:
-    store = Store(settings.mongodb_uri or "")
+@pytest.fixture
+def store_uri(each_store_server: str) -> str:
+    return each_store_server.format(db=f"wap_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def store(store_uri: str) -> Iterator[Store]:
+    store = Store(store_uri)
+    store.migrate()
+    yield store
+    store.close()
+
+
+def test_migrate_records_the_version_and_is_idempotent(store_uri: str) -> None:
+    store = Store(store_uri)
     try:
         assert store.schema_version() == 0
         assert store.migrate() == MIGRATIONS[-1].version
