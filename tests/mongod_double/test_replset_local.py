@@ -177,6 +177,7 @@ def test_members_authenticate_with_the_keyfile_over_tls(launcher, tmp_path):
     for node in nodes[1:]:
         on_secondary = node.client(**user)
         _wait(lambda c=on_secondary: c.app.c.find_one({"_id": 1}), what="replication")
+
     # The primary learns its members' states by heartbeat (every 2 s), so its view may lag.
     def states() -> list[str]:
         members = client.admin.command("replSetGetStatus")["members"]
