@@ -175,8 +175,9 @@ def tag_dict(resource: dict) -> dict[str, str]:
 @dataclass
 class StandIn:
     """Gives every running instance of a cluster a lab host at the instance's private address
-    (with its subnet's prefix: the lab puts that subnet's gateway on its bridge), and removes the
-    host when the instance is gone. Polls moto from a thread while the playbooks run."""
+    (with its subnet's prefix: the lab puts that subnet's gateway on its bridge, so this machine
+    reaches it), routes the whole VPC range on-link inside the host (the VPC's own router), and
+    removes the host when the instance is gone. Polls moto from a thread while playbooks run."""
 
     lab: Lab
     ec2: Any
@@ -219,6 +220,14 @@ class StandIn:
                 name = instance_id  # i-<hex>: a valid lab host name
                 self.lab.add(name, f"{instance['PrivateIpAddress']}/{prefix}", progress=_quiet)
                 self.hosts[instance_id] = name
+                # A VPC routes between its subnets itself: the host reaches the others of the
+                # VPC directly on the lab's bridge (no forwarding through this machine needed).
+                vpc = self.ec2.describe_vpcs(VpcIds=[instance["VpcId"]])["Vpcs"][0]
+                subprocess.run(
+                    ["ip", "-n", self.lab.netns(name), "route", "add", vpc["CidrBlock"],
+                     "dev", "eth0"],
+                    check=True, capture_output=True,
+                )  # fmt: skip
         for instance_id in set(self.hosts) - set(running):
             self._remove(instance_id)
 

@@ -1,12 +1,24 @@
 """Fixtures of the AWS tests: moto's server, a boto3 client on it, cluster specs, the stand-in."""
 
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.aws.cloud import IMAGE, REGION, StandIn, ec2_client, moto_server
+from tests.deploy.deployment import build_double_tarball
 from tests.labhosts import LabHosts, free_subnet
+
+
+@pytest.fixture(scope="session")
+def mongodb_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mongod double as MongoDB's tarball (or WAP_TEST_MONGODB_TARBALL's), built once."""
+    given = os.environ.get("WAP_TEST_MONGODB_TARBALL")
+    if given:
+        return Path(given)
+    return build_double_tarball(tmp_path_factory.mktemp("double"))
 
 
 @pytest.fixture

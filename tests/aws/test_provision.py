@@ -7,7 +7,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pymongo
 import pytest
+import yaml
 
 from tests.aws.cloud import (
     PROVISION,
@@ -23,6 +25,7 @@ from tests.aws.cloud import (
     tagged,
     write_plan,
 )
+from tests.deploy.deployment import ADMIN, wait_healthy
 
 INVENTORY = REPO / "inventory" / "aws" / "aws_ec2.yml"
 NOT_CONNECTING = ("-e", "wap_provision_connect=false")
@@ -41,27 +44,53 @@ def assert_nothing_left(ec2, tags: dict[str, str]) -> None:
     assert left == {}
 
 
+def network_only(plan_file: Path, plan: dict) -> tuple[Path, dict]:
+    """The plan without its instances and volumes: for tests of the network alone (each
+    instance and volume costs a module run or two, and these tests do not look at them)."""
+    plan = {**plan, "instances": [], "volumes": []}
+    plan_file.write_text(yaml.safe_dump({"wap_plan": plan}))
+    return plan_file, plan
+
+
 def ids(items: list[dict], key: str) -> set[str]:
     return {item[key] for item in items}
 
 
 @pytest.mark.lab
-def test_three_members_over_three_zones_exactly_as_planned_then_nothing_left(
-    tmp_path: Path, moto: str, ec2, make_spec, stand_in
+@pytest.mark.timeout(1500)
+def test_three_members_over_three_zones_provisioned_deployed_then_nothing_left(
+    tmp_path: Path, moto: str, ec2, make_spec, stand_in, mongodb_tarball: Path
 ) -> None:
     plan_file, plan = write_plan(tmp_path, "rs3", make_spec())
     standin = stand_in(plan["tags"])
     key = standin.lab.key_file  # the lab hosts trust it: it is the platform's key here
-    connect = ("-e", f"wap_ssh_private_key_file={key}", "-e", "wap_provision_deploy=false",
-               "-e", "wap_provision_volume_setup=false")  # fmt: skip
+    secrets = tmp_path / "secrets"
+    deploy = {
+        "wap_ssh_private_key_file": str(key),
+        "wap_provision_volume_setup": False,  # lab hosts have no EBS device (see test_volume_setup)
+        "mongodb_install_tarball": str(mongodb_tarball),
+        "mongodb_security_secrets_dir": str(secrets),
+        "mongodb_security_cluster_name": "acme-orders",
+        "mongodb_security_cluster_auth": "keyfile",
+        "mongodb_security_tls": True,
+        "mongodb_security_admin_user": ADMIN[0],
+        "mongodb_security_admin_password": ADMIN[1],
+        "mongodb_config_auth": True,
+        "mongodb_config_key_file": "/etc/mongodb/keyfile",
+        "mongodb_config_tls_mode": "requireTLS",
+        "mongodb_replicaset_tls": True,
+        "mongodb_replicaset_login_user": ADMIN[0],
+        "mongodb_replicaset_login_password": ADMIN[1],
+    }
+    options = ("-e", json.dumps(deploy))
 
-    first = ok(run_playbook(PROVISION, plan_file, moto, *connect))
+    first = ok(run_playbook(PROVISION, plan_file, moto, *options, timeout=1200))
     counts = recap(first)
     members = [i["name"] for i in plan["instances"]]
     # The new instances were reached over SSH, through the in-memory inventory, with the key
-    # the EC2 key pair was imported from.
+    # the EC2 key pair was imported from, and MongoDB was deployed on them.
     assert sorted(h for h in counts if h != "localhost") == sorted(members)
-    assert all(counts[m]["ok"] >= 1 and counts[m]["failed"] == 0 for m in members)
+    assert all(counts[m]["changed"] > 0 and counts[m]["failed"] == 0 for m in members)
     assert counts["localhost"]["changed"] > 0
 
     found = tagged(ec2, plan["tags"])
@@ -140,6 +169,24 @@ def test_three_members_over_three_zones_exactly_as_planned_then_nothing_left(
     )
     assert all(v["Attachments"][0]["Device"] != "/dev/sdf" for v in roots)
 
+    # -- a healthy, secured replica set answers at the instances' private addresses.
+    addresses = sorted(f"{i['PrivateIpAddress']}:27017" for i in instances.values())
+    client = pymongo.MongoClient(
+        addresses, replicaSet="rs0", tls=True, tlsCAFile=str(secrets / "ca.pem"),
+        username=ADMIN[0], password=ADMIN[1], serverSelectionTimeoutMS=30000,
+    )  # fmt: skip
+    with client:
+        status = wait_healthy(client, 3)
+        assert sorted(m["stateStr"] for m in status["members"]) == [
+            "PRIMARY", "SECONDARY", "SECONDARY",
+        ]  # fmt: skip
+        assert sorted(m["name"] for m in status["members"]) == addresses
+        zones = {f"{i['PrivateIpAddress']}:27017": i["Placement"]["AvailabilityZone"]
+                 for i in instances.values()}  # fmt: skip
+        assert sorted(zones[m["name"]] for m in status["members"]) == [
+            "eu-west-1a", "eu-west-1b", "eu-west-1c",
+        ]  # fmt: skip
+
     # -- the example aws_ec2 inventory groups the cluster's instances by their tags.
     listed = subprocess.run(
         [str(VENV_BIN / "ansible-inventory"), "-i", str(INVENTORY), "--list"],
@@ -158,7 +205,7 @@ def test_three_members_over_three_zones_exactly_as_planned_then_nothing_left(
     }
 
     # -- a second run creates nothing and reports no change.
-    second = ok(run_playbook(PROVISION, plan_file, moto, *connect))
+    second = ok(run_playbook(PROVISION, plan_file, moto, *options, timeout=1200))
     assert {h: c["changed"] for h, c in recap(second).items()} == {
         h: 0 for h in ["localhost", *members]
     }
@@ -221,9 +268,13 @@ def test_second_cluster_reuses_the_vpc_which_goes_with_the_last_cluster(
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     net = ipaddress.ip_network(vpc_cidr)
     later = [str(list(net.subnets(new_prefix=24))[10])]
-    first_file, first = write_plan(tmp_path, "one", make_spec(cluster="orders", zones=1))
-    second_file, second = write_plan(
-        tmp_path, "two", make_spec(cluster="billing", zones=1, subnet_cidrs=later, public=True)
+    first_file, first = network_only(
+        *write_plan(tmp_path, "one", make_spec(cluster="orders", zones=1))
+    )
+    second_file, second = network_only(
+        *write_plan(
+            tmp_path, "two", make_spec(cluster="billing", zones=1, subnet_cidrs=later, public=True)
+        )
     )
     options = ("-e", f"wap_ssh_private_key_file={key}", *NOT_CONNECTING)
     ok(run_playbook(PROVISION, first_file, moto, *options))
