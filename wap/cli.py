@@ -15,16 +15,17 @@ class UserError(Exception):
     """An error the user can fix: printed as one line, without a traceback."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: list[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wap", description="WAP MongoDB operations platform")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, modules: list[str] = COMMAND_MODULES) -> int:
+    """Run a `wap` subcommand; `modules` narrows the commands (how `wap up` starts children)."""
+    args = build_parser(modules).parse_args(argv)
     try:
         return args.handler(args)
     except UserError as exc:

@@ -121,18 +121,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     """`python -m webui.cli up|web|worker`: the same commands without the rest of `wap`
     (how `wap up` starts its children)."""
-    import sys
+    from wap.cli import main as wap_main
 
-    parser = argparse.ArgumentParser(prog="wap")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except UserError as exc:
-        print(f"wap {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return wap_main(argv, modules=["webui.cli"])
 
 
 if __name__ == "__main__":
