@@ -40,11 +40,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server(record: bool = False) -> Iterator[str]:
-    """moto's server on a free port of 127.0.0.1; stopped (by its pid) on exit. With `record`,
-    its recorder can log every request (/moto-api/recorder/...)."""
+def moto_server(record: Path | None = None) -> Iterator[str]:
+    """moto's server on a free port of 127.0.0.1; stopped (by its pid) on exit. With `record`
+    (a file), its recorder can log every request there (/moto-api/recorder/...)."""
     port = free_port()
     env = {**os.environ, "MOTO_ENABLE_RECORDING": "True" if record else "False"}
+    if record:
+        env["MOTO_RECORDER_FILEPATH"] = str(record)
     proc = subprocess.Popen(
         [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

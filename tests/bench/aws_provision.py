@@ -14,6 +14,7 @@ environment has no route to real AWS (dead proxy), so nothing can be missed by g
 """
 
 import argparse
+import base64
 import json
 import subprocess
 import tempfile
@@ -50,6 +51,8 @@ def actions(recording: bytes) -> Counter:
         if "/moto-api/" in entry.get("url", ""):
             continue
         body = entry.get("body") or ""
+        if entry.get("body_encoded"):
+            body = base64.b64decode(body).decode()
         action = urllib.parse.parse_qs(body).get("Action", ["?"])[0]
         counted[action] += 1
     return counted
@@ -68,39 +71,44 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, nargs="+", default=[3, 5])
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, moto_server(record=True) as endpoint:
+    with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        key = tmp_path / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-        options = ("-e", f"wap_ssh_private_key_file={key}", "-e", "wap_provision_connect=false")
-        for members in args.members:
-            spec = {
-                "project": "bench",
-                "cluster": f"rs{members}",
-                "region": REGION,
-                "zones": 3,
-                "members": members,
-                "image": IMAGE,
-                "vpc_cidr": free_subnet(base="10.64.0.0/10", prefix=16, skip=0),
-                "platform_cidr": "10.250.0.0/24",
-            }
-            plan_file, plan = write_plan(tmp_path, f"rs{members}", spec)
-            provision, _ = timed(PROVISION, plan_file, endpoint, *options)
-            moto_api(endpoint, "reset-recording")
-            moto_api(endpoint, "start-recording")
-            rerun, again = timed(PROVISION, plan_file, endpoint, *options)
-            moto_api(endpoint, "stop-recording")
-            calls = actions(moto_api(endpoint, "download-recording", method="GET"))
-            teardown, _ = timed(TEARDOWN, plan_file, endpoint, "-e", "wap_teardown_confirm=yes")
-            print(f"replica set of {members} over 3 zones ({len(plan['instances'])} instances, "
-                  f"{len(plan['volumes'])} data volumes):")  # fmt: skip
-            print(f"  provision        {provision:6.1f} s")
-            changed = recap(again.stdout)["localhost"]["changed"]
-            print(f"  no-change re-run {rerun:6.1f} s, changed={changed}, "
-                  f"{sum(calls.values())} AWS API calls")  # fmt: skip
-            print("    " + ", ".join(f"{name} {n}" for name, n in sorted(calls.items())))
-            print(f"  teardown         {teardown:6.1f} s")
+        with moto_server(record=tmp_path / "moto_recording") as endpoint:
+            bench(tmp_path, endpoint, args.members)
     return 0
+
+
+def bench(tmp_path: Path, endpoint: str, sizes: list[int]) -> None:
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    options = ("-e", f"wap_ssh_private_key_file={key}", "-e", "wap_provision_connect=false")
+    for members in sizes:
+        spec = {
+            "project": "bench",
+            "cluster": f"rs{members}",
+            "region": REGION,
+            "zones": 3,
+            "members": members,
+            "image": IMAGE,
+            "vpc_cidr": free_subnet(base="10.64.0.0/10", prefix=16, skip=0),
+            "platform_cidr": "10.250.0.0/24",
+        }
+        plan_file, plan = write_plan(tmp_path, f"rs{members}", spec)
+        provision, _ = timed(PROVISION, plan_file, endpoint, *options)
+        moto_api(endpoint, "reset-recording")
+        moto_api(endpoint, "start-recording")
+        rerun, again = timed(PROVISION, plan_file, endpoint, *options)
+        moto_api(endpoint, "stop-recording")
+        calls = actions(moto_api(endpoint, "download-recording", method="GET"))
+        teardown, _ = timed(TEARDOWN, plan_file, endpoint, "-e", "wap_teardown_confirm=yes")
+        print(f"replica set of {members} over 3 zones ({len(plan['instances'])} instances, "
+              f"{len(plan['volumes'])} data volumes):")  # fmt: skip
+        print(f"  provision        {provision:6.1f} s")
+        changed = recap(again.stdout)["localhost"]["changed"]
+        print(f"  no-change re-run {rerun:6.1f} s, changed={changed}, "
+              f"{sum(calls.values())} AWS API calls")  # fmt: skip
+        print("    " + ", ".join(f"{name} {n}" for name, n in sorted(calls.items())))
+        print(f"  teardown         {teardown:6.1f} s")
 
 
 if __name__ == "__main__":
