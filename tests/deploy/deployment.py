@@ -99,6 +99,27 @@ class Deployment:
             output = {}
         return PlaybookRun(done.returncode, output, done.stdout[-2000:] + done.stderr)
 
+    def module(self, host: str, module: str, /, check: bool = False, **args) -> dict:
+        """One whaleal.wap MongoDB module run on a lab host over localhost, with the lab's
+        administrator and TLS files (ad hoc, as an operator would): its result."""
+        args = {"login_user": ADMIN[0], "login_password": ADMIN[1], "tls": True,
+                "tls_ca_file": "/etc/mongodb/tls/ca.pem",
+                "tls_certificate_key_file": "/etc/mongodb/tls/server.pem", **args}  # fmt: skip
+        command = [str(VENV_BIN / "ansible"), "-i", str(self.lab.inventory), host,
+                   "-m", f"whaleal.wap.{module}", "-a", json.dumps(args)]  # fmt: skip
+        if check:
+            command += ["--check", "--diff"]
+        env = dict(ansible_env(), ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO,
+                              timeout=600)  # fmt: skip
+        body = done.stdout.partition(" => ")[2]
+        try:
+            result = json.loads(body)
+        except ValueError:
+            raise AssertionError(done.stdout + done.stderr) from None
+        assert not result.get("failed"), f"{module} failed on {host}: {result.get('msg')}"
+        return result
+
     def client(self, host: str = "lab1", port: int = 27017, user=ADMIN, **kwargs):
         """A pymongo client over TLS (the lab examples require it), with ``user``'s credentials."""
         options = dict(tls=True, tlsCAFile=str(self.secrets / "ca.pem"),

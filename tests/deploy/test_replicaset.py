@@ -1,8 +1,9 @@
-"""deploy_replicaset.yml on lab hosts with the double's tarball: the secured lab example from bare
-hosts, then re-runs, check mode, growth and shrinking of the same set.
+"""deploy_replicaset.yml on lab hosts with the double's tarball: check mode on bare hosts, the
+secured lab example deployed from bare hosts, then re-runs, check mode, growth and shrinking of
+the same set.
 
-The tests share one deployment and run in file order: each one starts from the set the previous
-one left (3 members, then 5, then 4).
+The tests share one lab and run in file order: each one starts from what the previous one left
+(bare hosts, then 3 members, then 5, then 4).
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ CONVERGE = "Initiate the replica set or converge its members"
 
 
 @pytest.fixture(scope="module")
-def rs(deployment_factory):
-    """The lab example (inventory/lab/replicaset.yml) deployed on lab1..lab3 of a 5-host lab."""
-    deployment = deployment_factory(5)
-    deployment.first = deployment.run("deploy_replicaset.yml", REPLICASET)
-    return deployment
+def bare(deployment_factory) -> Deployment:
+    """A 5-host lab where nothing is deployed yet."""
+    return deployment_factory(5)
+
+
+@pytest.fixture(scope="module")
+def rs(bare: Deployment) -> Deployment:
+    """The lab example (inventory/lab/replicaset.yml) deployed on lab1..lab3 of the lab."""
+    bare.first = bare.run("deploy_replicaset.yml", REPLICASET)
+    return bare
 
 
 def grown(rs: Deployment) -> dict:
@@ -41,6 +47,21 @@ def config_members(rs: Deployment) -> dict[str, float]:
     with rs.client(replicaSet="rs0") as client:
         config = client.admin.command("replSetGetConfig")["config"]
     return {m["host"]: m["priority"] for m in config["members"]}
+
+
+def test_check_mode_on_bare_hosts_reports_and_changes_nothing(bare: Deployment) -> None:
+    check = bare.run("deploy_replicaset.yml", REPLICASET, check=True)
+    assert check.returncode == 0, check.failures()
+    assert all(check.changed()[h] > 0 for h in ("lab1", "lab2", "lab3"))
+    members = ", ".join(bare.address(h) for h in ("lab1", "lab2", "lab3"))
+    planned = check.results("Show the steps taken (planned, in check mode)")["lab1"]["msg"]
+    assert planned == [f"initiate rs0 with {members}"]
+    for host in ("lab1", "lab2", "lab3"):
+        leftovers = bare.lab.ssh(host, "ls -d /opt/mongodb /etc/mongodb /var/lib/mongodb"
+                                 " /etc/systemd/system/mongod@.service; getent passwd mongodb",
+                                 check=False)  # fmt: skip
+        assert leftovers.stdout == "", leftovers.stdout
+    assert not bare.secrets.exists()  # no keyFile, CA or certificate generated either
 
 
 def test_secured_three_member_set_deploys(rs: Deployment) -> None:
@@ -163,3 +184,25 @@ def test_remove_a_member_keeps_a_primary(rs: Deployment) -> None:
         status = wait_healthy(client, 4)
     assert sorted(m["stateStr"] for m in status["members"]) == ["PRIMARY"] + ["SECONDARY"] * 3
     assert watch.samples > 10 and watch.without_primary == [], watch.without_primary
+
+
+def test_info_and_role_modules_on_the_set(rs: Deployment) -> None:
+    info = rs.module("lab1", "mongodb_info")
+    assert (info["version"], info["fcv"], info["topology"]) == ("7.0.14", "7.0", "replicaset")
+    assert sorted(m["state"] for m in info["members"]) == ["PRIMARY"] + ["SECONDARY"] * 3
+    assert {(u["db"], u["user"]) for u in info["users"]} >= {("admin", "admin"), ("app", "app")}
+    assert not any("credentials" in u for u in info["users"])
+
+    reads = {"resource": {"db": "app", "collection": "events"}, "actions": ["find"]}
+    role = {"name": "reporting", "database": "app", "replica_set": "rs0", "privileges": [reads]}
+    assert rs.module("lab1", "mongodb_role", check=True, **role)["changed"] is True
+    with rs.client(replicaSet="rs0") as client:
+        assert client.app.command("rolesInfo", "reporting")["roles"] == []  # check mode
+    assert rs.module("lab1", "mongodb_role", **role)["changed"] is True
+    assert rs.module("lab1", "mongodb_role", **role)["changed"] is False
+    with rs.client(replicaSet="rs0") as client:
+        found = client.app.command("rolesInfo", "reporting", showPrivileges=True)["roles"]
+        assert found[0]["privileges"] == [reads]
+    assert rs.module("lab1", "mongodb_role", state="absent", **role)["changed"] is True
+    with rs.client(replicaSet="rs0") as client:
+        assert client.app.command("rolesInfo", "reporting")["roles"] == []

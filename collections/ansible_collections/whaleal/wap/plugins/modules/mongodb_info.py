@@ -251,9 +251,9 @@ def gather(conn, sections: list[str]) -> dict:
             lambda: result.update(
                 users=[
                     public_user(u)
-                    for u in admin.command("usersInfo", forAllDBs=True, showCredentials=False)[
-                        "users"
-                    ]
+                    # {usersInfo: {forAllDBs: true}}: a forAllDBs field beside usersInfo: 1
+                    # is not that form (MongoDB lists the admin database's users, or refuses it).
+                    for u in admin.command("usersInfo", {"forAllDBs": True})["users"]
                 ]
             ),
         )
