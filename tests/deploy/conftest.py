@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 from tests.deploy.deployment import Deployment, build_double_tarball
 from tests.labhosts import LabHosts, free_subnet
 from wap.lab import Lab, LabError
+
+_LAB_NUMBERS = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +40,7 @@ def module_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
     tmp = tmp_path_factory.mktemp("lab")
 
     def start(hosts: int = 3) -> LabHosts:
-        lab = Lab(f"d{os.getpid() % 100000}{len(started)}")
+        lab = Lab(f"d{os.getpid() % 100000}{next(_LAB_NUMBERS)}")
         started.append(lab)
         with contextlib.suppress(LabError):
             lab.down(progress=lambda _msg: None)  # leftovers of a killed earlier run

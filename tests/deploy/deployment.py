@@ -49,14 +49,20 @@ class PlaybookRun:
     def changed(self) -> dict[str, int]:
         return {host: counts["changed"] for host, counts in self.stats.items()}
 
+    def every(self, task: str) -> list[tuple[str, dict]]:
+        """Every (host, result) of the tasks named ``task`` (after any "role : "), in order:
+        a task runs once per batch of a serial play, and once per item of an include loop."""
+        return [
+            (host, result)
+            for play in self.output.get("plays", [])
+            for entry in play["tasks"]
+            if entry["task"]["name"].rpartition(" : ")[2] == task
+            for host, result in entry["hosts"].items()
+        ]
+
     def results(self, task: str) -> dict[str, dict]:
-        """The results of the last task named ``task`` (after any "role : "), by host."""
-        found: dict[str, dict] = {}
-        for play in self.output.get("plays", []):
-            for entry in play["tasks"]:
-                if entry["task"]["name"].rpartition(" : ")[2] == task:
-                    found = entry["hosts"]
-        return found
+        """The last result of the tasks named ``task`` on each host."""
+        return dict(self.every(task))
 
     def failures(self) -> str:
         """Every failed task with its message, for assertion messages."""
