@@ -559,10 +559,12 @@ def mounts_under(path: Path) -> list[str]:
 
 
 def cgroup_pids(group: Path) -> list[int]:
+    """Pids in the cgroup and below it; systemd inside may remove sub-groups while we walk."""
     pids: list[int] = []
-    for procs in group.rglob("cgroup.procs"):
-        with contextlib.suppress(OSError):
-            pids += [int(p) for p in procs.read_text().split()]
+    for parent, _dirs, files in os.walk(group):
+        if "cgroup.procs" in files:
+            with contextlib.suppress(OSError):
+                pids += [int(p) for p in Path(parent, "cgroup.procs").read_text().split()]
     return pids
 
 
