@@ -1,5 +1,5 @@
 # webui: the socket.io browser client from npm (vendored, never from a CDN), and Debian's Chromium
-# for the browser tests (Playwright drives /usr/bin/chromium; `playwright install` is never run).
+# for the browser tests (Playwright drives /usr/bin/chromium; Playwright never downloads a browser of its own).
 SOCKET_IO_CLIENT_VERSION=4.8.4
 SOCKET_IO_CLIENT_SHA256=d5d79a35039e860b32bdef4795528b05c2f788d4b2d9dacc913120e2878f7b3f
 webui_vendor="$ROOT/webui/static/vendor"
