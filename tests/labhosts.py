@@ -1,5 +1,6 @@
 """Lab hosts as tests use them: a handle on a running lab, a free subnet, Ansible's environment."""
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -8,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from wap.lab import Lab
+from wap.lab import Lab, LabError
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -54,3 +55,21 @@ def ansible_env() -> dict[str, str]:
     env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
     env["ANSIBLE_FORCE_COLOR"] = "0"
     return env
+
+
+def start_lab(name: str, hosts: int, workdir: Path, skip: int = 100) -> LabHosts:
+    """Bring up a lab of N hosts on a free subnet (after removing leftovers of a killed run of the
+    same name) and write its inventory into workdir."""
+    lab = Lab(name)
+    with contextlib.suppress(LabError):
+        lab.down(progress=lambda _msg: None)
+    for attempt in range(5):  # another test run may take the same free subnet first
+        try:
+            state = lab.up(hosts, free_subnet(skip=skip + attempt), progress=lambda _m: None)
+            break
+        except LabError as exc:
+            if "overlaps" not in str(exc) or attempt == 4:
+                raise
+    inventory = workdir / f"{name}-inventory.yml"
+    inventory.write_text(lab.inventory())
+    return LabHosts(lab, inventory, {h.name: h.ip for h in state.hosts.values()})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 from collections.abc import Callable, Iterator
@@ -11,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.deployment import Deployment, build_double_tarball
-from tests.labhosts import LabHosts, free_subnet
-from wap.lab import Lab, LabError
+from tests.labhosts import LabHosts, start_lab
+from wap.lab import Lab
 
 _LAB_NUMBERS = itertools.count()
 
@@ -40,20 +39,9 @@ def module_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
     tmp = tmp_path_factory.mktemp("lab")
 
     def start(hosts: int = 3) -> LabHosts:
-        lab = Lab(f"d{os.getpid() % 100000}{next(_LAB_NUMBERS)}")
-        started.append(lab)
-        with contextlib.suppress(LabError):
-            lab.down(progress=lambda _msg: None)  # leftovers of a killed earlier run
-        for attempt in range(5):  # another test run may take the same free subnet first
-            try:
-                state = lab.up(hosts, free_subnet(skip=120 + attempt), progress=lambda _m: None)
-                break
-            except LabError as exc:
-                if "overlaps" not in str(exc) or attempt == 4:
-                    raise
-        inventory = tmp / f"{lab.name}-inventory.yml"
-        inventory.write_text(lab.inventory())
-        return LabHosts(lab, inventory, {h.name: h.ip for h in state.hosts.values()})
+        name = f"d{os.getpid() % 100000}{next(_LAB_NUMBERS)}"
+        started.append(Lab(name))
+        return start_lab(name, hosts, tmp, skip=120)
 
     try:
         yield start
