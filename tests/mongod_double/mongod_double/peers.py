@@ -29,17 +29,10 @@ def read_keyfile(path: str) -> str:
         return "".join(handle.read().split())
 
 
-def client_kwargs(options: ServerOptions) -> dict:
-    """pymongo keyword arguments for connections to peers, from this node's parsed options."""
-    kwargs: dict = {
-        "directConnection": True,
-        "connectTimeoutMS": CONNECT_TIMEOUT_MS,
-        "serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS,
-        "socketTimeoutMS": HEARTBEAT_TIMEOUT_MS,
-        "appname": "mongod double replication",
-        "retryReads": False,
-        "retryWrites": False,
-    }
+def internal_auth_kwargs(options: ServerOptions) -> dict:
+    """How a member or router authenticates to the cluster: __system with the key file, over TLS
+    with this node's certificate when TLS is on (shared by replication peers and mongos)."""
+    kwargs: dict = {}
     keyfile = options.get("security.keyFile")
     if keyfile:
         kwargs.update(
@@ -56,6 +49,21 @@ def client_kwargs(options: ServerOptions) -> dict:
             kwargs["tlsCAFile"] = options.get("net.tls.CAFile")
         if options.get("net.tls.allowInvalidHostnames"):
             kwargs["tlsAllowInvalidHostnames"] = True
+    return kwargs
+
+
+def client_kwargs(options: ServerOptions) -> dict:
+    """pymongo keyword arguments for connections to peers, from this node's parsed options."""
+    kwargs: dict = {
+        "directConnection": True,
+        "connectTimeoutMS": CONNECT_TIMEOUT_MS,
+        "serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS,
+        "socketTimeoutMS": HEARTBEAT_TIMEOUT_MS,
+        "appname": "mongod double replication",
+        "retryReads": False,
+        "retryWrites": False,
+    }
+    kwargs.update(internal_auth_kwargs(options))
     return kwargs
 
 

@@ -32,6 +32,7 @@ from pymongo.errors import DuplicateKeyError
 
 from mongod_double.errors import CommandError
 from mongod_double.options import ServerOptions
+from mongod_double.peers import internal_auth_kwargs
 from mongod_double.sharding.keys import ShardKey, sort_chunks
 from mongod_double.storage import new_uuid
 
@@ -51,12 +52,6 @@ def parse_connection_string(text: str) -> tuple[str | None, list[str]]:
     return name, [h for h in seeds.split(",") if h]
 
 
-def read_keyfile(path: str) -> str:
-    """A key file's key: its contents with every whitespace character removed (as mongod)."""
-    with open(path, encoding="ascii") as handle:
-        return "".join(handle.read().split())
-
-
 def client_kwargs(options: ServerOptions) -> dict:
     """pymongo options for the router's internal connections (key file and TLS as mongod's)."""
     kwargs: dict = {
@@ -67,24 +62,7 @@ def client_kwargs(options: ServerOptions) -> dict:
         "tz_aware": False,
         "retryWrites": False,
     }
-    keyfile = options.get("security.keyFile")
-    if keyfile:
-        kwargs.update(
-            username="__system",
-            password=read_keyfile(keyfile),
-            authSource="local",
-            authMechanism="SCRAM-SHA-256",
-        )
-    if options.get("net.tls.mode", "disabled") in ("requireTLS", "preferTLS"):
-        kwargs["tls"] = True
-        for option, key in (
-            ("net.tls.certificateKeyFile", "tlsCertificateKeyFile"),
-            ("net.tls.CAFile", "tlsCAFile"),
-        ):
-            if options.get(option):
-                kwargs[key] = options.get(option)
-        if options.get("net.tls.allowInvalidHostnames"):
-            kwargs["tlsAllowInvalidHostnames"] = True
+    kwargs.update(internal_auth_kwargs(options))
     return kwargs
 
 
