@@ -21,6 +21,7 @@ from pathlib import Path
 from tests.bench.webui_platform import platform
 from tests.webui.helpers import PLAYBOOKS, wait_for
 from webui.config import REPO_ROOT
+from webui.store import Store
 
 
 def bare_run(inventory: Path, steps: int) -> float:
@@ -41,7 +42,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--hosts", type=int, default=3)
     args = parser.parse_args()
-    with platform(workers=1) as (_, api, root):
+    with platform(workers=1) as (settings, api, root):
+        store = Store(settings.mongodb_uri or "")
         project = api.call("POST", "/projects", json={"name": "walltime"}).json()
         hosts = [
             api.call(
@@ -55,7 +57,7 @@ def main() -> None:
             h["name"]: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
             for h in hosts
         }}}))  # fmt: skip
-        platform_times, bare_times, events = [], [], 0
+        platform_times, bare_times, events, phases = [], [], 0, []
         for _ in range(args.runs):
             bare_times.append(bare_run(inventory, args.steps))
             start = time.time()
@@ -72,6 +74,11 @@ def main() -> None:
             assert done["status"] == "successful", done
             platform_times.append(done["finished_at"] - start)
             events = done["last_counter"]
+            stored = [e["created"] for e in store.job_events.find({"job_id": job["id"]})]
+            phases.append((
+                done["started_at"] - start, min(stored) - done["started_at"],
+                max(stored) - min(stored), done["finished_at"] - max(stored),
+            ))  # fmt: skip
         print(f"steps.yml, {args.steps} looped steps on {args.hosts} local hosts, {events} events")
         for name, times in (
             ("bare ansible-playbook", bare_times),
@@ -79,6 +86,10 @@ def main() -> None:
         ):
             print(f"{name:<22} median {statistics.median(times):6.2f} s  min {min(times):6.2f} s  "
                   f"runs {[round(t, 2) for t in times]}")  # fmt: skip
+        names = ("API call to running", "running to 1st event", "1st to last event",
+                 "last event to finished")  # fmt: skip
+        for name, values in zip(names, zip(*phases, strict=True), strict=True):
+            print(f"  {name:<24} median {statistics.median(values):6.3f} s")
         medians = statistics.median(platform_times) / statistics.median(bare_times)
         minimums = min(platform_times) / min(bare_times)
         print(f"ratio of medians {medians:.3f}, of minimums {minimums:.3f}"
