@@ -155,3 +155,19 @@ class Api:
         else:
             headers["X-CSRF-Token"] = self.csrf("/")
         return self.http.request(method, f"{self.base}/api/v1{path}", headers=headers, **kwargs)
+
+
+def ssh_private_key() -> str:
+    """A fresh Ed25519 private key in OpenSSH format (what `ssh-keygen` writes)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )

@@ -25,11 +25,11 @@ def test_cluster_hosts_form_the_mongodb_group() -> None:
 
 
 def test_credentials_fill_variables_by_reference_only() -> None:
-    env, key, secrets = secret_environment(
+    env, key, prompts, secrets = secret_environment(
         [{"kind": "mongodb", "name": "db", "username": "app", "password": "pw-123456"}]
     )
     assert env == {"WAP_MONGODB_USERNAME": "app", "WAP_MONGODB_PASSWORD": "pw-123456"}
-    assert key is None and secrets == ["pw-123456"]
+    assert key is None and prompts == {} and secrets == ["pw-123456"]
     extra = extra_vars_for({"extra_vars": {"mongodb_security_admin_user": "root"}}, {"mongodb"})
     assert extra["mongodb_security_admin_user"] == "root"  # the job's own value wins
     assert "WAP_MONGODB_PASSWORD" in extra["mongodb_security_admin_password"]
@@ -60,9 +60,10 @@ def test_trim_drops_results_and_masks_secrets() -> None:
 
 
 def test_a_pasted_private_key_gets_unix_line_ends() -> None:
+    from tests.webui.helpers import ssh_private_key
     from webui.services.credentials import validate
 
-    pasted = "-----BEGIN OPENSSH PRIVATE KEY-----\r\nAAAA\r\n-----END OPENSSH PRIVATE KEY-----\r\n"
+    pasted = ssh_private_key().replace("\n", "\r\n")
     public, secret = validate("ssh_key", "k", {"username": "root", "private_key": pasted})
-    assert public == {"username": "root"}
+    assert public["username"] == "root" and public["public_key"].startswith("ssh-ed25519 ")
     assert secret["private_key"] == pasted.replace("\r\n", "\n")

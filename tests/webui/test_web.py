@@ -5,6 +5,8 @@ import re
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.webui.helpers import ssh_private_key
+
 PASSWORD = "correct horse battery staple"
 
 
@@ -176,7 +178,8 @@ def test_api_never_returns_a_secret(client: FlaskClient) -> None:
     auth = api_token(client)
     project = client.post("/api/v1/projects", json={"name": "p1"}, headers=auth).get_json()
     canary = "canary-ssh-KEY-0042"
-    key = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{canary}\n-----END OPENSSH PRIVATE KEY-----"
+    key = ssh_private_key()
+    key_line = key.splitlines()[1]  # a line of the key's body
     bodies = [
         {
             "name": "aws",
@@ -192,12 +195,13 @@ def test_api_never_returns_a_secret(client: FlaskClient) -> None:
         )
         assert response.status_code == 201, response.get_data(as_text=True)
         assert canary not in response.get_data(as_text=True)
+        assert key_line not in response.get_data(as_text=True)
     listing = client.get(f"/api/v1/projects/{project['id']}/credentials", headers=auth).get_data(
         as_text=True
     )
-    assert canary not in listing and "ops" in listing
+    assert canary not in listing and key_line not in listing and "ops" in listing
     page = client.get(f"/projects/{project['id']}").get_data(as_text=True)
-    assert canary not in page
+    assert canary not in page and key_line not in page
     audit_log = client.get("/api/v1/audit", headers=auth).get_data(as_text=True)
     assert canary not in audit_log and "credential.create" in audit_log
     response = client.post(

@@ -28,7 +28,7 @@ from webui.config import Settings
 from webui.jobs.events import Redactor, trim
 from webui.jobs.publish import Publisher
 from webui.jobs.sink import EventSink
-from webui.services import credentials
+from webui.services import cloud, credentials
 from webui.store import Store, now
 
 log = logging.getLogger(__name__)
@@ -87,12 +87,18 @@ def inventory_for(
     return inventory
 
 
+# ssh-add's question when the key ansible-runner pipes to it is encrypted
+SSH_PASSPHRASE_PROMPT = r"Enter passphrase for .*ssh_key_data:\s*$"
+
+
 def secret_environment(
     revealed: list[dict[str, Any]],
-) -> tuple[dict[str, str], str | None, list[str]]:
-    """Environment variables, SSH key and the secret values to mask, from decrypted credentials."""
+) -> tuple[dict[str, str], str | None, dict[str, str], list[str]]:
+    """Environment variables, SSH key, answers to prompts (the key's passphrase, in memory only)
+    and the secret values to mask, from decrypted credentials."""
     env: dict[str, str] = {}
     ssh_key = None
+    prompts: dict[str, str] = {}
     values: list[str] = []
     for cred in revealed:
         if cred["kind"] == "aws":
@@ -106,7 +112,10 @@ def secret_environment(
         elif cred["kind"] == "ssh_key":
             ssh_key = cred["private_key"]
             values.append(cred["private_key"])
-    return env, ssh_key, values
+            if cred.get("passphrase"):
+                prompts[SSH_PASSPHRASE_PROMPT] = cred["passphrase"]
+                values.append(cred["passphrase"])
+    return env, ssh_key, prompts, values
 
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -182,7 +191,7 @@ class JobRun:
             credentials.reveal(self.store, self.settings.credential_key, c)
             for c in self.job["credential_ids"]
         ]
-        secret_env, ssh_key, secret_values = secret_environment(revealed)
+        secret_env, ssh_key, prompts, secret_values = secret_environment(revealed)
         self.redact = Redactor(secret_values)
         self.settings.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.private_dir = Path(
@@ -215,6 +224,7 @@ class JobRun:
                 extravars=extra_vars_for(self.job, {c["kind"] for c in revealed}) or None,
                 envvars=env,
                 ssh_key=ssh_key,
+                passwords=prompts or None,
                 suppress_env_files=True,
                 ident="run",
                 quiet=True,
@@ -265,3 +275,4 @@ def finish(
     )
     if job:
         publisher.status(job_id, job)
+        cloud.job_finished(store, job)

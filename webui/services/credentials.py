@@ -7,10 +7,13 @@ fields are decrypted only by `reveal`, which only the job worker calls; nothing 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import serialization
 from pymongo.errors import DuplicateKeyError
 
 from webui.services import audit, projects
@@ -24,7 +27,11 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ssh_key": (("username",), ("private_key",)),
     "mongodb": (("username",), ("password",)),
 }
+# kind -> optional fields: public ones given or not; `passphrase` is secret
+OPTIONAL: dict[str, tuple[str, ...]] = {"aws": ("endpoint_url",), "ssh_key": ("passphrase",)}
+SECRET_OPTIONAL = ("passphrase",)
 PUBLIC_FIELDS = ("_id", "project_id", "name", "kind", "public", "created_at")
+ENDPOINT_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[^\s]*)?$")
 
 
 class CredentialKeyError(RuntimeError):
@@ -51,18 +58,55 @@ def validate(kind: str, name: str, fields: dict[str, Any]) -> tuple[dict[str, st
         value = fields.get(field)
         if not isinstance(value, str) or not value.strip() or len(value) > 16384:
             errors[field] = ["required, at most 16384 characters"]
-    if (
-        kind == "ssh_key"
-        and "private_key" not in errors
-        and "PRIVATE KEY-----" not in fields["private_key"]
-    ):
-        errors["private_key"] = ["a PEM or OpenSSH private key"]
+    optional = {
+        f: str(fields[f]).strip()
+        for f in OPTIONAL.get(kind, ())
+        if isinstance(fields.get(f), str) and fields[f].strip()
+    }
+    endpoint = optional.get("endpoint_url")
+    if endpoint is not None and not ENDPOINT_RE.match(endpoint):
+        errors["endpoint_url"] = ["an http(s) URL such as https://ec2.eu-west-1.amazonaws.com"]
+    public = {f: str(fields[f]).strip() for f in public_names}
+    secret = {f: str(fields[f]).strip() for f in secret_names}
+    if kind == "ssh_key" and "private_key" not in errors:
+        # browsers send a textarea's lines with CRLF; ssh-add wants LF
+        secret["private_key"] = secret["private_key"].replace("\r\n", "\n") + "\n"
+        try:
+            public["public_key"] = public_key(secret["private_key"], optional.get("passphrase"))
+        except ValueError as exc:
+            errors["private_key"] = [str(exc)]
     if errors:
         raise Invalid("the credential cannot be stored as given", errors)
-    secret = {f: str(fields[f]).strip() for f in secret_names}
-    if "private_key" in secret:  # browsers send a textarea's lines with CRLF; ssh-add wants LF
-        secret["private_key"] = secret["private_key"].replace("\r\n", "\n") + "\n"
-    return {f: str(fields[f]).strip() for f in public_names}, secret
+    for name, value in optional.items():
+        (secret if name in SECRET_OPTIONAL else public)[name] = value
+    return public, secret
+
+
+def public_key(private_key: str, passphrase: str | None = None) -> str:
+    """The OpenSSH public key of a PEM or OpenSSH private key (which a cloud key pair needs);
+    ValueError says what is wrong with the key, never what it holds."""
+    data, password = private_key.encode(), passphrase.encode() if passphrase else None
+    try:
+        if b"BEGIN OPENSSH PRIVATE KEY" in data:
+            key = serialization.load_ssh_private_key(data, password)
+        else:
+            key = serialization.load_pem_private_key(data, password)
+    except TypeError:  # encrypted without a passphrase, or a passphrase for a plain key
+        if password is None:
+            raise ValueError("the key is encrypted: give its passphrase") from None
+        raise ValueError("the key is not encrypted: leave the passphrase empty") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError(
+            "not a private key this platform can read (PEM or OpenSSH; RSA, ECDSA or Ed25519),"
+            " or a wrong passphrase"
+        ) from None
+    try:
+        line = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+    except (ValueError, TypeError):
+        raise ValueError("a key type OpenSSH does not take (use RSA, ECDSA or Ed25519)") from None
+    return line.decode()
 
 
 def create(

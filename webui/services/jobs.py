@@ -76,15 +76,17 @@ def validate_request(
         ]
     host_ids = data.get("host_ids") or []
     cluster_id = data.get("cluster_id") or None
+    planned = False  # a cloud cluster's jobs start on the platform (localhost) with its plan
     if cluster_id:
         cluster = store.clusters.find_one({"_id": cluster_id, "project_id": project_id})
         if not cluster:
             errors["cluster_id"] = ["no such cluster in this project"]
         else:
             host_ids = host_ids or cluster["host_ids"]
+            planned = bool(cluster.get("plan"))
     if (
         not isinstance(host_ids, list)
-        or not host_ids
+        or (not host_ids and not planned)
         or not all(isinstance(h, str) for h in host_ids)
     ):
         errors.setdefault("host_ids", ["pick at least one host"])
@@ -126,13 +128,17 @@ def create_job(
     data: dict[str, Any],
     *,
     rq: Queue | None = None,
+    action: str | None = None,
 ) -> dict[str, Any]:
+    """Store the job `queued` and enqueue it. `action` (provision, teardown) marks the jobs that
+    make or unmake a cloud cluster: its state is read from them (webui.services.cloud)."""
     project = projects.require(store, actor, project_id, "operator")
     request = validate_request(store, settings, project_id, data)
     job = {
         "_id": uuid.uuid4().hex,
         "project_id": project_id,
         **request,
+        "cluster_action": action,
         "status": "queued",
         "reason": "",
         "created_by": actor.username,
@@ -228,8 +234,8 @@ def request_cancel(store: Store, settings: Settings, actor: Actor, job_id: str) 
 def public_job(job: dict[str, Any]) -> dict[str, Any]:
     keys = (
         "_id", "project_id", "playbook", "host_ids", "credential_ids", "extra_vars", "cluster_id",
-        "status", "reason", "created_by", "created_at", "started_at", "finished_at", "last_counter",
-        "stats", "rc", "cancel_requested",
+        "cluster_action", "status", "reason", "created_by", "created_at", "started_at",
+        "finished_at", "last_counter", "stats", "rc", "cancel_requested",
     )  # fmt: skip
     return {k: job.get(k) for k in keys}
 

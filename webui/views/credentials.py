@@ -17,7 +17,10 @@ bp = Blueprint("credentials", __name__)
 def create(project_id: str) -> Response:
     kind = request.form.get("kind", "")
     public_names, secret_names = credentials.KINDS.get(kind, ((), ()))
-    fields = {name: request.form.get(name, "") for name in (*public_names, *secret_names)}
+    optional = credentials.OPTIONAL.get(kind, ())
+    fields = {
+        name: request.form.get(name, "") for name in (*public_names, *secret_names, *optional)
+    }
     record = credentials.create(
         security.get_store(),
         security.get_settings().credential_key,
