@@ -4,36 +4,123 @@ playbook on the same hosts.
 Platform time: from the API call that starts the job to its `finished_at` (queueing, the worker,
 ansible-runner, storing and publishing every event). Bare time: the ansible-playbook process.
 
-    .venv/bin/python -m tests.bench.webui_job_walltime [--runs 3] [--steps 20] [--hosts 3]
+Two playbooks: the test playbook `steps.yml` on local hosts (seconds long: the platform's fixed
+cost shows most), or with `--lab` (as root) the no-change re-run of deploy_replicaset.yml on three
+lab hosts after one deployment (a real job: SSH, every role's checks, ~30 s).
+
+    .venv/bin/python -m tests.bench.webui_job_walltime [--runs 3] [--steps 20] [--hosts 3] [--lab]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from tests.bench.webui_platform import platform
+from tests.deploy.deployment import build_double_tarball
+from tests.labhosts import free_subnet
 from tests.webui.helpers import PLAYBOOKS, wait_for
+from wap.lab import Lab, LabError
 from webui.config import REPO_ROOT
+from webui.jobs.runner import inventory_for
 from webui.store import Store
 
 
-def bare_run(inventory: Path, steps: int) -> float:
+@dataclass
+class Workload:
+    """One playbook on some hosts, run bare and as a job the same way."""
+
+    playbook: Path
+    inventory: Path  # for the bare run: the job's own inventory, plus the SSH key file
+    extra_vars: dict
+    job: dict  # the API body that starts it as a job (without extra_vars)
+
+
+def bare_run(work: Workload) -> float:
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     start = time.perf_counter()
     subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-         str(PLAYBOOKS / "steps.yml"), "-e", json.dumps({"steps": steps, "step_delay": 0})],
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(work.inventory),
+         str(work.playbook), "-e", json.dumps(work.extra_vars)],
         check=True, stdout=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     return time.perf_counter() - start
+
+
+def local_steps(api, root: Path, project_id: str, hosts: int, steps: int) -> Workload:
+    registered = [
+        api.call(
+            "POST", f"/projects/{project_id}/hosts",
+            json={"name": f"local{n}", "address": "127.0.0.1", "connection": "local"},
+        ).json()
+        for n in range(hosts)
+    ]  # fmt: skip
+    inventory = root / "inventory.json"
+    inventory.write_text(json.dumps(inventory_for(registered_hosts(registered))))
+    return Workload(
+        PLAYBOOKS / "steps.yml", inventory, {"steps": steps, "step_delay": 0},
+        {"playbook": "steps.yml", "host_ids": [h["id"] for h in registered]},
+    )  # fmt: skip
+
+
+def lab_rerun(api, root: Path, project_id: str, stack: contextlib.ExitStack) -> Workload:
+    """Three lab hosts with the secured replica set deployed once (bare); the workload is the
+    no-change re-run of deploy_replicaset.yml."""
+    lab = Lab("bwall")
+    with contextlib.suppress(LabError):
+        lab.down(progress=lambda _m: None)
+    state = lab.up(3, free_subnet(skip=150), progress=lambda _m: None)
+    stack.callback(lab.down, progress=lambda _m: None)
+    registered = [
+        api.call(
+            "POST", f"/projects/{project_id}/hosts",
+            json={"name": h.name, "address": h.ip, "user": "root", "connection": "ssh"},
+        ).json()
+        for h in state.hosts.values()
+    ]  # fmt: skip
+    key = api.call(
+        "POST", f"/projects/{project_id}/credentials",
+        json={"name": "lab", "kind": "ssh_key",
+              "fields": {"username": "root", "private_key": lab.key_file.read_text()}},
+    ).json()  # fmt: skip
+    cluster = api.call(
+        "POST", f"/projects/{project_id}/clusters",
+        json={"name": "rs0", "host_ids": [h["id"] for h in registered],
+              "playbook": "deploy_replicaset.yml"},
+    ).json()  # fmt: skip
+    inventory_data = inventory_for(registered_hosts(registered), {"name": "rs0"})
+    inventory_data["all"]["vars"] = {"ansible_ssh_private_key_file": str(lab.key_file)}
+    inventory = root / "lab-inventory.json"
+    inventory.write_text(json.dumps(inventory_data))
+    extra = yaml.safe_load((REPO_ROOT / "inventory" / "lab" / "replicaset.yml").read_text())
+    extra.update(
+        mongodb_install_tarball=str(build_double_tarball(root)),
+        mongodb_security_secrets_dir=str(root / "secrets"),
+    )
+    work = Workload(
+        REPO_ROOT / "playbooks" / "deploy_replicaset.yml", inventory, extra,
+        {"playbook": "deploy_replicaset.yml", "cluster_id": cluster["id"],
+         "credential_ids": [key["id"]]},
+    )  # fmt: skip
+    print(f"deploying the replica set once on {', '.join(h.ip for h in state.hosts.values())}")
+    bare_run(work)
+    return work
+
+
+def registered_hosts(answers: list[dict]) -> list[dict]:
+    """API answers as the store's host documents, which inventory_for takes."""
+    return [{**h, "_id": h["id"]} for h in answers]
 
 
 def main() -> None:
@@ -41,35 +128,29 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--hosts", type=int, default=3)
+    parser.add_argument("--lab", action="store_true", help="deploy_replicaset.yml on lab hosts")
     args = parser.parse_args()
-    with platform(workers=1) as (settings, api, root):
+    playbooks = REPO_ROOT / "playbooks" if args.lab else PLAYBOOKS
+    with contextlib.ExitStack() as stack:
+        settings, api, root = stack.enter_context(platform(workers=1, playbooks=playbooks))
         store = Store(settings.mongodb_uri or "")
         project = api.call("POST", "/projects", json={"name": "walltime"}).json()
-        hosts = [
-            api.call(
-                "POST", f"/projects/{project['id']}/hosts",
-                json={"name": f"local{n}", "address": "127.0.0.1", "connection": "local"},
-            ).json()
-            for n in range(args.hosts)
-        ]  # fmt: skip
-        inventory = root / "inventory.json"
-        inventory.write_text(json.dumps({"all": {"hosts": {
-            h["name"]: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-            for h in hosts
-        }}}))  # fmt: skip
+        if args.lab:
+            work = lab_rerun(api, root, project["id"], stack)
+        else:
+            work = local_steps(api, root, project["id"], args.hosts, args.steps)
         platform_times, bare_times, events, phases = [], [], 0, []
         for _ in range(args.runs):
-            bare_times.append(bare_run(inventory, args.steps))
+            bare_times.append(bare_run(work))
             start = time.time()
             job = api.call(
                 "POST", f"/projects/{project['id']}/jobs",
-                json={"playbook": "steps.yml", "host_ids": [h["id"] for h in hosts],
-                      "extra_vars": {"steps": args.steps, "step_delay": 0}},
+                json={**work.job, "extra_vars": work.extra_vars},
             ).json()  # fmt: skip
             path = f"/jobs/{job['id']}"
             done = wait_for(
                 lambda path=path: (j := api.call("GET", path).json())["finished_at"] and j,
-                timeout=600, every=0.05,
+                timeout=900, every=0.05,
             )  # fmt: skip
             assert done["status"] == "successful", done
             platform_times.append(done["finished_at"] - start)
@@ -79,7 +160,8 @@ def main() -> None:
                 done["started_at"] - start, min(stored) - done["started_at"],
                 max(stored) - min(stored), done["finished_at"] - max(stored),
             ))  # fmt: skip
-        print(f"steps.yml, {args.steps} looped steps on {args.hosts} local hosts, {events} events")
+        print(f"{work.playbook.name} on {len(work.job.get('host_ids') or [1, 2, 3])} hosts, "
+              f"{events} events")  # fmt: skip
         for name, times in (
             ("bare ansible-playbook", bare_times),
             ("WAP job (API to end)", platform_times),
@@ -94,6 +176,8 @@ def main() -> None:
         minimums = min(platform_times) / min(bare_times)
         print(f"ratio of medians {medians:.3f}, of minimums {minimums:.3f}"
               " (the minimum is the least disturbed by other load on the machine)")  # fmt: skip
+        load = os.getloadavg()
+        print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from webui.embedded import _redis_ready, _store_ready, redis_server_binary
 
 
 @contextlib.contextmanager
-def platform(workers: int = 1) -> Iterator[tuple[Settings, Api, Path]]:
+def platform(workers: int = 1, playbooks: Path = PLAYBOOKS) -> Iterator[tuple[Settings, Api, Path]]:
     procs: list[Proc] = []
     with tempfile.TemporaryDirectory(prefix="wap-bench-") as tmp:
         root = Path(tmp)
@@ -40,7 +40,7 @@ def platform(workers: int = 1) -> Iterator[tuple[Settings, Api, Path]]:
             settings = load_settings({
                 "WAP_DATA_DIR": str(root / "data"), "WAP_BIND": f"127.0.0.1:{free_port()}",
                 "WAP_MONGODB_URI": store_uri, "WAP_REDIS_URL": redis_url,
-                "WAP_PLAYBOOKS_DIR": str(PLAYBOOKS), "WAP_RUNTIME_DIR": str(root / "run"),
+                "WAP_PLAYBOOKS_DIR": str(playbooks), "WAP_RUNTIME_DIR": str(root / "run"),
             })  # fmt: skip
             env = env_for(settings)
             procs.append(Proc([sys.executable, "-m", "webui.cli", "web"], root / "web.log", env))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.webui.helpers import PLAYBOOKS, Api, Proc, env_for, free_port, wait_for
 from webui import create_app
@@ -22,6 +23,15 @@ from webui.store import Store
 # The rest of the webui tests use the embedded default (the first).
 STORE_SERVERS = ["nx-27017", "mongod-double"]
 DOUBLE = Path(__file__).resolve().parents[1] / "mongod_double"
+CHROMIUM = "/usr/bin/chromium"  # Debian's; never a browser Playwright downloads
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _start_store(kind: str, data: Path, port: int) -> tuple[list[str], dict[str, str] | None]:
@@ -195,3 +205,22 @@ def admin_api(web: str) -> Api:
     assert api.setup().ok
     api.use_token("admin-tests")
     return api
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(bypass_csp=True)  # our CSP forbids the eval Playwright waits with
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from tests.deploy.deployment import build_double_tarball, wait_healthy
 from tests.labhosts import REPO, LabHosts
@@ -19,8 +19,6 @@ from tests.webui.helpers import PASSWORD, Proc
 from webui.config import Settings
 
 pytestmark = [pytest.mark.lab, pytest.mark.browser]
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 ADMIN_PASSWORD = "console-admin-pw"
 
 
@@ -34,19 +32,6 @@ def settings(settings: Settings) -> Settings:
 def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
     given = os.environ.get("WAP_TEST_MONGODB_TARBALL")
     return Path(given) if given else build_double_tarball(tmp_path_factory.mktemp("double"))
-
-
-@pytest.fixture
-def page() -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser: Browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=FLAGS
-        )
-        context = browser.new_context(bypass_csp=True)
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        yield page
-        browser.close()
 
 
 def test_a_replica_set_deployed_from_the_console(

@@ -274,5 +274,5 @@ def finish(
         return_document=True,
     )
     if job:
+        cloud.job_finished(store, job)  # before browsers hear of the end: they may look next
         publisher.status(job_id, job)
-        cloud.job_finished(store, job)
