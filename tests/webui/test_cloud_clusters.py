@@ -11,9 +11,13 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.labhosts import REPO
 from tests.webui.test_web import api_token, csrf, setup_admin
+from wap.plan import SpecError, plan_from_dict
+from wap.plan.spec import TOP_LEVEL_FIELDS
 from webui.config import Settings
 from webui.services import cloud
 from webui.store import Store
@@ -23,8 +27,8 @@ PASSPHRASE = "wap-test-passphrase-CANARY"
 SPEC = {"region": "eu-west-1", "zones": 3, "members": 3, "platform_cidr": "10.250.0.0/24"}
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
+@pytest.fixture(name="settings")
+def repo_playbooks(settings: Settings) -> Settings:
     """The repository's own playbooks: provision_cluster.yml and teardown_cluster.yml."""
     return settings.with_(playbooks_dir=REPO / "playbooks")
 
@@ -210,3 +214,25 @@ def test_the_console_form_keeps_what_was_typed_and_names_the_bad_field(
     assert len(cluster["plan"]["subnets"]) == 2
     assert cluster["deploy_vars"] == {"mongodb_security_tls": True}
     assert done.headers["Location"].endswith(f"/clusters/{cluster['_id']}")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=20)
+    | st.sampled_from(["10.0.0.0/16", "eu-west-1", "gp3", "7.0.14", "sharded", "ami-0123456789"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=8,
+)  # fmt: skip
+spec_fields = st.sampled_from([*TOP_LEVEL_FIELDS, "volume", "nonsense"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(spec_fields, json_values, max_size=8))
+def test_any_json_spec_gets_a_plan_or_an_error_naming_a_field(fields: dict) -> None:
+    """Whatever an API client sends as the spec, planning answers a plan or a SpecError (a 422
+    naming the field), never another exception (a 500)."""
+    data = {**fields, "project": "acme", "cluster": "orders"}
+    try:
+        plan_from_dict(data)
+    except SpecError as exc:
+        assert exc.field and exc.message
