@@ -44,9 +44,12 @@ def moto_server(record: Path | None = None) -> Iterator[str]:
     """moto's server on a free port of 127.0.0.1; stopped (by its pid) on exit. With `record`
     (a file), its recorder can log every request there (/moto-api/recorder/...)."""
     port = free_port()
-    env = {**os.environ, "MOTO_ENABLE_RECORDING": "True" if record else "False"}
+    # moto reads MOTO_ENABLE_RECORDING with bool(): any value, "False" too, turns recording on
+    # (into ./moto_recording). Only a recording run sets it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOTO_RECORDER")}
+    env.pop("MOTO_ENABLE_RECORDING", None)
     if record:
-        env["MOTO_RECORDER_FILEPATH"] = str(record)
+        env.update(MOTO_ENABLE_RECORDING="True", MOTO_RECORDER_FILEPATH=str(record))
     proc = subprocess.Popen(
         [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
