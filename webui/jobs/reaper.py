@@ -1,12 +1,24 @@
 """Ends jobs whose worker died: a running job without a heartbeat for `lost_after` seconds is
 lost, a queued job that RQ no longer holds (or holds as failed) is failed. Safe to run in many
-processes at once (every change is a conditional update)."""
+processes at once (every change is a conditional update).
+
+It runs as a thread of `wap web` and as a child process of every `wap worker` (`python -m
+webui.jobs.reaper`, as `rq worker --with-scheduler` runs its scheduler in a process of its own):
+the worker's own process must stay free of threads because RQ forks it for every job.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 
 from redis import Redis
 from rq.exceptions import NoSuchJobError
@@ -68,22 +80,75 @@ def reap(
     return ended
 
 
+def period(settings: Settings) -> float:
+    """How often a reaper looks: a job is marked lost at most `lost_after` + this after its last
+    heartbeat, as long as one web server or worker runs."""
+    return max(0.5, settings.lost_after / 3)
+
+
+def _reap_every(settings: Settings, wait: Callable[[float], bool]) -> None:
+    """Reap now, then every `period` until `wait(period)` says stop."""
+    store = Store(settings.mongodb_uri or "")
+    redis = Redis.from_url(settings.redis_url or "")
+    publisher = Publisher(settings.redis_url or "")
+    every = period(settings)
+    while True:
+        try:
+            for job_id in reap(store, redis, publisher, settings.lost_after):
+                log.warning("job %s ended by the reaper", job_id)
+        except Exception as exc:
+            log.warning("reaper: %s", exc)
+        if wait(every):
+            return
+
+
 def start_reaper(settings: Settings) -> threading.Event:
-    """Reap every third of `lost_after` in a daemon thread; set the returned event to stop it."""
+    """Reap in a daemon thread (in `wap web`); set the returned event to stop it."""
     stop = threading.Event()
-
-    def loop() -> None:
-        store = Store(settings.mongodb_uri or "")
-        redis = Redis.from_url(settings.redis_url or "")
-        publisher = Publisher(settings.redis_url or "")
-        period = max(0.5, settings.lost_after / 3)
-        while not stop.wait(period):
-            try:
-                for job_id in reap(store, redis, publisher, settings.lost_after):
-                    log.warning("job %s ended by the reaper", job_id)
-            except Exception as exc:
-                log.warning("reaper: %s", exc)
-                time.sleep(period)
-
-    threading.Thread(target=loop, name="wap-reaper", daemon=True).start()
+    threading.Thread(
+        target=_reap_every, args=(settings, stop.wait), name="wap-reaper", daemon=True
+    ).start()
     return stop
+
+
+def spawn_reaper_process() -> subprocess.Popen[bytes]:
+    """Start `python -m webui.jobs.reaper` as a child of this process (a worker), in its process
+    group and with its output; it ends when this process ends, even by SIGKILL. No preexec_fn: RQ's
+    worker has a thread by the time it restarts a reaper, and only fork+exec is safe then."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "webui.jobs.reaper", str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        close_fds=True,
+    )
+
+
+def _main(argv: list[str]) -> int:
+    """The reaper process of a worker: reap until the worker (pid in argv) is gone."""
+    from webui.config import SettingsError, load_settings
+
+    parent = int(argv[0]) if argv and argv[0].isdigit() else os.getppid()
+    with contextlib.suppress(OSError, AttributeError):  # SIGTERM when the worker dies (Linux)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    for signum in (signal.SIGTERM, signal.SIGINT):  # every change is one atomic update: just go
+        signal.signal(signum, lambda *_: os._exit(0))
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        log.warning("%s", exc)
+        return 2
+
+    def wait(seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if os.getppid() != parent:
+                return True
+            time.sleep(min(0.5, seconds))
+        return os.getppid() != parent
+
+    _reap_every(settings, wait)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
