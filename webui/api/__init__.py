@@ -12,11 +12,17 @@ from werkzeug.wrappers import Response
 
 from webui.api import schemas as s
 from webui.security import current_actor, get_settings, get_store
-from webui.services import accounts, audit, credentials, jobs, projects
-from webui.services.errors import Forbidden, ServiceError
+from webui.services import accounts, audit, cloud, credentials, jobs, projects
+from webui.services.errors import Forbidden, Invalid, ServiceError
 
 PREFIX = "/api/v1"
-ERRORS = {401: "not authenticated", 403: "not allowed", 404: "not found", 422: "invalid input"}
+ERRORS = {
+    401: "not authenticated",
+    403: "not allowed",
+    404: "not found",
+    409: "conflict",
+    422: "invalid input",
+}
 
 
 def error_response(error: ServiceError) -> Response:
@@ -190,6 +196,43 @@ def create_cluster(data: dict[str, Any], project_id: str) -> dict[str, Any]:
     )
 
 
+@projects_bp.route("/projects/<project_id>/clusters/cloud", methods=["POST"])
+@projects_bp.arguments(s.CloudClusterIn)
+@projects_bp.response(201, s.ClusterDetailOut)
+def plan_cloud_cluster(data: dict[str, Any], project_id: str) -> dict[str, Any]:
+    """Plan a cluster on a cloud from a spec: the plan is stored and returned; nothing is created
+    until `POST /clusters/{id}/provision`."""
+    store = get_store()
+    cluster = cloud.plan_cluster(store, current_actor(), project_id, data)
+    return {**cluster, "state": cloud.state(store, cluster)}
+
+
+@projects_bp.route("/clusters/<cluster_id>")
+@projects_bp.response(200, s.ClusterDetailOut)
+def get_cluster(cluster_id: str) -> dict[str, Any]:
+    store = get_store()
+    cluster, _ = cloud.get_cluster(store, current_actor(), cluster_id)
+    return {**cluster, "state": cloud.state(store, cluster)}
+
+
+@projects_bp.route("/clusters/<cluster_id>/provision", methods=["POST"])
+@projects_bp.response(202, s.JobOut)
+def provision_cluster(cluster_id: str) -> dict[str, Any]:
+    """Start the job that creates the planned resources and deploys MongoDB (again: converges)."""
+    job = cloud.provision(get_store(), get_settings(), current_actor(), cluster_id)
+    return jobs.public_job(job)
+
+
+@projects_bp.route("/clusters/<cluster_id>/delete", methods=["POST"])
+@projects_bp.arguments(s.ClusterDeleteIn)
+@projects_bp.response(202, s.ClusterDeleteOut)
+def delete_cluster(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    """Delete a cluster: at once when nothing was provisioned, else by a teardown job that deletes
+    every resource tagged for it (the cluster goes when that job succeeds)."""
+    job = cloud.delete(get_store(), get_settings(), current_actor(), cluster_id, data["confirm"])
+    return {"deleted": job is None, "job": jobs.public_job(job) if job else None}
+
+
 @jobs_bp.route("/projects/<project_id>/jobs")
 @jobs_bp.response(200, s.JobOut(many=True))
 def list_project_jobs(project_id: str) -> list[dict[str, Any]]:
@@ -239,6 +282,23 @@ def create_user(data: dict[str, Any]) -> dict[str, Any]:
     return accounts.create_user(
         get_store(), current_actor(), data["username"], data["password"], data["role"]
     )
+
+
+@admin_bp.route("/users/<user_id>", methods=["PATCH"])
+@admin_bp.arguments(s.UserPatch)
+@admin_bp.response(200, s.UserOut)
+def change_user(data: dict[str, Any], user_id: str) -> dict[str, Any]:
+    """Change a user's global role and/or disable (or enable) them. The last active admin can be
+    neither demoted nor disabled (409)."""
+    if not data:
+        raise Invalid("nothing to change: send role and/or disabled")
+    store, actor = get_store(), current_actor()
+    user: dict[str, Any] = {}
+    if "role" in data:
+        user = accounts.set_role(store, actor, user_id, data["role"])
+    if "disabled" in data:
+        user = accounts.set_disabled(store, actor, user_id, data["disabled"])
+    return user
 
 
 @admin_bp.route("/audit")

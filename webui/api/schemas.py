@@ -31,6 +31,11 @@ class UserIn(Strict):
     role = fields.String(load_default="user", validate=validate.OneOf(["admin", "user"]))
 
 
+class UserPatch(Strict):
+    role = fields.String(validate=validate.OneOf(["admin", "user"]))
+    disabled = fields.Boolean()
+
+
 class ProjectIn(Strict):
     name = fields.String(required=True, validate=NAME)
 
@@ -79,6 +84,8 @@ class CredentialFields(Strict):
     access_key_id = fields.String(load_only=True, validate=validate.Length(min=1, max=200))
     secret_access_key = fields.String(load_only=True, validate=validate.Length(min=1, max=16384))
     private_key = fields.String(load_only=True, validate=validate.Length(min=1, max=16384))
+    passphrase = fields.String(load_only=True, validate=validate.Length(min=1, max=1024))
+    endpoint_url = fields.String(validate=validate.Length(min=1, max=500))
 
 
 class CredentialIn(Strict):
@@ -113,6 +120,33 @@ class ClusterOut(Strict):
     created_at = fields.Float()
 
 
+class CloudClusterIn(Strict):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=20))
+    spec = fields.Dict(
+        keys=fields.String(validate=SHORT),
+        required=True,
+        metadata={"description": "a cluster spec (see `wap plan`) without project and cluster"},
+    )
+    cloud_credential_id = fields.String(required=True, validate=SHORT)
+    ssh_credential_id = fields.String(required=True, validate=SHORT)
+    mongodb_credential_id = fields.String(allow_none=True, validate=SHORT)
+    deploy_vars = fields.Dict(keys=fields.String(validate=SHORT), load_default=dict)
+
+
+class ClusterDetailOut(ClusterOut):
+    provider = fields.String(allow_none=True)
+    state = fields.String()
+    spec = fields.Dict(allow_none=True)
+    plan = fields.Dict(allow_none=True)
+    credential_ids = fields.List(fields.String())
+    deploy_vars = fields.Dict()
+    created_by = fields.String(allow_none=True)
+
+
+class ClusterDeleteIn(Strict):
+    confirm = fields.String(required=True, validate=SHORT, metadata={"description": "its name"})
+
+
 class JobIn(Strict):
     playbook = fields.String(required=True, validate=SHORT)
     host_ids = fields.List(fields.String(validate=SHORT), validate=validate.Length(max=500))
@@ -129,6 +163,7 @@ class JobOut(Strict):
     credential_ids = fields.List(fields.String())
     extra_vars = fields.Dict()
     cluster_id = fields.String(allow_none=True)
+    cluster_action = fields.String(allow_none=True)
     status = fields.String()
     reason = fields.String()
     created_by = fields.String()
@@ -193,3 +228,8 @@ class AuditOut(Strict):
     target = fields.String()
     outcome = fields.String()
     detail = fields.Dict()
+
+
+class ClusterDeleteOut(Strict):
+    deleted = fields.Boolean(metadata={"description": "true: gone at once (nothing provisioned)"})
+    job = fields.Nested(JobOut, allow_none=True, metadata={"description": "the teardown job"})
