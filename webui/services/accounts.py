@@ -13,6 +13,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from webui.services import audit
@@ -96,26 +97,98 @@ def create_user(
     return user
 
 
+def _flags(user: dict[str, Any]) -> dict[str, Any]:
+    """`disabled` as a bool (the embedded store gives back a stored true as 1)."""
+    user["disabled"] = bool(user.get("disabled"))
+    return user
+
+
 def list_users(store: Store) -> list[dict[str, Any]]:
-    return list(store.users.find({}, {"password_hash": 0}).sort("username", 1))
+    return [_flags(u) for u in store.users.find({}, {"password_hash": 0}).sort("username", 1)]
 
 
 def get_user(store: Store, user_id: str) -> dict[str, Any] | None:
-    return store.users.find_one({"_id": user_id, "disabled": False}, {"password_hash": 0})
+    user = store.users.find_one({"_id": user_id, "disabled": False}, {"password_hash": 0})
+    return _flags(user) if user else None
 
 
-def set_disabled(store: Store, actor: Actor, user_id: str, disabled: bool) -> None:
+def _active_admins(store: Store) -> int:
+    return store.users.count_documents({"role": "admin", "disabled": False})
+
+
+def _last_admin(store: Store, actor: Actor, action: str, user: dict[str, Any]) -> Conflict:
+    audit.record(store, actor, action, user["username"], "failed", {"reason": "last admin"})
+    return Conflict(
+        f"{user['username']} is the last active admin: make another user admin first, "
+        "so that someone can still manage users"
+    )
+
+
+def _change_user(
+    store: Store, actor: Actor, user_id: str, action: str, change: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Apply `change` to the user unless that leaves no active admin; return (before, after).
+
+    Two admins demoting each other at once must not leave none: the change is made, the active
+    admins are counted, and the change is undone if the count is 0 (without transactions, which
+    the embedded store lacks)."""
+    before = store.users.find_one({"_id": user_id}, {"password_hash": 0})
+    if not before:
+        raise NotFound("no such user")
+    loses_admin = (
+        before["role"] == "admin"
+        and not before.get("disabled")
+        and (change.get("role", "admin") != "admin" or change.get("disabled", False))
+    )
+    if loses_admin and _active_admins(store) <= 1:
+        raise _last_admin(store, actor, action, before)
+    current = {key: before.get(key) for key in change}
+    after = store.users.find_one_and_update(
+        {"_id": user_id, **current},
+        {"$set": change},
+        projection={"password_hash": 0},
+        return_document=ReturnDocument.AFTER,
+    )
+    if after is None:
+        raise Conflict(f"{before['username']} was changed meanwhile: reload and try again")
+    if loses_admin and _active_admins(store) == 0:
+        store.users.update_one({"_id": user_id, **change}, {"$set": current})
+        raise _last_admin(store, actor, action, before)
+    return _flags(before), _flags(after)
+
+
+def set_role(store: Store, actor: Actor, user_id: str, role: str) -> dict[str, Any]:
+    """Make a user an admin or a plain user; the last active admin stays one."""
+    if not actor.is_admin:
+        raise Forbidden("only admins can change roles")
+    if role not in ROLES:
+        raise Invalid("unknown role", {"role": [f"one of {', '.join(ROLES)}"]})
+    before, after = _change_user(store, actor, user_id, "user.role", {"role": role})
+    if before["role"] != role:
+        audit.record(
+            store,
+            actor,
+            "user.role",
+            after["username"],
+            detail={"from": before["role"], "to": role},
+        )
+    return after
+
+
+def set_disabled(store: Store, actor: Actor, user_id: str, disabled: bool) -> dict[str, Any]:
+    """Disable a user (their sessions and API tokens end at once) or enable them again."""
     if not actor.is_admin:
         raise Forbidden("only admins can disable users")
-    if user_id == actor.user_id:
+    if user_id == actor.user_id and disabled:
         raise Invalid("you cannot disable yourself")
-    user = store.users.find_one_and_update({"_id": user_id}, {"$set": {"disabled": disabled}})
-    if not user:
-        raise NotFound("no such user")
+    action = "user.disable" if disabled else "user.enable"
+    before, after = _change_user(store, actor, user_id, action, {"disabled": disabled})
     if disabled:
         store.sessions.delete_many({"user_id": user_id})
         store.tokens.delete_many({"user_id": user_id})
-    audit.record(store, actor, "user.disable" if disabled else "user.enable", user["username"])
+    if bool(before.get("disabled")) != disabled:
+        audit.record(store, actor, action, after["username"])
+    return after
 
 
 def authenticate(store: Store, username: str, password: str, source: str) -> dict[str, Any]:

@@ -36,9 +36,25 @@ def create() -> Response:
 @bp.post("/users/<user_id>/disable")
 @admin_required
 def disable(user_id: str) -> Response:
-    accounts.set_disabled(
+    user = accounts.set_disabled(
         security.get_store(), security.current_actor(), user_id, request.form.get("enable") != "1"
     )
+    state = "disabled: their sessions and API tokens have ended" if user["disabled"] else "enabled"
+    flash(f"User {user['username']} is {state}.", "ok")
+    return redirect(url_for("users.index"))
+
+
+@bp.post("/users/<user_id>/role")
+@admin_required
+def role(user_id: str) -> Response:
+    actor = security.current_actor()
+    user = accounts.set_role(security.get_store(), actor, user_id, request.form.get("role", ""))
+    flash(
+        f"User {user['username']} is now {'an admin' if user['role'] == 'admin' else 'a user'}.",
+        "ok",
+    )
+    if user["_id"] == actor.user_id and user["role"] != "admin":
+        return redirect(url_for("projects.index"))  # no longer allowed on the users page
     return redirect(url_for("users.index"))
 
 
