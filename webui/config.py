@@ -40,6 +40,9 @@ class Settings:
     lost_after: float = 30.0
     secure_cookies: bool = False
     workers: int = 2
+    login_max_failures: int = 5
+    login_lockout: float = 300.0
+    proxies: int = 0
 
     @property
     def bind(self) -> str:
@@ -63,7 +66,9 @@ def parse_bind(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _number(env: Mapping[str, str], name: str, default: float, kind: type = float) -> float:
+def _number(
+    env: Mapping[str, str], name: str, default: float, kind: type = float, zero_ok: bool = False
+) -> float:
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -71,8 +76,10 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = floa
         value = kind(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={raw!r} must be greater than 0")
+    if value < 0 or (value == 0 and not zero_ok):
+        raise SettingsError(
+            f"{name}={raw!r} must be {'0 or more' if zero_ok else 'greater than 0'}"
+        )
     return value
 
 
@@ -129,6 +136,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lost_after=_number(env, "WAP_LOST_AFTER", 30.0),
         secure_cookies=env.get("WAP_SECURE_COOKIES", "").lower() in ("1", "true", "yes"),
         workers=int(_number(env, "WAP_WORKERS", 2, int)),
+        login_max_failures=int(_number(env, "WAP_LOGIN_MAX_FAILURES", 5, int)),
+        login_lockout=_number(env, "WAP_LOGIN_LOCKOUT", 300.0),
+        proxies=int(_number(env, "WAP_PROXIES", 0, int, zero_ok=True)),
     )
 
 

@@ -1,9 +1,14 @@
-"""Who is asking: session cookies and API tokens, the first-start gate, and CSRF on forms.
+"""Who is asking: session cookies and API tokens, the first-start gate, CSRF on forms, the
+client's address behind proxies, and the login throttle.
 
 CSRF is a per-session token checked on every unsafe request that is authenticated by the cookie
 (form field `csrf_token` or header `X-CSRF-Token`); requests with an API token carry no ambient
 credential and need none. Flask-WTF's CSRFProtect can only exempt whole views or blueprints, not
 "authenticated by a bearer token", so this small check is written here instead.
+
+Behind `WAP_PROXIES` reverse proxies, the client's address and scheme are taken from the
+X-Forwarded-* headers those proxies set (Werkzeug's ProxyFix), and from nowhere else: the setup
+gate, the login throttle and the audit log all rely on that address.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, g, jsonify, redirect, request, session, url_for
+from redis import Redis
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from webui.config import Settings
@@ -41,6 +48,18 @@ def get_settings() -> Settings:
 
 def client_address() -> str:
     return request.remote_addr or "unknown"
+
+
+def login_throttle() -> accounts.LoginThrottle:
+    """Counts kept under this installation's queue name, as its jobs are (one Redis may serve
+    several installations)."""
+    settings = get_settings()
+    return accounts.LoginThrottle(
+        current_app.extensions["wap.redis"],
+        settings.login_max_failures,
+        settings.login_lockout,
+        prefix=f"wap:{settings.queue_name}:login-failures",
+    )
 
 
 def actor_for(user: dict[str, Any], source: str) -> Actor:
@@ -191,6 +210,11 @@ def admin_required(view: F) -> F:
 
 
 def init_app(app: Flask) -> None:
+    settings: Settings = app.extensions["wap.settings"]
+    if settings.proxies:
+        n = settings.proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
+    app.extensions["wap.redis"] = Redis.from_url(settings.redis_url or "", socket_timeout=5)
     app.before_request(_before_request)
     app.jinja_env.globals["csrf_token"] = csrf_token
 

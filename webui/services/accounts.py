@@ -1,25 +1,39 @@
 """Users, first-start setup, login sessions and API tokens.
 
 Passwords are hashed with argon2id; session ids and API tokens are random and only their SHA-256
-is stored, so a copy of the store lets nobody log in.
+is stored, so a copy of the store lets nobody log in. Failed logins are counted in Redis, per
+username and per address, so that every web server refuses a guesser alike.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
+from redis import Redis
+from redis.exceptions import RedisError
 
 from webui.services import audit
 from webui.services.audit import Actor
-from webui.services.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from webui.services.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    ServiceError,
+    Unauthorized,
+)
 from webui.store import Store, now
+
+log = logging.getLogger(__name__)
 
 ROLES = ("admin", "user")
 SETUP_DOC_ID = "setup"
@@ -191,24 +205,120 @@ def set_disabled(store: Store, actor: Actor, user_id: str, disabled: bool) -> di
     return after
 
 
-def authenticate(store: Store, username: str, password: str, source: str) -> dict[str, Any]:
-    """Check a password; every attempt, failed or not, goes to the audit log."""
+class TooManyFailures(ServiceError):
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many failed logins for this username or from your address: "
+            f"try again in {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
+# Count one failure; the count lives until `lockout` seconds pass without another failure.
+_FAILED = """
+local n = redis.call('incr', KEYS[1])
+redis.call('expire', KEYS[1], ARGV[1])
+return n
+"""
+
+
+@dataclass(frozen=True)
+class LoginThrottle:
+    """Failed logins counted in Redis, until `lockout` seconds pass without one. From
+    `max_failures` for one username, or four times that from one address (people behind one NAT),
+    logins are refused unchecked until then; each failure after that locks again. A successful
+    login clears its username's count, not its address's (else a guesser with an account of their
+    own could clear it between guesses)."""
+
+    redis: Redis
+    max_failures: int
+    lockout: float
+    prefix: str
+
+    def _keys(self, username: str, address: str) -> tuple[str, str]:
+        return (
+            f"{self.prefix}:user:{_digest(username.lower())}",
+            f"{self.prefix}:addr:{address[:64]}",
+        )
+
+    def retry_after(self, username: str, address: str) -> int:
+        """Seconds until this username and address may try again (0: now)."""
+        user_key, addr_key = self._keys(username, address)
+        pipe = self.redis.pipeline()
+        pipe.get(user_key).ttl(user_key).get(addr_key).ttl(addr_key)
+        user_n, user_ttl, addr_n, addr_ttl = pipe.execute()
+        waits = [0]
+        if int(user_n or 0) >= self.max_failures:
+            waits.append(max(1, user_ttl))
+        if int(addr_n or 0) >= 4 * self.max_failures:
+            waits.append(max(1, addr_ttl))
+        return max(waits)
+
+    def failed(self, username: str, address: str) -> None:
+        for key in self._keys(username, address):
+            self.redis.eval(_FAILED, 1, key, max(1, round(self.lockout)))
+
+    def succeeded(self, username: str) -> None:
+        self.redis.delete(self._keys(username, "")[0])
+
+
+def authenticate(
+    store: Store,
+    username: str,
+    password: str,
+    source: str,
+    throttle: LoginThrottle | None = None,
+) -> dict[str, Any]:
+    """Check a password; every attempt goes to the audit log (`login`, or `login.refused`).
+
+    With a throttle, a username or address with too many recent failures is refused (429) before
+    its password is even checked, and a failure is counted. When Redis cannot be reached the
+    login goes on unthrottled (argon2 still slows guessing, and the audit log has every failure)
+    rather than locking everyone out."""
     user = store.users.find_one({"username": username})
+    actor = Actor(
+        user["_id"] if user else None, username[:64], user["role"] if user else "", source
+    )
+    if throttle is not None:
+        try:
+            wait = throttle.retry_after(username, source)
+        except RedisError as exc:
+            log.warning("login throttle unavailable (logins are not rate-limited): %s", exc)
+            throttle, wait = None, 0
+        if wait:
+            audit.record(
+                store,
+                actor,
+                "login.refused",
+                username[:64],
+                "failed",
+                {"reason": "too many failed logins", "retry_after": wait},
+            )
+            raise TooManyFailures(wait)
     stored_hash = user["password_hash"] if user and not user.get("disabled") else _DUMMY_HASH
     try:
         ok = _hasher.verify(stored_hash, password) and user is not None and not user.get("disabled")
     except (VerificationError, InvalidHashError):
         ok = False
-    actor = Actor(
-        user["_id"] if user else None, username[:64], user["role"] if user else "", source
-    )
     if not ok or user is None:
         audit.record(store, actor, "login", username[:64], "failed")
+        if throttle is not None:
+            try:
+                throttle.failed(username, source)
+            except RedisError as exc:
+                log.warning("login throttle unavailable: %s", exc)
         raise Unauthorized("wrong username or password")
     if _hasher.check_needs_rehash(user["password_hash"]):
         store.users.update_one(
             {"_id": user["_id"]}, {"$set": {"password_hash": _hasher.hash(password)}}
         )
+    if throttle is not None:
+        try:
+            throttle.succeeded(username)
+        except RedisError as exc:
+            log.warning("login throttle unavailable: %s", exc)
     audit.record(store, actor, "login", username)
     return user
 

@@ -53,8 +53,8 @@ def setup() -> Response | str | tuple[str, int]:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str | tuple[str, int]:
-    error = ""
+def login() -> Response | str | tuple[str, int, dict[str, str]]:
+    error, status, headers = "", 200, {}
     if request.method == "POST":
         try:
             user = accounts.authenticate(
@@ -62,9 +62,12 @@ def login() -> Response | str | tuple[str, int]:
                 request.form.get("username", "").strip(),
                 request.form.get("password", ""),
                 security.client_address(),
+                security.login_throttle(),
             )
+        except accounts.TooManyFailures as exc:
+            error, status, headers = exc.message, 429, {"Retry-After": str(exc.retry_after)}
         except Unauthorized as exc:
-            error = exc.message
+            error, status = exc.message, 401
         else:
             security.login(user)
             target = request.args.get("next", "")
@@ -73,7 +76,7 @@ def login() -> Response | str | tuple[str, int]:
             )
     if g.get("user") and not error:
         return redirect(url_for("projects.index"))
-    return render_template("auth/login.html", error=error), (401 if error else 200)
+    return render_template("auth/login.html", error=error), status, headers
 
 
 @bp.post("/logout")
