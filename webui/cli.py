@@ -1,9 +1,11 @@
-"""`wap up`, `wap web`, `wap worker`: the platform's commands (registered in wap.cli)."""
+"""`wap up`, `wap web`, `wap worker`: the platform's commands (registered in wap.cli), and
+`production_app()`, the app for a production WSGI server (see webui/README.md)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 from wap.cli import UserError
@@ -62,7 +64,7 @@ def _web(args: argparse.Namespace) -> int:
     start_reaper(settings)
     logging.basicConfig(level=logging.WARNING)
     print(f"WAP web server on http://{settings.bind}/", flush=True)
-    _print_setup_link(app, settings)
+    _print_setup_link(app, settings, f"http://{settings.bind}")
     socketio.run(
         app,
         host=settings.host,
@@ -74,16 +76,37 @@ def _web(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_setup_link(app: Flask, settings: Settings) -> None:
+def production_app() -> Flask:
+    """The app as `wap web` builds it, for a WSGI server: `gunicorn 'webui.cli:production_app()'`.
+    It prints the setup link until WAP is set up. It starts no reaper thread (a server that forks
+    after loading the app would copy it): the workers' reapers mark lost jobs."""
+    from webui import create_app
+    from webui.config import SettingsError, require_services
+    from webui.store import StoreUnavailable
+
+    try:
+        _check_front_end()
+        settings = _settings()
+        require_services(settings)
+        app = create_app({"WAP_SETTINGS": settings})
+    except (UserError, SettingsError, StoreUnavailable) as exc:
+        print(f"wap: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(3) from None  # gunicorn's "worker failed to boot": it stops, not retries
+    _print_setup_link(app, settings)
+    return app
+
+
+def _print_setup_link(app: Flask, settings: Settings, base: str | None = None) -> None:
+    """Until WAP is set up, print the link that creates the first admin (at `base`, or as a path
+    on the address the server is reached at when that is not known here)."""
     from webui.security import setup_token
     from webui.services.accounts import is_set_up
 
     if not is_set_up(app.extensions["wap.store"]):
         token = setup_token(settings)
-        print(
-            f"First start: create the administrator at http://{settings.bind}/setup?token={token}",
-            flush=True,
-        )
+        where = f"{base}/setup?token={token}" if base else f"/setup?token={token}"
+        suffix = "" if base else " on the address this server is reached at"
+        print(f"First start: create the administrator at {where}{suffix}", flush=True)
 
 
 def _worker(args: argparse.Namespace) -> int:
