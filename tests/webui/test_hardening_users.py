@@ -67,6 +67,13 @@ def test_admins_change_roles_and_the_last_admin_stays(client: FlaskClient) -> No
     assert login(bob_client, "bob").status_code == 302
     assert bob_client.get("/users").status_code == 200
 
+    # A request that is refused in part changes nothing.
+    both = client.patch(
+        f"/api/v1/users/{admin_id}", json={"role": "user", "disabled": True}, headers=headers
+    )
+    assert both.status_code == 422 and both.get_json()["message"] == "you cannot disable yourself"
+    assert client.get("/api/v1/me", headers=headers).get_json()["role"] == "admin"
+
     # Now the first admin may step down (through the API); the page is then closed to them.
     down = client.patch(f"/api/v1/users/{admin_id}", json={"role": "user"}, headers=headers)
     assert down.status_code == 200 and down.get_json()["role"] == "user"

@@ -294,10 +294,12 @@ def change_user(data: dict[str, Any], user_id: str) -> dict[str, Any]:
         raise Invalid("nothing to change: send role and/or disabled")
     store, actor = get_store(), current_actor()
     user: dict[str, Any] = {}
-    if "role" in data:
-        user = accounts.set_role(store, actor, user_id, data["role"])
+    # `disabled` first: every refusal it can meet (yourself, the last admin, no such user) comes
+    # before any change, and a role change after it has none left to meet.
     if "disabled" in data:
         user = accounts.set_disabled(store, actor, user_id, data["disabled"])
+    if "role" in data:
+        user = accounts.set_role(store, actor, user_id, data["role"])
     return user
 
 
