@@ -100,13 +100,36 @@ def offline_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def ec2_client(endpoint: str):
+def secured_deployment(key: Path, tarball: Path, secrets: Path, admin: tuple[str, str]) -> dict:
+    """provision_cluster.yml's variables for a secured deployment on the stand-ins: key-file
+    membership, TLS required, the administrator who logs in to every set (and router)."""
+    login = {"tls": True, "login_user": admin[0], "login_password": admin[1]}
+    return {
+        "wap_ssh_private_key_file": str(key),  # the lab hosts trust it
+        "wap_provision_volume_setup": False,  # lab hosts have no EBS device (test_volume_setup)
+        "mongodb_install_tarball": str(tarball),
+        "mongodb_security_secrets_dir": str(secrets),
+        "mongodb_security_cluster_name": "acme-orders",
+        "mongodb_security_cluster_auth": "keyfile",
+        "mongodb_security_tls": True,
+        "mongodb_security_admin_user": admin[0],
+        "mongodb_security_admin_password": admin[1],
+        "mongodb_config_auth": True,
+        "mongodb_config_key_file": "/etc/mongodb/keyfile",
+        "mongodb_config_tls_mode": "requireTLS",
+        **{f"mongodb_{prefix}_{name}": value for prefix in ("replicaset", "sharding", "users")
+           for name, value in login.items()},
+    }  # fmt: skip
+
+
+def ec2_client(endpoint: str, **options: Any):
     return boto3.client(
         "ec2",
         region_name=REGION,
         endpoint_url=endpoint,
         aws_access_key_id=FAKE_KEY,
         aws_secret_access_key=FAKE_SECRET,
+        **options,
     )
 
 

@@ -21,6 +21,7 @@ from tests.aws.cloud import (
     playbook_args,
     recap,
     run_playbook,
+    secured_deployment,
     tag_dict,
     tagged,
     write_plan,
@@ -65,23 +66,7 @@ def test_three_members_over_three_zones_provisioned_deployed_then_nothing_left(
     standin = stand_in(plan["tags"])
     key = standin.lab.key_file  # the lab hosts trust it: it is the platform's key here
     secrets = tmp_path / "secrets"
-    deploy = {
-        "wap_ssh_private_key_file": str(key),
-        "wap_provision_volume_setup": False,  # lab hosts have no EBS device (see test_volume_setup)
-        "mongodb_install_tarball": str(mongodb_tarball),
-        "mongodb_security_secrets_dir": str(secrets),
-        "mongodb_security_cluster_name": "acme-orders",
-        "mongodb_security_cluster_auth": "keyfile",
-        "mongodb_security_tls": True,
-        "mongodb_security_admin_user": ADMIN[0],
-        "mongodb_security_admin_password": ADMIN[1],
-        "mongodb_config_auth": True,
-        "mongodb_config_key_file": "/etc/mongodb/keyfile",
-        "mongodb_config_tls_mode": "requireTLS",
-        "mongodb_replicaset_tls": True,
-        "mongodb_replicaset_login_user": ADMIN[0],
-        "mongodb_replicaset_login_password": ADMIN[1],
-    }
+    deploy = secured_deployment(key, mongodb_tarball, secrets, ADMIN)
     options = ("-e", json.dumps(deploy))
 
     first = ok(run_playbook(PROVISION, plan_file, moto, *options, timeout=1200))

@@ -10,7 +10,16 @@ from pathlib import Path
 import pymongo
 import pytest
 
-from tests.aws.cloud import PROVISION, TEARDOWN, recap, run_playbook, tag_dict, tagged, write_plan
+from tests.aws.cloud import (
+    PROVISION,
+    TEARDOWN,
+    recap,
+    run_playbook,
+    secured_deployment,
+    tag_dict,
+    tagged,
+    write_plan,
+)
 from tests.deploy.deployment import ADMIN
 
 CONFIRM = ("-e", "wap_teardown_confirm=yes")
@@ -31,24 +40,10 @@ def test_smallest_sharded_cluster_provisioned_deployed_then_nothing_left(
     plan_file, plan = write_plan(tmp_path, "sharded", spec)
     standin = stand_in(plan["tags"])
     secrets = tmp_path / "secrets"
-    login = {"tls": True, "login_user": ADMIN[0], "login_password": ADMIN[1]}
     deploy = {
-        "wap_ssh_private_key_file": str(standin.lab.key_file),  # the lab hosts trust it
-        "wap_provision_volume_setup": False,  # lab hosts have no EBS device
-        "mongodb_install_tarball": str(mongodb_tarball),
-        "mongodb_security_secrets_dir": str(secrets),
-        "mongodb_security_cluster_name": "acme-orders",
-        "mongodb_security_cluster_auth": "keyfile",
-        "mongodb_security_tls": True,
-        "mongodb_security_admin_user": ADMIN[0],
-        "mongodb_security_admin_password": ADMIN[1],
-        "mongodb_config_auth": True,
-        "mongodb_config_key_file": "/etc/mongodb/keyfile",
-        "mongodb_config_tls_mode": "requireTLS",
-        **{f"mongodb_{prefix}_{name}": value for prefix in ("replicaset", "sharding", "users")
-           for name, value in login.items()},
+        **secured_deployment(standin.lab.key_file, mongodb_tarball, secrets, ADMIN),
         "mongodb_sharding_collections": [{"namespace": "app.events", "key": {"_id": "hashed"}}],
-    }  # fmt: skip
+    }
 
     counts = recap(succeeded(run_playbook(PROVISION, plan_file, moto, "-e", json.dumps(deploy))))
     names = sorted(i["name"] for i in plan["instances"])
