@@ -20,10 +20,12 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import ansible_runner
 import yaml
 
 from tests.bench.webui_platform import platform
@@ -47,15 +49,41 @@ class Workload:
 
 
 def bare_run(work: Workload) -> float:
+    """ansible-playbook as a terminal would run it, with SSH connections as cold as a job's:
+    ansible-runner gives every job its own ControlPath dir, so no SSH master connection of an
+    earlier run (ControlPersist) is reused; a shared one would flatter the bare runs."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    start = time.perf_counter()
-    subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(work.inventory),
-         str(work.playbook), "-e", json.dumps(work.extra_vars)],
-        check=True, stdout=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
-    return time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="bare-cp-") as control:
+        env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = control
+        start = time.perf_counter()
+        subprocess.run(
+            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(work.inventory),
+             str(work.playbook), "-e", json.dumps(work.extra_vars)],
+            check=True, stdout=subprocess.DEVNULL, env=env,
+        )  # fmt: skip
+        return time.perf_counter() - start
+
+
+def runner_run(work: Workload) -> float:
+    """The same run through ansible-runner alone (no store, no Redis, no worker), logging in
+    as a job does (the key in ssh-agent): what the runner costs by itself, against what the
+    platform around it costs."""
+    inventory = json.loads(work.inventory.read_text())
+    key_file = inventory["all"].get("vars", {}).pop("ansible_ssh_private_key_file", None)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "PATH": path}
+    with tempfile.TemporaryDirectory(prefix="bare-runner-", dir="/dev/shm") as private:
+        start = time.perf_counter()
+        done = ansible_runner.run(
+            private_data_dir=private, project_dir=str(work.playbook.parent),
+            playbook=work.playbook.name, inventory=inventory, extravars=work.extra_vars,
+            envvars=env, suppress_env_files=True, quiet=True, event_handler=lambda _e: False,
+            ssh_key=Path(key_file).read_text() if key_file else None,  # ssh-agent, as a job
+        )  # fmt: skip
+        elapsed = time.perf_counter() - start
+    assert done.status == "successful", done.status
+    return elapsed
 
 
 def local_steps(api, root: Path, project_id: str, hosts: int, steps: int) -> Workload:
@@ -139,9 +167,10 @@ def main() -> None:
             work = lab_rerun(api, root, project["id"], stack)
         else:
             work = local_steps(api, root, project["id"], args.hosts, args.steps)
-        platform_times, bare_times, events, phases = [], [], 0, []
+        platform_times, bare_times, runner_times, events, phases = [], [], [], 0, []
         for _ in range(args.runs):
             bare_times.append(bare_run(work))
+            runner_times.append(runner_run(work))
             start = time.time()
             job = api.call(
                 "POST", f"/projects/{project['id']}/jobs",
@@ -164,6 +193,7 @@ def main() -> None:
               f"{events} events")  # fmt: skip
         for name, times in (
             ("bare ansible-playbook", bare_times),
+            ("ansible-runner alone", runner_times),
             ("WAP job (API to end)", platform_times),
         ):
             print(f"{name:<22} median {statistics.median(times):6.2f} s  min {min(times):6.2f} s  "
