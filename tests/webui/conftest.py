@@ -13,7 +13,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.webui.helpers import PLAYBOOKS, Api, Proc, env_for, free_port, wait_for
+from tests.webui.helpers import (
+    PLAYBOOKS,
+    Api,
+    Proc,
+    env_for,
+    free_port,
+    wait_for,
+    wait_healthy_web,
+)
 from webui import create_app
 from webui.config import Settings, load_settings
 from webui.embedded import _redis_ready, _store_ready, redis_server_binary
@@ -178,17 +186,7 @@ def start_web(settings: Settings, tmp_path: Path, processes: list[Proc]) -> Call
         proc = Proc([sys.executable, "-m", "webui.cli", "web"], log, env_for(settings))
         processes.append(proc)
         base = f"http://{settings.bind}"
-
-        def up() -> bool:
-            import requests
-
-            assert proc.alive(), proc.output()
-            try:
-                return requests.get(base + "/healthz", timeout=1).ok
-            except requests.RequestException:
-                return False
-
-        wait_for(up, timeout=30, what="wap web")
+        wait_healthy_web(proc, base, timeout=30, what="wap web")
         return base
 
     return start

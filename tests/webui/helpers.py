@@ -90,6 +90,19 @@ class Proc:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def wait_healthy_web(proc: Proc, base: str, timeout: float, what: str) -> None:
+    """Until the web server answers /healthz; fails with its output if it dies first."""
+
+    def up() -> bool:
+        assert proc.alive(), proc.output()
+        try:
+            return requests.get(base + "/healthz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    wait_for(up, timeout=timeout, what=what)
+
+
 def env_for(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update(

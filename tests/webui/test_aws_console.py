@@ -177,6 +177,13 @@ def run_console_flow(
     page.goto(web + "/clusters")
     page.click("text=orders")
     expect(page.locator("#cluster-state")).to_have_text("running")
+    table = page.locator("#instance-table")
+    for name, instance in instances.items():
+        expect(table.locator("tr", has_text=name)).to_contain_text(instance["PrivateIpAddress"])
+        expect(table.locator("tr", has_text=name)).to_contain_text(instance["InstanceId"])
+    uri = page.text_content("#connection-string") or ""
+    assert uri.startswith("mongodb://") and uri.endswith("/?replicaSet=rs0"), uri
+    assert sorted(uri[10:].split("/")[0].split(",")) == sorted(f"{a}:27017" for a in addresses)
     page.fill("#delete-form input[name=confirm]", "orders")
     page.click("#delete-form button")
     expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f]{32}$"))

@@ -12,15 +12,21 @@ from pathlib import Path
 import pytest
 import requests
 import simple_websocket
+from gunicorn.config import KNOWN_SETTINGS
 
-from tests.webui.helpers import PASSWORD, Api, Proc, env_for, free_port, wait_for
+from tests.webui.helpers import (
+    PASSWORD,
+    Api,
+    Proc,
+    env_for,
+    free_port,
+    wait_for,
+    wait_healthy_web,
+)
 from tests.webui.test_jobs import project_with_host, start_job
 from webui.config import Settings
 from webui.jobs.publish import Publisher
 from webui.store import Store
-
-pytest.importorskip("gunicorn")
-from gunicorn.config import KNOWN_SETTINGS
 
 KNOWN_SETTINGS_NAMES = {setting.name for setting in KNOWN_SETTINGS}
 
@@ -36,15 +42,7 @@ def gunicorn(settings: Settings, port: int, log: Path) -> tuple[Proc, str]:
     env = {**env_for(settings), "WAP_PROXIES": "1"}
     proc = Proc(argv, log, env)
     base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.alive(), proc.output()
-        try:
-            return requests.get(base + "/healthz", timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    wait_for(up, timeout=60, what="gunicorn")
+    wait_healthy_web(proc, base, timeout=60, what="gunicorn")
     return proc, base
 
 

@@ -67,3 +67,29 @@ def test_a_pasted_private_key_gets_unix_line_ends() -> None:
     public, secret = validate("ssh_key", "k", {"username": "root", "private_key": pasted})
     assert public["username"] == "root" and public["public_key"].startswith("ssh-ed25519 ")
     assert secret["private_key"] == pasted.replace("\r\n", "\n")
+
+
+def test_the_stats_event_keeps_what_the_playbook_reported_masked() -> None:
+    from webui.jobs.events import Redactor, trim
+    from webui.services.cloud import connection_string
+
+    reported = [
+        {"name": "a-rs0-0", "role": "mongod", "replica_set": "rs0", "private_ip": "10.0.0.5",
+         "port": 27017, "note": "pw s3cret-value"},
+        {"name": "a-rs0-1", "role": "mongod", "replica_set": "rs0", "private_ip": "10.0.1.5",
+         "port": 27017},
+    ]  # fmt: skip
+    data = {"ok": {"a": 1}, "artifact_data": {"wap_instances": reported}}
+    event = {"counter": 9, "event": "playbook_on_stats", "event_data": data}
+    kept = trim("j", event, Redactor(["s3cret-value"]))
+    instances = kept["artifact_data"]["wap_instances"]
+    assert [i["private_ip"] for i in instances] == ["10.0.0.5", "10.0.1.5"]
+    assert instances[0]["note"] == "pw ********"
+    plan = {"topology": "replicaset"}
+    assert connection_string(plan, instances) == (
+        "mongodb://10.0.0.5:27017,10.0.1.5:27017/?replicaSet=rs0"
+    )
+    routers = [{"role": "mongos", "private_ip": "10.0.2.9", "port": 27017}]
+    assert connection_string({"topology": "sharded"}, routers) == "mongodb://10.0.2.9:27017/"
+    assert "artifact_data" not in trim("j", {"counter": 1, "event": "playbook_on_stats"},
+                                       Redactor([]))  # fmt: skip

@@ -6,6 +6,7 @@ masked in what is kept, in case a playbook prints one.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -49,4 +50,8 @@ def trim(job_id: str, event: dict[str, Any], redact: Redactor) -> dict[str, Any]
         kept["changed"] = bool(isinstance(res, dict) and res.get("changed"))
     if kind == "playbook_on_stats":
         kept["stats"] = {k: dict(data.get(k) or {}) for k in STATS_KEYS}
+        artifacts = data.get("artifact_data")
+        if isinstance(artifacts, dict) and artifacts:
+            # what the playbook reported with set_stats (provision_cluster.yml: its instances)
+            kept["artifact_data"] = json.loads(redact(json.dumps(artifacts, default=str)))
     return kept

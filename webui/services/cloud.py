@@ -189,6 +189,36 @@ def state(store: Store, cluster: dict[str, Any]) -> str:
     return STATES.get((action, status), f"{action} {status}")
 
 
+def instances(store: Store, cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    """The instances the last successful provision job reported (name, role, replica set, zone,
+    addresses, instance id, port), for the cluster's page."""
+    found = list(
+        store.jobs.find(
+            {"cluster_id": cluster["_id"], "cluster_action": "provision", "status": "successful"}
+        )
+        .sort("created_at", -1)
+        .limit(1)
+    )
+    if not found:
+        return []
+    stats = store.job_events.find_one({"job_id": found[0]["_id"], "event": "playbook_on_stats"})
+    reported = ((stats or {}).get("artifact_data") or {}).get("wap_instances")
+    return [i for i in reported if isinstance(i, dict)] if isinstance(reported, list) else []
+
+
+def connection_string(plan: dict[str, Any], hosts: list[dict[str, Any]]) -> str:
+    """How an application inside the VPC connects: the routers of a sharded cluster, or the
+    members of the replica set with its name (add credentials and TLS options)."""
+    if plan.get("topology") == "sharded":
+        routers = [f"{h['private_ip']}:{h['port']}" for h in hosts if h.get("role") == "mongos"]
+        return f"mongodb://{','.join(routers)}/" if routers else ""
+    members = [f"{h['private_ip']}:{h['port']}" for h in hosts if h.get("role") == "mongod"]
+    sets = {h.get("replica_set") for h in hosts if h.get("role") == "mongod"}
+    if not members or len(sets) != 1:
+        return ""
+    return f"mongodb://{','.join(members)}/?replicaSet={sets.pop()}"
+
+
 def _job_vars(store: Store, settings: Settings, cluster: dict[str, Any]) -> dict[str, Any]:
     """The plan and what the playbooks need besides it: the SSH public key of the credential (the
     private key goes to ssh-agent), the cloud endpoint when the credential names one."""

@@ -105,11 +105,17 @@
   }
 
   socket.on("connect", () => { connEl.textContent = ""; follow(); });
-  socket.on("disconnect", () => { connEl.textContent = "(reconnecting…)"; root.dataset.caughtUp = "0"; });
+  socket.on("disconnect", (reason) => {
+    root.dataset.caughtUp = "0";
+    // the server ends a session it revoked and the client does not come back: keep its message
+    if (reason !== "io server disconnect") connEl.textContent = "(reconnecting…)";
+  });
   socket.on("connect_error", () => { connEl.textContent = "(cannot reach the server, retrying…)"; });
   socket.on("events", (batch) => {
     if (caughtUp) batch.forEach(show);
     else held.push(...batch);
   });
   socket.on("status", (job) => { if (job.job_id === jobId) setStatus(job); });
+  // access to the project was lost (or the session ended): the server stopped the stream
+  socket.on("revoked", (m) => { if (!m.job_id || m.job_id === jobId) connEl.textContent = m.message; });
 })();

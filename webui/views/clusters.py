@@ -155,11 +155,14 @@ def show(cluster_id: str) -> str:
     cluster_jobs = list(store.jobs.find({"cluster_id": cluster_id}).sort("created_at", -1))
     hosts = {h["_id"]: h for h in projects.list_hosts(store, project["_id"])}
     creds = {c["_id"]: c for c in credentials.list_public(store, project["_id"])}
+    machines = cloud.instances(store, cluster) if cluster.get("plan") else []
     return render_template(
         "clusters/show.html", cluster=cluster, project=project, state=cloud.state(store, cluster),
         can_operate=role in ("operator", "owner"), jobs=cluster_jobs, names=None,
         hosts=[hosts[h] for h in cluster.get("host_ids", []) if h in hosts],
         credentials=[creds[c] for c in cluster.get("credential_ids", []) if c in creds],
+        instances=machines,
+        uri=cloud.connection_string(cluster.get("plan") or {}, machines),
     )  # fmt: skip
 
 
