@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ansible_runner
+import psutil
 import yaml
 
 from tests.bench.webui_platform import platform
@@ -63,6 +64,23 @@ def bare_run(work: Workload) -> float:
             check=True, stdout=subprocess.DEVNULL, env=env,
         )  # fmt: skip
         return time.perf_counter() - start
+
+
+SERVICES = {"store (nx-27017)": "embedded_server", "redis-server": "redis-server",
+            "web (Socket.IO relay)": "webui.cli web"}  # fmt: skip
+
+
+def service_cpu() -> dict[str, float]:
+    """CPU seconds used so far by the platform's long-lived processes (children of this one)."""
+    used = dict.fromkeys(SERVICES, 0.0)
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            line = " ".join(proc.cmdline())
+            for name, marker in SERVICES.items():
+                if marker in line:
+                    times = proc.cpu_times()
+                    used[name] += times.user + times.system
+    return used
 
 
 def runner_run(work: Workload) -> float:
@@ -168,9 +186,11 @@ def main() -> None:
         else:
             work = local_steps(api, root, project["id"], args.hosts, args.steps)
         platform_times, bare_times, runner_times, events, phases = [], [], [], 0, []
+        service_seconds: list[dict[str, float]] = []
         for _ in range(args.runs):
             bare_times.append(bare_run(work))
             runner_times.append(runner_run(work))
+            cpu_before = service_cpu()
             start = time.time()
             job = api.call(
                 "POST", f"/projects/{project['id']}/jobs",
@@ -179,10 +199,12 @@ def main() -> None:
             path = f"/jobs/{job['id']}"
             done = wait_for(
                 lambda path=path: (j := api.call("GET", path).json())["finished_at"] and j,
-                timeout=900, every=0.05,
+                timeout=900, every=1.0,  # finished_at is stored; polling often loads the platform
             )  # fmt: skip
             assert done["status"] == "successful", done
             platform_times.append(done["finished_at"] - start)
+            cpu_after = service_cpu()
+            service_seconds.append({k: cpu_after.get(k, 0) - v for k, v in cpu_before.items()})
             events = done["last_counter"]
             stored = [e["created"] for e in store.job_events.find({"job_id": job["id"]})]
             phases.append((
@@ -202,6 +224,9 @@ def main() -> None:
                  "last event to finished")  # fmt: skip
         for name, values in zip(names, zip(*phases, strict=True), strict=True):
             print(f"  {name:<24} median {statistics.median(values):6.3f} s")
+        for name in service_seconds[0]:
+            used = statistics.median(run[name] for run in service_seconds)
+            print(f"  CPU of {name:<21} median {used:6.2f} s per job")
         medians = statistics.median(platform_times) / statistics.median(bare_times)
         minimums = min(platform_times) / min(bare_times)
         print(f"ratio of medians {medians:.3f}, of minimums {minimums:.3f}"

@@ -3,8 +3,11 @@
 One thread takes the events the runner hands over; whatever has queued up while the previous write
 was in flight goes in one `insert_many`, and only once that is stored are those events published,
 as one message.
-At a few events a second each event is written alone, at once; under a burst the writes batch
-themselves, with no timer and no added wait.
+Under a burst the writes batch themselves. When only a few events are waiting, the sink waits at
+most WINDOW after the first for more: Ansible sends events in small bursts (a task's start and
+each host's result), and every write and message costs the store, Redis and every web server
+CPU that the playbook running on the same machine would rather have (a deploy of 644 events cost
+the store 1.7 and the web server 1.3 CPU seconds written one by one).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
@@ -22,6 +26,8 @@ from webui.store import Store
 
 log = logging.getLogger(__name__)
 BATCH = 500
+WINDOW = 0.015  # seconds a small batch waits for company
+SMALL = 50  # a batch this big goes at once
 _STOP = object()
 
 
@@ -45,9 +51,12 @@ class EventSink:
         stopping = False
         while not stopping:
             batch = [self._queue.get()]
-            while len(batch) < BATCH:
+            deadline = time.monotonic() + WINDOW
+            while len(batch) < BATCH and batch[-1] is not _STOP:
+                wait = deadline - time.monotonic() if len(batch) < SMALL else 0
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=wait) if wait > 0 else
+                                 self._queue.get_nowait())  # fmt: skip
                 except queue.Empty:
                     break
             if batch[-1] is _STOP:
