@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 from redis import Redis
 
 from tests.webui.helpers import Api, Proc, wait_for
@@ -237,24 +238,32 @@ def test_a_canary_secret_is_nowhere(
         assert canary not in admin_api.call("GET", path).text
 
 
+@pytest.mark.parametrize("passphrase", ["", "wap-test-PASSPHRASE-canary"])
 def test_an_ssh_key_travels_through_the_agent_and_never_lands_on_disk(
-    admin_api: Api, start_worker: Callable[[], Proc], settings: Settings
+    admin_api: Api, start_worker: Callable[[], Proc], settings: Settings, passphrase: str
 ) -> None:
+    """With a passphrase too: ssh-add gets it as the answer to its prompt, from memory."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = Ed25519PrivateKey.generate()
+    encryption = (
+        serialization.BestAvailableEncryption(passphrase.encode())
+        if passphrase
+        else serialization.NoEncryption()
+    )
     pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption
     ).decode()
     start_worker()
     project_id, host_ids = project_with_host(admin_api)
+    fields = {"username": "ops", "private_key": pem}
+    if passphrase:
+        fields["passphrase"] = passphrase
     credential = admin_api.call(
         "POST",
         f"/projects/{project_id}/credentials",
-        json={"name": "ssh", "kind": "ssh_key", "fields": {"username": "ops", "private_key": pem}},
+        json={"name": "ssh", "kind": "ssh_key", "fields": fields},
     ).json()
     job_id = start_job(
         admin_api, project_id, host_ids, playbook="ssh_agent.yml", credential_ids=[credential["id"]]
@@ -266,6 +275,9 @@ def test_an_ssh_key_travels_through_the_agent_and_never_lands_on_disk(
     body = pem.split("\n")[2].encode()  # a line of the key's body
     assert _files_containing(settings.runtime_dir, body) == []
     assert _files_containing(settings.data_dir, body) == []
+    if passphrase:
+        assert passphrase not in text
+        assert _files_containing(settings.runtime_dir, passphrase.encode()) == []
 
 
 def test_a_job_given_up_as_lost_is_stopped_by_its_worker(

@@ -87,8 +87,10 @@ def inventory_for(
     return inventory
 
 
-# ssh-add's question when the key ansible-runner pipes to it is encrypted
-SSH_PASSPHRASE_PROMPT = r"Enter passphrase for .*ssh_key_data:\s*$"
+# ssh-add's question when the key ansible-runner pipes to it is encrypted: "Enter passphrase for
+# <private dir>/artifacts/<ident>/ssh_key_data: ". ansible-runner matches prompts in the last 100
+# characters of output only, and our private dir makes the question longer: match its end.
+SSH_PASSPHRASE_PROMPT = r"/ssh_key_data: *$"
 
 
 def secret_environment(
