@@ -205,6 +205,8 @@ def test_the_console_form_keeps_what_was_typed_and_names_the_bad_field(
     assert "999999" in text and "10.1.0.0/16, 10.2.0.0/16" in text  # nothing typed is lost
     assert "out of range" in text or "allowed" in text
     assert store.clusters.count_documents({}) == 0
+    form["volume_iops"] = "²"  # a digit to str.isdigit, not a number to int()
+    assert client.post(path, data=form).status_code == 422
     form["volume_iops"] = "6000"
     done = client.post(path, data=form)
     assert done.status_code == 302

@@ -70,7 +70,7 @@ FORM_DEFAULTS = {
 
 def _number(text: str) -> int | str:
     """A whole number as such; anything else as typed, for the spec to name what is wrong."""
-    return int(text) if text.isdigit() else text
+    return int(text) if text.isascii() and text.isdigit() else text
 
 
 def spec_from_form(form: MultiDict) -> dict[str, Any]:
