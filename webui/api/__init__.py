@@ -229,7 +229,7 @@ def provision_cluster(cluster_id: str) -> dict[str, Any]:
 def delete_cluster(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
     """Delete a cluster: at once when nothing was provisioned, else by a teardown job that deletes
     every resource tagged for it (the cluster goes when that job succeeds)."""
-    job = cloud.delete(get_store(), get_settings(), current_actor(), cluster_id, data["confirm"])
+    _, job = cloud.delete(get_store(), get_settings(), current_actor(), cluster_id, data["confirm"])
     return {"deleted": job is None, "job": jobs.public_job(job) if job else None}
 
 

@@ -183,8 +183,11 @@ def state(store: Store, cluster: dict[str, Any]) -> str:
     if not cluster.get("plan"):
         return "deployed on registered hosts"
     job = last_action(store, cluster["_id"])
-    if job is None:
-        return "planned"
+    return "planned" if job is None else _state_after(job)
+
+
+def _state_after(job: dict[str, Any]) -> str:
+    """A cloud cluster's state once this provision or teardown job is its last."""
     action, status = job["cluster_action"], job["status"]
     return STATES.get((action, status), f"{action} {status}")
 
@@ -219,23 +222,12 @@ def connection_string(plan: dict[str, Any], hosts: list[dict[str, Any]]) -> str:
     return f"mongodb://{','.join(members)}/?replicaSet={sets.pop()}"
 
 
-def _job_vars(store: Store, settings: Settings, cluster: dict[str, Any]) -> dict[str, Any]:
-    """The plan and what the playbooks need besides it: the SSH public key of the credential (the
-    private key goes to ssh-agent), the cloud endpoint when the credential names one."""
-    extra: dict[str, Any] = {"wap_plan": cluster["plan"]}
-    for credential in store.credentials.find({"_id": {"$in": cluster["credential_ids"]}}):
-        public = credential.get("public") or {}
-        if credential["kind"] == "ssh_key" and public.get("public_key"):
-            extra["wap_ssh_public_key"] = public["public_key"]
-        if credential["kind"] == "aws" and public.get("endpoint_url"):
-            extra["wap_aws_endpoint_url"] = public["endpoint_url"]
-    return extra
-
-
-def _check_credentials(
+def _job_credentials(
     store: Store, cluster: dict[str, Any], kinds: set[str], optional: tuple[str, ...] = ()
-) -> list[str]:
-    """The ids of the cluster's credentials of these kinds (and of the optional ones it has)."""
+) -> tuple[list[str], dict[str, Any]]:
+    """The ids of the cluster's credentials of these kinds (and of the optional ones it has), and
+    the variables the playbooks need besides them: the plan, the SSH key's public half (the
+    private key goes to ssh-agent), the cloud endpoint when the credential names one."""
     found = list(
         store.credentials.find(
             {"_id": {"$in": cluster["credential_ids"]}, "project_id": cluster["project_id"]}
@@ -248,7 +240,15 @@ def _check_credentials(
             " again with a credential of the project",
             {"credential_ids": ["missing"]},
         )
-    return [c["_id"] for c in found if c["kind"] in kinds or c["kind"] in optional]
+    used = [c for c in found if c["kind"] in kinds or c["kind"] in optional]
+    extra: dict[str, Any] = {"wap_plan": cluster["plan"]}
+    for credential in used:
+        public = credential.get("public") or {}
+        if credential["kind"] == "ssh_key" and public.get("public_key"):
+            extra["wap_ssh_public_key"] = public["public_key"]
+        if credential["kind"] == "aws" and public.get("endpoint_url"):
+            extra["wap_aws_endpoint_url"] = public["endpoint_url"]
+    return [c["_id"] for c in used], extra
 
 
 def provision(store: Store, settings: Settings, actor: Actor, cluster_id: str) -> dict[str, Any]:
@@ -261,10 +261,10 @@ def provision(store: Store, settings: Settings, actor: Actor, cluster_id: str) -
     if current in ("provisioning", "deleting"):
         raise Conflict(f"the cluster is {current}: wait for its job to end")
     provider = PROVIDERS[cluster["provider"]]
-    credential_ids = _check_credentials(
+    credential_ids, needed = _job_credentials(
         store, cluster, {provider["credential"], "ssh_key"}, optional=("mongodb",)
     )
-    extra = {**cluster.get("deploy_vars", {}), **_job_vars(store, settings, cluster)}
+    extra = {**cluster.get("deploy_vars", {}), **needed}
     return jobs.create_job(
         store, settings, actor, cluster["project_id"],
         {"playbook": provider["provision"], "host_ids": [], "credential_ids": credential_ids,
@@ -275,32 +275,32 @@ def provision(store: Store, settings: Settings, actor: Actor, cluster_id: str) -
 
 def delete(
     store: Store, settings: Settings, actor: Actor, cluster_id: str, confirm: str
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Delete a cluster: at once when nothing was ever provisioned for it, otherwise by a teardown
-    job (returned) that deletes every resource tagged for it. `confirm` must be its name."""
+    job that deletes every resource tagged for it. `confirm` must be its name. Returns the cluster
+    and the teardown job (None: deleted at once)."""
     cluster, project = get_cluster(store, actor, cluster_id, "operator")
     if confirm != cluster["name"]:
         raise Invalid(
             "type the cluster's name to confirm its deletion",
             {"confirm": [f"type {cluster['name']!r}"]},
         )
-    if not cluster.get("plan") or last_action(store, cluster_id) is None:
+    last = last_action(store, cluster_id) if cluster.get("plan") else None
+    if last is None:
         store.clusters.delete_one({"_id": cluster_id})
         audit.record(store, actor, "cluster.delete", f"{project['name']}/{cluster['name']}")
-        return None
-    if state(store, cluster) == "deleting":
+        return cluster, None
+    if _state_after(last) == "deleting":
         raise Conflict("the cluster is being deleted already")
     provider = PROVIDERS[cluster["provider"]]
-    credential_ids = _check_credentials(store, cluster, {provider["credential"]})
-    extra = {**_job_vars(store, settings, cluster), "wap_teardown_confirm": "yes"}
-    extra.pop("wap_ssh_public_key", None)
-    return jobs.create_job(
+    credential_ids, needed = _job_credentials(store, cluster, {provider["credential"]})
+    job = jobs.create_job(
         store, settings, actor, cluster["project_id"],
-        {"playbook": provider["teardown"], "host_ids": [],
-         "credential_ids": credential_ids,
-         "extra_vars": extra, "cluster_id": cluster_id},
+        {"playbook": provider["teardown"], "host_ids": [], "credential_ids": credential_ids,
+         "extra_vars": {**needed, "wap_teardown_confirm": "yes"}, "cluster_id": cluster_id},
         action="teardown",
     )  # fmt: skip
+    return cluster, job
 
 
 def job_finished(store: Store, job: dict[str, Any]) -> None:

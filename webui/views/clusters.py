@@ -178,10 +178,10 @@ def provision(cluster_id: str) -> Response:
 @login_required
 def delete(cluster_id: str) -> Response:
     store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
-    cluster, project = cloud.get_cluster(store, actor, cluster_id)
-    job = cloud.delete(store, settings, actor, cluster_id, request.form.get("confirm", "").strip())
+    confirm = request.form.get("confirm", "").strip()
+    cluster, job = cloud.delete(store, settings, actor, cluster_id, confirm)
     if job is None:
         flash(f"Cluster {cluster['name']} deleted (nothing had been provisioned).", "ok")
-        return redirect(url_for("projects.show", project_id=project["_id"]))
+        return redirect(url_for("projects.show", project_id=cluster["project_id"]))
     flash(f"Deleting {cluster['name']}: its resources are torn down by this job.", "ok")
     return redirect(url_for("jobs.show", job_id=job["_id"]))
