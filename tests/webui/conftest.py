@@ -167,10 +167,12 @@ def processes(tmp_path: Path) -> Iterator[list[Proc]]:
 
 
 @pytest.fixture
-def start_worker(settings: Settings, tmp_path: Path, processes: list[Proc]) -> Callable[[], Proc]:
-    def start() -> Proc:
+def start_worker(settings: Settings, tmp_path: Path, processes: list[Proc]) -> Callable[..., Proc]:
+    """Start a `wap worker`; `env`, when given, is its whole environment instead of the test's."""
+
+    def start(env: dict[str, str] | None = None) -> Proc:
         log = tmp_path / f"worker-{len(processes)}.log"
-        proc = Proc([sys.executable, "-m", "webui.cli", "worker"], log, env_for(settings))
+        proc = Proc([sys.executable, "-m", "webui.cli", "worker"], log, env or env_for(settings))
         processes.append(proc)
         return proc
 

@@ -7,7 +7,6 @@ the cluster is a teardown job that leaves nothing tagged for it."""
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -51,7 +50,7 @@ def moto() -> Iterator[str]:
 
 
 @pytest.fixture
-def offline_worker(settings: Settings, tmp_path: Path, processes: list[Proc]) -> Proc:
+def offline_worker(settings: Settings, start_worker: Callable[..., Proc]) -> Proc:
     """A worker whose jobs cannot reach real AWS: no AWS settings of this machine, metadata
     lookups off, a dead proxy for anything without an explicit endpoint. The AWS keys (fake) come
     from the project's credential, as in production."""
@@ -60,9 +59,7 @@ def offline_worker(settings: Settings, tmp_path: Path, processes: list[Proc]) ->
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PATH"):
         offline.pop(name)
     env.update(offline)
-    proc = Proc([sys.executable, "-m", "webui.cli", "worker"], tmp_path / "worker.log", env)
-    processes.append(proc)
-    return proc
+    return start_worker(env)
 
 
 def fill_form(page: Page, form: str, values: dict[str, str]) -> None:
