@@ -13,13 +13,13 @@ import pathlib
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pymongo
 
 from tests.labhosts import LabHosts, free_subnet
+from tests.waiting import member_states, wait_until
 from wap.lab import Lab, LabError
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -27,6 +27,10 @@ PORT = 27017
 SET_NAME = "rs0"
 UNIT = "mongod-rs"
 INSTALL_DIR = "/opt/mongodb"
+# A write that asks for more than one member waits at most this long for them (wtimeout), then
+# fails with the members' states, instead of waiting as long as the test may run.
+WRITE_CONCERN_TIMEOUT_MS = 30_000
+STATES = {"PRIMARY": 1, "SECONDARY": 2, "RECOVERING": 3}
 
 
 def build_tarball(version: str, dest: pathlib.Path) -> pathlib.Path:
@@ -71,19 +75,23 @@ class LabReplicaSet:
             f"--port {PORT} --bind_ip 127.0.0.1,{ip} --dbpath /var/lib/mongo "
             f"--replSet {SET_NAME} --logpath /var/log/mongod.log --logappend {' '.join(args)}",
         )
-        deadline = time.monotonic() + 20
-        while not _listening(ip, PORT):
-            if time.monotonic() > deadline:
-                log = self.lab.ssh(name, "tail -5 /var/log/mongod.log", check=False).stdout
-                raise AssertionError(f"mongod on {name} did not listen: {log}")
-            time.sleep(0.05)
+        wait_until(
+            lambda: _listening(ip, PORT),
+            timeout=30,
+            what=f"mongod on {name} to listen on {ip}:{PORT}",
+            every=0.05,
+            seen=lambda: self.lab.ssh(name, "tail -5 /var/log/mongod.log", check=False).stdout,
+        )
 
     def kill(self, name: str) -> None:
         """kill -9 the member's process (the host stays up)."""
         self.lab.ssh(name, f"systemctl kill --signal=SIGKILL {UNIT}", check=False)
-        deadline = time.monotonic() + 10
-        while _listening(self.lab.hosts[name], PORT) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(
+            lambda: not _listening(self.lab.hosts[name], PORT),
+            timeout=15,
+            what=f"the killed mongod on {name} to stop listening",
+            every=0.02,
+        )
 
     def direct(self, name: str, **kwargs) -> pymongo.MongoClient:
         kwargs.setdefault("serverSelectionTimeoutMS", 5000)
@@ -92,7 +100,10 @@ class LabReplicaSet:
         return client
 
     def set_client(self, **kwargs) -> pymongo.MongoClient:
+        """A client of the whole set; writes wait for their write concern WRITE_CONCERN_TIMEOUT_MS
+        at most (then `WriteConcernError`: use `explained` to say what the members were doing)."""
         kwargs.setdefault("serverSelectionTimeoutMS", 30000)
+        kwargs.setdefault("wTimeoutMS", WRITE_CONCERN_TIMEOUT_MS)
         hosts = ",".join(self.address(n) for n in self.names)
         client = pymongo.MongoClient(f"mongodb://{hosts}/?replicaSet={SET_NAME}", **kwargs)
         self.clients.append(client)
@@ -107,27 +118,55 @@ class LabReplicaSet:
         except pymongo.errors.PyMongoError:
             return None
 
+    def states(self) -> str:
+        """What each member says of itself (state, term, optime, sync source, message), for
+        failure messages: a killed member shows as unreachable."""
+        return member_states(
+            {
+                name: pymongo.MongoClient(
+                    self.address(name), directConnection=True, serverSelectionTimeoutMS=2000
+                )
+                for name in self.names
+            },
+            close=True,
+        )
+
+    @contextlib.contextmanager
+    def explained(self, what: str) -> Iterator[None]:
+        """Turn a driver error inside the block (a write concern timed out, no primary found)
+        into a failure that says what was being done and what every member was doing."""
+        try:
+            yield
+        except pymongo.errors.PyMongoError as exc:
+            raise AssertionError(f"{what} failed: {exc}; members: {self.states()}") from exc
+
     def wait_primary(self, among: list[str] | None = None, timeout: float = 30) -> str:
         """The name of the member that reports itself writable primary."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def primary() -> str | None:
             for name in among or self.names:
                 reply = self.hello(name)
                 if reply and reply.get("isWritablePrimary"):
                     return name
-            time.sleep(0.05)
-        raise AssertionError(f"no primary among {among or self.names} after {timeout} s")
+            return None
+
+        return wait_until(
+            primary,
+            timeout=timeout,
+            every=0.05,
+            what=f"a primary among {among or self.names}",
+            seen=self.states,
+        )
 
     def wait_state(self, name: str, state: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            with contextlib.suppress(pymongo.errors.PyMongoError):
-                last = self.direct(name).admin.command("replSetGetStatus")["myState"]
-                if last == {"PRIMARY": 1, "SECONDARY": 2, "RECOVERING": 3}[state]:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"{name} is not {state} after {timeout} s (myState {last})")
+        admin = self.direct(name).admin
+        wait_until(
+            lambda: admin.command("replSetGetStatus")["myState"] == STATES[state],
+            timeout=timeout,
+            what=f"{name} to be {state}",
+            retry=pymongo.errors.PyMongoError,
+            seen=self.states,
+        )
 
     def close(self) -> None:
         for client in self.clients:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from bson.int64 import Int64
 from bson.timestamp import Timestamp
 from pymongo.errors import NotPrimaryError, OperationFailure
+
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -86,22 +87,24 @@ def test_tailable_await_data_cursor_waits_for_new_entries(replset):
     )
     cursor_id = reply["cursor"]["id"]
     assert reply["cursor"]["firstBatch"] == [] and cursor_id != 0
-    started = time.monotonic()
     empty = client.local.command("getMore", cursor_id, collection="oplog.rs", maxTimeMS=300)
-    assert empty["cursor"]["nextBatch"] == []
-    assert time.monotonic() - started >= 0.25
+    assert empty["cursor"]["nextBatch"] == [] and empty["cursor"]["id"] == cursor_id
+    # A write made while getMore waits: the waiting getMore returns it. Woken by the write, not
+    # by maxTimeMS: a getMore that ran out its 20 s would come back empty, and none may.
     timer = threading.Timer(0.3, lambda: client.test.c.insert_one({"_id": "late"}))
     timer.start()
-    started = time.monotonic()
-    batch = []
-    while not any(e["op"] == "i" for e in batch) and time.monotonic() - started < 5:
-        batch += client.local.command("getMore", cursor_id, collection="oplog.rs", maxTimeMS=3000)[
-            "cursor"
-        ]["nextBatch"]
+    batches: list[list[dict]] = []
+
+    def next_batch() -> bool:
+        reply = client.local.command("getMore", cursor_id, collection="oplog.rs", maxTimeMS=20_000)
+        batches.append(reply["cursor"]["nextBatch"])
+        return any(e["op"] == "i" for e in batches[-1])
+
+    wait_until(next_batch, timeout=60, every=0, what="the late insert", seen=lambda: batches)
     timer.join()
-    inserts = [e for e in batch if e["op"] == "i"]
-    assert inserts and inserts[0]["o"] == {"_id": "late"}
-    assert time.monotonic() - started < 2.5  # woken by the write, not by maxTimeMS
+    assert all(batches), f"a getMore ran out its maxTimeMS before the write woke it: {batches}"
+    inserts = [e for batch in batches for e in batch if e["op"] == "i"]
+    assert inserts[0]["o"] == {"_id": "late"}
 
 
 def test_oplog_survives_restart_and_node_comes_back_primary(launcher, replset):

@@ -22,7 +22,8 @@ from bson.timestamp import Timestamp
 from pymongo import ReadPreference, WriteConcern
 from pymongo.errors import NotPrimaryError, OperationFailure, PyMongoError, WriteConcernError
 
-from tests.mongod_double.labset import LabReplicaSet, lab_replica_set
+from tests.mongod_double.labset import WRITE_CONCERN_TIMEOUT_MS, LabReplicaSet, lab_replica_set
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -86,17 +87,21 @@ def test_driver_sees_one_primary_and_two_secondaries(rs):
     primary, secondaries = _primary_and_secondaries(rs)
     client = rs.set_client()
     client.admin.command("ping")
-    deadline = time.monotonic() + 15
-    while len(client.secondaries) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(
+        lambda: len(client.secondaries) == 2,
+        timeout=15,
+        what="the driver to see two secondaries",
+        seen=lambda: f"primary {client.primary}, secondaries {client.secondaries}; {rs.states()}",
+    )
     assert client.primary == (rs.lab.hosts[primary], 27017)
     assert client.secondaries == {(rs.lab.hosts[n], 27017) for n in secondaries}
 
-    deadline = time.monotonic() + 5
-    hello = rs.direct(secondaries[0]).admin.command("hello")
-    while "primary" not in hello and time.monotonic() < deadline:  # learnt by heartbeat
-        time.sleep(0.1)
-        hello = rs.direct(secondaries[0]).admin.command("hello")
+    on_secondary = rs.direct(secondaries[0]).admin
+    hello = wait_until(  # the primary is learnt by heartbeat
+        lambda: (reply := on_secondary.command("hello")) and "primary" in reply and reply,
+        timeout=10,
+        what=f"{secondaries[0]} to name the primary in hello",
+    )
     assert hello["setName"] == "rs0" and hello["setVersion"] >= 1
     assert hello["isWritablePrimary"] is False and hello["secondary"] is True
     assert sorted(hello["hosts"]) == sorted(rs.address(n) for n in rs.names)
@@ -106,12 +111,17 @@ def test_driver_sees_one_primary_and_two_secondaries(rs):
     on_primary = rs.direct(primary).admin.command("hello")
     assert on_primary["isWritablePrimary"] is True and "electionId" in on_primary
 
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # the primary learns members' states by heartbeat
-        status = rs.direct(primary).admin.command("replSetGetStatus")
-        if sorted(m["state"] for m in status["members"]) == [1, 2, 2]:
-            break
-        time.sleep(0.1)
+    primary_admin = rs.direct(primary).admin
+    status = wait_until(  # the primary learns members' states by heartbeat
+        lambda: (
+            (reply := primary_admin.command("replSetGetStatus"))
+            and sorted(m["state"] for m in reply["members"]) == [1, 2, 2]
+            and reply
+        ),
+        timeout=15,
+        what=f"{primary} to see one PRIMARY and two SECONDARY members",
+        seen=rs.states,
+    )
     assert status["set"] == "rs0" and status["myState"] == 1 and status["term"] >= 1
     assert status["heartbeatIntervalMillis"] == 2000
     assert status["majorityVoteCount"] == 2 and status["writeMajorityCount"] == 2
@@ -129,24 +139,27 @@ def test_driver_sees_one_primary_and_two_secondaries(rs):
         )
         assert member["configVersion"] == status["members"][0]["configVersion"]
         assert isinstance(member["optime"]["ts"], Timestamp)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # a secondary picks its sync source after a heartbeat
-        secondary_status = rs.direct(secondaries[0]).admin.command("replSetGetStatus")
-        if secondary_status["syncSourceHost"]:
-            break
-        time.sleep(0.1)
+    secondary_status = wait_until(  # a secondary picks its sync source after a heartbeat
+        lambda: (reply := on_secondary.command("replSetGetStatus"))["syncSourceHost"] and reply,
+        timeout=15,
+        what=f"{secondaries[0]} to pick a sync source",
+        seen=rs.states,
+    )
     assert secondary_status["syncSourceHost"] == rs.address(primary)
 
 
 def test_majority_write_is_on_the_secondaries_and_secondaries_refuse_writes(rs):
     _, secondaries = _primary_and_secondaries(rs)
     client = rs.set_client()
-    coll = client.app.get_collection("orders", write_concern=WriteConcern("majority"))
-    coll.insert_many([{"_id": i, "qty": i} for i in range(100)])
-    coll.update_one({"_id": 1}, {"$set": {"qty": 1000}})
-    coll.delete_one({"_id": 2})
+    coll = client.app.get_collection(
+        "orders", write_concern=WriteConcern("majority", wtimeout=WRITE_CONCERN_TIMEOUT_MS)
+    )
     all_three = client.app.get_collection("orders", write_concern=WriteConcern(w=3, wtimeout=5000))
-    all_three.insert_one({"_id": "w3"})
+    with rs.explained("majority writes, then a w: 3 insert"):
+        coll.insert_many([{"_id": i, "qty": i} for i in range(100)])
+        coll.update_one({"_id": 1}, {"$set": {"qty": 1000}})
+        coll.delete_one({"_id": 2})
+        all_three.insert_one({"_id": "w3"})
     for name in secondaries:
         on_secondary = rs.direct(name).app.orders
         assert on_secondary.count_documents({}) == 100
@@ -166,11 +179,15 @@ def test_majority_write_is_on_the_secondaries_and_secondaries_refuse_writes(rs):
 def test_reconfig_rules(rs):
     primary, secondaries = _primary_and_secondaries(rs)
     admin = rs.direct(primary).admin
-    deadline = time.monotonic() + 5
-    reply = admin.command("replSetGetConfig", commitmentStatus=True)
-    while not reply["commitmentStatus"] and time.monotonic() < deadline:  # heartbeats spread it
-        time.sleep(0.1)
-        reply = admin.command("replSetGetConfig", commitmentStatus=True)
+    reply = wait_until(  # heartbeats spread the config
+        lambda: (
+            (got := admin.command("replSetGetConfig", commitmentStatus=True))["commitmentStatus"]
+            and got
+        ),
+        timeout=10,
+        what="the config to be committed",
+        seen=rs.states,
+    )
     config = reply["config"]
     assert reply["commitmentStatus"] is True
     assert config["_id"] == "rs0" and len(config["members"]) == 3
@@ -214,13 +231,15 @@ def test_reconfig_rules(rs):
     assert admin.command("replSetReconfig", one_voter)["ok"] == 1
     status = admin.command("replSetGetStatus")
     assert status["votingMembersCount"] == 2 and status["majorityVoteCount"] == 2
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        other = rs.direct(secondaries[1]).admin.command("replSetGetConfig")["config"]
-        if other["version"] == one_voter["version"]:
-            break
-        time.sleep(0.1)
-    assert other["version"] == one_voter["version"]  # spread by heartbeats
+    other_admin = rs.direct(secondaries[1]).admin
+    wait_until(  # spread by heartbeats
+        lambda: (
+            other_admin.command("replSetGetConfig")["config"]["version"] == one_voter["version"]
+        ),
+        timeout=15,
+        what=f"{secondaries[1]} to have config version {one_voter['version']}",
+        seen=lambda: other_admin.command("replSetGetConfig")["config"]["version"],
+    )
     passive = rs.direct(secondaries[0]).admin.command("hello")
     assert passive["passive"] is True and rs.address(secondaries[0]) in passive["passives"]
 
@@ -245,7 +264,8 @@ def test_step_down_and_freeze(rs):
     # A frozen secondary never stands: freeze one, step the primary down, the other one wins.
     frozen, other = secondaries
     assert rs.direct(frozen).admin.command("replSetFreeze", 60)["ok"] == 1
-    rs.set_client(w="majority").app.c.insert_one({"before": "stepdown"})
+    with rs.explained("a majority insert before the step-down"):
+        rs.set_client(w="majority").app.c.insert_one({"before": "stepdown"})
     started = time.monotonic()
     admin = rs.direct(primary).admin
     assert admin.command("replSetStepDown", 30, secondaryCatchUpPeriodSecs=10)["ok"] == 1
@@ -305,7 +325,8 @@ def test_priority_takeover(rs):
 def test_kill_primary_elects_a_new_one_and_the_old_one_catches_up(rs):
     primary, secondaries = _primary_and_secondaries(rs)
     client = rs.set_client(w="majority")
-    client.app.events.insert_many([{"_id": i} for i in range(50)])
+    with rs.explained(f"50 majority inserts with {primary} primary"):
+        client.app.events.insert_many([{"_id": i} for i in range(50)])
 
     rs.kill(primary)
     killed = time.monotonic()
@@ -315,26 +336,24 @@ def test_kill_primary_elects_a_new_one_and_the_old_one_catches_up(rs):
     # 30 s wait (electionTimeoutMillis is 10 s plus a random offset) is what counts.
     print(f"\nkill -9 primary {primary} -> new primary {new}: {elapsed:.1f} s")
 
-    client.app.events.insert_many([{"_id": i} for i in range(50, 80)])
+    with rs.explained(f"30 majority inserts with {primary} killed and {new} primary"):
+        client.app.events.insert_many([{"_id": i} for i in range(50, 80)])
     status = rs.direct(new).admin.command("replSetGetStatus")
     down = next(m for m in status["members"] if m["name"] == rs.address(primary))
     assert down["health"] == 0 and down["stateStr"] == "(not reachable/healthy)"
 
     rs.start(primary)
     rs.wait_state(primary, "SECONDARY")
-    deadline = time.monotonic() + 30
-
-    def caught_up() -> bool:
-        # The old primary may roll back writes the others never got (state ROLLBACK, reads
-        # refused with 13436) before it serves again as a secondary: retry until it does.
-        try:
-            return rs.direct(primary).app.events.count_documents({}) >= 80
-        except PyMongoError:
-            return False
-
-    while not caught_up():
-        assert time.monotonic() < deadline, "the restarted member did not catch up"
-        time.sleep(0.1)
+    # The old primary may roll back writes the others never got (state ROLLBACK, reads refused
+    # with 13436) before it serves again as a secondary: retry until it does.
+    events = rs.direct(primary).app.events
+    wait_until(
+        lambda: events.count_documents({}) >= 80,
+        timeout=30,
+        what=f"the restarted {primary} to catch up to 80 events",
+        retry=PyMongoError,
+        seen=rs.states,
+    )
     hashes = {}
     for name in rs.names:
         reply = rs.direct(name).app.command("dbHash")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import signal
-import time
 from pathlib import Path
 
 import pymongo
@@ -24,18 +23,27 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.waiting import member_states, wait_until
 
-def _wait(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except pymongo.errors.PyMongoError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached after {timeout} s")
+
+def _wait(predicate, what: str, seen=None, timeout: float = 30):
+    """Until predicate() holds (driver errors count as not yet); fails with what seen() says."""
+    return wait_until(
+        predicate, timeout=timeout, what=what, retry=pymongo.errors.PyMongoError, seen=seen
+    )
+
+
+def _states(nodes, **options) -> str:
+    return member_states(
+        {
+            f"127.0.0.1:{n.port}": pymongo.MongoClient(
+                f"127.0.0.1:{n.port}", directConnection=True, serverSelectionTimeoutMS=2000,
+                **options,
+            )
+            for n in nodes
+        },
+        close=True,
+    )  # fmt: skip
 
 
 def test_arbiter_votes_holds_no_data_and_a_stale_member_recovers_honestly(launcher):
@@ -51,23 +59,31 @@ def test_arbiter_votes_holds_no_data_and_a_stale_member_recovers_honestly(launch
     }
     admin = primary.client().admin
     admin.command("replSetInitiate", config)
-    _wait(lambda: admin.command("hello")["isWritablePrimary"], what="a primary")
+
+    def seen() -> str:
+        return _states([primary, secondary, arbiter])
+
+    _wait(lambda: admin.command("hello")["isWritablePrimary"], what="a primary", seen=seen)
     hello = arbiter.client().admin.command("hello")
     assert hello["arbiterOnly"] is True and hello["arbiters"] == [f"127.0.0.1:{arbiter.port}"]
     assert f"127.0.0.1:{arbiter.port}" not in hello["hosts"]
     _wait(
         lambda: arbiter.client().admin.command("replSetGetStatus")["myState"] == 7,
         what="ARBITER",
+        seen=seen,
     )
     status = admin.command("replSetGetStatus")
     assert status["writeMajorityCount"] == 2 and status["writableVotingMembersCount"] == 2
     _wait(
         lambda: secondary.client().admin.command("replSetGetStatus")["myState"] == 2,
         what="SECONDARY",
+        seen=seen,
     )
     coll = primary.client().app.c
     coll.insert_one({"_id": "first"})
-    _wait(lambda: secondary.client().app.c.find_one({"_id": "first"}), what="replication")
+    _wait(
+        lambda: secondary.client().app.c.find_one({"_id": "first"}), what="replication", seen=seen
+    )
     arbiter_status = arbiter.client().admin.command("replSetGetStatus")  # holds no data
     assert next(m for m in arbiter_status["members"] if m.get("self"))["optime"]["t"] == -1
     with pytest.raises(pymongo.errors.NotPrimaryError) as info:
@@ -75,11 +91,17 @@ def test_arbiter_votes_holds_no_data_and_a_stale_member_recovers_honestly(launch
     assert info.value.details["code"] == 13436  # NotPrimaryOrSecondary
 
     secondary.stop(signal.SIGKILL)
-    # The primary still sees a majority (itself and the arbiter) and w: 1 is the default in PSA.
-    started = time.monotonic()
-    for i in range(40):
-        coll.insert_one({"_id": i, "pad": "x" * 50_000})  # 2 MB through a 1 MB oplog
-    assert time.monotonic() - started < 20
+    # The primary still sees a majority (itself and the arbiter) and w: 1 is the default in PSA:
+    # the writes do not wait for the missing secondary (a write waiting for it would run out
+    # of its 20 s and fail, saying what the members were doing).
+    bounded = primary.client(timeoutMS=20_000).app.c
+    try:
+        for i in range(40):
+            bounded.insert_one({"_id": i, "pad": "x" * 50_000})  # 2 MB through a 1 MB oplog
+    except pymongo.errors.PyMongoError as exc:
+        raise AssertionError(
+            f"insert {i} with the secondary down: {exc}; {_states([primary, arbiter])}"
+        ) from exc
     assert admin.command("hello")["isWritablePrimary"] is True
     oldest = next(primary.client().local["oplog.rs"].find().sort("$natural", 1).limit(1))
     assert oldest["o"].get("_id") != "first"
@@ -88,6 +110,7 @@ def test_arbiter_votes_holds_no_data_and_a_stale_member_recovers_honestly(launch
     status = _wait(
         lambda: (s := back.client().admin.command("replSetGetStatus"))["myState"] == 3 and s,
         what="RECOVERING",
+        seen=lambda: _states([primary, back, arbiter]),
     )
     me = next(m for m in status["members"] if m.get("self"))
     assert me["stateStr"] == "RECOVERING" and "too stale" in me["infoMessage"]
@@ -167,20 +190,37 @@ def test_members_authenticate_with_the_keyfile_over_tls(launcher, tmp_path):
         "members": [{"_id": i, "host": f"127.0.0.1:{n.port}"} for i, n in enumerate(nodes)],
     }
     first.command("replSetInitiate", config)
-    _wait(lambda: first.command("hello")["isWritablePrimary"], what="a primary")
+    _wait(
+        lambda: first.command("hello")["isWritablePrimary"],
+        what="a primary",
+        seen=lambda: _states(nodes, **tls),
+    )
     first.command("createUser", "admin", pwd="pw", roles=["root"])
     user = {"username": "admin", "password": "pw", **tls}
     hosts = ",".join(f"127.0.0.1:{n.port}" for n in nodes)
-    client = pymongo.MongoClient(f"mongodb://{hosts}/?replicaSet=rs0", w="majority", **user)
+    client = pymongo.MongoClient(
+        f"mongodb://{hosts}/?replicaSet=rs0", w="majority", wTimeoutMS=30_000, **user
+    )
     nodes[0].clients.append(client)
-    client.app.c.insert_one({"_id": 1})
+    try:
+        client.app.c.insert_one({"_id": 1})
+    except pymongo.errors.PyMongoError as exc:
+        raise AssertionError(f"a majority insert: {exc}; {_states(nodes, **user)}") from exc
     for node in nodes[1:]:
         on_secondary = node.client(**user)
-        _wait(lambda c=on_secondary: c.app.c.find_one({"_id": 1}), what="replication")
+        _wait(
+            lambda c=on_secondary: c.app.c.find_one({"_id": 1}),
+            what="replication",
+            seen=lambda: _states(nodes, **user),
+        )
 
     # The primary learns its members' states by heartbeat (every 2 s), so its view may lag.
     def states() -> list[str]:
         members = client.admin.command("replSetGetStatus")["members"]
         return sorted(m["stateStr"] if m["health"] == 1 else "UNHEALTHY" for m in members)
 
-    _wait(lambda: states() == ["PRIMARY", "SECONDARY", "SECONDARY"], what="two SECONDARY members")
+    _wait(
+        lambda: states() == ["PRIMARY", "SECONDARY", "SECONDARY"],
+        what="two SECONDARY members",
+        seen=lambda: _states(nodes, **user),
+    )

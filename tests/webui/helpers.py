@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import psutil
 import requests
 
+from tests.waiting import wait_until
 from webui.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,16 +31,14 @@ def free_port() -> int:
 
 
 def wait_for(
-    check: Callable[[], Any], timeout: float = 20.0, every: float = 0.1, what: str = ""
+    check: Callable[[], Any],
+    timeout: float = 20.0,
+    every: float = 0.1,
+    what: str = "",
+    seen: Callable[[], Any] | None = None,
 ) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
-        time.sleep(every)
+    """tests.waiting.wait_until with the webui tests' default bound."""
+    return wait_until(check, timeout=timeout, every=every, what=what or repr(check), seen=seen)
 
 
 class Proc:

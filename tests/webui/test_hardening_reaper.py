@@ -1,9 +1,9 @@
 """Lost jobs are found with no web server running: a worker killed mid-job, and the reaper beside
-another `wap worker` marks its job lost within the bound (real workers, real ansible-runner)."""
+another `wap worker` marks its job lost (real workers, real ansible-runner). How soon, against
+the bound of lost_after plus the reaper's period, is a figure for tests/bench/, not a test."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from flask.testing import FlaskClient
@@ -55,16 +55,13 @@ def test_a_killed_worker_is_found_lost_with_no_web_server(
     ).get_json()
     doomed = _running_on(workers, store, job["id"])
     doomed.kill_all()  # the worker, its reaper, its horse and ansible-playbook: a machine crash
-    killed = time.monotonic()
     lost = wait_for(
         lambda: (j := store.jobs.find_one({"_id": job["id"]})) and j["status"] == "lost" and j,
         timeout=settings.lost_after + period(settings) + 30,
         every=0.2,
         what="the job to be marked lost",
+        seen=lambda: store.jobs.find_one({"_id": job["id"]}, {"status": 1, "reason": 1}),
     )
-    took = time.monotonic() - killed
-    bound = settings.lost_after + period(settings)
-    assert took < bound + 5, f"marked lost after {took:.1f} s; the bound is {bound:.1f} s (+5)"
     assert "heartbeats" in lost["reason"] and "lost:" in lost["reason"]
     survivor = next(w for w in workers if w is not doomed)
     assert survivor.alive()

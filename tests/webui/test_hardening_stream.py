@@ -3,7 +3,6 @@ disabled, within seconds (a real `wap web` and `wap worker`, python-socketio cli
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -86,21 +85,27 @@ def test_losing_access_ends_the_live_stream(
         ).ok
         assert admin_api.call("PATCH", f"/users/{users['disabled']}", json={"disabled": True}).ok
         assert admin_api.call("PATCH", f"/users/{users['demoted']}", json={"role": "user"}).ok
-        changed = time.monotonic()
 
         wait_for(
             lambda: followers["removed"].revoked and followers["demoted"].revoked,
             timeout=10,
             what="the followers who lost the project to be told",
+            seen=lambda: {n: f.revoked for n, f in followers.items()},
         )
         wait_for(lambda: followers["disabled"].disconnected, timeout=10, what="a disconnect")
-        assert time.monotonic() - changed < 8  # "within a few seconds"
         for name in ("removed", "demoted"):
             notice = followers[name].revoked[0]
             assert notice["job_id"] == job_id and "no longer have access" in notice["message"]
         assert followers["disabled"].revoked[0]["message"].startswith("your session has ended")
 
-        time.sleep(1)  # anything already on its way has arrived
+        # Anything already on its way has arrived once the stream has gone on for the user
+        # who kept access.
+        kept = len(followers["kept"].counters)
+        wait_for(
+            lambda: followers["kept"].received_since(kept) >= 3,
+            timeout=30,
+            what="three more events for the user who kept access",
+        )
         seen = {name: len(f.counters) for name, f in followers.items()}
         stored = len(events(admin_api, job_id))
         wait_for(
