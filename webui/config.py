@@ -43,6 +43,8 @@ class Settings:
     login_max_failures: int = 5
     login_lockout: float = 300.0
     proxies: int = 0
+    allowed_endpoints: tuple[str, ...] = ()
+    worker_user: str | None = None
 
     @property
     def bind(self) -> str:
@@ -139,6 +141,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_max_failures=int(_number(env, "WAP_LOGIN_MAX_FAILURES", 5, int)),
         login_lockout=_number(env, "WAP_LOGIN_LOCKOUT", 300.0),
         proxies=int(_number(env, "WAP_PROXIES", 0, int, zero_ok=True)),
+        allowed_endpoints=tuple(
+            e.strip() for e in (env.get("WAP_ALLOWED_ENDPOINTS") or "").split(",") if e.strip()
+        ),
+        worker_user=env.get("WAP_WORKER_USER") or None,
     )
 
 

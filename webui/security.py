@@ -29,7 +29,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from webui.config import Settings
-from webui.services import accounts, audit
+from webui.services import accounts, audit, inputs
 from webui.services.audit import Actor
 from webui.store import Store
 
@@ -158,6 +158,10 @@ def _before_request() -> Response | None:
                 503, "WAP is not set up yet: open /setup in a browser to create the first admin"
             )
         return redirect(url_for("auth.setup"))
+    if request.method in UNSAFE and request.is_json:
+        too_deep = inputs.json_depth_error(request.get_data(cache=True))
+        if too_deep:
+            return _api_error(400, f"{too_deep}: send flatter data")
     _identify()
     if request.method in UNSAFE and not g.via_token:
         sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
@@ -228,6 +232,10 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _headers(response: Response) -> Response:
+        if request.endpoint != "static":
+            # Pages and answers hold CSRF tokens, new API tokens, setup links: never kept by a
+            # browser or proxy cache.
+            response.headers["Cache-Control"] = "no-store"
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -32,6 +32,9 @@ from webui.store import Store
 STORE_SERVERS = ["nx-27017", "mongod-double"]
 DOUBLE = Path(__file__).resolve().parents[1] / "mongod_double"
 CHROMIUM = "/usr/bin/chromium"  # Debian's; never a browser Playwright downloads
+# The endpoints the tests' platform allows besides AWS's own (WAP_ALLOWED_ENDPOINTS), as an admin
+# lists a stand-in: moto servers on this machine.
+ALLOWED_ENDPOINTS = "127.0.0.1"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -81,6 +84,19 @@ def _store_server(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             yield base + "/{db}"
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def allowed_endpoints() -> Iterator[None]:
+    """Every web server and worker the tests start (their environment is this process's) allows
+    the moto stand-ins on 127.0.0.1."""
+    before = os.environ.get("WAP_ALLOWED_ENDPOINTS")
+    os.environ["WAP_ALLOWED_ENDPOINTS"] = ALLOWED_ENDPOINTS
+    yield
+    if before is None:
+        del os.environ["WAP_ALLOWED_ENDPOINTS"]
+    else:
+        os.environ["WAP_ALLOWED_ENDPOINTS"] = before
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +150,7 @@ def settings(tmp_path: Path, store_server: str, redis_url: str) -> Settings:
         "WAP_JOB_TIMEOUT": "120",
         "WAP_HEARTBEAT_INTERVAL": "0.5",
         "WAP_LOST_AFTER": "3",
+        "WAP_ALLOWED_ENDPOINTS": ALLOWED_ENDPOINTS,
     }
     return load_settings(env)
 

@@ -67,7 +67,7 @@ def test_credentials_are_sealed_and_only_revealed_to_the_worker(
     canary = "canary-7f3a9c-secret"
     public = credentials.create(
         store,
-        settings.credential_key,
+        settings,
         actor,
         project["_id"],
         "mongodb",

@@ -1,5 +1,7 @@
 """Pure pieces of the job machinery: inventory, credential variables, masking, trimming."""
 
+from pathlib import Path
+
 from webui.jobs.events import MASK, Redactor, trim
 from webui.jobs.runner import extra_vars_for, inventory_for, secret_environment
 
@@ -59,12 +61,15 @@ def test_trim_drops_results_and_masks_secrets() -> None:
     assert stats["stats"]["ok"] == {"a": 2} and stats["stats"]["failures"] == {}
 
 
-def test_a_pasted_private_key_gets_unix_line_ends() -> None:
+def test_a_pasted_private_key_gets_unix_line_ends(tmp_path: Path) -> None:
     from tests.webui.helpers import ssh_private_key
+    from webui.config import load_settings
     from webui.services.credentials import validate
 
+    settings = load_settings({"WAP_DATA_DIR": str(tmp_path)})
     pasted = ssh_private_key().replace("\n", "\r\n")
-    public, secret = validate("ssh_key", "k", {"username": "root", "private_key": pasted})
+    fields = {"username": "root", "private_key": pasted}
+    public, secret = validate(settings, "ssh_key", "k", fields)
     assert public["username"] == "root" and public["public_key"].startswith("ssh-ed25519 ")
     assert secret["private_key"] == pasted.replace("\r\n", "\n")
 

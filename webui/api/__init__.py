@@ -160,10 +160,10 @@ def list_credentials(project_id: str) -> list[dict[str, Any]]:
 @projects_bp.arguments(s.CredentialIn)
 @projects_bp.response(201, s.CredentialOut)
 def create_credential(data: dict[str, Any], project_id: str) -> dict[str, Any]:
-    key = get_settings().credential_key
     return credentials.create(
-        get_store(), key, current_actor(), project_id, data["kind"], data["name"], data["fields_"]
-    )
+        get_store(), get_settings(), current_actor(), project_id, data["kind"], data["name"],
+        data["fields_"],
+    )  # fmt: skip
 
 
 @projects_bp.route("/projects/<project_id>/credentials/<credential_id>", methods=["DELETE"])
@@ -188,6 +188,7 @@ def create_cluster(data: dict[str, Any], project_id: str) -> dict[str, Any]:
     jobs.validate_request(
         store,
         get_settings(),
+        actor,
         project_id,
         {"playbook": data["playbook"], "host_ids": data["host_ids"]},
     )
@@ -203,7 +204,7 @@ def plan_cloud_cluster(data: dict[str, Any], project_id: str) -> dict[str, Any]:
     """Plan a cluster on a cloud from a spec: the plan is stored and returned; nothing is created
     until `POST /clusters/{id}/provision`."""
     store = get_store()
-    cluster = cloud.plan_cluster(store, current_actor(), project_id, data)
+    cluster = cloud.plan_cluster(store, get_settings(), current_actor(), project_id, data)
     return {**cluster, "state": cloud.state(store, cluster)}
 
 

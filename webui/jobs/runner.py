@@ -28,7 +28,8 @@ from webui.config import Settings
 from webui.jobs.events import Redactor, trim
 from webui.jobs.publish import Publisher
 from webui.jobs.sink import EventSink
-from webui.services import cloud, credentials
+from webui.services import cloud, credentials, variables
+from webui.services.jobs import CLUSTER_GROUP
 from webui.store import Store, now
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,6 @@ MONGODB_CREDENTIAL_VARS = {
     "mongodb_users_login_user": "WAP_MONGODB_USERNAME",
     "mongodb_users_login_password": "WAP_MONGODB_PASSWORD",
 }
-CLUSTER_GROUP = "mongodb"  # the group the deploy playbooks target by default
 
 
 def extra_vars_for(job: dict[str, Any], kinds: set[str]) -> dict[str, Any]:
@@ -61,6 +61,14 @@ def extra_vars_for(job: dict[str, Any], kinds: set[str]) -> dict[str, Any]:
         for name, env in MONGODB_CREDENTIAL_VARS.items():
             extra.setdefault(name, f"{{{{ lookup('ansible.builtin.env', '{env}') }}}}")
     return extra
+
+
+def extra_vars_file(job: dict[str, Any], kinds: set[str]) -> str:
+    """The vars file ansible-playbook gets with `-e @`: the job's variables are data (every string
+    `!unsafe`, never rendered); only the lookups the platform adds for credentials are templates."""
+    data = dict(job.get("extra_vars") or {})
+    trusted = {k: v for k, v in extra_vars_for(job, kinds).items() if k not in data}
+    return variables.unsafe_yaml(data, trusted)
 
 
 def inventory_for(
@@ -216,6 +224,8 @@ class JobRun:
         (self.private_dir / "env" / "settings").write_text(
             json.dumps({"suppress_output_file": True})
         )
+        vars_file = self.private_dir / "variables.yml"
+        vars_file.write_text(extra_vars_file(self.job, {c["kind"] for c in revealed}))
         become_subreaper()
         try:
             runner = ansible_runner.run(
@@ -223,7 +233,7 @@ class JobRun:
                 project_dir=str(self.settings.playbooks_dir),
                 playbook=self.job["playbook"],
                 inventory=inventory_for(hosts, cluster),
-                extravars=extra_vars_for(self.job, {c["kind"] for c in revealed}) or None,
+                extravars=str(vars_file),
                 envvars=env,
                 ssh_key=ssh_key,
                 passwords=prompts or None,

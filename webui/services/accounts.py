@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 ROLES = ("admin", "user")
 SETUP_DOC_ID = "setup"
 MIN_PASSWORD = 10
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
@@ -50,14 +53,21 @@ def is_set_up(store: Store) -> bool:
     return store.meta.find_one({"_id": SETUP_DOC_ID}) is not None
 
 
+def normalize_username(username: str) -> str:
+    """One spelling per name: NFKC (full-width and other compatibility forms become plain
+    letters) and case-folded. With USERNAME_RE, names that only look alike cannot both exist."""
+    return unicodedata.normalize("NFKC", username).casefold().strip()
+
+
 def validate_new_user(username: str, password: str, role: str) -> None:
+    """`username` as normalize_username gives it."""
     fields: dict[str, list[str]] = {}
-    if (
-        not username
-        or len(username) > 64
-        or not username.replace("-", "").replace("_", "").replace(".", "").isalnum()
-    ):
-        fields["username"] = ["1 to 64 letters, digits, '.', '-' or '_'"]
+    if not USERNAME_RE.match(username):
+        fields["username"] = [
+            "1 to 64 letters a-z, digits, '.', '-' or '_', starting with a letter or digit"
+            " (upper case is taken as lower case; no other alphabets, so that no two names"
+            " look alike)"
+        ]
     if len(password) < MIN_PASSWORD:
         fields["password"] = [f"at least {MIN_PASSWORD} characters"]
     if role not in ROLES:
@@ -86,6 +96,7 @@ def _insert_user(store: Store, username: str, password: str, role: str) -> dict[
 
 def setup_first_admin(store: Store, username: str, password: str, source: str) -> dict[str, Any]:
     """Create the first admin; only ever once (a second caller gets Conflict, even concurrently)."""
+    username = normalize_username(username)
     validate_new_user(username, password, "admin")
     try:
         store.meta.insert_one({"_id": SETUP_DOC_ID, "at": now(), "by": username})
@@ -101,6 +112,7 @@ def create_user(
 ) -> dict[str, Any]:
     if not actor.is_admin:
         raise Forbidden("only admins can create users")
+    username = normalize_username(username)
     validate_new_user(username, password, role)
     try:
         user = _insert_user(store, username, password, role)
@@ -226,42 +238,63 @@ return n
 
 @dataclass(frozen=True)
 class LoginThrottle:
-    """Failed logins counted in Redis, until `lockout` seconds pass without one. From
-    `max_failures` for one username, or four times that from one address (people behind one NAT),
-    logins are refused unchecked until then; each failure after that locks again. A successful
-    login clears its username's count, not its address's (else a guesser with an account of their
-    own could clear it between guesses)."""
+    """Failed logins counted in Redis, until `lockout` seconds pass without one, so that a
+    stranger cannot lock someone else out for long:
+
+    - one username from one address: from `max_failures` failures that pair is refused, unchecked,
+      until `lockout` passes without a failure (each failure after that locks again). Only the
+      guesser's own address is locked; the user logs in from theirs.
+    - one address, any usernames: from four times that, the address is refused alike.
+    - one username from many addresses: from four times that, each further failure makes every
+      address wait before the next try, 1 s, then 2, 4... at most `max_delay`: guessing is slowed,
+      and the user waits seconds, not minutes.
+
+    A successful login clears its username's counts (not its address's, else a guesser with an
+    account of their own could clear it between guesses)."""
 
     redis: Redis
     max_failures: int
     lockout: float
     prefix: str
+    max_delay: float = 30.0
 
-    def _keys(self, username: str, address: str) -> tuple[str, str]:
+    def _keys(self, username: str, address: str) -> tuple[str, str, str, str]:
+        user = _digest(normalize_username(username))
         return (
-            f"{self.prefix}:user:{_digest(username.lower())}",
+            f"{self.prefix}:pair:{_digest(user + chr(0) + address[:64])}",
             f"{self.prefix}:addr:{address[:64]}",
+            f"{self.prefix}:user:{user}",
+            f"{self.prefix}:user-wait:{user}",
         )
 
     def retry_after(self, username: str, address: str) -> int:
         """Seconds until this username and address may try again (0: now)."""
-        user_key, addr_key = self._keys(username, address)
+        pair_key, addr_key, _, wait_key = self._keys(username, address)
         pipe = self.redis.pipeline()
-        pipe.get(user_key).ttl(user_key).get(addr_key).ttl(addr_key)
-        user_n, user_ttl, addr_n, addr_ttl = pipe.execute()
+        pipe.get(pair_key).ttl(pair_key).get(addr_key).ttl(addr_key).pttl(wait_key)
+        pair_n, pair_ttl, addr_n, addr_ttl, wait_ms = pipe.execute()
         waits = [0]
-        if int(user_n or 0) >= self.max_failures:
-            waits.append(max(1, user_ttl))
+        if int(pair_n or 0) >= self.max_failures:
+            waits.append(max(1, pair_ttl))
         if int(addr_n or 0) >= 4 * self.max_failures:
             waits.append(max(1, addr_ttl))
+        if wait_ms and wait_ms > 0:
+            waits.append(max(1, -(-wait_ms // 1000)))
         return max(waits)
 
     def failed(self, username: str, address: str) -> None:
-        for key in self._keys(username, address):
-            self.redis.eval(_FAILED, 1, key, max(1, round(self.lockout)))
+        pair_key, addr_key, user_key, wait_key = self._keys(username, address)
+        ttl = max(1, round(self.lockout))
+        for key in (pair_key, addr_key):
+            self.redis.eval(_FAILED, 1, key, ttl)
+        spread = int(self.redis.eval(_FAILED, 1, user_key, ttl)) - 4 * self.max_failures
+        if spread >= 0:
+            delay = min(self.max_delay, 2.0 ** min(spread, 30))
+            self.redis.set(wait_key, 1, px=max(1, round(delay * 1000)))
 
-    def succeeded(self, username: str) -> None:
-        self.redis.delete(self._keys(username, "")[0])
+    def succeeded(self, username: str, address: str) -> None:
+        pair_key, _, user_key, wait_key = self._keys(username, address)
+        self.redis.delete(pair_key, user_key, wait_key)
 
 
 def authenticate(
@@ -277,6 +310,7 @@ def authenticate(
     its password is even checked, and a failure is counted. When Redis cannot be reached the
     login goes on unthrottled (argon2 still slows guessing, and the audit log has every failure)
     rather than locking everyone out."""
+    username = normalize_username(username)
     user = store.users.find_one({"username": username})
     actor = Actor(
         user["_id"] if user else None, username[:64], user["role"] if user else "", source
@@ -316,7 +350,7 @@ def authenticate(
         )
     if throttle is not None:
         try:
-            throttle.succeeded(username)
+            throttle.succeeded(username, source)
         except RedisError as exc:
             log.warning("login throttle unavailable: %s", exc)
     audit.record(store, actor, "login", username)

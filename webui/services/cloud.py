@@ -21,7 +21,7 @@ from pymongo.errors import DuplicateKeyError
 
 from wap.plan import SpecError, plan_from_dict
 from webui.config import Settings
-from webui.services import audit, jobs, projects
+from webui.services import audit, endpoints, jobs, projects
 from webui.services.audit import SYSTEM, Actor
 from webui.services.errors import Conflict, Invalid, NotFound
 from webui.store import Store, now
@@ -74,7 +74,7 @@ def _credential(
 
 
 def plan_cluster(
-    store: Store, actor: Actor, project_id: str, data: dict[str, Any]
+    store: Store, settings: Settings, actor: Actor, project_id: str, data: dict[str, Any]
 ) -> dict[str, Any]:
     """Validate a cluster request, plan it and store the cluster as `planned` (nothing is created
     in the cloud). `data`: name, spec (wap.plan fields but project and cluster), the ids of the
@@ -115,15 +115,12 @@ def plan_cluster(
     mongodb = _credential(store, project_id, data.get("mongodb_credential_id"), "mongodb",
                           "mongodb_credential_id", False)  # fmt: skip
     deploy_vars = data.get("deploy_vars") or {}
-    if not isinstance(deploy_vars, dict) or not all(
-        jobs.EXTRA_VAR_RE.match(str(k)) for k in deploy_vars
-    ):
-        raise Invalid(
-            "the deployment variables must be a mapping of Ansible variable names",
-            {"deploy_vars": ["name: value lines"]},
-        )
-    if any(str(k).startswith("wap_plan") for k in deploy_vars):
-        raise Invalid("the plan comes from the spec", {"deploy_vars": ["no wap_plan here"]})
+    errors, free_form = jobs.check_variables(
+        settings, actor, PROVIDERS[provider]["provision"], deploy_vars, set(), "deploy_vars"
+    )
+    if errors:
+        raise Invalid("the deployment variables cannot be used as given", errors)
+    _allowed_endpoint(settings, cloud)
     cluster = {
         "_id": uuid.uuid4().hex,
         "project_id": project_id,
@@ -144,7 +141,8 @@ def plan_cluster(
         raise Conflict(f"a cluster named {name!r} exists", {"name": ["already taken"]}) from None
     audit.record(
         store, actor, "cluster.plan", f"{project['name']}/{name}",
-        detail={"provider": provider, "resources": _counts(plan)},
+        detail={"provider": provider, "resources": _counts(plan),
+                **({"free_form_vars": sorted(free_form)} if free_form else {})},
     )  # fmt: skip
     return cluster
 
@@ -222,12 +220,29 @@ def connection_string(plan: dict[str, Any], hosts: list[dict[str, Any]]) -> str:
     return f"mongodb://{','.join(members)}/?replicaSet={sets.pop()}"
 
 
+def _allowed_endpoint(settings: Settings, credential: dict[str, Any]) -> str | None:
+    """The credential's endpoint URL, when the policy (still) allows it; Invalid otherwise."""
+    url = (credential.get("public") or {}).get("endpoint_url")
+    why = endpoints.endpoint_error(settings, url) if url else None
+    if why:
+        raise Invalid(
+            f"the endpoint of credential {credential['name']!r} is not allowed: {why}",
+            {"cloud_credential_id": [why]},
+        )
+    return url
+
+
 def _job_credentials(
-    store: Store, cluster: dict[str, Any], kinds: set[str], optional: tuple[str, ...] = ()
+    store: Store,
+    settings: Settings,
+    cluster: dict[str, Any],
+    kinds: set[str],
+    optional: tuple[str, ...] = (),
 ) -> tuple[list[str], dict[str, Any]]:
     """The ids of the cluster's credentials of these kinds (and of the optional ones it has), and
     the variables the playbooks need besides them: the plan, the SSH key's public half (the
-    private key goes to ssh-agent), the cloud endpoint when the credential names one."""
+    private key goes to ssh-agent), the cloud endpoint when the credential names one and the
+    endpoint policy (webui.services.endpoints) still allows it."""
     found = list(
         store.credentials.find(
             {"_id": {"$in": cluster["credential_ids"]}, "project_id": cluster["project_id"]}
@@ -247,7 +262,7 @@ def _job_credentials(
         if credential["kind"] == "ssh_key" and public.get("public_key"):
             extra["wap_ssh_public_key"] = public["public_key"]
         if credential["kind"] == "aws" and public.get("endpoint_url"):
-            extra["wap_aws_endpoint_url"] = public["endpoint_url"]
+            extra["wap_aws_endpoint_url"] = _allowed_endpoint(settings, credential)
     return [c["_id"] for c in used], extra
 
 
@@ -262,14 +277,13 @@ def provision(store: Store, settings: Settings, actor: Actor, cluster_id: str) -
         raise Conflict(f"the cluster is {current}: wait for its job to end")
     provider = PROVIDERS[cluster["provider"]]
     credential_ids, needed = _job_credentials(
-        store, cluster, {provider["credential"], "ssh_key"}, optional=("mongodb",)
+        store, settings, cluster, {provider["credential"], "ssh_key"}, optional=("mongodb",)
     )
-    extra = {**cluster.get("deploy_vars", {}), **needed}
     return jobs.create_job(
         store, settings, actor, cluster["project_id"],
         {"playbook": provider["provision"], "host_ids": [], "credential_ids": credential_ids,
-         "extra_vars": extra, "cluster_id": cluster_id},
-        action="provision",
+         "extra_vars": cluster.get("deploy_vars") or {}, "cluster_id": cluster_id},
+        action="provision", platform_vars=needed,
     )  # fmt: skip
 
 
@@ -293,12 +307,12 @@ def delete(
     if _state_after(last) == "deleting":
         raise Conflict("the cluster is being deleted already")
     provider = PROVIDERS[cluster["provider"]]
-    credential_ids, needed = _job_credentials(store, cluster, {provider["credential"]})
+    credential_ids, needed = _job_credentials(store, settings, cluster, {provider["credential"]})
     job = jobs.create_job(
         store, settings, actor, cluster["project_id"],
         {"playbook": provider["teardown"], "host_ids": [], "credential_ids": credential_ids,
-         "extra_vars": {**needed, "wap_teardown_confirm": "yes"}, "cluster_id": cluster_id},
-        action="teardown",
+         "cluster_id": cluster_id},
+        action="teardown", platform_vars={**needed, "wap_teardown_confirm": "yes"},
     )  # fmt: skip
     return cluster, job
 

@@ -7,7 +7,6 @@ fields are decrypted only by `reveal`, which only the job worker calls; nothing 
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from typing import Any
 
@@ -16,7 +15,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import serialization
 from pymongo.errors import DuplicateKeyError
 
-from webui.services import audit, projects
+from webui.config import Settings
+from webui.services import audit, endpoints, projects
 from webui.services.audit import Actor
 from webui.services.errors import Conflict, Invalid, NotFound
 from webui.store import Store, now
@@ -31,7 +31,6 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 OPTIONAL: dict[str, tuple[str, ...]] = {"aws": ("endpoint_url",), "ssh_key": ("passphrase",)}
 SECRET_OPTIONAL = ("passphrase",)
 PUBLIC_FIELDS = ("_id", "project_id", "name", "kind", "public", "created_at")
-ENDPOINT_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[^\s]*)?$")
 
 
 class CredentialKeyError(RuntimeError):
@@ -47,7 +46,9 @@ def fernet(key: str) -> Fernet:
         ) from None
 
 
-def validate(kind: str, name: str, fields: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+def validate(
+    settings: Settings, kind: str, name: str, fields: dict[str, Any]
+) -> tuple[dict[str, str], dict[str, str]]:
     errors: dict[str, list[str]] = {}
     if kind not in KINDS:
         errors["kind"] = [f"one of {', '.join(KINDS)}"]
@@ -64,8 +65,10 @@ def validate(kind: str, name: str, fields: dict[str, Any]) -> tuple[dict[str, st
         if isinstance(fields.get(f), str) and fields[f].strip()
     }
     endpoint = optional.get("endpoint_url")
-    if endpoint is not None and not ENDPOINT_RE.match(endpoint):
-        errors["endpoint_url"] = ["an http(s) URL such as https://ec2.eu-west-1.amazonaws.com"]
+    if endpoint is not None:
+        why = endpoints.endpoint_error(settings, endpoint)
+        if why:
+            errors["endpoint_url"] = [why]
     public = {f: str(fields[f]).strip() for f in public_names}
     secret = {f: str(fields[f]).strip() for f in secret_names}
     if kind == "ssh_key" and "private_key" not in errors:
@@ -111,7 +114,7 @@ def public_key(private_key: str, passphrase: str | None = None) -> str:
 
 def create(
     store: Store,
-    key: str,
+    settings: Settings,
     actor: Actor,
     project_id: str,
     kind: str,
@@ -119,14 +122,14 @@ def create(
     fields: dict[str, Any],
 ) -> dict[str, Any]:
     project = projects.require(store, actor, project_id, "owner")
-    public, secret = validate(kind, name, fields)
+    public, secret = validate(settings, kind, name, fields)
     record = {
         "_id": uuid.uuid4().hex,
         "project_id": project_id,
         "name": name,
         "kind": kind,
         "public": public,
-        "sealed": fernet(key).encrypt(json.dumps(secret).encode()).decode(),
+        "sealed": fernet(settings.credential_key).encrypt(json.dumps(secret).encode()).decode(),
         "created_at": now(),
     }
     try:

@@ -11,20 +11,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
 from redis import Redis
 from rq import Queue
 
 from webui.config import Settings
-from webui.services import audit, projects
+from webui.services import audit, endpoints, inputs, projects, variables
 from webui.services.audit import Actor
-from webui.services.errors import Conflict, Invalid, NotFound
+from webui.services.errors import Conflict, Forbidden, Invalid, NotFound
 from webui.store import Store, now
 
 STATUSES = ("queued", "running", "successful", "failed", "canceled", "lost")
 FINISHED = ("successful", "failed", "canceled", "lost")
 PLAYBOOK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.ya?ml$")
-EXTRA_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CLUSTER_GROUP = "mongodb"  # the group a cluster's hosts form (the deploy playbooks' default)
 EVENT_PAGE = 1000
 RQ_FAILURE_TTL = 7 * 24 * 3600
 RQ_RESULT_TTL = 24 * 3600
@@ -46,36 +45,97 @@ def queue(settings: Settings, connection: Redis | None = None) -> Queue:
     return Queue(settings.queue_name, connection=connection)
 
 
-def parse_extra_vars(text: str) -> dict[str, Any]:
-    """Extra variables typed in a form, as YAML (JSON is YAML too)."""
-    if not text.strip():
+def parse_extra_vars(text: str, field: str = "extra_vars") -> dict[str, Any]:
+    """Variables typed in a form, as YAML (JSON is YAML too), without anchors or aliases and
+    nested at most a few levels (webui.services.inputs)."""
+    value = inputs.load_yaml(text, field)
+    if value is None:
         return {}
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise Invalid(
-            "the extra variables are not YAML", {"extra_vars": [f"not YAML{where}"]}
-        ) from None
     if not isinstance(value, dict):
-        raise Invalid(
-            "the extra variables must be a mapping", {"extra_vars": ["name: value lines"]}
-        )
+        raise Invalid("the variables must be a mapping", {field: ["name: value lines"]})
     return value
 
 
+def check_variables(
+    settings: Settings,
+    actor: Actor,
+    playbook: str,
+    values: Any,
+    host_names: set[str],
+    field: str = "extra_vars",
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Errors in variables given for a playbook, and the free-form names among them (an admin's,
+    outside what the playbook documents). See webui.services.variables for the rules."""
+    if not isinstance(values, dict):
+        return {field: ["an object of variable names and values"]}, []
+    documented = variables.playbook_variables(playbook_path(settings, playbook))
+    problems, free_form = [], []
+    for name, value in values.items():
+        name = str(name)
+        why = variables.forbidden_name(name)
+        if why:
+            problems.append(f"{name}: {why}")
+            continue
+        templates = variables.template_paths(value, name)
+        if templates:
+            problems.append(
+                f"{templates[0]}: values are data, not templates: no '{{{{', '{{%' or '{{#'"
+            )
+            continue
+        if name in documented.host_patterns:
+            why = variables.host_pattern_error(value, host_names)
+            if why:
+                problems.append(f"{name}: {why}")
+                continue
+        elif name not in documented.documented:
+            if not actor.is_admin:
+                problems.append(
+                    f"{name}: not a variable {playbook} documents (only admins may set others)"
+                )
+                continue
+            free_form.append(name)
+        if endpoints.is_endpoint_variable(name):
+            why = endpoints.endpoint_error(settings, str(value))
+            if why:
+                problems.append(f"{name}: {why}")
+    return ({field: problems} if problems else {}), free_form
+
+
+def _platform_playbooks() -> set[str]:
+    from webui.services import cloud  # cloud starts jobs: imported here, not at the top
+
+    return {
+        p
+        for provider in cloud.PROVIDERS.values()
+        for p in (provider["provision"], provider["teardown"])
+    }
+
+
 def validate_request(
-    store: Store, settings: Settings, project_id: str, data: dict[str, Any]
+    store: Store,
+    settings: Settings,
+    actor: Actor,
+    project_id: str,
+    data: dict[str, Any],
+    *,
+    platform: bool = False,
 ) -> dict[str, Any]:
+    """The job as it will be stored, or Invalid naming each refused field. `platform`: the
+    platform itself starts the job (a cloud cluster's provision or teardown)."""
     errors: dict[str, list[str]] = {}
     playbook = data.get("playbook")
     if not isinstance(playbook, str) or playbook not in list_playbooks(settings):
         errors["playbook"] = [
             f"one of: {', '.join(list_playbooks(settings)) or '(no playbooks found)'}"
         ]
+    elif playbook in _platform_playbooks() and not platform and not actor.is_admin:
+        raise Forbidden(
+            f"{playbook} runs on the platform itself: start it from the cluster's page"
+            " (provision or delete)"
+        )
     host_ids = data.get("host_ids") or []
     cluster_id = data.get("cluster_id") or None
+    cluster = None
     planned = False  # a cloud cluster's jobs start on the platform (localhost) with its plan
     if cluster_id:
         cluster = store.clusters.find_one({"_id": cluster_id, "project_id": project_id})
@@ -84,16 +144,23 @@ def validate_request(
         else:
             host_ids = host_ids or cluster["host_ids"]
             planned = bool(cluster.get("plan"))
+    hosts: list[dict[str, Any]] = []
     if (
         not isinstance(host_ids, list)
         or (not host_ids and not planned)
         or not all(isinstance(h, str) for h in host_ids)
     ):
         errors.setdefault("host_ids", ["pick at least one host"])
-    elif store.hosts.count_documents({"project_id": project_id, "_id": {"$in": host_ids}}) != len(
-        set(host_ids)
-    ):
-        errors["host_ids"] = ["unknown host for this project"]
+    else:
+        hosts = list(store.hosts.find({"project_id": project_id, "_id": {"$in": host_ids}}))
+        if len(hosts) != len(set(host_ids)):
+            errors["host_ids"] = ["unknown host for this project"]
+    local = sorted(h["name"] for h in hosts if h.get("connection") == "local")
+    if local and not actor.is_admin:
+        raise Forbidden(
+            f"{', '.join(local)} {'is' if len(local) == 1 else 'are'} the platform machine itself"
+            " (connection local): only an admin may run jobs there"
+        )
     credential_ids = data.get("credential_ids") or []
     if not isinstance(credential_ids, list) or not all(isinstance(c, str) for c in credential_ids):
         errors["credential_ids"] = ["a list of credential ids"]
@@ -107,8 +174,13 @@ def validate_request(
         elif any(kinds.count(k) > 1 for k in kinds):
             errors["credential_ids"] = ["at most one credential of each kind"]
     extra_vars = data.get("extra_vars") or {}
-    if not isinstance(extra_vars, dict) or not all(EXTRA_VAR_RE.match(str(k)) for k in extra_vars):
-        errors["extra_vars"] = ["an object whose keys are Ansible variable names"]
+    free_form: list[str] = []
+    if "playbook" not in errors:
+        names = {"all", "ungrouped", *(h["name"] for h in hosts)}
+        if cluster is not None:
+            names.add(CLUSTER_GROUP)
+        problems, free_form = check_variables(settings, actor, playbook, extra_vars, names)
+        errors.update(problems)
     if errors:
         raise Invalid("the job cannot be started as given", errors)
     return {
@@ -117,6 +189,8 @@ def validate_request(
         "credential_ids": list(dict.fromkeys(credential_ids)),
         "extra_vars": extra_vars,
         "cluster_id": cluster_id,
+        "free_form_vars": sorted(free_form),
+        "local_hosts": local,
     }
 
 
@@ -129,11 +203,17 @@ def create_job(
     *,
     rq: Queue | None = None,
     action: str | None = None,
+    platform_vars: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Store the job `queued` and enqueue it. `action` (provision, teardown) marks the jobs that
-    make or unmake a cloud cluster: its state is read from them (webui.services.cloud)."""
+    make or unmake a cloud cluster: its state is read from them (webui.services.cloud), and with
+    it come `platform_vars`, the variables the platform sets from what it stores (the plan, a
+    credential's public key and endpoint), which no request may set."""
     project = projects.require(store, actor, project_id, "operator")
-    request = validate_request(store, settings, project_id, data)
+    request = validate_request(store, settings, actor, project_id, data, platform=bool(action))
+    free_form, local = request.pop("free_form_vars"), request.pop("local_hosts")
+    if platform_vars:
+        request["extra_vars"] = {**request["extra_vars"], **platform_vars}
     job = {
         "_id": uuid.uuid4().hex,
         "project_id": project_id,
@@ -163,12 +243,13 @@ def create_job(
         result_ttl=RQ_RESULT_TTL,
         description=f"{project['name']}: {request['playbook']}",
     )
+    detail: dict[str, Any] = {"job_id": job["_id"]}
+    if free_form:
+        detail["free_form_vars"] = free_form  # an admin's decision, on the record
+    if local:
+        detail["local_hosts"] = local
     audit.record(
-        store,
-        actor,
-        "job.start",
-        f"{project['name']}/{request['playbook']}",
-        detail={"job_id": job["_id"]},
+        store, actor, "job.start", f"{project['name']}/{request['playbook']}", detail=detail
     )
     return job
 

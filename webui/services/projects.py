@@ -14,6 +14,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from webui.services import audit
+from webui.services.accounts import normalize_username
 from webui.services.audit import Actor
 from webui.services.errors import Conflict, Forbidden, Invalid, NotFound
 from webui.store import Store, now
@@ -82,6 +83,7 @@ def set_member(store: Store, actor: Actor, project_id: str, username: str, role:
     project = require(store, actor, project_id, "owner")
     if role not in (*PROJECT_ROLES, "none"):
         raise Invalid("unknown role", {"role": [f"one of {', '.join(PROJECT_ROLES)} or none"]})
+    username = normalize_username(username)
     user = store.users.find_one({"username": username})
     if not user:
         raise Invalid(f"no user named {username!r}", {"username": ["no such user"]})
@@ -132,11 +134,19 @@ def validate_host(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_host(store: Store, actor: Actor, project_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Register a host. A `local` one is the platform machine itself (its jobs run on the worker):
+    an admin's decision only, and on the record."""
     project = require(store, actor, project_id, "operator")
+    checked = validate_host(data)
+    if checked["connection"] == "local" and not actor.is_admin:
+        raise Forbidden(
+            "a host with connection local is the platform machine itself: only an admin may"
+            " register one; register the host by its address with connection ssh"
+        )
     host = {
         "_id": uuid.uuid4().hex,
         "project_id": project_id,
-        **validate_host(data),
+        **checked,
         "created_at": now(),
     }
     try:
@@ -150,7 +160,7 @@ def add_host(store: Store, actor: Actor, project_id: str, data: dict[str, Any]) 
         actor,
         "host.add",
         f"{project['name']}/{host['name']}",
-        detail={"address": host["address"]},
+        detail={"address": host["address"], "connection": host["connection"]},
     )
     return host
 

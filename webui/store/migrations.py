@@ -5,6 +5,8 @@ A migration must be safe to run again (a crash between applying it and recording
 
 from __future__ import annotations
 
+import logging
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +15,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 
 SCHEMA_DOC_ID = "schema"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,21 @@ def _initial_indexes(db: Database[dict[str, Any]]) -> None:
     db.audit.create_index("actor")
 
 
+def _normalized_usernames(db: Database[dict[str, Any]]) -> None:
+    """Usernames in the one spelling logins now look up: NFKC, case-folded (as
+    webui.services.accounts.normalize_username was when this was written). Two users whose names
+    only differed by case keep theirs and are logged: an admin renames one."""
+    for user in list(db.users.find({}, {"username": 1})):
+        name = unicodedata.normalize("NFKC", user["username"]).casefold().strip()
+        if name == user["username"]:
+            continue
+        if db.users.find_one({"username": name}):
+            log.warning("users %r and %r differ only by case: rename one", user["username"], name)
+            continue
+        db.users.update_one({"_id": user["_id"]}, {"$set": {"username": name}})
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "collections and their indexes", _initial_indexes),
+    Migration(2, "usernames normalised (NFKC, case-folded)", _normalized_usernames),
 ]

@@ -43,7 +43,7 @@ def create(project_id: str) -> Response:
         "extra_vars": jobs.parse_extra_vars(form.get("extra_vars", "")),
     }
     projects.require(store, actor, project_id, "operator")
-    jobs.validate_request(store, settings, project_id, deployment)  # before anything is created
+    jobs.validate_request(store, settings, actor, project_id, deployment)  # before anything exists
     cluster = projects.create_cluster(
         store, actor, project_id, form.get("name", "").strip(), deployment["host_ids"],
         deployment["playbook"],
@@ -121,6 +121,7 @@ def plan_cloud(project_id: str):
     """Plan the spec and show the plan; on a bad field, the form again with everything typed and
     the message next to the field."""
     store, actor, form = security.get_store(), security.current_actor(), request.form
+    settings = security.get_settings()
     try:
         data = {
             "name": form.get("name", "").strip(),
@@ -128,9 +129,9 @@ def plan_cloud(project_id: str):
             "cloud_credential_id": form.get("cloud_credential_id"),
             "ssh_credential_id": form.get("ssh_credential_id"),
             "mongodb_credential_id": form.get("mongodb_credential_id") or None,
-            "deploy_vars": jobs.parse_extra_vars(form.get("deploy_vars", "")),
+            "deploy_vars": jobs.parse_extra_vars(form.get("deploy_vars", ""), "deploy_vars"),
         }
-        cluster = cloud.plan_cluster(store, actor, project_id, data)
+        cluster = cloud.plan_cluster(store, settings, actor, project_id, data)
     except Invalid as exc:
         errors = {_form_field(k): v for k, v in exc.fields.items()}
         flash(exc.message, "error")

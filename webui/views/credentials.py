@@ -23,7 +23,7 @@ def create(project_id: str) -> Response:
     }
     record = credentials.create(
         security.get_store(),
-        security.get_settings().credential_key,
+        security.get_settings(),
         security.current_actor(),
         project_id,
         kind,
