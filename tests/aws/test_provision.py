@@ -3,7 +3,6 @@
 import ipaddress
 import json
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tests.aws.cloud import (
     write_plan,
 )
 from tests.deploy.deployment import ADMIN, wait_healthy
+from tests.waiting import wait_until
 
 INVENTORY = REPO / "inventory" / "aws" / "aws_ec2.yml"
 NOT_CONNECTING = ("-e", "wap_provision_connect=false")
@@ -207,10 +207,14 @@ def test_three_members_over_three_zones_provisioned_deployed_then_nothing_left(
         v["VpcId"]
         for v in ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
     }
-    deadline = time.monotonic() + 10
-    while standin.hosts and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert standin.hosts == {} and standin.errors == []
+    wait_until(
+        lambda: not standin.hosts,
+        timeout=30,
+        every=0.2,
+        what="the stand-in hosts to go with their instances",
+        seen=lambda: (standin.hosts, standin.errors),
+    )
+    assert standin.errors == []
 
     rerun = ok(run_playbook(TEARDOWN, plan_file, moto, *CONFIRM))
     assert recap(rerun)["localhost"]["changed"] == 0
@@ -229,11 +233,18 @@ def test_teardown_after_provisioning_killed_halfway(
         start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 300
-        while not tagged(ec2, plan["tags"])["instance"]:
+
+        def an_instance() -> bool:
             assert proc.poll() is None, "the provisioning ended before any instance existed"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+            return bool(tagged(ec2, plan["tags"])["instance"])
+
+        wait_until(
+            an_instance,
+            timeout=300,
+            every=0.05,
+            what="the provisioning to launch an instance",
+            seen=lambda: {k: len(v) for k, v in tagged(ec2, plan["tags"]).items()},
+        )
     finally:
         kill_tree(proc)  # SIGKILL, mid-run: no handler, no cleanup
     half = tagged(ec2, plan["tags"])

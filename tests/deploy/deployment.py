@@ -14,6 +14,7 @@ from pathlib import Path
 import pymongo
 
 from tests.labhosts import REPO, VENV_BIN, LabHosts, ansible_env
+from tests.waiting import wait_until
 
 PLAYBOOKS = REPO / "playbooks"
 LAB_VARS = REPO / "inventory" / "lab"
@@ -139,18 +140,36 @@ class Deployment:
         return f"{self.lab.hosts[host]}:{port}"
 
 
-def wait_healthy(client: pymongo.MongoClient, members: int, timeout: float = 60) -> dict:
-    """replSetGetStatus once every member is healthy and one is primary (or the last seen)."""
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_healthy(client: pymongo.MongoClient, members: int, timeout: float = 90) -> dict:
+    """replSetGetStatus once every member is healthy and one is primary; fails with the members'
+    states and messages as the set sees them when that does not happen within ``timeout``."""
+    wanted = ["PRIMARY"] + ["SECONDARY"] * (members - 1)
+    last: list[dict] = []
+
+    def healthy() -> dict | None:
         status = client.admin.command("replSetGetStatus")
+        last[:] = [status]
         states = sorted(m["stateStr"] for m in status["members"])
-        healthy = all(m["health"] == 1 for m in status["members"])
-        if healthy and states == ["PRIMARY"] + ["SECONDARY"] * (members - 1):
+        if all(m["health"] == 1 for m in status["members"]) and states == wanted:
             return status
-        if time.monotonic() > deadline:
-            return status
-        time.sleep(1)
+        return None
+
+    def seen() -> str:
+        if not last:
+            return "no replSetGetStatus answered"
+        return "; ".join(
+            f"{m['name']} {m['stateStr']} health {m['health']} {m.get('infoMessage', '')}".strip()
+            for m in last[0]["members"]
+        )
+
+    return wait_until(
+        healthy,
+        timeout=timeout,
+        every=1,
+        what=f"{members} healthy members, one PRIMARY",
+        retry=pymongo.errors.PyMongoError,
+        seen=seen,
+    )
 
 
 @dataclass

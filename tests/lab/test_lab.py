@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.labhosts import REPO, VENV_BIN, LabHosts, ansible_env, free_subnet
+from tests.waiting import wait_until
 from wap.cli import main as wap_main
 from wap.lab import Lab, LabError
 from wap.lab.lab import cgroup2_root, list_links, list_netns
@@ -146,12 +147,18 @@ def test_down_cleans_up_after_a_crash_midway_through_up(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
         # Crash once some hosts exist and others do not yet.
-        while f"wap-{lab.name}-lab2" not in list_netns():
+        def second_host_made() -> bool:
             assert up.poll() is None, "up finished before it could be interrupted"
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+            return f"wap-{lab.name}-lab2" in list_netns()
+
+        wait_until(
+            second_host_made,
+            timeout=30,
+            every=0.005,
+            what=f"`wap lab up` to make {lab.name}'s second host",
+            seen=lambda: [n for n in list_netns() if n.startswith(f"wap-{lab.name}-")],
+        )
         up.send_signal(signal.SIGKILL)
         up.wait()
         assert leftovers(lab), "the crash should leave a half-made lab behind"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from bson.int64 import Int64
 from pymongo.errors import AutoReconnect, OperationFailure
+
+from tests.waiting import wait_until
 
 
 def test_server_status_sections(client):
@@ -156,15 +157,14 @@ def test_current_op_and_kill_op_interrupt_an_await_data_get_more(launcher):
 
     waiter = threading.Thread(target=wait_for_data)
     waiter.start()
-    opid = None
-    for _ in range(100):
-        ops = client.admin.command({"currentOp": 1, "op": "getmore"})["inprog"]
-        if ops:
-            opid = ops[0]["opid"]
-            assert ops[0]["ns"] == "test.capped" and ops[0]["active"] is True
-            break
-        time.sleep(0.05)
-    assert opid is not None
+    ops = wait_until(
+        lambda: client.admin.command({"currentOp": 1, "op": "getmore"})["inprog"],
+        timeout=15,
+        every=0.05,
+        what="the waiting getMore in currentOp",
+    )
+    opid = ops[0]["opid"]
+    assert ops[0]["ns"] == "test.capped" and ops[0]["active"] is True
     reply = client.admin.command("killOp", op=opid)
     assert reply["info"] == "attempting to kill op"
     waiter.join(10)

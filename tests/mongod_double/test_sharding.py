@@ -3,12 +3,11 @@ driven with unmodified pymongo through mongos. Each test names the MongoDB page 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from pymongo.errors import OperationFailure
 
 from tests.mongod_double.shardedset import SHARDS, initiate, start_cluster, start_mongos
+from tests.waiting import wait_until
 
 DRAIN_TIMEOUT = 30.0
 
@@ -171,14 +170,19 @@ def test_remove_shard_drains_and_completes(launcher):
     started = client.admin.command("removeShard", "shard2")
     assert started["state"] == "started" and started["shard"] == "shard2"
     assert started["dbsToMove"] == ["app"]
-    deadline = time.monotonic() + DRAIN_TIMEOUT
-    while True:
+
+    def drained() -> dict | None:
         status = client.admin.command("removeShard", "shard2")
-        assert status["state"] == "ongoing"
-        if status["remaining"]["chunks"] == 0:
-            break
-        assert time.monotonic() < deadline, status
-        time.sleep(0.2)
+        assert status["state"] == "ongoing", status
+        return status if status["remaining"]["chunks"] == 0 else None
+
+    status = wait_until(
+        drained,
+        timeout=DRAIN_TIMEOUT,
+        every=0.2,
+        what="shard2's chunks to drain",
+        seen=lambda: client.admin.command("removeShard", "shard2"),
+    )
     assert status["remaining"]["dbs"] == 1 and status["dbsToMove"] == ["app"]
     client.admin.command("movePrimary", "app", to="shard1")
     done = client.admin.command("removeShard", "shard2")
@@ -212,14 +216,13 @@ def test_catalog_survives_restart(launcher):
         launcher.start("--shardsvr", "--replSet", name, dbpath=node.dbpath, port=node.port)
     router = start_mongos(launcher, f"cfg/127.0.0.1:{config.port}")
     client = router.client()
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            shards = client.admin.command("listShards")["shards"]
-            break
-        except OperationFailure:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+    shards = wait_until(
+        lambda: client.admin.command("listShards")["shards"],
+        timeout=30,
+        every=0.2,
+        what="the restarted mongos to list the shards",
+        retry=OperationFailure,
+    )
     assert [s["_id"] for s in shards] == list(SHARDS)
     assert client.config.collections.find_one({"_id": "app.items"})["key"] == {"k": "hashed"}
     assert client.app.items.count_documents({}) == 200
