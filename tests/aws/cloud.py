@@ -22,6 +22,7 @@ import psutil
 import yaml
 
 from tests.labhosts import REPO, VENV_BIN, ansible_env
+from tests.waiting import wait_until
 from wap.lab import Lab, LabError
 
 PROVISION = REPO / "playbooks" / "provision_cluster.yml"
@@ -225,6 +226,17 @@ class StandIn:
             self._thread.join(30)
         for instance_id in list(self.hosts):
             self._remove(instance_id)
+
+    def wait_gone(self, timeout: float = 30) -> None:
+        """Until every stand-in host went with its instance; then no error may have happened."""
+        wait_until(
+            lambda: not self.hosts,
+            timeout=timeout,
+            every=0.2,
+            what="the stand-in hosts to go with their instances",
+            seen=lambda: (self.hosts, self.errors),
+        )
+        assert self.errors == []
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -20,7 +20,6 @@ from tests.aws.cloud import (
     write_plan,
 )
 from tests.deploy.deployment import ADMIN
-from tests.waiting import wait_until
 
 CONFIRM = ("-e", "wap_teardown_confirm=yes")
 
@@ -74,11 +73,4 @@ def test_smallest_sharded_cluster_provisioned_deployed_then_nothing_left(
 
     succeeded(run_playbook(TEARDOWN, plan_file, moto, *CONFIRM))
     assert {kind: items for kind, items in tagged(ec2, plan["tags"]).items() if items} == {}
-    wait_until(
-        lambda: not standin.hosts,
-        timeout=30,
-        every=0.2,
-        what="the stand-in hosts to go with their instances",
-        seen=lambda: (standin.hosts, standin.errors),
-    )
-    assert standin.errors == []
+    standin.wait_gone()
