@@ -39,7 +39,7 @@ from bson.int64 import Int64
 from bson.objectid import ObjectId
 from bson.timestamp import Timestamp
 
-from mongod_double import election, rsconfig
+from mongod_double import election, rollback, rsconfig
 from mongod_double.errors import NOT_WRITABLE_PRIMARY, CommandError
 from mongod_double.logs import log
 from mongod_double.role import Role
@@ -165,6 +165,10 @@ class ReplicationCoordinator:
         self._electing = False
         self._config_fetches: set[str] = set()
         self._logging_allowed = False
+        self.min_valid: dict | None = None  # ROLLBACK until applied up to here
+        self._write_gate = threading.Condition()
+        self._writers = 0
+        self._draining = False
         self._rng = random.Random()
 
     # -- startup and threads ---------------------------------------------------------------
@@ -185,7 +189,7 @@ class ReplicationCoordinator:
                 self.last_vote_term = int(doc.get("term", -1))
                 self.term = max(self.term, self.last_vote_term)
         if docs:
-            self.storage.oplog_hook = self.oplog_entry
+            self.storage.oplog_hook = self
             self._adopt_config(docs[0])
             if self.state == SECONDARY and self._sole_voter():
                 self.become_primary("single node election at startup")
@@ -363,7 +367,7 @@ class ReplicationCoordinator:
         election (at once when this node is the only voter)."""
         with self.storage.lock, self.mutex:
             self._store_config(config)
-            self.storage.oplog_hook = self.oplog_entry
+            self.storage.oplog_hook = self
             self._logging_allowed = True
             try:
                 self.storage.apply({"op": "n", "ns": "", "o": {"msg": "initiating set"}})
@@ -381,7 +385,7 @@ class ReplicationCoordinator:
         """Store and adopt a new config (initiate, reconfig, or one learnt by heartbeat)."""
         with self.storage.lock, self.mutex:
             self._store_config(config)
-            self.storage.oplog_hook = self.oplog_entry
+            self.storage.oplog_hook = self
             self._adopt_config(config)
         log.info(
             "REPL",
@@ -458,13 +462,18 @@ class ReplicationCoordinator:
             self._last_ts = ts
             return ts
 
-    def oplog_entry(self, op: dict) -> dict | None:
-        """The oplog entry for an operation applied on the primary (MongoDB 4.4+ format).
+    def entry_for(self, op: dict) -> dict | None:
+        """The oplog entry for an operation about to be applied here (MongoDB 4.4+ format).
 
-        Called under ``storage.lock``: reads plain attributes only, never takes ``mutex``.
+        Refuses (NotWritablePrimary) on a member that is not primary, so that a write racing a
+        step-down is either logged in the term it was accepted in or not applied at all. Called
+        under ``storage.lock``: reads plain attributes only, never takes ``mutex``.
         """
-        if self.config is None or not (self.state == PRIMARY or self._logging_allowed):
+        if self.config is None:
             return None
+        primary = self.state == PRIMARY
+        if not (primary or self._logging_allowed):
+            raise CommandError(NOT_WRITABLE_PRIMARY, "not primary")
         entry = {"op": op["op"], "ns": op["ns"]}
         if "ui" in op:
             entry["ui"] = op["ui"]
@@ -472,12 +481,14 @@ class ReplicationCoordinator:
         if "o2" in op:
             entry["o2"] = op["o2"]
         ts = self.next_timestamp()
-        term = self.term if self.state == PRIMARY else -1
-        wall = datetime.datetime.now(datetime.UTC)
-        entry.update(ts=ts, t=Int64(term), v=Int64(2), wall=wall)
-        self.last_applied = {"ts": ts, "t": Int64(term)}
-        self.last_applied_wall = wall.replace(tzinfo=None)
+        term = self.term if primary else -1
+        entry.update(ts=ts, t=Int64(term), v=Int64(2), wall=datetime.datetime.now(datetime.UTC))
         return entry
+
+    def logged(self, entry: dict) -> None:
+        """The write path applied ``entry`` and appended it to the oplog."""
+        self.last_applied = {"ts": entry["ts"], "t": entry["t"]}
+        self.last_applied_wall = entry["wall"].replace(tzinfo=None)
 
     def apply_fetched(self, entries: list[dict]) -> None:
         """Apply entries fetched from the sync source, keeping their ts and t."""
@@ -512,6 +523,43 @@ class ReplicationCoordinator:
         if db == "local" or self.is_writable_primary:
             return
         raise CommandError(NOT_WRITABLE_PRIMARY, "not primary")
+
+    @contextlib.contextmanager
+    def write_intent(self, db: str):
+        """Around a write command: waits while a step-down drains writes (mongod's RSTL in
+        intent mode), then checks this node may write."""
+        if db == "local" or not self.role.is_replicated:
+            self.check_write(db)
+            yield
+            return
+        with self._write_gate:
+            while self._draining:
+                self._write_gate.wait()
+            self._writers += 1
+        try:
+            self.check_write(db)
+            yield
+        finally:
+            with self._write_gate:
+                self._writers -= 1
+                self._write_gate.notify_all()
+
+    @contextlib.contextmanager
+    def writes_blocked(self):
+        """A step-down's exclusive hold: no write runs or starts until it is over, so that the
+        secondaries it waits for can catch up with a last optime that stays put."""
+        with self._write_gate:
+            while self._draining:
+                self._write_gate.wait()
+            self._draining = True
+            while self._writers:
+                self._write_gate.wait()
+        try:
+            yield
+        finally:
+            with self._write_gate:
+                self._draining = False
+                self._write_gate.notify_all()
 
     def check_read(self, db: str, read_preference: dict | None) -> None:
         if db == "local" or self.is_writable_primary:
@@ -1180,7 +1228,9 @@ class ReplicationCoordinator:
                 state = self.state
                 if state == STARTUP2:
                     self._initial_sync()
-                elif state in (SECONDARY, RECOVERING):
+                elif state in (SECONDARY, RECOVERING) or (
+                    state == ROLLBACK and self.min_valid is not None
+                ):
                     self._fetch_once()
                 else:
                     self._stop.wait(0.2)
@@ -1230,10 +1280,11 @@ class ReplicationCoordinator:
                 self._set_state(SECONDARY, "caught up with the sync source")
         self.apply_fetched(batch[1:])
         self._report_position(source)
+        self._check_min_valid()
         cursor_id = cursor["id"]
         try:
             while cursor_id and not self._stop.is_set():
-                if self.state not in (SECONDARY,) or self._choose_sync_source() != source:
+                if self.state not in (SECONDARY, ROLLBACK) or self._choose_sync_source() != source:
                     break
                 more = local.command(
                     {
@@ -1248,8 +1299,19 @@ class ReplicationCoordinator:
                 if entries:
                     self.apply_fetched(entries)
                     self._report_position(source)
+                self._check_min_valid()
         finally:
             self._kill_cursor(local, cursor_id)
+
+    def _check_min_valid(self) -> None:
+        """After a rollback: consistent again once applied up to minValid, then SECONDARY."""
+        with self.mutex:
+            if self.state != ROLLBACK or self.min_valid is None:
+                return
+            if election.optime_key(self.last_applied) >= election.optime_key(self.min_valid):
+                self.min_valid = None
+                self._set_state(SECONDARY, "rollback complete")
+                self._reset_election_timer()
 
     @staticmethod
     def _kill_cursor(local, cursor_id: int) -> None:
@@ -1310,61 +1372,71 @@ class ReplicationCoordinator:
         self._rollback(source, local)
 
     def _rollback(self, source: str, local) -> None:
-        """Refetch rollback: undo our entries after the common point with the source's documents."""
-        from mongod_double.peers import CODEC
+        """Roll back our entries after the common point with the source, as mongod does.
 
+        The common point is the newest entry both oplogs hold with the same ``ts`` and ``t``.
+        Every document a divergent entry touched is saved, as it is here, to
+        ``<dbPath>/rollback/<collection UUID>/removed.<time>.bson``, then refetched from the
+        source (or deleted when the source has none); a collection a divergent command touched is
+        cloned from the source whole. The oplog is cut at the common point and the member stays
+        in ROLLBACK until it has applied the source's entries up to the source's newest one at
+        the time of the refetch (minValid), when its data is consistent again: then SECONDARY.
+        """
         with self.mutex:
             self._set_state(ROLLBACK, f"our oplog diverged from {source}")
         storage = self.storage
         with storage.lock:
-            records = list(storage.capped[OPLOG_NS].records)
-        common = None
-        divergent: list[dict] = []
-        for record in reversed(records):
-            entry = record.doc
-            found = local.command({"find": "oplog.rs", "filter": {"ts": entry["ts"]}, "limit": 1})[
-                "cursor"
-            ]["firstBatch"]
-            if found and int(found[0].get("t", -1)) == int(entry.get("t", -1)):
-                common = record
-                break
-            divergent.append(entry)
+            records = [record.doc for record in storage.capped[OPLOG_NS].records]
+        common, divergent = rollback.find_common_point(records, rollback.source_entries(local))
         if common is None:
-            with self.mutex:
-                self.info_message = f"no common point with {source}: resync needed"
-                self._set_state(RECOVERING, self.info_message)
-            self._stop.wait(2)
+            self._rollback_failed(f"no common point with {source}: resync needed")
             return
+        committed = self.last_committed
+        if committed is not None and common["ts"] < committed["ts"]:
+            self._rollback_failed(
+                f"the common point with {source} ({common['ts']}) is older than the majority "
+                f"commit point ({committed['ts']}): rollback would lose committed writes"
+            )
+            return
+        plan = rollback.plan(divergent)
         client = self.peers.client(source, "oplog")
-        touched: dict[tuple[str, object], None] = {}
-        for entry in divergent:
-            if entry["op"] in ("i", "u", "d"):
-                _id = (entry.get("o2") or entry["o"]).get("_id")
-                touched[(entry["ns"], _id)] = None
+        newest = rollback.newest_entry(local)
+        files = []
         with storage.lock:
-            for ns, _id in touched:
-                db, coll = split_ns(ns)
-                found = client.get_database(db, codec_options=CODEC)[coll].find_one({"_id": _id})
-                if found is None:
-                    if storage.exists(ns):
-                        storage.apply({"op": "d", "ns": ns, "o": {"_id": _id}})
-                elif storage.exists(ns):
-                    storage.apply({"op": "u", "ns": ns, "o2": {"_id": _id}, "o": found})
-                else:
-                    storage.apply({"op": "i", "ns": ns, "o": found})
-            storage.truncate_oplog_after(common.doc["ts"])
-            entry = common.doc
-            self.last_applied = {"ts": entry["ts"], "t": Int64(entry.get("t", -1))}
-            self.last_applied_wall = entry.get("wall")
+            saved = rollback.save_local_versions(storage, plan, _now())
+            files = sorted(saved)
+            for ns in plan.collections:
+                self._clone_collection(client, ns)
+            for ns, _id in plan.documents:
+                if ns in plan.collections:
+                    continue
+                rollback.refetch(storage, client, ns, _id)
+            storage.truncate_oplog_after(common["ts"])
+            self.last_applied = {"ts": common["ts"], "t": Int64(common.get("t", -1))}
+            self.last_applied_wall = common.get("wall")
+            self.min_valid = {"ts": newest["ts"], "t": Int64(newest.get("t", -1))}
         log.info(
             "ROLLBACK",
             21612,
-            "Rollback complete",
-            {"commonPoint": entry["ts"], "rolledBackEntries": len(divergent)},
+            "Rollback summary",
+            {
+                "syncSource": source,
+                "commonPoint": common["ts"],
+                "rolledBackEntries": len(divergent),
+                "refetchedDocuments": len(plan.documents),
+                "resyncedCollections": sorted(plan.collections),
+                "rollbackDataFiles": files,
+                "minValid": newest["ts"],
+            },
             ctx="BackgroundSync",
         )
+
+    def _rollback_failed(self, message: str) -> None:
         with self.mutex:
-            self._set_state(SECONDARY, "rollback complete")
+            self.info_message = message
+            log.error("ROLLBACK", 21606, "Rollback failed", {"error": message}, ctx="Rollback")
+            self._set_state(RECOVERING, message)
+        self._stop.wait(2)
 
     # -- initial sync ----------------------------------------------------------------------
 
@@ -1389,41 +1461,17 @@ class ReplicationCoordinator:
         with storage.lock:
             for ns in [n for n in list(storage.catalog) if split_ns(n)[0] != "local"]:
                 db, coll = split_ns(ns)
-                storage.apply({"op": "c", "ns": f"{db}.$cmd", "o": {"drop": coll}})
+                storage.apply({"op": "c", "ns": f"{db}.$cmd", "o": {"drop": coll}}, logged=False)
         for db_info in client.admin.command("listDatabases")["databases"]:
             db_name = db_info["name"]
             if db_name == "local":
                 continue
             db = client.get_database(db_name, codec_options=CODEC)
             for info in db.command("listCollections")["cursor"]["firstBatch"]:
-                if info.get("type", "collection") != "collection":
-                    continue
-                name = info["name"]
-                if name == "system.profile":
-                    continue
-                ns = f"{db_name}.{name}"
-                create = {"create": name, **(info.get("options") or {})}
-                uuid = info["info"]["uuid"]
-                with storage.lock:
-                    storage.apply({"op": "c", "ns": f"{db_name}.$cmd", "ui": uuid, "o": create})
-                for spec in db[name].list_indexes():
-                    spec = dict(spec)
-                    if spec.get("name") == "_id_":
-                        continue
-                    spec.pop("v", None)
-                    with storage.lock:
-                        storage.apply(
-                            {
-                                "op": "c",
-                                "ns": f"{db_name}.$cmd",
-                                "o": {"createIndexes": name, **spec},
-                            },
-                        )
-                for doc in db[name].find({}):
-                    with storage.lock:
-                        storage.apply({"op": "i", "ns": ns, "ui": uuid, "o": doc})
+                if info.get("type", "collection") == "collection":
+                    self._clone_collection(client, f"{db_name}.{info['name']}", info)
         with storage.lock:
-            storage.apply({"op": "i", "ns": OPLOG_NS, "o": begin_entry})
+            storage.apply({"op": "i", "ns": OPLOG_NS, "o": begin_entry}, logged=False)
             self.last_applied = {"ts": begin_entry["ts"], "t": Int64(begin_entry.get("t", -1))}
             self.last_applied_wall = begin_entry.get("wall")
             with self._ts_lock:
@@ -1433,6 +1481,45 @@ class ReplicationCoordinator:
             if self.state == STARTUP2:
                 self._set_state(SECONDARY, "initial sync done")
                 self._reset_election_timer()
+
+    def _clone_collection(self, client, ns: str, info: dict | None = None) -> None:
+        """Make collection ``ns`` what it is on the source: options, UUID, indexes, documents
+        (initial sync, and rollback of commands). Dropped here when the source has none."""
+        from mongod_double.peers import CODEC
+
+        db_name, name = split_ns(ns)
+        if name == "system.profile":
+            return
+        db = client.get_database(db_name, codec_options=CODEC)
+        if info is None:
+            found = db.command("listCollections", filter={"name": name})["cursor"]["firstBatch"]
+            info = found[0] if found else None
+        storage = self.storage
+        with storage.lock:
+            if storage.exists(ns):
+                storage.apply(
+                    {"op": "c", "ns": f"{db_name}.$cmd", "o": {"drop": name}}, logged=False
+                )
+            if info is None:
+                return
+            create = {"create": name, **(info.get("options") or {})}
+            uuid = info["info"]["uuid"]
+            storage.apply(
+                {"op": "c", "ns": f"{db_name}.$cmd", "ui": uuid, "o": create}, logged=False
+            )
+        for spec in db[name].list_indexes():
+            spec = dict(spec)
+            if spec.get("name") == "_id_":
+                continue
+            spec.pop("v", None)
+            with storage.lock:
+                storage.apply(
+                    {"op": "c", "ns": f"{db_name}.$cmd", "o": {"createIndexes": name, **spec}},
+                    logged=False,
+                )
+        for doc in db[name].find({}):
+            with storage.lock:
+                storage.apply({"op": "i", "ns": ns, "ui": uuid, "o": doc}, logged=False)
 
     def _any_data_source(self) -> str | None:
         with self.mutex:

@@ -19,8 +19,8 @@ import os
 import struct
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import bson
 import mongomock
@@ -49,6 +49,16 @@ OPLOG_NS = "local.oplog.rs"
 FCV_ID = "featureCompatibilityVersion"
 EXIT_DBPATH_PROBLEM = 100
 EXIT_NEED_UPGRADE = 62
+
+
+class OplogHook(Protocol):
+    """How the write path asks replication for oplog entries (see :meth:`Storage.apply`)."""
+
+    def entry_for(self, op: dict) -> dict | None:
+        """The entry for ``op`` (None when this node keeps no oplog); raises to refuse it."""
+
+    def logged(self, entry: dict) -> None:
+        """``entry`` is applied and in the oplog."""
 
 
 def new_uuid() -> Binary:
@@ -118,8 +128,9 @@ class Storage:
         self._journal_fd: int | None = None
         self._lock_fd: int | None = None
         self._dirty = False
-        # Set by replication: turns an applied operation into an oplog entry, or None.
-        self.oplog_hook: Callable[[dict], dict | None] | None = None
+        # Set by replication: the oplog entry of an operation about to be applied (or None),
+        # then told the entry was written (see OplogHook).
+        self.oplog_hook: OplogHook | None = None
         self.fcv = version.fcv
         self.fresh = False
 
@@ -267,28 +278,39 @@ class Storage:
 
     # -- the write path ------------------------------------------------------------------
 
-    def apply(self, op: dict, replicated: dict | None = None) -> dict | None:
+    def apply(self, op: dict, replicated: dict | None = None, logged: bool = True) -> dict | None:
         """Apply one operation, journal it, and log it to the oplog. Returns the oplog entry.
 
         ``replicated``: the oplog entry a secondary fetched from its sync source; it is logged
-        as it is (its ``ts``/``t`` kept) instead of asking the hook, and the operation is
-        applied idempotently, as MongoDB applies oplog entries.
+        as it is (its ``ts``/``t`` kept) and the operation is applied idempotently, as MongoDB
+        applies oplog entries. ``logged=False``: a node's own bookkeeping that no oplog records
+        (initial sync's clone, rollback's refetch).
+
+        A logged operation asks the oplog hook for its entry *before* touching the engine: the
+        hook refuses (NotWritablePrimary) on a member that is no longer primary, so no change is
+        ever applied without its entry, and the entry is only kept once the change is.
         """
         with self.lock:
+            db, coll = split_ns(op["ns"])
+            entry = None
             if replicated is not None:
                 self._apply_idempotent(op)
+                entry = replicated
             else:
+                if (
+                    logged
+                    and self.oplog_hook is not None
+                    and db != "local"
+                    and coll != "system.profile"
+                ):
+                    entry = self.oplog_hook.entry_for(op)
                 self._apply_to_engine(op)
             self._journal(op)
-            entry = None
-            db, coll = split_ns(op["ns"])
-            if replicated is not None:
-                entry = replicated
-            elif self.oplog_hook is not None and db != "local" and coll != "system.profile":
-                entry = self.oplog_hook(op)
-                if entry is not None:
-                    self._apply_to_engine({"op": "i", "ns": OPLOG_NS, "o": entry})
-                    self._journal({"op": "i", "ns": OPLOG_NS, "o": entry})
+            if entry is not None:
+                self._apply_to_engine({"op": "i", "ns": OPLOG_NS, "o": entry})
+                self._journal({"op": "i", "ns": OPLOG_NS, "o": entry})
+                if replicated is None:
+                    self.oplog_hook.logged(entry)
             self.changed.notify_all()
             if self.journal_bytes > JOURNAL_COMPACT_BYTES:
                 self.checkpoint()

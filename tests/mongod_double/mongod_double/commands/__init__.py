@@ -12,6 +12,7 @@ import importlib
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -157,11 +158,11 @@ def _run(spec: CommandSpec, inv: Invocation) -> dict:
             authz.check(inv)
         if spec.admin_only and inv.db != "admin":
             raise CommandError(13, f"{spec.name} may only be run against the admin database.")
-        if spec.write:
-            server.replication.check_write(inv.db)
-        if spec.read:
-            server.replication.check_read(inv.db, inv.body.get("$readPreference"))
-        reply = spec.handler(inv)
+        intent = server.replication.write_intent(inv.db) if spec.write else nullcontext()
+        with intent:
+            if spec.read:
+                server.replication.check_read(inv.db, inv.body.get("$readPreference"))
+            reply = spec.handler(inv)
         reply.setdefault("ok", 1.0)
         write_concern = inv.body.get("writeConcern") or {}
         if spec.write and write_concern.get("j"):

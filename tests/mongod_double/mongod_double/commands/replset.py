@@ -226,24 +226,28 @@ def repl_set_step_down(inv: Invocation) -> dict:
             BAD_VALUE,
             "stepdown period must be longer than secondaryCatchUpPeriodSecs",
         )
-    target = repl.last_applied
-    deadline = time.monotonic() + catch_up
-    caught_up: list[str] = []
-    while True:
-        caught_up = repl.caught_up_electable(target)
-        if caught_up or time.monotonic() >= deadline or repl.state != PRIMARY:
-            break
-        time.sleep(0.05)
-    if repl.state != PRIMARY:
-        raise CommandError(NOT_WRITABLE_PRIMARY, "not primary so can't step down")
-    if not caught_up and not force:
-        when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+00:00"
-        raise CommandError(
-            EXCEEDED_TIME_LIMIT,
-            f"No electable secondaries caught up as of {when}. Please use the replSetStepDown "
-            "command with the argument {force: true} to force node to step down.",
-        )
-    repl.step_down("replSetStepDown command", freeze_secs=step_down_secs)
+    with repl.writes_blocked():
+        if repl.state != PRIMARY:
+            raise CommandError(NOT_WRITABLE_PRIMARY, "not primary so can't step down")
+        target = repl.last_applied
+        deadline = time.monotonic() + catch_up
+        caught_up: list[str] = []
+        while True:
+            caught_up = repl.caught_up_electable(target)
+            if caught_up or time.monotonic() >= deadline or repl.state != PRIMARY:
+                break
+            time.sleep(0.05)
+        if repl.state != PRIMARY:
+            raise CommandError(NOT_WRITABLE_PRIMARY, "not primary so can't step down")
+        if not caught_up and not force:
+            when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+            raise CommandError(
+                EXCEEDED_TIME_LIMIT,
+                f"No electable secondaries caught up as of {when}+00:00. Please use the "
+                "replSetStepDown command with the argument {force: true} to force node to step "
+                "down.",
+            )
+        repl.step_down("replSetStepDown command", freeze_secs=step_down_secs)
     if repl.peers is not None:
         _hand_off(repl, caught_up)
     return {}
