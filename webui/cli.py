@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -115,6 +116,22 @@ def _worker(args: argparse.Namespace) -> int:
     from webui.store import StoreUnavailable
 
     settings = _settings()
+    if os.geteuid() == 0:
+        from webui.service_user import ServiceUserError, switch_to
+
+        if not settings.worker_user:
+            print(
+                "wap worker: running as root, so jobs run as root on this machine: set"
+                " WAP_WORKER_USER (or start the worker as an unprivileged user)",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            try:
+                switch_to(settings.worker_user)
+            except (ServiceUserError, OSError) as exc:
+                raise UserError(str(exc)) from None
+            settings = _settings()  # job dirs of this user's
     try:
         require_services(settings)
         logging.basicConfig(level=logging.WARNING)

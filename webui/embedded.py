@@ -21,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from webui import service_user
 from webui.config import Settings
+from webui.service_user import ServiceUser, ServiceUserError
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -74,18 +76,23 @@ class Child:
     log_path: Path
     ready: Callable[[], bool] = lambda: True
     critical: bool = True
+    user: ServiceUser | None = None  # run as this user (workers, when `wap up` runs as root)
     process: subprocess.Popen[bytes] | None = None
     restarts: list[float] = field(default_factory=list)
 
     def start(self) -> None:
         log = self.log_path.open("ab")
+        as_user = (
+            {"user": self.user.uid, "group": self.user.gid, "extra_groups": []} if self.user else {}
+        )
         self.process = subprocess.Popen(
             self.argv,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent,  # after the switch of user, which would clear it
+            **as_user,  # type: ignore[arg-type]
         )
         log.close()
 
@@ -222,12 +229,34 @@ def plan_children(settings: Settings, workers: int) -> tuple[list[Child], dict[s
             Child("store", argv, env, logs / "store.out", _store_ready(env["WAP_MONGODB_URI"]))
         )
     wap = [sys.executable, "-m", "webui.cli"]
+    user, worker_env = _worker_user(settings, env)
     for number in range(1, workers + 1):
         children.append(
-            Child(f"worker-{number}", [*wap, "worker"], env, logs / f"worker-{number}.log")
-        )
+            Child(
+                f"worker-{number}", [*wap, "worker"], worker_env, logs / f"worker-{number}.log",
+                user=user,
+            )
+        )  # fmt: skip
     children.append(Child("web", [*wap, "web"], env, logs / "web.log", _tcp_ready(settings.port)))
     return children, env
+
+
+def _worker_user(
+    settings: Settings, env: dict[str, str]
+) -> tuple[ServiceUser | None, dict[str, str]]:
+    """As root: the unprivileged user the workers run as, and their environment (their own home;
+    job dirs they own). Otherwise the workers run as whoever runs `wap up`."""
+    if os.geteuid() != 0:
+        return None, env
+    try:
+        user = service_user.ensure(settings.worker_user, settings.data_dir)
+        worker_env = user.environment({**env, "WAP_WORKER_USER": user.name})
+        if env.get("WAP_RUNTIME_DIR"):
+            service_user.own_dir(user, Path(env["WAP_RUNTIME_DIR"]))
+        service_user.check_usable(user, worker_env)
+    except ServiceUserError as exc:
+        raise EmbeddedError(str(exc)) from None
+    return user, worker_env
 
 
 def _cancel_running_jobs(settings: Settings, workers: list[Child], started: list[Child]) -> None:

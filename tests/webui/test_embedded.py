@@ -4,36 +4,82 @@ stops everything it started; a second start on the same data dir finds its data.
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import signal
+import stat
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.webui.helpers import PLAYBOOKS, Api, Proc, free_port, wait_for
+from webui.service_user import DEFAULT_USER
 
 
-def up_env(tmp_path: Path, port: int, data: str = "data") -> dict[str, str]:
+@pytest.fixture
+def base() -> Iterator[Path]:
+    """Where `wap up` keeps its data: a dir its workers' service user can reach (pytest's temp
+    dirs are root's alone). This machine's Python lives under /root (0700), which that user must
+    be able to pass through: a production install lives elsewhere (README); here /root gets
+    search permission (not listing) for the test's length."""
+    path = Path(tempfile.mkdtemp(prefix="wap-up-test-", dir="/var/tmp"))
+    path.chmod(0o755)
+    root_mode = stat.S_IMODE(os.stat("/root").st_mode)
+    passes = Path(sys.executable).resolve().is_relative_to("/root")
+    if passes:
+        os.chmod("/root", root_mode | stat.S_IXOTH)
+    yield path
+    if passes:
+        os.chmod("/root", root_mode)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def up_env(base: Path, port: int, data: str = "data") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAP_")}
     env.update(
-        WAP_DATA_DIR=str(tmp_path / data),
+        WAP_DATA_DIR=str(base / data),
         WAP_BIND=f"127.0.0.1:{port}",
         WAP_WORKERS="1",
         WAP_PLAYBOOKS_DIR=str(PLAYBOOKS),
-        WAP_RUNTIME_DIR=str(tmp_path / "run"),
+        WAP_RUNTIME_DIR=str(base / "run"),
         WAP_HEARTBEAT_INTERVAL="0.5",
         WAP_LOST_AFTER="5",
     )
     return env
 
 
+def job_playbooks(pid: int, job_id: str) -> list[psutil.Process]:
+    """The ansible-playbook processes of a job among a process's descendants."""
+    found = []
+    for proc in psutil.Process(pid).children(recursive=True):
+        try:
+            line = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if "ansible-playbook" in line and job_id in line:
+            found.append(proc)
+    return found
+
+
+def uid_of(pid: int) -> int:
+    """The real user id of a process, as /proc says (`Uid: real effective saved fs`)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line in /proc/{pid}/status")
+
+
 def start_up(tmp_path: Path, env: dict[str, str], name: str) -> Proc:
     return Proc([sys.executable, "-m", "webui.cli", "up"], tmp_path / f"{name}.log", env)
 
 
-def test_wap_up_runs_everything_and_finds_its_data_again(tmp_path: Path) -> None:
+def test_wap_up_runs_everything_and_finds_its_data_again(tmp_path: Path, base: Path) -> None:
     port = free_port()
-    env = up_env(tmp_path, port)
+    env = up_env(base, port)
     started: list[Proc] = []
     try:
         up = start_up(tmp_path, env, "up1")
@@ -66,7 +112,7 @@ def test_wap_up_runs_everything_and_finds_its_data_again(tmp_path: Path) -> None
         started.append(same_dir)
         assert same_dir.popen.wait(30) == 2
         assert "another `wap up`" in same_dir.output() and "WAP_DATA_DIR" in same_dir.output()
-        same_port = start_up(tmp_path, up_env(tmp_path, port, data="other"), "up3")
+        same_port = start_up(tmp_path, up_env(base, port, data="other"), "up3")
         started.append(same_port)
         assert same_port.popen.wait(30) == 2
         assert f"127.0.0.1:{port}" in same_port.output() and "WAP_BIND" in same_port.output()
@@ -80,6 +126,16 @@ def test_wap_up_runs_everything_and_finds_its_data_again(tmp_path: Path) -> None
             lambda: api.call("GET", f"/jobs/{slow['id']}").json()["status"] == "running",
             timeout=30, what="the slow job to run",
         )  # fmt: skip
+        playbooks = wait_for(
+            lambda: job_playbooks(up.pid, slow["id"]),
+            timeout=30, what="the slow job's ansible-playbook",
+        )  # fmt: skip
+        service_uid = pwd.getpwnam(DEFAULT_USER).pw_uid
+        workers = [p for p in children if "worker" in " ".join(p.cmdline())]
+        assert service_uid != 0 and workers
+        assert {uid_of(p.pid) for p in playbooks + workers} == {service_uid}, (
+            f"job and worker processes should run as {DEFAULT_USER} ({service_uid})"
+        )
         up.popen.send_signal(signal.SIGINT)  # Ctrl-C
         assert up.popen.wait(40) == 0
         assert "WAP stopped." in up.output()

@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,17 @@ def secret_environment(
     return env, ssh_key, prompts, values
 
 
+@contextlib.contextmanager
+def platform_settings_hidden() -> Iterator[None]:
+    """The platform's own settings (WAP_*: the credential key, the store and Redis addresses)
+    out of the environment ansible-runner copies into ansible-playbook's, for the run's length."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("WAP_")}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -228,23 +240,24 @@ class JobRun:
         vars_file.write_text(extra_vars_file(self.job, {c["kind"] for c in revealed}))
         become_subreaper()
         try:
-            runner = ansible_runner.run(
-                private_data_dir=str(self.private_dir),
-                project_dir=str(self.settings.playbooks_dir),
-                playbook=self.job["playbook"],
-                inventory=inventory_for(hosts, cluster),
-                extravars=str(vars_file),
-                envvars=env,
-                ssh_key=ssh_key,
-                passwords=prompts or None,
-                suppress_env_files=True,
-                ident="run",
-                quiet=True,
-                timeout=self.settings.job_timeout,
-                event_handler=self.event_handler,
-                cancel_callback=self.cancel_callback,
-                status_handler=self.status_handler,
-            )
+            with platform_settings_hidden():
+                runner = ansible_runner.run(
+                    private_data_dir=str(self.private_dir),
+                    project_dir=str(self.settings.playbooks_dir),
+                    playbook=self.job["playbook"],
+                    inventory=inventory_for(hosts, cluster),
+                    extravars=str(vars_file),
+                    envvars=env,
+                    ssh_key=ssh_key,
+                    passwords=prompts or None,
+                    suppress_env_files=True,
+                    ident="run",
+                    quiet=True,
+                    timeout=self.settings.job_timeout,
+                    event_handler=self.event_handler,
+                    cancel_callback=self.cancel_callback,
+                    status_handler=self.status_handler,
+                )
         finally:
             self.close()
             left = end_leftovers()
