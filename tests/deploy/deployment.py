@@ -128,9 +128,11 @@ class Deployment:
         return result
 
     def client(self, host: str = "lab1", port: int = 27017, user=ADMIN, **kwargs):
-        """A pymongo client over TLS (the lab examples require it), with ``user``'s credentials."""
+        """A pymongo client over TLS (the lab examples require it), with ``user``'s credentials;
+        a write waits 30 s at most for its write concern, a reply 90 s at most."""
         options = dict(tls=True, tlsCAFile=str(self.secrets / "ca.pem"),
-                       serverSelectionTimeoutMS=20000, connectTimeoutMS=5000)  # fmt: skip
+                       serverSelectionTimeoutMS=20000, connectTimeoutMS=5000,
+                       socketTimeoutMS=90_000, wTimeoutMS=30_000)  # fmt: skip
         if user is not None:
             options.update(username=user[0], password=user[1])
         options.update(kwargs)

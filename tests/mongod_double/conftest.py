@@ -47,6 +47,7 @@ class Node:
 
     def client(self, **kwargs) -> pymongo.MongoClient:
         kwargs.setdefault("serverSelectionTimeoutMS", 5000)
+        kwargs.setdefault("socketTimeoutMS", 90_000)  # no reply in 90 s fails, never hangs
         client = pymongo.MongoClient(self.uri, **kwargs)
         self.clients.append(client)
         return client

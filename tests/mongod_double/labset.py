@@ -30,6 +30,9 @@ INSTALL_DIR = "/opt/mongodb"
 # A write that asks for more than one member waits at most this long for them (wtimeout), then
 # fails with the members' states, instead of waiting as long as the test may run.
 WRITE_CONCERN_TIMEOUT_MS = 30_000
+# No reply from a member in this long is a failure (the longest command a test sends, a
+# step-down with its catch-up period, takes well under it), not a test waiting forever.
+SOCKET_TIMEOUT_MS = 90_000
 STATES = {"PRIMARY": 1, "SECONDARY": 2, "RECOVERING": 3}
 
 
@@ -95,6 +98,7 @@ class LabReplicaSet:
 
     def direct(self, name: str, **kwargs) -> pymongo.MongoClient:
         kwargs.setdefault("serverSelectionTimeoutMS", 5000)
+        kwargs.setdefault("socketTimeoutMS", SOCKET_TIMEOUT_MS)
         client = pymongo.MongoClient(self.address(name), directConnection=True, **kwargs)
         self.clients.append(client)
         return client
@@ -104,6 +108,7 @@ class LabReplicaSet:
         at most (then `WriteConcernError`: use `explained` to say what the members were doing)."""
         kwargs.setdefault("serverSelectionTimeoutMS", 30000)
         kwargs.setdefault("wTimeoutMS", WRITE_CONCERN_TIMEOUT_MS)
+        kwargs.setdefault("socketTimeoutMS", SOCKET_TIMEOUT_MS)
         hosts = ",".join(self.address(n) for n in self.names)
         client = pymongo.MongoClient(f"mongodb://{hosts}/?replicaSet={SET_NAME}", **kwargs)
         self.clients.append(client)
@@ -112,7 +117,10 @@ class LabReplicaSet:
     def hello(self, name: str) -> dict | None:
         try:
             with pymongo.MongoClient(
-                self.address(name), directConnection=True, serverSelectionTimeoutMS=500
+                self.address(name),
+                directConnection=True,
+                serverSelectionTimeoutMS=500,
+                socketTimeoutMS=10_000,
             ) as client:
                 return client.admin.command("hello")
         except pymongo.errors.PyMongoError:
@@ -124,7 +132,10 @@ class LabReplicaSet:
         return member_states(
             {
                 name: pymongo.MongoClient(
-                    self.address(name), directConnection=True, serverSelectionTimeoutMS=2000
+                    self.address(name),
+                    directConnection=True,
+                    serverSelectionTimeoutMS=2000,
+                    socketTimeoutMS=10_000,
                 )
                 for name in self.names
             },
