@@ -1,7 +1,10 @@
 """Server parameters for getParameter / setParameter / --setParameter.
 
 Only parameters whose effect the double really has are registered; every other name is unknown
-and fails as it does on mongod for unregistered names.
+and fails as it does on mongod for unregistered names. Besides the settable ones, ``fixed``
+parameters state a fact of the double (its SCRAM iteration counts, its journal flush interval, no
+test commands, no FTDC, queries always scan); getParameter reports them, and setting one is
+refused with NotImplemented (238) at run time or with an error at start-up, never ignored.
 """
 
 from __future__ import annotations
@@ -12,7 +15,13 @@ from typing import Any
 
 from bson.int64 import Int64
 
-from mongod_double.errors import BAD_VALUE, ILLEGAL_OPERATION, INVALID_OPTIONS, CommandError
+from mongod_double.errors import (
+    BAD_VALUE,
+    ILLEGAL_OPERATION,
+    INVALID_OPTIONS,
+    NOT_IMPLEMENTED,
+    CommandError,
+)
 
 
 @dataclass
@@ -21,6 +30,7 @@ class Parameter:
     convert: Callable[[Any], Any]
     runtime: bool = True  # settable with setParameter (else only at startup)
     startup: bool = True  # settable with --setParameter
+    fixed: bool = False  # mongod lets users set it; the double's value cannot change
 
 
 def _int(value: Any) -> int:
@@ -45,6 +55,10 @@ def _mechanisms(value: Any) -> list[str]:
     return items
 
 
+def _fixed(value: Any) -> Parameter:
+    return Parameter(value, lambda v: v, runtime=False, startup=True, fixed=True)
+
+
 class Parameters:
     def __init__(self) -> None:
         self.table: dict[str, Parameter] = {
@@ -55,10 +69,28 @@ class Parameters:
                 ["MONGODB-X509", "SCRAM-SHA-1", "SCRAM-SHA-256"], _mechanisms, runtime=False
             ),
             "enableLocalhostAuthBypass": Parameter(True, _bool, runtime=False),
+            # Facts of the double (scram.py, storage.py, the query engine), not settable.
+            "scramIterationCount": _fixed(10000),
+            "scramSHA256IterationCount": _fixed(15000),
+            "journalCommitInterval": _fixed(500),
+            "enableTestCommands": _fixed(False),
+            "diagnosticDataCollectionEnabled": _fixed(False),
+            "notablescan": _fixed(False),
+            "allowDiskUseByDefault": _fixed(True),
+            "redactClientLogData": _fixed(False),
         }
 
     def get(self, name: str) -> Any:
         return self.table[name].value
+
+    def details(self, name: str) -> dict:
+        """getParameter's showDetails form of one parameter."""
+        param = self.table[name]
+        return {
+            "value": param.value,
+            "settableAtRuntime": param.runtime and not param.fixed,
+            "settableAtStartup": param.startup and not param.fixed,
+        }
 
     def names(self) -> list[str]:
         return list(self.table)
@@ -69,6 +101,8 @@ class Parameters:
             param = self.table.get(name)
             if param is None or not param.startup:
                 return f"Unknown --setParameter '{name}'"
+            if param.fixed:
+                return f"the mongod double cannot change the parameter '{name}' ({param.value!r})"
             try:
                 param.value = param.convert(value)
             except (TypeError, ValueError) as exc:
@@ -89,6 +123,11 @@ class Parameters:
                     INVALID_OPTIONS,
                     f"attempted to set unrecognized parameter [{name}], use help:true to see "
                     "options ",
+                )
+            if param.fixed:
+                raise CommandError(
+                    NOT_IMPLEMENTED,
+                    f"the mongod double cannot change the parameter {name} ({param.value!r})",
                 )
             if not param.runtime:
                 raise CommandError(ILLEGAL_OPERATION, f"not allowed to change [{name}] at runtime")

@@ -10,6 +10,7 @@ import mongomock
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 
+from mongod_double import crudcheck as check
 from mongod_double.capped import project, sort_documents
 from mongod_double.commands import Invocation, command
 from mongod_double.cursors import FIRST_BATCH_DEFAULT, Cursor
@@ -27,6 +28,98 @@ IMMUTABLE_FIELD = 66
 CAPPED_POSITION_LOST = 136
 AWAIT_DATA_DEFAULT_MS = 1000
 _scratch = mongomock.MongoClient()["scratch"]["doc"]
+
+# Each command's own fields (besides the generic arguments), from MongoDB 7.0's IDL files.
+FIND_FIELDS = frozenset(
+    {
+        "find",
+        "filter",
+        "projection",
+        "sort",
+        "hint",
+        "skip",
+        "limit",
+        "batchSize",
+        "singleBatch",
+        "max",
+        "min",
+        "returnKey",
+        "showRecordId",
+        "tailable",
+        "oplogReplay",
+        "noCursorTimeout",
+        "awaitData",
+        "allowPartialResults",
+        "collation",
+        "allowDiskUse",
+        "let",
+        "readOnce",
+        "term",
+        "$_requestResumeToken",
+        "$_resumeAfter",
+    }
+)
+# Accepted but not applied: refused when set (their effect changes what is returned).
+FIND_UNSUPPORTED = (
+    "max",
+    "min",
+    "returnKey",
+    "showRecordId",
+    "$_requestResumeToken",
+    "$_resumeAfter",
+)
+BOOL_FIND_FIELDS = (
+    "singleBatch",
+    "tailable",
+    "awaitData",
+    "noCursorTimeout",
+    "allowPartialResults",
+    "allowDiskUse",
+    "returnKey",
+    "showRecordId",
+    "oplogReplay",
+    "readOnce",
+)
+COUNT_FIELDS = frozenset({"count", "query", "limit", "skip", "hint", "collation", "fields"})
+DISTINCT_FIELDS = frozenset({"distinct", "key", "query", "collation"})
+AGGREGATE_FIELDS = frozenset(
+    {
+        "aggregate",
+        "pipeline",
+        "explain",
+        "allowDiskUse",
+        "cursor",
+        "bypassDocumentValidation",
+        "collation",
+        "hint",
+        "let",
+    }
+)
+INSERT_FIELDS = frozenset({"insert", "documents", "ordered", "bypassDocumentValidation", "stmtIds"})
+UPDATE_FIELDS = frozenset(
+    {"update", "updates", "ordered", "bypassDocumentValidation", "let", "stmtIds"}
+)
+UPDATE_STATEMENT_FIELDS = frozenset(
+    {"q", "u", "c", "arrayFilters", "multi", "upsert", "upsertSupplied", "collation", "hint"}
+)
+DELETE_FIELDS = frozenset({"delete", "deletes", "ordered", "let", "stmtIds"})
+DELETE_STATEMENT_FIELDS = frozenset({"q", "limit", "collation", "hint"})
+FIND_AND_MODIFY_FIELDS = frozenset(
+    {
+        "query",
+        "fields",
+        "sort",
+        "remove",
+        "update",
+        "new",
+        "upsert",
+        "bypassDocumentValidation",
+        "collation",
+        "arrayFilters",
+        "hint",
+        "let",
+    }
+)
 
 
 def collection_name(inv: Invocation) -> str:
@@ -102,12 +195,40 @@ def _scan_metrics(inv: Invocation, ns: str) -> None:
         metrics.collection_scans += 1
 
 
+def _indexes(inv: Invocation, ns: str) -> list[dict] | None:
+    storage = inv.server.storage
+    return storage.index_specs(ns) if storage.exists(ns) and ns not in storage.capped else None
+
+
+def _check_find(inv: Invocation, ns: str) -> dict:
+    """mongod's parsing of a find command; returns the filter with ``let`` applied."""
+    body = inv.body
+    check.check_fields("find", body, FIND_FIELDS, generic=True)
+    check.check_generic("find", body)
+    check.check_types("find", body, dict.fromkeys(BOOL_FIND_FIELDS, "bool"))
+    for name in FIND_UNSUPPORTED:
+        if body.get(name):
+            raise NotImplementedError(f"the find option {name}")
+    query = check.check_filter("find.filter", body.get("filter"))
+    check.check_sort("find.sort", body.get("sort"))
+    check.check_projection("find.projection", body.get("projection"))
+    check.check_collation("find.collation", body.get("collation"))
+    check.check_hint("find.hint", body.get("hint"), _indexes(inv, ns))
+    query = check.let_filter(query, check.let_values("find.let", body.get("let")))
+    check.check_variables(query)
+    return query
+
+
 @command("find", read=True, profile_op="query")
+@check.honest("this find")
 def find(inv: Invocation) -> dict:
     ns = inv.ns(collection_name(inv))
     body = inv.body
-    query = body.get("filter") or {}
+    query = _check_find(inv, ns)
     sort = body.get("sort") or {}
+    hint = body.get("hint")
+    if not sort and isinstance(hint, dict) and list(hint) == ["$natural"]:
+        sort = {"$natural": hint["$natural"]}  # a $natural hint sets the scan direction
     projection = body.get("projection")
     skip = _nonnegative(inv, "skip")
     limit = _nonnegative(inv, "limit")
@@ -298,11 +419,42 @@ def _write_error(index: int, exc: CommandError) -> dict:
     return error
 
 
+def _statement_error(index: int, exc: Exception) -> dict:
+    """A statement's failure as a writeErrors entry; an engine failure is NotImplemented."""
+    if isinstance(exc, CommandError):
+        return _write_error(index, exc)
+    if isinstance(exc, NotImplementedError):
+        return _write_error(
+            index,
+            CommandError(
+                check.NOT_IMPLEMENTED, f"not implemented by the mongod double's query engine: {exc}"
+            ),
+        )
+    return _write_error(index, check.engine_refusal("this write statement", exc))
+
+
+STATEMENT_ERRORS = (CommandError, NotImplementedError, *check.ENGINE_ERRORS)
+
+
+def _check_write_command(inv: Invocation, allowed: frozenset[str], items: str) -> list:
+    body = inv.body
+    check.check_fields(inv.name, body, allowed, generic=True)
+    check.check_generic(inv.name, body)
+    check.check_types(inv.name, body, {"ordered": "bool", "bypassDocumentValidation": "bool"})
+    statements = check.require(inv.name, body, items)
+    if not isinstance(statements, list):
+        raise check.wrong_type(f"{inv.name}.{items}", statements, "array")
+    _check_batch(inv, statements)
+    for statement in statements:
+        if not isinstance(statement, dict):
+            raise check.wrong_type(f"{inv.name}.{items}", statement, "object")
+    return statements
+
+
 @command("insert", write=True, profile_op="insert")
 def insert(inv: Invocation) -> dict:
     ns = inv.ns(collection_name(inv))
-    docs = inv.body.get("documents")
-    _check_batch(inv, docs)
+    docs = _check_write_command(inv, INSERT_FIELDS, "documents")
     ordered = inv.body.get("ordered", True)
     storage = inv.server.storage
     n = 0
@@ -310,13 +462,14 @@ def insert(inv: Invocation) -> dict:
     with storage.lock:
         for index, doc in enumerate(docs):
             inv.server.metrics.add(inv.server.metrics.opcounters, "insert")
-            if "_id" not in doc:
-                doc = {"_id": ObjectId(), **doc}
             try:
+                check.check_insert_document(doc)
+                if "_id" not in doc:
+                    doc = {"_id": ObjectId(), **doc}
                 storage.insert(ns, doc)
                 n += 1
-            except CommandError as exc:
-                errors.append(_write_error(index, exc))
+            except STATEMENT_ERRORS as exc:
+                errors.append(_statement_error(index, exc))
                 if ordered:
                     break
     inv.server.metrics.add(inv.server.metrics.document, "inserted", n)
@@ -325,10 +478,6 @@ def insert(inv: Invocation) -> dict:
     if errors:
         reply["writeErrors"] = errors
     return reply
-
-
-def _is_replacement(update) -> bool:
-    return isinstance(update, dict) and not any(str(k).startswith("$") for k in update)
 
 
 def _engine_error(exc: Exception) -> CommandError:
@@ -349,6 +498,8 @@ def updated_document(doc: dict, query: dict, update, replacement: bool) -> dict:
                 f"'_id' was found to have been altered to _id: {update['_id']!r}",
             )
         return {"_id": doc["_id"], **{k: v for k, v in update.items() if k != "_id"}}
+    if isinstance(update, dict):
+        check.check_operators_on(doc, update)
     _scratch.delete_many({})
     _scratch.insert_one(copy.deepcopy(doc))
     try:
@@ -359,6 +510,15 @@ def updated_document(doc: dict, query: dict, update, replacement: bool) -> dict:
 
 
 def upserted_document(query: dict, update, replacement: bool) -> dict:
+    if replacement and "_id" in update and "_id" in query:
+        wanted = query["_id"]
+        operators = isinstance(wanted, dict) and any(str(k).startswith("$") for k in wanted)
+        if not operators and wanted != update["_id"]:
+            raise CommandError(
+                IMMUTABLE_FIELD,
+                "After applying the update, the (immutable) field '_id' was found to have "
+                f"been altered to _id: {update['_id']!r}",
+            )
     _scratch.delete_many({})
     try:
         if replacement:
@@ -371,14 +531,45 @@ def upserted_document(query: dict, update, replacement: bool) -> dict:
     return {"_id": doc.pop("_id"), **doc}
 
 
-def update_one_statement(inv: Invocation, ns: str, spec: dict, sort: dict | None = None):
+def check_update_statement(inv: Invocation, path: str, spec: dict, query_field: str = "q") -> None:
+    """mongod's parsing of one update statement (a failure fails the whole command)."""
+    update_field = "u" if query_field == "q" else "update"
+    check.check_filter(f"{path}.{query_field}", spec.get(query_field))
+    check.check_types(
+        path, spec, {"multi": "bool", "upsert": "bool", "arrayFilters": "array", "c": "object"}
+    )
+    check.check_collation(f"{path}.collation", spec.get("collation"))
+    if spec.get("arrayFilters") is not None:
+        raise NotImplementedError("arrayFilters")
+    if spec.get("c") is not None and not isinstance(spec.get(update_field), list):
+        raise CommandError(51198, "Constant values may only be specified for pipeline updates")
+
+
+def _statement_variables(inv: Invocation, spec: dict) -> dict:
+    variables = check.let_values(f"{inv.name}.let", inv.body.get("let"))
+    if spec.get("c"):
+        variables = {**variables, **check.let_values(f"{inv.name}.updates.c", spec["c"])}
+    return variables
+
+
+def update_one_statement(
+    inv: Invocation,
+    ns: str,
+    spec: dict,
+    sort: dict | None = None,
+    variables: dict | None = None,
+):
     """Apply one update statement; returns (matched, modified, upserted_id, before, after)."""
-    query = spec.get("q") or {}
+    variables = variables or {}
+    query = check.let_filter(spec.get("q") or {}, variables)
     update = spec.get("u")
     multi = bool(spec.get("multi"))
-    if spec.get("arrayFilters"):
-        raise NotImplementedError("arrayFilters")
-    replacement = _is_replacement(update)
+    kind = check.check_update_modification(update)
+    if kind == "pipeline":
+        update = check.let_pipeline(update, variables)
+    check.check_variables(query, update if kind == "pipeline" else None)
+    check.check_hint(f"{inv.name}.hint", spec.get("hint"), _indexes(inv, ns))
+    replacement = kind == "replacement"
     if replacement and multi:
         raise CommandError(
             FAILED_TO_PARSE, "multi update is not supported for replacement-style update"
@@ -407,8 +598,18 @@ def update_one_statement(inv: Invocation, ns: str, spec: dict, sort: dict | None
 @command("update", write=True, profile_op="update")
 def update(inv: Invocation) -> dict:
     ns = inv.ns(collection_name(inv))
-    statements = inv.body.get("updates")
-    _check_batch(inv, statements)
+    statements = _check_write_command(inv, UPDATE_FIELDS, "updates")
+    allowed = UPDATE_STATEMENT_FIELDS
+    if inv.server.version.series >= (8, 0):
+        allowed = allowed | {"sort"}  # updateOne/replaceOne sort: new in 8.0
+    for spec in statements:
+        check.check_fields("update.updates", spec, allowed, generic=False)
+        check.require("update.updates", spec, "q")
+        check.require("update.updates", spec, "u")
+        check_update_statement(inv, "update.updates", spec)
+        if spec.get("multi") and spec.get("sort"):
+            raise CommandError(72, "Cannot specify sort with multi=true")
+        check.check_sort("update.updates.sort", spec.get("sort"))
     ordered = inv.body.get("ordered", True)
     n = n_modified = 0
     upserted = []
@@ -419,9 +620,11 @@ def update(inv: Invocation) -> dict:
         for index, spec in enumerate(statements):
             metrics.add(metrics.opcounters, "update")
             try:
-                matched, modified, upserted_id, _, _ = update_one_statement(inv, ns, spec)
-            except CommandError as exc:
-                errors.append(_write_error(index, exc))
+                matched, modified, upserted_id, _, _ = update_one_statement(
+                    inv, ns, spec, spec.get("sort"), _statement_variables(inv, spec)
+                )
+            except STATEMENT_ERRORS as exc:
+                errors.append(_statement_error(index, exc))
                 if ordered:
                     break
                 continue
@@ -444,8 +647,15 @@ def update(inv: Invocation) -> dict:
 @command("delete", write=True, profile_op="remove")
 def delete(inv: Invocation) -> dict:
     ns = inv.ns(collection_name(inv))
-    statements = inv.body.get("deletes")
-    _check_batch(inv, statements)
+    statements = _check_write_command(inv, DELETE_FIELDS, "deletes")
+    for spec in statements:
+        check.check_fields("delete.deletes", spec, DELETE_STATEMENT_FIELDS, generic=False)
+        check.check_filter("delete.deletes.q", check.require("delete.deletes", spec, "q"))
+        limit = check.require("delete.deletes", spec, "limit")
+        if not check.is_number(limit):
+            raise check.wrong_type("delete.deletes.limit", limit, check.NUMBER_TYPES)
+        check.check_collation("delete.deletes.collation", spec.get("collation"))
+    variables = check.let_values("delete.let", inv.body.get("let"))
     ordered = inv.body.get("ordered", True)
     storage = inv.server.storage
     n = 0
@@ -484,8 +694,17 @@ def delete(inv: Invocation) -> dict:
                 if ordered:
                     break
                 continue
-            cursor = storage.collection(ns).find(spec.get("q") or {}, {"_id": 1})
-            targets = list(cursor.limit(1)) if limit == 1 else list(cursor)
+            try:
+                check.check_hint("delete.hint", spec.get("hint"), _indexes(inv, ns))
+                query = check.let_filter(spec.get("q") or {}, variables)
+                check.check_variables(query)
+                cursor = storage.collection(ns).find(query, {"_id": 1})
+                targets = list(cursor.limit(1)) if limit == 1 else list(cursor)
+            except STATEMENT_ERRORS as exc:
+                errors.append(_statement_error(index, exc))
+                if ordered:
+                    break
+                continue
             for doc in targets:
                 storage.delete(ns, doc["_id"])
                 n += 1
@@ -497,10 +716,30 @@ def delete(inv: Invocation) -> dict:
     return reply
 
 
+def _check_find_and_modify(inv: Invocation, ns: str) -> None:
+    body = inv.body
+    check.check_fields("findAndModify", body, FIND_AND_MODIFY_FIELDS | {inv.name}, generic=True)
+    check.check_generic("findAndModify", body)
+    check.check_types(
+        "findAndModify",
+        body,
+        {"remove": "bool", "new": "bool", "bypassDocumentValidation": "bool"},
+    )
+    check_update_statement(inv, "findAndModify", body, "query")
+    check.check_sort("findAndModify.sort", body.get("sort"))
+    check.check_projection("findAndModify.fields", body.get("fields"))
+    check.check_hint("findAndModify.hint", body.get("hint"), _indexes(inv, ns))
+    if "update" in body:
+        check.check_update_modification(body["update"])
+
+
 @command("findAndModify", "findandmodify", write=True, profile_op="command")
+@check.honest("this findAndModify")
 def find_and_modify(inv: Invocation) -> dict:
     ns = inv.ns(collection_name(inv))
     body = inv.body
+    _check_find_and_modify(inv, ns)
+    variables = check.let_values("findAndModify.let", body.get("let"))
     remove = bool(body.get("remove"))
     has_update = "update" in body
     if remove and has_update:
@@ -515,7 +754,7 @@ def find_and_modify(inv: Invocation) -> dict:
         )
     if remove and body.get("upsert"):
         raise CommandError(FAILED_TO_PARSE, "Cannot specify both upsert=true and remove=true ")
-    query = body.get("query") or {}
+    query = check.let_filter(body.get("query") or {}, variables)
     sort = body.get("sort") or {}
     fields = body.get("fields")
     storage = inv.server.storage
@@ -533,13 +772,10 @@ def find_and_modify(inv: Invocation) -> dict:
                 inv.server.metrics.add(inv.server.metrics.document, "deleted")
             value = project(doc, fields) if doc is not None and fields else doc
             return {"lastErrorObject": {"n": 1 if doc else 0}, "value": value}
-        spec = {
-            "q": query,
-            "u": body["update"],
-            "upsert": bool(body.get("upsert")),
-            "arrayFilters": body.get("arrayFilters"),
-        }
-        matched, _, upserted_id, before, after = update_one_statement(inv, ns, spec, sort)
+        spec = {"q": query, "u": body["update"], "upsert": bool(body.get("upsert"))}
+        matched, _, upserted_id, before, after = update_one_statement(
+            inv, ns, spec, sort, variables
+        )
     last_error: dict = {
         "n": 1 if (matched or upserted_id is not None) else 0,
         "updatedExisting": bool(matched),
@@ -553,16 +789,23 @@ def find_and_modify(inv: Invocation) -> dict:
 
 
 @command("count", read=True, profile_op="command")
+@check.honest("this count")
 def count(inv: Invocation) -> dict:
     ns = inv.ns(collection_name(inv))
+    body = inv.body
+    check.check_fields("count", body, COUNT_FIELDS, generic=True)
+    check.check_generic("count", body)
+    check.check_types("count", body, {"limit": "number"})
+    query = check.check_filter("count.query", body.get("query"))
+    check.check_collation("count.collation", body.get("collation"))
+    check.check_hint("count.hint", body.get("hint"), _indexes(inv, ns))
     skip = _nonnegative(inv, "skip")
-    limit = abs(int(inv.body.get("limit") or 0))
+    limit = abs(int(body.get("limit") or 0))
     storage = inv.server.storage
     with storage.lock:
         _scan_metrics(inv, ns)
         if not storage.exists(ns):
             return {"n": 0}
-        query = inv.body.get("query") or {}
         if ns in storage.capped:
             n = len(storage.capped[ns].scan(query))
         else:
@@ -574,9 +817,19 @@ def count(inv: Invocation) -> dict:
 
 
 @command("distinct", read=True, profile_op="command")
+@check.honest("this distinct")
 def distinct(inv: Invocation) -> dict:
     ns = inv.ns(collection_name(inv))
-    key = inv.body.get("key")
+    body = inv.body
+    allowed = DISTINCT_FIELDS
+    if inv.server.version.series >= (7, 1):
+        allowed = allowed | {"hint"}  # distinct's hint: new in 7.1
+    check.check_fields("distinct", body, allowed, generic=True)
+    check.check_generic("distinct", body)
+    query = check.check_filter("distinct.query", body.get("query"))
+    check.check_collation("distinct.collation", body.get("collation"))
+    check.check_hint("distinct.hint", body.get("hint"), _indexes(inv, ns))
+    key = body.get("key")
     if not isinstance(key, str):
         raise CommandError(
             40414 if key is None else TYPE_MISMATCH,
@@ -584,23 +837,106 @@ def distinct(inv: Invocation) -> dict:
             if key is None
             else "BSON field 'distinct.key' is the wrong type",
         )
+    _check_field_path(key)
     storage = inv.server.storage
     with storage.lock:
         _scan_metrics(inv, ns)
         if not storage.exists(ns):
             return {"values": []}
-        values = storage.collection(ns).distinct(key, inv.body.get("query") or {})
+        values = storage.collection(ns).distinct(key, query)
     return {"values": values}
 
 
+def _check_field_path(path: str) -> None:
+    if path == "":
+        raise CommandError(40352, "FieldPath cannot be constructed with empty string")
+    if path.startswith("$"):
+        raise CommandError(16410, "FieldPath field names may not start with '$'.")
+    if "" in path.split("."):
+        raise CommandError(15998, "FieldPath field names may not be empty strings.")
+
+
+# MongoDB 7.0's aggregation stages (an unknown name is 40324; mongomock lacks several: 238).
+STAGES = frozenset(
+    [
+        "$addFields",
+        "$bucket",
+        "$bucketAuto",
+        "$changeStream",
+        "$changeStreamSplitLargeEvent",
+        "$collStats",
+        "$count",
+        "$currentOp",
+        "$densify",
+        "$documents",
+        "$facet",
+        "$fill",
+        "$geoNear",
+        "$graphLookup",
+        "$group",
+        "$indexStats",
+        "$limit",
+        "$listLocalSessions",
+        "$listSampledQueries",
+        "$listSearchIndexes",
+        "$listSessions",
+        "$lookup",
+        "$match",
+        "$merge",
+        "$out",
+        "$planCacheStats",
+        "$project",
+        "$redact",
+        "$replaceRoot",
+        "$replaceWith",
+        "$sample",
+        "$search",
+        "$searchMeta",
+        "$set",
+        "$setWindowFields",
+        "$shardedDataDistribution",
+        "$skip",
+        "$sort",
+        "$sortByCount",
+        "$unionWith",
+        "$unset",
+        "$unwind",
+        "$vectorSearch",
+    ]
+)
+
+
+def _check_pipeline(pipeline: list) -> None:
+    for position, stage in enumerate(pipeline):
+        name = check.stage_name(stage)
+        if name not in STAGES:
+            raise CommandError(40324, f"Unrecognized pipeline stage name: '{name}'")
+        if name in ("$out", "$merge") and position != len(pipeline) - 1:
+            raise CommandError(40601, f"{name} can only be the final stage in the pipeline")
+
+
 @command("aggregate", read=True, profile_op="command")
+@check.honest("this aggregation")
 def aggregate(inv: Invocation) -> dict:
     if inv.arg == 1:
         raise NotImplementedError("collectionless aggregate (aggregate: 1)")
     ns = inv.ns(collection_name(inv))
-    pipeline = inv.body.get("pipeline")
+    body = inv.body
+    check.check_fields("aggregate", body, AGGREGATE_FIELDS, generic=True)
+    check.check_generic("aggregate", body)
+    check.check_types(
+        "aggregate",
+        body,
+        {"explain": "bool", "allowDiskUse": "bool", "bypassDocumentValidation": "bool"},
+    )
+    pipeline = body.get("pipeline")
     if not isinstance(pipeline, list):
         raise CommandError(TYPE_MISMATCH, "'pipeline' option must be specified as an array")
+    _check_pipeline(pipeline)
+    check.check_collation("aggregate.collation", body.get("collation"))
+    check.check_hint("aggregate.hint", body.get("hint"), _indexes(inv, ns))
+    pipeline = check.let_pipeline(pipeline, check.let_values("aggregate.let", body.get("let")))
+    check.check_variables(pipeline=pipeline)
     if inv.body.get("explain"):
         from mongod_double.commands.diagnostics import query_planner
 

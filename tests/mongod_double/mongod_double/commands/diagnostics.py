@@ -185,8 +185,22 @@ def get_cmd_line_opts(inv: Invocation) -> dict:
 @command("getParameter", admin_only=True)
 def get_parameter(inv: Invocation) -> dict:
     server = inv.server
-    values = {"featureCompatibilityVersion": {"version": server.storage.fcv}}
-    values.update({name: server.parameters.get(name) for name in server.parameters.names()})
+    show_details = isinstance(inv.arg, dict) and bool(inv.arg.get("showDetails"))
+    fcv = {"version": server.storage.fcv}
+    values: dict = {
+        "featureCompatibilityVersion": {
+            "value": fcv,
+            "settableAtRuntime": False,
+            "settableAtStartup": False,
+        }
+        if show_details
+        else fcv
+    }
+    for name in server.parameters.names():
+        values[name] = (
+            server.parameters.details(name) if show_details else server.parameters.get(name)
+        )
+    # "*" and {allParameters: true} answer every parameter the double has, as mongod does.
     want_all = inv.arg == "*" or (isinstance(inv.arg, dict) and inv.arg.get("allParameters"))
     generic = {
         "comment",
