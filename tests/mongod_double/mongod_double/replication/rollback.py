@@ -18,7 +18,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import bson
+from bson.int64 import Int64
 
+from mongod_double.logs import log
+from mongod_double.replication.states import (
+    RECOVERING,
+    ROLLBACK,
+    utcnow,
+)
 from mongod_double.storage import OPLOG_NS, Storage, split_ns
 
 SOURCE_BATCH = 1000
@@ -146,3 +153,74 @@ def refetch(storage: Storage, client, ns: str, _id) -> None:
         storage.apply({"op": "u", "ns": ns, "o2": {"_id": _id}, "o": found}, logged=False)
     else:
         storage.apply({"op": "i", "ns": ns, "o": found}, logged=False)
+
+
+class RollbackMixin:
+    """Part of :class:`ReplicationCoordinator` (its state lives there)."""
+
+    def _rollback(self, source: str, local) -> None:
+        """Roll back our entries after the common point with the source, as mongod does.
+
+        The common point is the newest entry both oplogs hold with the same ``ts`` and ``t``.
+        Every document a divergent entry touched is saved, as it is here, to
+        ``<dbPath>/rollback/<collection UUID>/removed.<time>.bson``, then refetched from the
+        source (or deleted when the source has none); a collection a divergent command touched is
+        cloned from the source whole. The oplog is cut at the common point and the member stays
+        in ROLLBACK until it has applied the source's entries up to the source's newest one at
+        the time of the refetch (minValid), when its data is consistent again: then SECONDARY.
+        """
+        with self.mutex:
+            self._set_state(ROLLBACK, f"our oplog diverged from {source}")
+        storage = self.storage
+        with storage.lock:
+            records = [record.doc for record in storage.capped[OPLOG_NS].records]
+        common, divergent = find_common_point(records, source_entries(local))
+        if common is None:
+            self._rollback_failed(f"no common point with {source}: resync needed")
+            return
+        committed = self.last_committed
+        if committed is not None and common["ts"] < committed["ts"]:
+            self._rollback_failed(
+                f"the common point with {source} ({common['ts']}) is older than the majority "
+                f"commit point ({committed['ts']}): rollback would lose committed writes"
+            )
+            return
+        undo = plan(divergent)
+        client = self.peers.client(source, "oplog")
+        newest = newest_entry(local)
+        files = []
+        with storage.lock:
+            saved = save_local_versions(storage, undo, utcnow())
+            files = sorted(saved)
+            for ns in undo.collections:
+                self._clone_collection(client, ns)
+            for ns, _id in undo.documents:
+                if ns in undo.collections:
+                    continue
+                refetch(storage, client, ns, _id)
+            storage.truncate_oplog_after(common["ts"])
+            self.last_applied = {"ts": common["ts"], "t": Int64(common.get("t", -1))}
+            self.last_applied_wall = common.get("wall")
+            self.min_valid = {"ts": newest["ts"], "t": Int64(newest.get("t", -1))}
+        log.info(
+            "ROLLBACK",
+            21612,
+            "Rollback summary",
+            {
+                "syncSource": source,
+                "commonPoint": common["ts"],
+                "rolledBackEntries": len(divergent),
+                "refetchedDocuments": len(undo.documents),
+                "resyncedCollections": sorted(undo.collections),
+                "rollbackDataFiles": files,
+                "minValid": newest["ts"],
+            },
+            ctx="BackgroundSync",
+        )
+
+    def _rollback_failed(self, message: str) -> None:
+        with self.mutex:
+            self.info_message = message
+            log.error("ROLLBACK", 21606, "Rollback failed", {"error": message}, ctx="Rollback")
+            self._set_state(RECOVERING, message)
+        self._stop.wait(2)
