@@ -33,11 +33,17 @@ class BoundedLoader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, AliasEvent):
             raise ComposerError(
-                None, None, "anchors and aliases (& and *) are not accepted", event.start_mark
+                None,
+                None,
+                "anchors and aliases are not accepted: write each value out",
+                event.start_mark,
             )
         if getattr(event, "anchor", None) is not None:
             raise ComposerError(
-                None, None, "anchors and aliases (& and *) are not accepted", event.start_mark
+                None,
+                None,
+                "anchors and aliases are not accepted: write each value out",
+                event.start_mark,
             )
         nested = isinstance(event, CollectionStartEvent)
         if nested:

@@ -39,6 +39,20 @@ def list_playbooks(settings: Settings) -> list[str]:
     return sorted(p.name for p in settings.playbooks_dir.iterdir() if PLAYBOOK_RE.match(p.name))
 
 
+def choices(
+    settings: Settings, actor: Actor, hosts: list[dict[str, Any]]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The playbooks and hosts the actor may start a job with (the console offers only those):
+    the cloud playbooks run from a cluster's page, and the platform machine is an admin's."""
+    if actor.is_admin:
+        return list_playbooks(settings), hosts
+    platform = _platform_playbooks()
+    return (
+        [p for p in list_playbooks(settings) if p not in platform],
+        [h for h in hosts if h.get("connection") != "local"],
+    )
+
+
 def queue(settings: Settings, connection: Redis | None = None) -> Queue:
     if connection is None:
         connection = Redis.from_url(settings.redis_url or "")

@@ -35,16 +35,20 @@ def create() -> Response:
 def show(project_id: str) -> str:
     store, actor = security.get_store(), security.current_actor()
     project = projects.require(store, actor, project_id, "read-only")
+    hosts = projects.list_hosts(store, project_id)
+    playbooks, job_hosts = jobs.choices(security.get_settings(), actor, hosts)
     return render_template(
         "projects/show.html",
         project=project,
         role=projects.role_in(store, actor, project_id),
-        hosts=projects.list_hosts(store, project_id),
+        is_admin=actor.is_admin,
+        hosts=hosts,
+        job_hosts=job_hosts,
         credentials=credentials.list_public(store, project_id),
         clusters=projects.list_clusters(store, project_id),
         jobs=jobs.list_jobs(store, actor, project_id, limit=20),
         members=projects.members(store, project_id),
-        playbooks=jobs.list_playbooks(security.get_settings()),
+        playbooks=playbooks,
     )
 
 
