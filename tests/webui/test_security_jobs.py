@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue
 
-from tests.labhosts import REPO
 from tests.webui.helpers import ssh_private_key, wait_for
+from tests.webui.test_cloud_clusters import repo_playbooks  # noqa: F401 (the repo's playbooks)
 from tests.webui.test_hardening_users import login
 from tests.webui.test_web import api_token, csrf, setup_admin
 from webui.config import Settings
@@ -24,12 +24,6 @@ from webui.store import Store
 EXFILTRATE = "x-{{ lookup('pipe','id') }}-{{ lookup('env','AWS_SECRET_ACCESS_KEY') | b64encode }}"
 PASSWORD = "correct horse battery staple"
 SPEC = {"region": "eu-west-1", "zones": 3, "members": 3, "platform_cidr": "10.250.0.0/24"}
-
-
-@pytest.fixture(name="settings")
-def repo_playbooks(settings: Settings) -> Settings:
-    """The repository's playbooks, as in production."""
-    return settings.with_(playbooks_dir=REPO / "playbooks")
 
 
 @dataclass

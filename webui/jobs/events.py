@@ -1,26 +1,39 @@
 """What of an ansible-runner event is kept: enough for the log, progress and recap, nothing more.
 
 Task results (`res`) are dropped: they can hold anything a module returned. Known secret values are
-masked in what is kept, in case a playbook prints one.
+masked in what is kept, in case a playbook prints one, as they are or encoded (base64, hex, URL).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 MASK = "********"
 STATS_KEYS = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored", "processed")
 HOST_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped")
 
 
+def encodings(value: str) -> set[str]:
+    """The forms a careless playbook prints a secret in: as is, base64 (standard and URL-safe,
+    with or without padding), hex, URL-encoded."""
+    raw = value.encode()
+    forms = {value, raw.hex(), raw.hex().upper(), quote(value), quote(value, safe=""),
+             quote_plus(value)}  # fmt: skip
+    for encoded in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
+        forms.update((encoded, encoded.rstrip("=")))
+    return forms
+
+
 class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         values: set[str] = set()
         for secret in secrets:
-            values.add(secret.strip())
+            values.update(encodings(secret.strip()))
             values.update(line.strip() for line in secret.splitlines() if len(line.strip()) >= 8)
         self._values = sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 
