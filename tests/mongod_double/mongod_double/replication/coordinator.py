@@ -31,6 +31,7 @@ from mongod_double.replication.states import (
     REPLSET_NS,
     SECONDARY,
     STARTUP,
+    SYNCING_STATES,
     MemberStatus,
 )
 from mongod_double.replication.status import StatusMixin
@@ -298,11 +299,20 @@ class ReplicationCoordinator(
         self.last_applied = {"ts": entry["ts"], "t": entry["t"]}
         self.last_applied_wall = entry["wall"].replace(tzinfo=None)
 
-    def apply_fetched(self, entries: list[dict]) -> None:
-        """Apply entries fetched from the sync source, keeping their ts and t."""
+    def apply_fetched(self, entries: list[dict]) -> bool:
+        """Apply entries fetched from the sync source, keeping their ts and t.
+
+        Only a member that syncs applies (a new primary stops at once, even with a getMore to its
+        old source in flight: the entries it would get back are its own), and only entries after
+        its last applied one (each is in the oplog once). Returns False when it stopped early.
+        """
         for entry in entries:
             op = {key: entry[key] for key in ("op", "ns", "ui", "o", "o2") if key in entry}
             with self.storage.lock:
+                if self.state not in SYNCING_STATES:
+                    return False
+                if self.last_applied is not None and entry["ts"] <= self.last_applied["ts"]:
+                    continue
                 try:
                     self.storage.apply(op, replicated=entry)
                 except CommandError as exc:
@@ -320,6 +330,7 @@ class ReplicationCoordinator(
                 self.last_applied = {"ts": entry["ts"], "t": Int64(entry.get("t", -1))}
                 wall = entry.get("wall")
                 self.last_applied_wall = wall.replace(tzinfo=None) if wall else None
+        return True
 
     @property
     def is_writable_primary(self) -> bool:

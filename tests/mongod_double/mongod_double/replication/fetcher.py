@@ -89,7 +89,9 @@ class OplogFetcherMixin:
             with self.mutex:
                 self.info_message = ""
                 self._set_state(SECONDARY, "caught up with the sync source")
-        self.apply_fetched(batch[1:])
+        if not self.apply_fetched(batch[1:]):
+            self._kill_cursor(local, cursor["id"])
+            return
         self._report_position(source)
         self._check_min_valid()
         cursor_id = cursor["id"]
@@ -108,7 +110,8 @@ class OplogFetcherMixin:
                 cursor_id = more["cursor"]["id"]
                 entries = more["cursor"]["nextBatch"]
                 if entries:
-                    self.apply_fetched(entries)
+                    if not self.apply_fetched(entries):
+                        break
                     self._report_position(source)
                 self._check_min_valid()
         finally:

@@ -28,6 +28,8 @@ STATE_CODES = {
     REMOVED: 10,
 }
 STATE_NAMES = {code: name for name, code in STATE_CODES.items()}
+# The states in which a member applies what it fetches from its sync source.
+SYNCING_STATES = (SECONDARY, RECOVERING, ROLLBACK)
 DOWN_TEXT = "(not reachable/healthy)"
 TICK_SECONDS = 0.1
 FETCH_AWAIT_MS = 500
