@@ -33,8 +33,21 @@ class LabHosts:
         )  # fmt: skip
 
 
+# Labs of parallel test workers look for free subnets in different slices of the range, so that
+# two workers rarely race for one (the lab's lock and the retries in start_lab settle the rest),
+# and a range picked before any route exists (a VPC's, see tests/aws) is not picked twice.
+WORKER_SLICES = 8
+
+
+def worker_index() -> int:
+    """This pytest-xdist worker's number (gw3 -> 3); 0 when the tests run in one process."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name[2:].isdigit() else 0
+
+
 def free_subnet(base: str = "10.213.0.0/16", prefix: int = 24, skip: int = 100) -> str:
-    """A /24 of `base` that no route of the machine uses yet (labs of other runs included)."""
+    """A /prefix of `base` that no route of the machine uses yet (labs of other runs included),
+    after the first `skip` ones, looked for from this worker's slice on."""
     routes = json.loads(
         subprocess.run(["ip", "-j", "-4", "route"], capture_output=True, text=True).stdout or "[]"
     )
@@ -43,8 +56,10 @@ def free_subnet(base: str = "10.213.0.0/16", prefix: int = 24, skip: int = 100) 
         for r in routes
         if r.get("dst") not in (None, "default")
     ]
-    for i, net in enumerate(ipaddress.IPv4Network(base).subnets(new_prefix=prefix)):
-        if i >= skip and not any(net.overlaps(u) for u in used):
+    candidates = list(ipaddress.IPv4Network(base).subnets(new_prefix=prefix))[skip:]
+    start = (worker_index() % WORKER_SLICES) * (len(candidates) // WORKER_SLICES)
+    for net in candidates[start:] + candidates[:start]:
+        if not any(net.overlaps(u) for u in used):
             return str(net)
     raise RuntimeError(f"no free /{prefix} left in {base}")
 
