@@ -82,7 +82,10 @@ def check_variables(
     outside what the playbook documents). See webui.services.variables for the rules."""
     if not isinstance(values, dict):
         return {field: ["an object of variable names and values"]}, []
-    documented = variables.playbook_variables(playbook_path(settings, playbook))
+    path = playbook_path(settings, playbook)
+    if not path.is_file():
+        return {field: [f"{playbook} is not among the playbooks ({settings.playbooks_dir})"]}, []
+    documented = variables.playbook_variables(path)
     problems, free_form = [], []
     for name, value in values.items():
         name = str(name)

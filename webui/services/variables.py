@@ -7,8 +7,9 @@
   comment, its plays' `vars`, and the options of the roles it runs (their argument specs), less
   the ones that name a file or directory on the controller (the worker) and the ones the platform
   or an importing playbook sets itself. Admins may set other names too: free-form, audited.
-- Values are data. A string holding Jinja delimiters is refused, and every string reaches
-  ansible-playbook tagged `!unsafe` (`unsafe_yaml`), so that no value from a user is ever rendered.
+- Values are data. A string holding Jinja delimiters is refused, and any string that could be a
+  template reaches ansible-playbook tagged `!unsafe` (`unsafe_yaml`), so that no value from a user
+  is ever rendered.
 - Host patterns. A variable a play's `hosts:` reads may name only the job's own hosts and groups:
   never `localhost`, which Ansible would run on the worker itself.
 """
@@ -275,8 +276,10 @@ def host_pattern_error(value: Any, names: set[str]) -> str | None:
 
 
 class _UnsafeDumper(yaml.SafeDumper):
-    """Every string value as `!unsafe`, which Ansible never renders as a template; keys (variable
-    and field names) stay plain strings."""
+    """Strings that could be templates (any holding `{`: every Jinja delimiter starts with one) as
+    `!unsafe`, which Ansible never renders; keys (variable and field names) stay plain strings.
+    Other strings stay plain, quoted: ansible-core 2.19 reads an `!unsafe` scalar with YAML's
+    implicit types, so `!unsafe "yes"` would become true (no implicit type contains `{`)."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
@@ -290,14 +293,16 @@ class _UnsafeDumper(yaml.SafeDumper):
 
 
 def _unsafe_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    return dumper.represent_scalar(UNSAFE_TAG, value, style='"')
+    if "{" in value:
+        return dumper.represent_scalar(UNSAFE_TAG, value, style='"')
+    return dumper.represent_str(value)
 
 
 _UnsafeDumper.add_representer(str, _unsafe_str)
 
 
 def unsafe_yaml(variables: dict[str, Any], trusted: dict[str, Any] | None = None) -> str:
-    """A vars file for `-e @file`: `variables` (data: every string `!unsafe`), then `trusted`
+    """A vars file for `-e @file`: `variables` (data: never rendered), then `trusted`
     (templates the platform itself writes, such as lookups of the job's environment)."""
     text = yaml.dump(variables, Dumper=_UnsafeDumper, sort_keys=True) if variables else ""
     if trusted:
