@@ -59,6 +59,7 @@ def test_smallest_sharded_cluster_provisioned_deployed_then_nothing_left(
     client = pymongo.MongoClient(
         router, 27017, tls=True, tlsCAFile=str(secrets / "ca.pem"),
         username=ADMIN[0], password=ADMIN[1], serverSelectionTimeoutMS=20000,
+        socketTimeoutMS=90_000, wTimeoutMS=30_000,
     )  # fmt: skip
     with client:
         assert client.admin.command("hello")["msg"] == "isdbgrid"
