@@ -28,6 +28,7 @@ import os
 import subprocess
 import threading
 import time
+import uuid as uuid_module
 
 import bson
 import pymongo
@@ -184,7 +185,7 @@ class StateWatch(threading.Thread):
 
 def _lab_set(tmp_path_factory, name: str):
     _root()
-    return lab_replica_set(tmp_path_factory.mktemp(name), name=f"{name}{os.getpid() % 10000}")
+    return lab_replica_set(tmp_path_factory.mktemp(name), name=f"{name[:4]}{os.getpid() % 10000}")
 
 
 def _initiate(rs: LabReplicaSet, **per_member: dict) -> str:
@@ -335,6 +336,10 @@ def _reconfig(rs: LabReplicaSet, primary: str, priorities: dict[str, int]) -> No
     )
 
 
+def _state(rs: LabReplicaSet, name: str) -> int:
+    return rs.direct(name).admin.command("replSetGetStatus")["myState"]
+
+
 def _applied(rs: LabReplicaSet, name: str) -> tuple:
     optime = rs.direct(name).admin.command("replSetGetStatus")["optimes"]["appliedOpTime"]
     return optime["ts"], optime["t"]
@@ -381,13 +386,18 @@ def test_writes_only_the_cut_off_primary_had_are_rolled_back_into_files(tmp_path
         fresh.insert_many([{"_id": f"new-{i}", "v": "after the election"} for i in range(30)])
         fresh.update_one({"_id": 1}, {"$set": {"v": "changed on the new primary"}})
         _cut(rs, old, heal=True)
-        rs.wait_state(old, "SECONDARY", timeout=SETTLE_SECONDS)
         newest = _applied(rs, new)
+
+        def old_log() -> str:
+            tail = rs.lab.ssh(old, "tail -c 3000 /var/log/mongod.log", check=False).stdout
+            return f"{rs.states()}\nlast lines of {old}'s log:\n{tail}"
+
         wait_until(
-            lambda: _applied(rs, old) >= newest,
+            lambda: _state(rs, old) == SECONDARY and _applied(rs, old) >= newest,
             timeout=SETTLE_SECONDS,
-            what=f"{old} to catch up with {new} after its rollback",
-            seen=rs.states,
+            what=f"{old} to roll back, be SECONDARY and catch up with {new}",
+            retry=PyMongoError,
+            seen=old_log,
         )
         mine = rs.direct(old, readPreference="secondaryPreferred").app.events
         assert mine.count_documents({"_id": {"$regex": "^lost-"}}) == 0
@@ -397,8 +407,8 @@ def test_writes_only_the_cut_off_primary_had_are_rolled_back_into_files(tmp_path
         hashes = {n: rs.direct(n).app.command("dbHash")["md5"] for n in rs.names}
         assert len(set(hashes.values())) == 1, f"dbHash differs after the rollback: {hashes}"
         listing = rs.lab.ssh(old, "ls /var/lib/mongo/rollback/*/removed.*.bson").stdout.split()
-        uuid = rs.direct(new).app.command("listCollections", filter={"name": "events"})
-        folder = str(uuid["cursor"]["firstBatch"][0]["info"]["uuid"])
+        info = rs.direct(new).app.command("listCollections", filter={"name": "events"})
+        folder = str(uuid_module.UUID(bytes=bytes(info["cursor"]["firstBatch"][0]["info"]["uuid"])))
         assert [p.split("/")[-2] for p in listing] == [folder], listing
         raw = rs.lab.ssh(old, f"base64 -w0 {listing[0]}").stdout
         saved = {d["_id"]: d["v"] for d in bson.decode_all(base64.b64decode(raw))}

@@ -133,8 +133,7 @@ class HeartbeatsMixin:
                     self.initiated_here = False
                 committed = reply.get("lastCommittedOpTime")
                 if committed and self.state != PRIMARY:
-                    mine = self.last_applied
-                    self.last_committed = committed if later(mine, committed) is mine else mine
+                    self._learn_commit_point(committed)
             elif self.primary_host == host:
                 self.primary_host = None
                 self.bump_topology()
@@ -144,6 +143,17 @@ class HeartbeatsMixin:
             self._advance_commit_point()
         if new_config is not None:
             self.install_config(new_config, "heartbeat")
+
+    def _learn_commit_point(self, committed: dict) -> None:
+        """A secondary's commit point: the primary's, capped at its own last applied entry, and
+        only while that entry is in the commit point's term, as mongod does: an entry of an older
+        term may be on a branch the majority never had (caller holds mutex)."""
+        mine = self.last_applied
+        if mine is None or int(mine["t"]) != int(committed["t"]):
+            return
+        self.last_committed = later(
+            self.last_committed, committed if later(mine, committed) is mine else mine
+        )
 
     def process_heartbeat(self, body: dict) -> dict:
         """Answer a replSetHeartbeat from another member."""
