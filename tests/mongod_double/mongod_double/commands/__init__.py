@@ -161,7 +161,9 @@ def _run(spec: CommandSpec, inv: Invocation) -> dict:
         intent = server.replication.write_intent(inv.db) if spec.write else nullcontext()
         with intent:
             if spec.read:
-                server.replication.check_read(inv.db, inv.body.get("$readPreference"))
+                server.replication.check_read(
+                    inv.db, inv.body.get("$readPreference"), established=spec.name == "getMore"
+                )
             reply = spec.handler(inv)
         reply.setdefault("ok", 1.0)
         write_concern = inv.body.get("writeConcern") or {}

@@ -378,13 +378,17 @@ class ReplicationCoordinator(
                 self._draining = False
                 self._write_gate.notify_all()
 
-    def check_read(self, db: str, read_preference: dict | None) -> None:
+    def check_read(self, db: str, read_preference: dict | None, established: bool = False) -> None:
+        """May this node serve a read? ``established``: the read continues a cursor (getMore),
+        which carries no read preference: the one that opened it allowed a secondary."""
         if db == "local" or self.is_writable_primary:
             return
         if self.config is not None and self.state not in (SECONDARY, PRIMARY):
             raise CommandError(
                 NOT_PRIMARY_OR_SECONDARY, "node is not in primary or recovering state"
             )
+        if established:
+            return
         mode = (read_preference or {}).get("mode", "primary")
         if mode == "primary":
             raise CommandError(13435, "not primary and secondaryOk=false")
