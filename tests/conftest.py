@@ -1,5 +1,6 @@
-"""Fixtures shared by every test folder (lab hosts on this machine), and how the suite runs in
-parallel (scripts/test runs it with pytest-xdist, `--dist loadgroup`)."""
+"""Fixtures shared by every test folder (lab hosts on this machine), and the order the suite runs
+in: scripts/test runs it in parallel with pytest-xdist, `--dist loadscope`, so that each module
+runs on one worker, in order, with its module-scoped lab, deployment or scenario."""
 
 import os
 from collections.abc import Callable, Iterator
@@ -10,23 +11,15 @@ import pytest
 from tests.labhosts import LabHosts, start_lab
 from wap.lab import Lab
 
-# Fixtures that make a test slow: lab hosts, a browser. Such tests are handed out to the workers
-# first, so that the run does not end waiting on one of them started last.
+# Fixtures that make a test slow: lab hosts, a browser. Modules that use them are handed out to
+# the workers first, so that the run does not end waiting on one of them started last.
 SLOW_FIXTURES = {"make_lab", "lab3", "module_lab", "stand_in", "rs", "browser"}
-SHARED_SCOPES = ("module", "class", "package")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep the tests that share a module's fixture (a lab, a deployment, a scenario in order)
-    on one worker, in their order; then put the slow tests first (a stable sort)."""
-    for item in items:
-        fixtures = getattr(item, "_fixtureinfo", None)
-        defs = fixtures.name2fixturedefs if fixtures else {}
-        shared = any(d and d[-1].scope in SHARED_SCOPES for d in defs.values())
-        if shared and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-    items.sort(key=lambda item: not (SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))))
+    """Slow modules first; a module's own tests keep their order (a stable sort)."""
+    slow = {item.path for item in items if SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture
