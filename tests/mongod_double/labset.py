@@ -68,8 +68,9 @@ class LabReplicaSet:
             members.append({"_id": i, "host": self.address(name), **per_member.get(name, {})})
         return {"_id": SET_NAME, "members": members}
 
-    def start(self, name: str, *args: str) -> None:
-        """Start (or restart) the member on its host and wait until it listens."""
+    def start(self, name: str, *args: str, timeout: float = 30) -> None:
+        """Start (or restart) the member on its host and wait until it listens (a restart after
+        kill -9 loads its last checkpoint and replays the journal: allow for it in ``timeout``)."""
         ip = self.lab.hosts[name]
         self.lab.ssh(name, f"systemctl reset-failed {UNIT} 2>/dev/null; mkdir -p /var/lib/mongo")
         self.lab.ssh(
@@ -80,7 +81,7 @@ class LabReplicaSet:
         )
         wait_until(
             lambda: _listening(ip, PORT),
-            timeout=30,
+            timeout=timeout,
             what=f"mongod on {name} to listen on {ip}:{PORT}",
             every=0.05,
             seen=lambda: self.lab.ssh(name, "tail -5 /var/log/mongod.log", check=False).stdout,

@@ -47,6 +47,8 @@ ELECTIONS = 50
 # (an election after a kill -9 waits for the election timeout of SETTINGS first).
 SETTLE_SECONDS = 60
 SETTINGS = {"electionTimeoutMillis": 3000, "heartbeatIntervalMillis": 500}
+# A member restarted after kill -9 loads its checkpoint and replays up to a minute of journal.
+RESTART_SECONDS = 120
 
 
 def _root() -> None:
@@ -184,9 +186,20 @@ class StateWatch(threading.Thread):
                     self.seen.add((name, admin.command("replSetGetStatus")["myState"]))
 
 
+@contextlib.contextmanager
 def _lab_set(tmp_path_factory, name: str):
+    """A lab replica set whose members' logs are kept in the test's folder when it fails."""
     _root()
-    return lab_replica_set(tmp_path_factory.mktemp(name), name=f"{name[:4]}{os.getpid() % 10000}")
+    tmp = tmp_path_factory.mktemp(name)
+    with lab_replica_set(tmp, name=f"{name[:4]}{os.getpid() % 10000}") as rs:
+        try:
+            yield rs
+        except BaseException:
+            for host in rs.names:
+                log = rs.lab.ssh(host, "cat /var/log/mongod.log", check=False).stdout
+                (tmp / f"{host}-mongod.log").write_text(log)
+            print(f"members' logs kept in {tmp}")
+            raise
 
 
 def _initiate(rs: LabReplicaSet, **per_member: dict) -> str:
@@ -203,7 +216,7 @@ def _settled_lab(rs: LabReplicaSet, after: str) -> str:
     def check() -> str | None:
         states = {}
         for name in rs.names:
-            reply = rs.hello(name)
+            reply = _hello(rs, name)
             if not reply:
                 return None
             states[name] = (
@@ -221,6 +234,17 @@ def _settled_lab(rs: LabReplicaSet, after: str) -> str:
         what=f"a primary and two secondaries after {after}",
         seen=rs.states,
     )
+
+
+def _hello(rs: LabReplicaSet, name: str) -> dict | None:
+    """``hello`` from one member over a client kept with the set (not one per call)."""
+    clients = rs.__dict__.setdefault("hello_clients", {})
+    if name not in clients:
+        clients[name] = rs.direct(name, serverSelectionTimeoutMS=500)
+    try:
+        return clients[name].admin.command("hello")
+    except PyMongoError:
+        return None
 
 
 def _term(rs: LabReplicaSet, name: str) -> int:
@@ -246,7 +270,7 @@ def _step_up(rs: LabReplicaSet, primary: str) -> None:
 def _kill_and_restart(rs: LabReplicaSet, primary: str) -> None:
     rs.kill(primary)
     rs.wait_primary(among=[n for n in rs.names if n != primary], timeout=SETTLE_SECONDS)
-    rs.start(primary)
+    rs.start(primary, timeout=RESTART_SECONDS)
 
 
 def _priority_takeover(rs: LabReplicaSet, primary: str) -> None:
@@ -303,7 +327,24 @@ def test_soak_fifty_elections_under_writes_lose_no_majority_write(tmp_path_facto
             missing = sorted(wanted - present)
             assert not missing, f"{name} lacks {len(missing)} majority writes: {missing[:20]}"
         hashes = {n: rs.direct(n).soak.command("dbHash")["md5"] for n in rs.names}
-        assert len(set(hashes.values())) == 1, f"dbHash differs: {hashes}"
+        assert len(set(hashes.values())) == 1, f"dbHash differs: {hashes}; {_differences(rs)}"
+
+
+def _differences(rs: LabReplicaSet) -> str:
+    """Which documents of soak.docs differ between the members, and their oplog entries."""
+    docs = {
+        n: {d["_id"]: d for d in rs.direct(n, readPreference="secondaryPreferred").soak.docs.find()}
+        for n in rs.names
+    }
+    ids = set().union(*docs.values())
+    differ = sorted(i for i in ids if len({repr(docs[n].get(i)) for n in rs.names}) > 1)
+    lines = [f"{len(differ)} documents differ: {differ[:10]}"]
+    for name in rs.names:
+        oplog = rs.direct(name).local["oplog.rs"]
+        for _id in differ[:3]:
+            entries = list(oplog.find({"o._id": _id}, {"ts": 1, "t": 1, "op": 1}))
+            lines.append(f"{name} {_id}: {docs[name].get(_id)} oplog {entries}")
+    return "\n".join(lines)
 
 
 def _unfreeze(rs: LabReplicaSet, name: str, when: str) -> None:
@@ -376,7 +417,7 @@ def test_writes_only_the_cut_off_primary_had_are_rolled_back_into_files(tmp_path
         others = [n for n in rs.names if n != old]
         new = rs.wait_primary(among=others, timeout=SETTLE_SECONDS)
         wait_until(
-            lambda: not (rs.hello(old) or {}).get("isWritablePrimary"),
+            lambda: not (_hello(rs, old) or {}).get("isWritablePrimary"),
             timeout=SETTLE_SECONDS,
             what=f"the cut-off {old} to step down (it sees no majority)",
             seen=rs.states,

@@ -229,9 +229,18 @@ class Server:
         log.info("CONTROL", 23138, "Shutting down", {"exitCode": 0}, ctx="SignalHandler")
 
     def _housekeeping(self) -> None:
+        # Checkpoints as WiredTiger takes them (storage.syncPeriodSecs, 60 s by default): a
+        # restart after kill -9 replays at most that much journal, not all since the last clean
+        # shutdown.
+        period = float(self.options.get("storage.syncPeriodSecs", 60) or 60)
+        last_checkpoint = time.monotonic()
         while not self.shutdown_requested.wait(HOUSEKEEPING_SECONDS):
             try:
                 self.storage.sync()
+                if time.monotonic() - last_checkpoint >= period:
+                    last_checkpoint = time.monotonic()
+                    if self.storage.journal_bytes:
+                        self.storage.checkpoint()
                 self.cursors.reap(int(self.parameters.get("cursorTimeoutMillis")))
             except OSError:
                 pass

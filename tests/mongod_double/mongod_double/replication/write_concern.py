@@ -28,6 +28,9 @@ class WriteConcernMixin:
                     continue
                 applied = item.get("appliedOpTime")
                 if applied:
+                    # An entry of a newer term: another primary was elected since (a newer term
+                    # seen anywhere makes a primary step down, before it counts that entry).
+                    self._update_term(int(applied.get("t", -1)))
                     status.applied = later(applied, status.applied)
                     status.applied_wall = item.get("appliedWallTime")
             self._advance_commit_point()
