@@ -14,14 +14,14 @@ import time
 
 from mongod_double import authz
 from mongod_double.authz import ROLES_NS, USERS_NS
-from mongod_double.commands import Invocation
+from mongod_double.commands import CommandSpec, Invocation
 from mongod_double.errors import StartupError
 from mongod_double.logs import log
 from mongod_double.options import ServerOptions, fail
 from mongod_double.server import Server
 from mongod_double.sharding.balancer import Balancer
 from mongod_double.sharding.cluster import CODEC, Cluster, parse_connection_string
-from mongod_double.sharding.registry import dispatch, load_router_commands
+from mongod_double.sharding.registry import ROUTER_REGISTRY, load_router_commands
 from mongod_double.version import Version
 
 CONFIG_SERVER_PORT = 27019
@@ -74,8 +74,19 @@ class Router(Server):
 
         self.security = Security.from_options(self.options, self.version)
 
-    def handle(self, ctx, request) -> dict:
-        return dispatch(self, ctx, request)
+    registry = ROUTER_REGISTRY
+    engine = "the mongos double"
+
+    def execute(self, spec: CommandSpec, inv: Invocation) -> dict:
+        reply = spec.handler(inv)
+        reply.setdefault("ok", 1.0)
+        return reply
+
+    def reply_fields(self) -> dict:
+        return {}
+
+    def after_command(self, spec: CommandSpec, inv: Invocation, reply: dict) -> None:
+        """mongos keeps no profiler and no top (no data of its own)."""
 
     def check_access(self, inv: Invocation) -> None:
         """With access control on (a key file), the checks mongod makes, against the users and

@@ -19,8 +19,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from mongod_double import wire
-from mongod_double.commands import dispatch, load_all
+from mongod_double import authz, wire
+from mongod_double.commands import REGISTRY, CommandSpec, Invocation, dispatch, load_all
 from mongod_double.context import ConnectionContext
 from mongod_double.cursors import CursorManager
 from mongod_double.errors import CloseConnection, StartupError
@@ -321,8 +321,42 @@ class Server:
         return tls_sock
 
     def handle(self, ctx: ConnectionContext, request: wire.Request) -> dict:
-        """One request's reply (mongos overrides this with its own command set)."""
+        """One request's reply."""
         return dispatch(self, ctx, request)
+
+    # -- what the dispatcher asks of mongod (mongos answers with its own) --------------------
+
+    registry = REGISTRY  # the command set
+    engine = "the mongod double's query engine"  # named in NotImplemented and internal errors
+
+    def check_access(self, inv: Invocation) -> None:
+        if self.security.auth_enabled:
+            authz.check(inv)
+
+    def execute(self, spec: CommandSpec, inv: Invocation) -> dict:
+        """Run a command past the checks its replica set state asks for: a write holds the
+        write gate and waits for its write concern, a read needs a readable member."""
+        repl = self.replication
+        intent = repl.write_intent(inv.db) if spec.write else contextlib.nullcontext()
+        with intent:
+            if spec.read:
+                repl.check_read(
+                    inv.db, inv.body.get("$readPreference"), established=spec.name == "getMore"
+                )
+            reply = spec.handler(inv)
+        reply.setdefault("ok", 1.0)
+        write_concern = inv.body.get("writeConcern") or {}
+        if spec.write and write_concern.get("j"):
+            self.storage.sync()
+        if spec.write and reply.get("ok"):
+            error = repl.await_write_concern(inv.body.get("writeConcern"))
+            if error is not None:
+                reply["writeConcernError"] = error
+        return reply
+
+    def reply_fields(self) -> dict:
+        """Fields every reply carries ($clusterTime and operationTime on a member)."""
+        return self.replication.cluster_time_fields()
 
     def _log_receive_error(self, ctx: ConnectionContext, error: str) -> None:
         log.warning(

@@ -12,13 +12,11 @@ import importlib
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import mongomock
+from pymongo.errors import AutoReconnect, ConnectionFailure, OperationFailure, PyMongoError
 
-from mongod_double import authz
 from mongod_double.errors import (
     BAD_VALUE,
     COMMAND_NOT_FOUND,
@@ -37,6 +35,7 @@ COMMAND_MODULES = ("handshake", "crud", "ddl", "stats", "diagnostics", "replset"
 # Legacy OP_QUERY is only accepted for the connection handshake since MongoDB 6.0.
 OP_QUERY_COMMANDS = {"hello", "isMaster", "ismaster"}
 UNSUPPORTED_OP_QUERY = 352
+HOST_UNREACHABLE = 6
 
 # NotWritablePrimary, NotPrimaryNoSecondaryOk, NotPrimaryOrSecondary, InterruptedAtShutdown,
 # InterruptedDueToReplStateChange, PrimarySteppedDown, ShutdownInProgress.
@@ -116,7 +115,9 @@ def command_not_found(name: str) -> CommandError:
 
 
 def dispatch(server: Server, ctx: ConnectionContext, request: Request) -> dict:
-    """Run one request and return its reply document."""
+    """Run one request and return its reply document: mongod and mongos alike, each with its
+    own command set (``server.registry``) and the hooks of :class:`~mongod_double.server.Server`
+    (``check_access``, ``execute``, ``after_command``, ``reply_fields``)."""
     body = dict(request.body)
     for identifier, docs in request.sequences.items():
         body[identifier] = docs
@@ -135,7 +136,7 @@ def dispatch(server: Server, ctx: ConnectionContext, request: Request) -> dict:
         db = body.pop("$db", None)
         if not isinstance(db, str):
             return CommandError(40571, "OP_MSG requests require a $db argument").to_reply()
-    spec = REGISTRY.get(name)
+    spec = server.registry.get(name)
     inv = Invocation(server, ctx, name, body, db, request)
     if spec is None:
         server.metrics.add(server.metrics.opcounters, "command")
@@ -154,25 +155,10 @@ def dispatch(server: Server, ctx: ConnectionContext, request: Request) -> dict:
 def _run(spec: CommandSpec, inv: Invocation) -> dict:
     server = inv.server
     try:
-        if server.security.auth_enabled:
-            authz.check(inv)
+        server.check_access(inv)
         if spec.admin_only and inv.db != "admin":
             raise CommandError(13, f"{spec.name} may only be run against the admin database.")
-        intent = server.replication.write_intent(inv.db) if spec.write else nullcontext()
-        with intent:
-            if spec.read:
-                server.replication.check_read(
-                    inv.db, inv.body.get("$readPreference"), established=spec.name == "getMore"
-                )
-            reply = spec.handler(inv)
-        reply.setdefault("ok", 1.0)
-        write_concern = inv.body.get("writeConcern") or {}
-        if spec.write and write_concern.get("j"):
-            server.storage.sync()
-        if spec.write and reply.get("ok"):
-            error = server.replication.await_write_concern(inv.body.get("writeConcern"))
-            if error is not None:
-                reply["writeConcernError"] = error
+        reply = server.execute(spec, inv)
     except CloseConnection:
         raise
     except CommandError as exc:
@@ -183,15 +169,14 @@ def _run(spec: CommandSpec, inv: Invocation) -> dict:
             # Since 4.4 these carry the topologyVersion, so that drivers can tell a current
             # state change from a stale one (SDAM spec, "topologyVersion" in error replies).
             reply.setdefault("topologyVersion", dict(server.replication.topology_version))
+    except PyMongoError as exc:  # the query engine refused (mongomock raises pymongo's
+        # OperationFailure), or another member, shard or config server failed
+        server.metrics.failed_commands[spec.name] += 1
+        reply = remote_error(exc).to_reply()
     except NotImplementedError as exc:
         server.metrics.failed_commands[spec.name] += 1
-        reply = CommandError(
-            NOT_IMPLEMENTED, f"not implemented by the mongod double's query engine: {exc}"
-        ).to_reply()
-    except mongomock.OperationFailure as exc:
-        server.metrics.failed_commands[spec.name] += 1
-        code = exc.code if isinstance(exc.code, int) and exc.code > 0 else BAD_VALUE
-        reply = CommandError(code, str(exc)).to_reply()
+        reply = CommandError(NOT_IMPLEMENTED, f"not implemented by {server.engine}: {exc}")
+        reply = reply.to_reply()
     except Exception as exc:  # a bug in the double: report it, keep the connection
         server.metrics.failed_commands[spec.name] += 1
         server.metrics.add(server.metrics.asserts, "regular")
@@ -207,6 +192,20 @@ def _run(spec: CommandSpec, inv: Invocation) -> dict:
             },
             ctx=inv.ctx.thread_name,
         )
-        reply = CommandError(1, f"internal error in the mongod double: {exc!r}").to_reply()
-    reply.update(server.replication.cluster_time_fields())
+        reply = CommandError(1, f"internal error in {server.engine}: {exc!r}").to_reply()
+    reply.update(server.reply_fields())
     return reply
+
+
+def remote_error(exc: PyMongoError) -> CommandError:
+    """A failure reported in pymongo's terms, as this server reports it: another server's (a
+    shard, a config server, a member) with its own code and message, HostUnreachable when it
+    could not be reached, or the query engine's (BadValue when it gives no code)."""
+    if isinstance(exc, OperationFailure):
+        details = exc.details or {}
+        code = exc.code if isinstance(exc.code, int) and exc.code > 0 else details.get("code")
+        extra = {k: v for k, v in details.items() if k in ("keyPattern", "keyValue")}
+        return CommandError(code or BAD_VALUE, details.get("errmsg", str(exc)), **extra)
+    if isinstance(exc, (ConnectionFailure, AutoReconnect)):
+        return CommandError(HOST_UNREACHABLE, f"Could not reach a shard or config server: {exc}")
+    return CommandError(1, str(exc))

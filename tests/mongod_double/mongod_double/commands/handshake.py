@@ -7,7 +7,7 @@ import datetime
 import time
 
 from mongod_double import authz
-from mongod_double.commands import REGISTRY, Invocation, auth, command
+from mongod_double.commands import Invocation, auth, command
 from mongod_double.errors import CommandError
 from mongod_double.role import Role
 
@@ -152,9 +152,11 @@ def connection_status(inv: Invocation) -> dict:
 
 @command("listCommands")
 def list_commands(inv: Invocation) -> dict:
+    """The commands this server runs (mongod's or, on a router, mongos's)."""
+    registry = inv.server.registry
     commands = {}
-    for name in sorted(REGISTRY):
-        spec = REGISTRY[name]
+    for name in sorted(registry):
+        spec = registry[name]
         commands[name] = {
             "help": (spec.handler.__doc__ or "").strip().split("\n")[0],
             "requiresAuth": False,

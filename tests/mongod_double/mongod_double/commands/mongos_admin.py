@@ -17,7 +17,7 @@ from bson.objectid import ObjectId
 from pymongo.errors import PyMongoError
 
 from mongod_double import authz
-from mongod_double.commands import Invocation
+from mongod_double.commands import HOST_UNREACHABLE, Invocation
 from mongod_double.errors import (
     ALREADY_INITIALIZED,
     BAD_VALUE,
@@ -36,7 +36,7 @@ from mongod_double.sharding.cluster import (
 )
 from mongod_double.sharding.keys import ShardKey, chunk_for
 from mongod_double.sharding.migration import move_chunk, move_primary
-from mongod_double.sharding.registry import HOST_UNREACHABLE, router_command
+from mongod_double.sharding.registry import router_command
 from mongod_double.storage import new_uuid
 
 # What the router's own commands require when access control is on (MongoDB's actions; the
