@@ -34,8 +34,6 @@ CONFIRM = ("-e", "wap_teardown_confirm=yes")
 
 
 def ok(done: subprocess.CompletedProcess) -> str:
-    if done.returncode != 0:
-        Path("/tmp/last-fail.log").write_text(done.stdout + done.stderr)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     return done.stdout
 
