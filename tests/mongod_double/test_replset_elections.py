@@ -198,6 +198,11 @@ def _lab_set(tmp_path_factory, name: str):
             for host in rs.names:
                 log = rs.lab.ssh(host, "cat /var/log/mongod.log", check=False).stdout
                 (tmp / f"{host}-mongod.log").write_text(log)
+                with contextlib.suppress(PyMongoError):
+                    oplog = rs.direct(host).local["oplog.rs"].find(
+                        {}, {"ts": 1, "t": 1, "op": 1, "o.msg": 1, "o._id": 1}
+                    )
+                    (tmp / f"{host}-oplog.txt").write_text("\n".join(map(str, oplog)))
             print(f"members' logs kept in {tmp}")
             raise
 

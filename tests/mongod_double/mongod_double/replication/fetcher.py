@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 
+from bson.int64 import Int64
+
 from mongod_double import election
 from mongod_double.logs import log
 from mongod_double.replication.states import (
@@ -18,6 +20,7 @@ from mongod_double.replication.states import (
     ROLLBACK,
     SECONDARY,
     STARTUP2,
+    SYNCING_STATES,
 )
 
 
@@ -39,9 +42,9 @@ class OplogFetcherMixin:
                 state = self.state
                 if state == STARTUP2:
                     self._initial_sync()
-                elif state in (SECONDARY, RECOVERING) or (
-                    state == ROLLBACK and self.min_valid is not None
-                ):
+                elif state in SYNCING_STATES:
+                    # ROLLBACK too: catching up to minValid, or a rollback that failed midway
+                    # (its source went away) finds the divergence again and starts over.
                     self._fetch_once()
                 else:
                     self._stop.wait(0.2)
@@ -140,6 +143,7 @@ class OplogFetcherMixin:
         wall = self.last_applied_wall or EPOCH
         body = {
             "replSetUpdatePosition": 1,
+            "term": Int64(self.term),
             "optimes": [
                 {
                     "durableOpTime": dict(self.last_applied),

@@ -20,6 +20,10 @@ class WriteConcernMixin:
 
     def process_update_position(self, body: dict) -> None:
         with self.mutex:
+            # The reporter's term first: a member that voted in a newer election may still
+            # apply what this (deposed) primary sends it, but must not count towards this
+            # primary's commit point; the newer term makes it step down first.
+            self._update_term(int(body.get("term", -1)))
             by_id = {m["_id"]: m["host"] for m in (self.config or {}).get("members", [])}
             for item in body.get("optimes") or []:
                 host = by_id.get(item.get("memberId"))
