@@ -199,8 +199,10 @@ def _lab_set(tmp_path_factory, name: str):
                 log = rs.lab.ssh(host, "cat /var/log/mongod.log", check=False).stdout
                 (tmp / f"{host}-mongod.log").write_text(log)
                 with contextlib.suppress(PyMongoError):
-                    oplog = rs.direct(host).local["oplog.rs"].find(
-                        {}, {"ts": 1, "t": 1, "op": 1, "o.msg": 1, "o._id": 1}
+                    oplog = (
+                        _member(rs, host)
+                        .local["oplog.rs"]
+                        .find({}, {"ts": 1, "t": 1, "op": 1, "o.msg": 1, "o._id": 1})
                     )
                     (tmp / f"{host}-oplog.txt").write_text("\n".join(map(str, oplog)))
             print(f"members' logs kept in {tmp}")
@@ -211,7 +213,7 @@ def _initiate(rs: LabReplicaSet, **per_member: dict) -> str:
     for name in rs.names:
         rs.start(name)
     config = {**rs.config(**per_member), "settings": SETTINGS}
-    rs.direct(rs.names[0]).admin.command("replSetInitiate", config)
+    _member(rs, rs.names[0]).admin.command("replSetInitiate", config)
     return _settled_lab(rs, "the initiated set")
 
 
@@ -241,30 +243,38 @@ def _settled_lab(rs: LabReplicaSet, after: str) -> str:
     )
 
 
-def _hello(rs: LabReplicaSet, name: str) -> dict | None:
-    """``hello`` from one member over a client kept with the set (not one per call)."""
-    clients = rs.__dict__.setdefault("hello_clients", {})
+def _member(rs: LabReplicaSet, name: str) -> pymongo.MongoClient:
+    """One client per member for the whole test (a client per call would leave hundreds to
+    close, each waiting on a killed member), reading from secondaries too."""
+    clients = rs.__dict__.setdefault("member_clients", {})
     if name not in clients:
-        clients[name] = rs.direct(name, serverSelectionTimeoutMS=500)
+        clients[name] = rs.direct(
+            name, readPreference="secondaryPreferred", serverSelectionTimeoutMS=2000,
+            socketTimeoutMS=60_000,
+        )  # fmt: skip
+    return clients[name]
+
+
+def _hello(rs: LabReplicaSet, name: str) -> dict | None:
     try:
-        return clients[name].admin.command("hello")
+        return _member(rs, name).admin.command("hello")
     except PyMongoError:
         return None
 
 
 def _term(rs: LabReplicaSet, name: str) -> int:
-    return int(rs.direct(name).admin.command("replSetGetStatus")["term"])
+    return int(_member(rs, name).admin.command("replSetGetStatus")["term"])
 
 
 def _step_down(rs: LabReplicaSet, primary: str) -> None:
     with contextlib.suppress(pymongo.errors.AutoReconnect):
-        rs.direct(primary).admin.command("replSetStepDown", 5, secondaryCatchUpPeriodSecs=3)
+        _member(rs, primary).admin.command("replSetStepDown", 5, secondaryCatchUpPeriodSecs=3)
 
 
 def _step_up(rs: LabReplicaSet, primary: str) -> None:
     candidate = next(n for n in rs.names if n != primary)
     wait_until(
-        lambda: rs.direct(candidate).admin.command("replSetStepUp").get("ok"),
+        lambda: _member(rs, candidate).admin.command("replSetStepUp").get("ok"),
         timeout=SETTLE_SECONDS,
         what=f"{candidate} to win an election it asked for (replSetStepUp)",
         retry=pymongo.errors.OperationFailure,
@@ -280,9 +290,9 @@ def _kill_and_restart(rs: LabReplicaSet, primary: str) -> None:
 
 def _priority_takeover(rs: LabReplicaSet, primary: str) -> None:
     favourite = next(n for n in rs.names if n != primary)
-    _reconfig(rs, primary, {favourite: 2})
+    _reconfig(rs, {favourite: 2})
     rs.wait_primary(among=[favourite], timeout=SETTLE_SECONDS)
-    _reconfig(rs, favourite, {})  # equal again: no takeover back
+    _reconfig(rs, {})  # equal again: no takeover back
 
 
 ROUNDS = [_step_down, _step_up, _priority_takeover, _step_down, _kill_and_restart]
@@ -317,7 +327,7 @@ def test_soak_fifty_elections_under_writes_lose_no_majority_write(tmp_path_facto
         assert writer.acknowledged["majority"], f"no majority write was acknowledged: {kinds}"
         unwanted = sorted((n, s) for n, s in watch.seen if s not in (PRIMARY, SECONDARY, ROLLBACK))
         assert not unwanted, f"members left PRIMARY/SECONDARY during the soak: {unwanted}"
-        newest = rs.direct(primary).admin.command("replSetGetStatus")["optimes"]["appliedOpTime"]
+        newest = _member(rs, primary).admin.command("replSetGetStatus")["optimes"]["appliedOpTime"]
         for name in rs.names:
             wait_until(
                 lambda n=name: _applied(rs, n) >= (newest["ts"], newest["t"]),
@@ -327,25 +337,22 @@ def test_soak_fifty_elections_under_writes_lose_no_majority_write(tmp_path_facto
             )
         wanted = set(writer.acknowledged["majority"])
         for name in rs.names:
-            docs = rs.direct(name, readPreference="secondaryPreferred").soak.docs
+            docs = _member(rs, name).soak.docs
             present = {d["_id"] for d in docs.find({}, {"_id": 1})}
             missing = sorted(wanted - present)
             assert not missing, f"{name} lacks {len(missing)} majority writes: {missing[:20]}"
-        hashes = {n: rs.direct(n).soak.command("dbHash")["md5"] for n in rs.names}
+        hashes = {n: _member(rs, n).soak.command("dbHash")["md5"] for n in rs.names}
         assert len(set(hashes.values())) == 1, f"dbHash differs: {hashes}; {_differences(rs)}"
 
 
 def _differences(rs: LabReplicaSet) -> str:
     """Which documents of soak.docs differ between the members, and their oplog entries."""
-    docs = {
-        n: {d["_id"]: d for d in rs.direct(n, readPreference="secondaryPreferred").soak.docs.find()}
-        for n in rs.names
-    }
+    docs = {n: {d["_id"]: d for d in _member(rs, n).soak.docs.find()} for n in rs.names}
     ids = set().union(*docs.values())
     differ = sorted(i for i in ids if len({repr(docs[n].get(i)) for n in rs.names}) > 1)
     lines = [f"{len(differ)} documents differ: {differ[:10]}"]
     for name in rs.names:
-        oplog = rs.direct(name).local["oplog.rs"]
+        oplog = _member(rs, name).local["oplog.rs"]
         for _id in differ[:3]:
             entries = list(oplog.find({"o._id": _id}, {"ts": 1, "t": 1, "op": 1}))
             lines.append(f"{name} {_id}: {docs[name].get(_id)} oplog {entries}")
@@ -355,7 +362,7 @@ def _differences(rs: LabReplicaSet) -> str:
 def _unfreeze(rs: LabReplicaSet, name: str, when: str) -> None:
     """A stepped-down member may not stand for stepDownSecs: let it stand again at once."""
     wait_until(
-        lambda: rs.direct(name).admin.command("replSetFreeze", 0).get("ok"),
+        lambda: _member(rs, name).admin.command("replSetFreeze", 0).get("ok"),
         timeout=SETTLE_SECONDS,
         what=f"{when}: the old primary {name} to be a member that can be unfrozen",
         retry=PyMongoError,
@@ -363,32 +370,38 @@ def _unfreeze(rs: LabReplicaSet, name: str, when: str) -> None:
     )
 
 
-def _reconfig(rs: LabReplicaSet, primary: str, priorities: dict[str, int]) -> None:
-    """Set member priorities (the new config waits for the current one to be committed)."""
+def _reconfig(rs: LabReplicaSet, priorities: dict[str, int]) -> None:
+    """Set member priorities on the primary of the moment (the new config waits for the
+    current one to be committed; a primary that steps down meanwhile refuses it)."""
 
     def change() -> bool:
-        admin = rs.direct(primary).admin
+        primary = next(
+            (n for n in rs.names if (_hello(rs, n) or {}).get("isWritablePrimary")), None
+        )
+        if primary is None:
+            return False
+        admin = _member(rs, primary).admin
         config = admin.command("replSetGetConfig")["config"]
         for member in config["members"]:
             member["priority"] = priorities.get(rs.name_of(member["host"]), 1)
         config["version"] += 1
-        return admin.command("replSetReconfig", config).get("ok")
+        return admin.command("replSetReconfig", config, maxTimeMS=30_000).get("ok")
 
     wait_until(
         change,
         timeout=SETTLE_SECONDS,
-        what=f"a reconfig on {primary} to priorities {priorities}",
-        retry=pymongo.errors.OperationFailure,
+        what=f"a reconfig to priorities {priorities}",
+        retry=PyMongoError,
         seen=rs.states,
     )
 
 
 def _state(rs: LabReplicaSet, name: str) -> int:
-    return rs.direct(name).admin.command("replSetGetStatus")["myState"]
+    return _member(rs, name).admin.command("replSetGetStatus")["myState"]
 
 
 def _applied(rs: LabReplicaSet, name: str) -> tuple:
-    optime = rs.direct(name).admin.command("replSetGetStatus")["optimes"]["appliedOpTime"]
+    optime = _member(rs, name).admin.command("replSetGetStatus")["optimes"]["appliedOpTime"]
     return optime["ts"], optime["t"]
 
 
@@ -416,7 +429,7 @@ def test_writes_only_the_cut_off_primary_had_are_rolled_back_into_files(tmp_path
         events = client.app.get_collection("events", write_concern=WriteConcern("majority"))
         events.insert_many([{"_id": i, "v": "before"} for i in range(100)])
         _cut(rs, old)
-        lonely = rs.direct(old).app.get_collection("events", write_concern=WriteConcern(1))
+        lonely = _member(rs, old).app.get_collection("events", write_concern=WriteConcern(1))
         lonely.insert_many([{"_id": f"lost-{i}", "v": "only on the old one"} for i in range(20)])
         lonely.update_one({"_id": 0}, {"$set": {"v": "changed on the old primary"}})
         others = [n for n in rs.names if n != old]
@@ -427,7 +440,7 @@ def test_writes_only_the_cut_off_primary_had_are_rolled_back_into_files(tmp_path
             what=f"the cut-off {old} to step down (it sees no majority)",
             seen=rs.states,
         )
-        fresh = rs.direct(new).app.get_collection(
+        fresh = _member(rs, new).app.get_collection(
             "events", write_concern=WriteConcern(2, wtimeout=30_000)
         )
         fresh.insert_many([{"_id": f"new-{i}", "v": "after the election"} for i in range(30)])
@@ -446,15 +459,15 @@ def test_writes_only_the_cut_off_primary_had_are_rolled_back_into_files(tmp_path
             retry=PyMongoError,
             seen=old_log,
         )
-        mine = rs.direct(old, readPreference="secondaryPreferred").app.events
+        mine = _member(rs, old).app.events
         assert mine.count_documents({"_id": {"$regex": "^lost-"}}) == 0
         assert mine.count_documents({"_id": {"$regex": "^new-"}}) == 30
         assert mine.find_one({"_id": 0})["v"] == "before"
         assert mine.find_one({"_id": 1})["v"] == "changed on the new primary"
-        hashes = {n: rs.direct(n).app.command("dbHash")["md5"] for n in rs.names}
+        hashes = {n: _member(rs, n).app.command("dbHash")["md5"] for n in rs.names}
         assert len(set(hashes.values())) == 1, f"dbHash differs after the rollback: {hashes}"
         listing = rs.lab.ssh(old, "ls /var/lib/mongo/rollback/*/removed.*.bson").stdout.split()
-        info = rs.direct(new).app.command("listCollections", filter={"name": "events"})
+        info = _member(rs, new).app.command("listCollections", filter={"name": "events"})
         folder = str(uuid_module.UUID(bytes=bytes(info["cursor"]["firstBatch"][0]["info"]["uuid"])))
         assert [p.split("/")[-2] for p in listing] == [folder], listing
         raw = rs.lab.ssh(old, f"base64 -w0 {listing[0]}").stdout

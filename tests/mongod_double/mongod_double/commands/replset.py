@@ -28,6 +28,7 @@ from mongod_double.replication import NOT_SECONDARY, PRIMARY, ReplicationCoordin
 
 EXCEEDED_TIME_LIMIT = 262
 CURRENT_CONFIG_NOT_COMMITTED_YET = 308
+INTERRUPTED_DUE_TO_REPL_STATE_CHANGE = 11602
 CONFLICTING_OPERATION_IN_PROGRESS = 117
 MAX_TIME_MS_EXPIRED = 50
 COMMAND_FAILED = 125
@@ -195,9 +196,15 @@ def repl_set_reconfig(inv: Invocation) -> dict:
     new["term"] = repl.term
     repl.install_config(new, "reconfig")
     repl._wake_heartbeats()
-    if not _wait(lambda: repl.config_committed(), deadline, default=None):
+    if not _wait(lambda: repl.config_committed() or repl.state != PRIMARY, deadline, default=None):
         raise CommandError(
             MAX_TIME_MS_EXPIRED, "operation exceeded time limit waiting for the new config"
+        )
+    if repl.state != PRIMARY:  # stepped down while the new config spread
+        raise CommandError(
+            INTERRUPTED_DUE_TO_REPL_STATE_CHANGE,
+            "operation was interrupted because a replica set state change occurred while "
+            "waiting for the new config to be committed",
         )
     return {}
 
