@@ -198,6 +198,13 @@ def _lab_set(tmp_path_factory, name: str):
             for host in rs.names:
                 log = rs.lab.ssh(host, "cat /var/log/mongod.log", check=False).stdout
                 (tmp / f"{host}-mongod.log").write_text(log)
+                stacks = rs.lab.ssh(  # the double writes its threads' stacks on SIGUSR2
+                    host,
+                    "systemctl kill --signal=SIGUSR2 mongod-rs; sleep 1; "
+                    "journalctl -u mongod-rs --no-pager -o cat | tail -n 400",
+                    check=False,
+                ).stdout
+                (tmp / f"{host}-stacks.txt").write_text(stacks)
                 with contextlib.suppress(PyMongoError):
                     oplog = (
                         _member(rs, host)
@@ -277,6 +284,7 @@ def _step_up(rs: LabReplicaSet, primary: str) -> None:
         lambda: _member(rs, candidate).admin.command("replSetStepUp").get("ok"),
         timeout=SETTLE_SECONDS,
         what=f"{candidate} to win an election it asked for (replSetStepUp)",
+        every=0.5,  # it may be behind the primary: let it catch up between attempts
         retry=pymongo.errors.OperationFailure,
         seen=rs.states,
     )

@@ -7,6 +7,7 @@ SIGTERM / SIGINT or the shutdown command.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -213,6 +214,9 @@ def run(options: ServerOptions, version, ready_fd: int | None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # Test equipment's own diagnostic (mongod does not handle SIGUSR2): every thread's stack to
+    # standard error, so that a test can show where a member that stopped answering is stuck.
+    faulthandler.register(signal.SIGUSR2, file=sys.stderr, all_threads=True)
     try:
         server.start()
     except StartupError as exc:
