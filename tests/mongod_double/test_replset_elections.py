@@ -279,7 +279,8 @@ def _step_down(rs: LabReplicaSet, primary: str) -> None:
 
 
 def _step_up(rs: LabReplicaSet, primary: str) -> None:
-    candidate = next(n for n in rs.names if n != primary)
+    """The secondary furthest ahead asks to be elected (one behind the primary cannot win)."""
+    candidate = max((n for n in rs.names if n != primary), key=lambda n: _applied(rs, n))
     wait_until(
         lambda: _member(rs, candidate).admin.command("replSetStepUp").get("ok"),
         timeout=SETTLE_SECONDS,

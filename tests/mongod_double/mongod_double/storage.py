@@ -27,6 +27,7 @@ import mongomock
 from bson.binary import Binary, UuidRepresentation
 from bson.codec_options import CodecOptions
 from bson.objectid import ObjectId
+from mongomock.helpers import hashdict
 
 from mongod_double import engine
 from mongod_double.capped import CappedCollection
@@ -338,14 +339,13 @@ class Storage:
         kind, ns = op["op"], op["ns"]
         if kind == "i" and ns in self.catalog and ns not in self.capped:
             _id = op["o"].get("_id")
-            if self.collection(ns).find_one({"_id": _id}, {"_id": 1}) is not None:
+            if self._has_id(ns, _id):
                 self._replace_raw(ns, _id, op["o"])
                 return
         elif kind == "u":
             if ns not in self.catalog:
                 self._create(ns, CollectionMeta(op.get("ui") or new_uuid()))
-            coll = self.collection(ns)
-            if coll.find_one({"_id": op["o2"]["_id"]}, {"_id": 1}) is None:
+            if not self._has_id(ns, op["o2"]["_id"]):
                 self._insert_raw(ns, op["o"])
                 return
         elif kind == "d":
@@ -370,6 +370,15 @@ class Storage:
             if name == "renameCollection" and op["o"]["renameCollection"] not in self.catalog:
                 return
         self._apply_to_engine(op)
+
+    def _has_id(self, ns: str, _id: object) -> bool:
+        """Is there a document with this _id? A lookup in the engine's store, as the _id index
+        answers it: a query would scan the collection, once per entry a secondary applies."""
+        key = hashdict(_id) if isinstance(_id, dict) else _id
+        try:
+            return key in self.collection(ns)._store
+        except TypeError:  # an _id the store cannot hash: ask the slow way
+            return self.collection(ns).find_one({"_id": _id}, {"_id": 1}) is not None
 
     def _apply_command(self, db: str, o: dict, ui: Binary | None) -> None:
         name = next(iter(o))
