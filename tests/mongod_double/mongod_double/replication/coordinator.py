@@ -299,20 +299,25 @@ class ReplicationCoordinator(
         self.last_applied = {"ts": entry["ts"], "t": entry["t"]}
         self.last_applied_wall = entry["wall"].replace(tzinfo=None)
 
-    def apply_fetched(self, entries: list[dict]) -> bool:
+    def apply_fetched(self, entries: list[dict], after: dict) -> bool:
         """Apply entries fetched from the sync source, keeping their ts and t.
 
-        Only a member that syncs applies (a new primary stops at once, even with a getMore to its
-        old source in flight: the entries it would get back are its own), and only entries after
-        its last applied one (each is in the oplog once). Returns False when it stopped early.
+        ``after``: the entry the fetcher's cursor continues from. Only a member that syncs
+        applies, and only while its last entry is still that one: a member that was primary for a
+        moment while a getMore was in flight wrote entries of its own, and the source's next ones
+        do not follow them (they may even share a timestamp): the fetcher must start again from
+        its last entry, and find the divergence. Returns False when it stopped early.
         """
+        expected = (after["ts"], int(after.get("t", -1)))
         for entry in entries:
             op = {key: entry[key] for key in ("op", "ns", "ui", "o", "o2") if key in entry}
             with self.storage.lock:
                 if self.state not in SYNCING_STATES:
                     return False
-                if self.last_applied is not None and entry["ts"] <= self.last_applied["ts"]:
-                    continue
+                mine = self.last_applied
+                if mine is None or (mine["ts"], int(mine["t"])) != expected:
+                    return False
+                expected = (entry["ts"], int(entry.get("t", -1)))
                 try:
                     self.storage.apply(op, replicated=entry)
                 except CommandError as exc:

@@ -92,12 +92,13 @@ class OplogFetcherMixin:
             with self.mutex:
                 self.info_message = ""
                 self._set_state(SECONDARY, "caught up with the sync source")
-        if not self.apply_fetched(batch[1:]):
+        if not self.apply_fetched(batch[1:], after=batch[0]):
             self._kill_cursor(local, cursor["id"])
             return
         self._report_position(source)
         self._check_min_valid()
         cursor_id = cursor["id"]
+        last = batch[-1]
         try:
             while cursor_id and not self._stop.is_set():
                 if self.state not in (SECONDARY, ROLLBACK) or self._choose_sync_source() != source:
@@ -113,8 +114,9 @@ class OplogFetcherMixin:
                 cursor_id = more["cursor"]["id"]
                 entries = more["cursor"]["nextBatch"]
                 if entries:
-                    if not self.apply_fetched(entries):
+                    if not self.apply_fetched(entries, after=last):
                         break
+                    last = entries[-1]
                     self._report_position(source)
                 self._check_min_valid()
         finally:
