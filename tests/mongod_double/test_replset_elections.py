@@ -339,7 +339,10 @@ def test_soak_fifty_elections_under_writes_lose_no_majority_write(tmp_path_facto
         newest = _member(rs, primary).admin.command("replSetGetStatus")["optimes"]["appliedOpTime"]
         for name in rs.names:
             wait_until(
-                lambda n=name: _applied(rs, n) >= (newest["ts"], newest["t"]),
+                lambda n=name: (
+                    _state(rs, n) in (PRIMARY, SECONDARY)
+                    and _applied(rs, n) >= (newest["ts"], newest["t"])
+                ),
                 timeout=SETTLE_SECONDS,
                 what=f"{name} to apply the primary's last entry {newest}",
                 seen=rs.states,

@@ -30,6 +30,19 @@ class CappedCollection:
         self.records: collections.deque[Record] = collections.deque()
         self.total_size = 0
         self.last_rid = 0
+        # Bumped when entries are cut from the end (rollback): a tailable cursor opened before
+        # loses its position, as mongod's rollback kills the cursors on the oplog.
+        self.epoch = 0
+
+    def cut_after(self, key: str, value) -> None:
+        """Remove the newest records whose ``key`` is above ``value`` (the oplog after a
+        rollback's common point)."""
+        cut = False
+        while self.records and self.records[-1].doc[key] > value:
+            self.total_size -= self.records.pop().size
+            cut = True
+        if cut:
+            self.epoch += 1
 
     def insert(self, doc: dict) -> int:
         self.last_rid += 1

@@ -29,6 +29,7 @@ class Cursor:
     await_data: bool = False
     # Tailable cursors on capped collections resume after this record id.
     last_rid: int = 0
+    capped_epoch: int = 0  # the capped collection's epoch when the cursor opened
     filter: dict = field(default_factory=dict)
     projection: dict | None = None
     created: float = field(default_factory=time.time)

@@ -400,8 +400,8 @@ class Storage:
             self._rename(o["renameCollection"], o["to"], bool(o.get("dropTarget")))
         elif name == "replSetTruncateOplogAfter":  # rollback; journaled, never in the oplog
             capped = self.capped.get(OPLOG_NS)
-            while capped is not None and capped.records and capped.records[-1].doc["ts"] > o[name]:
-                capped.total_size -= capped.records.pop().size
+            if capped is not None:
+                capped.cut_after("ts", o[name])
         elif name == "dropDatabase":
             for ns in [n for n in self.catalog if split_ns(n)[0] == db]:
                 self._drop(ns)

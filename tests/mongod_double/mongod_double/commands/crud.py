@@ -301,6 +301,7 @@ def _open_tailable(inv, ns, query, projection, skip, limit, batch_size, await_da
             tailable=True,
             await_data=await_data,
             last_rid=last_rid,
+            capped_epoch=capped.epoch,
             filter=query,
             projection=projection,
         )
@@ -358,7 +359,8 @@ def _tail(inv: Invocation, cursor: Cursor, batch_size: int | None) -> list[dict]
             if capped is None:  # collection dropped: the cursor dies
                 server.cursors.remove(cursor.cursor_id)
                 return []
-            if cursor.last_rid and cursor.last_rid < capped.first_rid - 1:
+            cut = capped.epoch != cursor.capped_epoch  # entries were cut from the end since
+            if cut or (cursor.last_rid and cursor.last_rid < capped.first_rid - 1):
                 server.cursors.remove(cursor.cursor_id)
                 raise CommandError(
                     CAPPED_POSITION_LOST,

@@ -114,9 +114,12 @@ class WriteConcernMixin:
         if target is None:
             return None
         deadline = time.monotonic() + wtimeout / 1000 if wtimeout else None
+        term = int(target["t"])
         with self.progress:
-            while not self._satisfied(target, w):
-                if self.state != PRIMARY or self._stop.is_set():
+            # The state first: positions that arrive after a step-down (from a member that voted
+            # in the newer election and still applied this term's entries) acknowledge nothing.
+            while self.state != PRIMARY or self.term != term or not self._satisfied(target, w):
+                if self.state != PRIMARY or self.term != term or self._stop.is_set():
                     return {
                         "code": INTERRUPTED_DUE_TO_REPL_STATE_CHANGE,
                         "codeName": "InterruptedDueToReplStateChange",
