@@ -44,8 +44,9 @@ pytestmark = pytest.mark.timeout(900)
 PRIMARY, SECONDARY, RECOVERING, ROLLBACK = 1, 2, 3, 9
 ELECTIONS = 50
 # How long the set may take to have a primary and two secondaries again after one election
-# (an election after a kill -9 waits for the election timeout of SETTINGS first).
-SETTLE_SECONDS = 60
+# (an election after a kill -9 waits for the election timeout of SETTINGS first; under the
+# parallel suite a member may take most of a minute to catch up after its restart).
+SETTLE_SECONDS = 120
 SETTINGS = {"electionTimeoutMillis": 3000, "heartbeatIntervalMillis": 500}
 # A member restarted after kill -9 loads its checkpoint and replays up to a minute of journal.
 RESTART_SECONDS = 120
