@@ -51,6 +51,7 @@ def build_tarball(version: str, dest: pathlib.Path) -> pathlib.Path:
 class LabReplicaSet:
     lab: LabHosts
     clients: list[pymongo.MongoClient] = field(default_factory=list)
+    members: dict[str, pymongo.MongoClient] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -115,33 +116,27 @@ class LabReplicaSet:
         self.clients.append(client)
         return client
 
+    def member(self, name: str) -> pymongo.MongoClient:
+        """The member's own client, kept for the set's life (a client per call would leave
+        hundreds to close, each waiting on a killed member); it reads from secondaries too."""
+        if name not in self.members:
+            self.members[name] = self.direct(
+                name, readPreference="secondaryPreferred", serverSelectionTimeoutMS=2000,
+                socketTimeoutMS=60_000,
+            )  # fmt: skip
+        return self.members[name]
+
     def hello(self, name: str) -> dict | None:
+        """The member's ``hello``, or None while it cannot answer (killed, restarting)."""
         try:
-            with pymongo.MongoClient(
-                self.address(name),
-                directConnection=True,
-                serverSelectionTimeoutMS=500,
-                socketTimeoutMS=10_000,
-            ) as client:
-                return client.admin.command("hello")
+            return self.member(name).admin.command("hello")
         except pymongo.errors.PyMongoError:
             return None
 
     def states(self) -> str:
         """What each member says of itself (state, term, optime, sync source, message), for
         failure messages: a killed member shows as unreachable."""
-        return member_states(
-            {
-                name: pymongo.MongoClient(
-                    self.address(name),
-                    directConnection=True,
-                    serverSelectionTimeoutMS=2000,
-                    socketTimeoutMS=10_000,
-                )
-                for name in self.names
-            },
-            close=True,
-        )
+        return member_states({name: self.member(name) for name in self.names})
 
     @contextlib.contextmanager
     def explained(self, what: str) -> Iterator[None]:
@@ -171,7 +166,7 @@ class LabReplicaSet:
         )
 
     def wait_state(self, name: str, state: str, timeout: float = 30) -> None:
-        admin = self.direct(name).admin
+        admin = self.member(name).admin
         wait_until(
             lambda: admin.command("replSetGetStatus")["myState"] == STATES[state],
             timeout=timeout,
@@ -184,6 +179,7 @@ class LabReplicaSet:
         for client in self.clients:
             client.close()
         self.clients.clear()
+        self.members.clear()
 
 
 def _listening(ip: str, port: int) -> bool:

@@ -208,7 +208,7 @@ def _lab_set(tmp_path_factory, name: str):
                 (tmp / f"{host}-stacks.txt").write_text(stacks)
                 with contextlib.suppress(PyMongoError):
                     oplog = (
-                        _member(rs, host)
+                        rs.member(host)
                         .local["oplog.rs"]
                         .find({}, {"ts": 1, "t": 1, "op": 1, "o.msg": 1, "o._id": 1})
                     )
@@ -221,7 +221,7 @@ def _initiate(rs: LabReplicaSet, **per_member: dict) -> str:
     for name in rs.names:
         rs.start(name)
     config = {**rs.config(**per_member), "settings": SETTINGS}
-    _member(rs, rs.names[0]).admin.command("replSetInitiate", config)
+    rs.member(rs.names[0]).admin.command("replSetInitiate", config)
     return _settled_lab(rs, "the initiated set")
 
 
@@ -231,7 +231,7 @@ def _settled_lab(rs: LabReplicaSet, after: str) -> str:
     def check() -> str | None:
         states = {}
         for name in rs.names:
-            reply = _hello(rs, name)
+            reply = rs.hello(name)
             if not reply:
                 return None
             states[name] = (
@@ -251,39 +251,20 @@ def _settled_lab(rs: LabReplicaSet, after: str) -> str:
     )
 
 
-def _member(rs: LabReplicaSet, name: str) -> pymongo.MongoClient:
-    """One client per member for the whole test (a client per call would leave hundreds to
-    close, each waiting on a killed member), reading from secondaries too."""
-    clients = rs.__dict__.setdefault("member_clients", {})
-    if name not in clients:
-        clients[name] = rs.direct(
-            name, readPreference="secondaryPreferred", serverSelectionTimeoutMS=2000,
-            socketTimeoutMS=60_000,
-        )  # fmt: skip
-    return clients[name]
-
-
-def _hello(rs: LabReplicaSet, name: str) -> dict | None:
-    try:
-        return _member(rs, name).admin.command("hello")
-    except PyMongoError:
-        return None
-
-
 def _term(rs: LabReplicaSet, name: str) -> int:
-    return int(_member(rs, name).admin.command("replSetGetStatus")["term"])
+    return int(rs.member(name).admin.command("replSetGetStatus")["term"])
 
 
 def _step_down(rs: LabReplicaSet, primary: str) -> None:
     with contextlib.suppress(pymongo.errors.AutoReconnect):
-        _member(rs, primary).admin.command("replSetStepDown", 5, secondaryCatchUpPeriodSecs=3)
+        rs.member(primary).admin.command("replSetStepDown", 5, secondaryCatchUpPeriodSecs=3)
 
 
 def _step_up(rs: LabReplicaSet, primary: str) -> None:
     """The secondary furthest ahead asks to be elected (one behind the primary cannot win)."""
     candidate = max((n for n in rs.names if n != primary), key=lambda n: _applied(rs, n))
     wait_until(
-        lambda: _member(rs, candidate).admin.command("replSetStepUp").get("ok"),
+        lambda: rs.member(candidate).admin.command("replSetStepUp").get("ok"),
         timeout=SETTLE_SECONDS,
         what=f"{candidate} to win an election it asked for (replSetStepUp)",
         every=0.5,  # it may be behind the primary: let it catch up between attempts
@@ -337,7 +318,7 @@ def test_soak_fifty_elections_under_writes_lose_no_majority_write(tmp_path_facto
         assert writer.acknowledged["majority"], f"no majority write was acknowledged: {kinds}"
         unwanted = sorted((n, s) for n, s in watch.seen if s not in (PRIMARY, SECONDARY, ROLLBACK))
         assert not unwanted, f"members left PRIMARY/SECONDARY during the soak: {unwanted}"
-        newest = _member(rs, primary).admin.command("replSetGetStatus")["optimes"]["appliedOpTime"]
+        newest = rs.member(primary).admin.command("replSetGetStatus")["optimes"]["appliedOpTime"]
         for name in rs.names:
             wait_until(
                 lambda n=name: (
@@ -350,22 +331,22 @@ def test_soak_fifty_elections_under_writes_lose_no_majority_write(tmp_path_facto
             )
         wanted = set(writer.acknowledged["majority"])
         for name in rs.names:
-            docs = _member(rs, name).soak.docs
+            docs = rs.member(name).soak.docs
             present = {d["_id"] for d in docs.find({}, {"_id": 1})}
             missing = sorted(wanted - present)
             assert not missing, f"{name} lacks {len(missing)} majority writes: {missing[:20]}"
-        hashes = {n: _member(rs, n).soak.command("dbHash")["md5"] for n in rs.names}
+        hashes = {n: rs.member(n).soak.command("dbHash")["md5"] for n in rs.names}
         assert len(set(hashes.values())) == 1, f"dbHash differs: {hashes}; {_differences(rs)}"
 
 
 def _differences(rs: LabReplicaSet) -> str:
     """Which documents of soak.docs differ between the members, and their oplog entries."""
-    docs = {n: {d["_id"]: d for d in _member(rs, n).soak.docs.find()} for n in rs.names}
+    docs = {n: {d["_id"]: d for d in rs.member(n).soak.docs.find()} for n in rs.names}
     ids = set().union(*docs.values())
     differ = sorted(i for i in ids if len({repr(docs[n].get(i)) for n in rs.names}) > 1)
     lines = [f"{len(differ)} documents differ: {differ[:10]}"]
     for name in rs.names:
-        oplog = _member(rs, name).local["oplog.rs"]
+        oplog = rs.member(name).local["oplog.rs"]
         for _id in differ[:3]:
             entries = list(oplog.find({"o._id": _id}, {"ts": 1, "t": 1, "op": 1}))
             lines.append(f"{name} {_id}: {docs[name].get(_id)} oplog {entries}")
@@ -375,7 +356,7 @@ def _differences(rs: LabReplicaSet) -> str:
 def _unfreeze(rs: LabReplicaSet, name: str, when: str) -> None:
     """A stepped-down member may not stand for stepDownSecs: let it stand again at once."""
     wait_until(
-        lambda: _member(rs, name).admin.command("replSetFreeze", 0).get("ok"),
+        lambda: rs.member(name).admin.command("replSetFreeze", 0).get("ok"),
         timeout=SETTLE_SECONDS,
         what=f"{when}: the old primary {name} to be a member that can be unfrozen",
         retry=PyMongoError,
@@ -388,12 +369,10 @@ def _reconfig(rs: LabReplicaSet, priorities: dict[str, int]) -> None:
     current one to be committed; a primary that steps down meanwhile refuses it)."""
 
     def change() -> bool:
-        primary = next(
-            (n for n in rs.names if (_hello(rs, n) or {}).get("isWritablePrimary")), None
-        )
+        primary = next((n for n in rs.names if (rs.hello(n) or {}).get("isWritablePrimary")), None)
         if primary is None:
             return False
-        admin = _member(rs, primary).admin
+        admin = rs.member(primary).admin
         config = admin.command("replSetGetConfig")["config"]
         for member in config["members"]:
             member["priority"] = priorities.get(rs.name_of(member["host"]), 1)
@@ -410,11 +389,11 @@ def _reconfig(rs: LabReplicaSet, priorities: dict[str, int]) -> None:
 
 
 def _state(rs: LabReplicaSet, name: str) -> int:
-    return _member(rs, name).admin.command("replSetGetStatus")["myState"]
+    return rs.member(name).admin.command("replSetGetStatus")["myState"]
 
 
 def _applied(rs: LabReplicaSet, name: str) -> tuple:
-    optime = _member(rs, name).admin.command("replSetGetStatus")["optimes"]["appliedOpTime"]
+    optime = rs.member(name).admin.command("replSetGetStatus")["optimes"]["appliedOpTime"]
     return optime["ts"], optime["t"]
 
 
@@ -442,18 +421,18 @@ def test_writes_only_the_cut_off_primary_had_are_rolled_back_into_files(tmp_path
         events = client.app.get_collection("events", write_concern=WriteConcern("majority"))
         events.insert_many([{"_id": i, "v": "before"} for i in range(100)])
         _cut(rs, old)
-        lonely = _member(rs, old).app.get_collection("events", write_concern=WriteConcern(1))
+        lonely = rs.member(old).app.get_collection("events", write_concern=WriteConcern(1))
         lonely.insert_many([{"_id": f"lost-{i}", "v": "only on the old one"} for i in range(20)])
         lonely.update_one({"_id": 0}, {"$set": {"v": "changed on the old primary"}})
         others = [n for n in rs.names if n != old]
         new = rs.wait_primary(among=others, timeout=SETTLE_SECONDS)
         wait_until(
-            lambda: not (_hello(rs, old) or {}).get("isWritablePrimary"),
+            lambda: not (rs.hello(old) or {}).get("isWritablePrimary"),
             timeout=SETTLE_SECONDS,
             what=f"the cut-off {old} to step down (it sees no majority)",
             seen=rs.states,
         )
-        fresh = _member(rs, new).app.get_collection(
+        fresh = rs.member(new).app.get_collection(
             "events", write_concern=WriteConcern(2, wtimeout=30_000)
         )
         fresh.insert_many([{"_id": f"new-{i}", "v": "after the election"} for i in range(30)])
@@ -472,15 +451,15 @@ def test_writes_only_the_cut_off_primary_had_are_rolled_back_into_files(tmp_path
             retry=PyMongoError,
             seen=old_log,
         )
-        mine = _member(rs, old).app.events
+        mine = rs.member(old).app.events
         assert mine.count_documents({"_id": {"$regex": "^lost-"}}) == 0
         assert mine.count_documents({"_id": {"$regex": "^new-"}}) == 30
         assert mine.find_one({"_id": 0})["v"] == "before"
         assert mine.find_one({"_id": 1})["v"] == "changed on the new primary"
-        hashes = {n: _member(rs, n).app.command("dbHash")["md5"] for n in rs.names}
+        hashes = {n: rs.member(n).app.command("dbHash")["md5"] for n in rs.names}
         assert len(set(hashes.values())) == 1, f"dbHash differs after the rollback: {hashes}"
         listing = rs.lab.ssh(old, "ls /var/lib/mongo/rollback/*/removed.*.bson").stdout.split()
-        info = _member(rs, new).app.command("listCollections", filter={"name": "events"})
+        info = rs.member(new).app.command("listCollections", filter={"name": "events"})
         folder = str(uuid_module.UUID(bytes=bytes(info["cursor"]["firstBatch"][0]["info"]["uuid"])))
         assert [p.split("/")[-2] for p in listing] == [folder], listing
         raw = rs.lab.ssh(old, f"base64 -w0 {listing[0]}").stdout

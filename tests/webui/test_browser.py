@@ -66,7 +66,7 @@ def test_setup_login_and_a_live_job_without_lost_or_doubled_lines(
     wait_lines(page, 8)
     first_web = processes[0]
     first_web.stop()  # the web server goes away mid-job...
-    page.wait_for_timeout(1500)
+    page.wait_for_function("document.querySelector('#job').dataset.caughtUp === '0'")
     start_web()  # ...and comes back on the same port: the page reconnects by itself
     page.wait_for_function(
         "document.querySelector('#job').dataset.caughtUp === '1'", timeout=30_000
