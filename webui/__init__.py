@@ -52,11 +52,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from webui import security, sockets
     from webui.api import register_api
     from webui.views import register_views
+    from webui.views import tls as tls_views
 
     security.init_app(app)
     extensions.api.init_app(app)
     register_api(extensions.api)
     register_views(app)
+    app.register_blueprint(tls_views.bp)  # /ca.pem
     extensions.socketio.init_app(
         app,
         message_queue=settings.redis_url,

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from webui.config import Settings
+    from webui.tls import TlsFiles
 
 
 def _settings() -> Settings:
@@ -37,12 +38,26 @@ def _check_front_end() -> None:
         )
 
 
+def _tls(settings: Settings) -> TlsFiles | None:
+    """The certificate and key to serve with (made first under WAP_TLS=auto), checked."""
+    from webui.tls import TlsError, prepare
+
+    try:
+        return prepare(settings)
+    except TlsError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _up(args: argparse.Namespace) -> int:
     from webui.embedded import EmbeddedError, run_platform
 
     _check_front_end()
+    settings = _settings()
+    tls = _tls(settings)
+    if tls is not None:
+        print(tls.describe(settings.url), flush=True)
     try:
-        return run_platform(_settings(), workers=args.workers)
+        return run_platform(settings, workers=args.workers)
     except EmbeddedError as exc:
         raise UserError(str(exc)) from None
 
@@ -53,6 +68,7 @@ def _web(args: argparse.Namespace) -> int:
 
     _check_front_end()
     settings = _settings()
+    tls = _tls(settings)
     try:
         require_services(settings)
         from webui import create_app
@@ -64,8 +80,15 @@ def _web(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     start_reaper(settings)
     logging.basicConfig(level=logging.WARNING)
-    print(f"WAP web server on http://{settings.bind}/", flush=True)
-    _print_setup_link(app, settings, f"http://{settings.bind}")
+    print(f"WAP web server on {settings.url}/", flush=True)
+    if tls is not None:
+        from webui.tls import TlsServer, server_context
+
+        print(tls.describe(settings.url), flush=True)
+        _print_setup_link(app, settings, settings.url)
+        TlsServer(settings.host, settings.port, app, server_context(tls)).serve_forever()
+        return 0
+    _print_setup_link(app, settings, settings.url)
     socketio.run(
         app,
         host=settings.host,
@@ -88,6 +111,7 @@ def production_app() -> Flask:
     try:
         _check_front_end()
         settings = _settings()
+        _tls(settings)  # gunicorn serves them (--certfile, --keyfile): refuse ones that cannot be
         require_services(settings)
         app = create_app({"WAP_SETTINGS": settings})
     except (UserError, SettingsError, StoreUnavailable) as exc:

@@ -45,10 +45,26 @@ class Settings:
     proxies: int = 0
     allowed_endpoints: tuple[str, ...] = ()
     worker_user: str | None = None
+    tls_cert: Path | None = None  # TLS on when set (with tls_key): given, or under data_dir/tls
+    tls_key: Path | None = None
+    tls_ca: Path | None = None  # the CA bundle offered at /ca.pem
+    tls_auto: bool = False
+    tls_names: tuple[str, ...] = ()
+    hsts_max_age: int = 365 * 86400
 
     @property
     def bind(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def url(self) -> str:
+        """Where this web server is reached directly (not through a proxy)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
@@ -106,6 +122,44 @@ def _runtime_dir(env: Mapping[str, str], data_dir: Path) -> Path:
     return data_dir / "run"
 
 
+def _tls(env: Mapping[str, str], data_dir: Path) -> dict[str, object]:
+    """TLS settings: WAP_TLS=auto (a CA of WAP's own) or WAP_TLS_CERT + WAP_TLS_KEY (yours);
+    the files themselves are checked by webui.tls.prepare where a server starts."""
+    mode = (env.get("WAP_TLS") or "").strip().lower()
+    cert, key = env.get("WAP_TLS_CERT") or "", env.get("WAP_TLS_KEY") or ""
+    names = tuple(n.strip() for n in (env.get("WAP_TLS_NAMES") or "").split(",") if n.strip())
+    if mode not in ("", "off", "auto"):
+        raise SettingsError(
+            f"WAP_TLS={env.get('WAP_TLS')!r} is not 'auto' or 'off' (to serve your own "
+            "certificate, set WAP_TLS_CERT and WAP_TLS_KEY and leave WAP_TLS unset)"
+        )
+    if mode and (cert or key):
+        raise SettingsError(
+            f"WAP_TLS={mode} and WAP_TLS_CERT/WAP_TLS_KEY are both set: unset WAP_TLS to serve "
+            "your certificate, or unset WAP_TLS_CERT and WAP_TLS_KEY"
+        )
+    if bool(cert) != bool(key):
+        missing = "WAP_TLS_KEY" if cert else "WAP_TLS_CERT"
+        raise SettingsError(f"{missing} is not set: WAP_TLS_CERT and WAP_TLS_KEY go together")
+    if mode == "auto":
+        tls_dir = data_dir / "tls"
+        return {
+            "tls_cert": tls_dir / "server.pem",
+            "tls_key": tls_dir / "server.key",
+            "tls_ca": tls_dir / "ca.pem",
+            "tls_auto": True,
+            "tls_names": names,
+        }
+    if cert:
+        ca = env.get("WAP_TLS_CA")
+        return {
+            "tls_cert": Path(cert).expanduser().resolve(),
+            "tls_key": Path(key).expanduser().resolve(),
+            "tls_ca": Path(ca).expanduser().resolve() if ca else None,
+        }
+    return {}
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     data_dir = Path(env.get("WAP_DATA_DIR") or default_data_dir()).expanduser().resolve()
@@ -121,6 +175,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir / "credential_key", base64.urlsafe_b64encode(os.urandom(32)).decode()
     )
     ansible_cfg = env.get("WAP_ANSIBLE_CONFIG") or str(REPO_ROOT / "ansible.cfg")
+    tls = _tls(env, data_dir)
     return Settings(
         data_dir=data_dir,
         host=host,
@@ -136,7 +191,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         job_timeout=int(_number(env, "WAP_JOB_TIMEOUT", 4 * 3600, int)),
         heartbeat_interval=_number(env, "WAP_HEARTBEAT_INTERVAL", 5.0),
         lost_after=_number(env, "WAP_LOST_AFTER", 30.0),
-        secure_cookies=env.get("WAP_SECURE_COOKIES", "").lower() in ("1", "true", "yes"),
+        secure_cookies=bool(tls)
+        or env.get("WAP_SECURE_COOKIES", "").lower() in ("1", "true", "yes"),
         workers=int(_number(env, "WAP_WORKERS", 2, int)),
         login_max_failures=int(_number(env, "WAP_LOGIN_MAX_FAILURES", 5, int)),
         login_lockout=_number(env, "WAP_LOGIN_LOCKOUT", 300.0),
@@ -145,6 +201,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             e.strip() for e in (env.get("WAP_ALLOWED_ENDPOINTS") or "").split(",") if e.strip()
         ),
         worker_user=env.get("WAP_WORKER_USER") or None,
+        hsts_max_age=int(_number(env, "WAP_HSTS_MAX_AGE", 365 * 86400, int, zero_ok=True)),
+        **tls,  # type: ignore[arg-type]
     )
 
 

@@ -331,14 +331,14 @@ def run_platform(settings: Settings, workers: int | None = None) -> int:
         web = started[-1]
         web.wait_ready(60)
         print(
-            f"WAP is up: http://{settings.bind}/  (data in {settings.data_dir}; Ctrl-C stops it)",
+            f"WAP is up: {settings.url}/  (data in {settings.data_dir}; Ctrl-C stops it)",
             flush=True,
         )
         token_file = settings.data_dir / "setup_token"  # written by the web server until set up
         if token_file.is_file():
             print(
                 "First start: create the administrator at "
-                f"http://{settings.bind}/setup?token={token_file.read_text().strip()}",
+                f"{settings.url}/setup?token={token_file.read_text().strip()}",
                 flush=True,
             )
         while not stopping:

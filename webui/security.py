@@ -35,7 +35,7 @@ from webui.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
-OPEN_ENDPOINTS = ("static", "auth.setup", "auth.health", "api-docs.openapi_json")
+OPEN_ENDPOINTS = ("static", "auth.setup", "auth.health", "tls.ca", "api-docs.openapi_json")
 
 
 def get_store() -> Store:
@@ -236,6 +236,8 @@ def init_app(app: Flask) -> None:
             # Pages and answers hold CSRF tokens, new API tokens, setup links: never kept by a
             # browser or proxy cache.
             response.headers["Cache-Control"] = "no-store"
+        if settings.secure_cookies:  # served over TLS (ours, or a proxy's): browsers keep to it
+            response.headers["Strict-Transport-Security"] = f"max-age={settings.hsts_max_age}"
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")

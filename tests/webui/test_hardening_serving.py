@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,9 +58,11 @@ def servers(settings: Settings, tmp_path: Path) -> Iterator[tuple[Proc, list[str
 class EngineIO:
     """A bare Socket.IO client over a real WebSocket (the transport the browser prefers)."""
 
-    def __init__(self, base: str, cookie: str) -> None:
-        url = base.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-        self.ws = simple_websocket.Client.connect(url, headers={"Cookie": cookie})
+    def __init__(self, base: str, cookie: str, ssl_context: ssl.SSLContext | None = None) -> None:
+        url = re.sub(r"^http", "ws", base) + "/socket.io/?EIO=4&transport=websocket"
+        self.ws = simple_websocket.Client.connect(
+            url, headers={"Cookie": cookie}, ssl_context=ssl_context
+        )
         opened = self.ws.receive(timeout=30)
         assert opened and opened.startswith("0{"), opened  # engine.io open
         self.ws.send("40/jobs,")
