@@ -149,7 +149,12 @@ def lab_rerun(api, root: Path, project_id: str, stack: contextlib.ExitStack) -> 
     inventory_data["all"]["vars"] = {"ansible_ssh_private_key_file": str(lab.key_file)}
     inventory = root / "lab-inventory.json"
     inventory.write_text(json.dumps(inventory_data))
-    extra = yaml.safe_load((REPO_ROOT / "inventory" / "lab" / "replicaset.yml").read_text())
+    # jobs take data, not templates: the lab's variables as a person types them in the console
+    text = (REPO_ROOT / "inventory" / "lab" / "replicaset.yml").read_text()
+    text = text.replace("{{ wap_lab_admin_password }}", "wap-lab-admin")
+    for host in state.hosts.values():
+        text = text.replace(f"{{{{ hostvars['{host.name}']['ansible_host'] }}}}", host.ip)
+    extra = yaml.safe_load(text)
     extra.update(
         mongodb_install_tarball=str(build_double_tarball(root)),
         mongodb_security_secrets_dir=str(root / "secrets"),
@@ -196,6 +201,7 @@ def main() -> None:
                 "POST", f"/projects/{project['id']}/jobs",
                 json={**work.job, "extra_vars": work.extra_vars},
             ).json()  # fmt: skip
+            assert "id" in job, job
             path = f"/jobs/{job['id']}"
             done = wait_for(
                 lambda path=path: (j := api.call("GET", path).json())["finished_at"] and j,
