@@ -85,7 +85,7 @@ def test_a_canary_secret_is_nowhere_in_any_encoding(
         "host user": operator.call("POST", f"/projects/{project_id}/hosts",
                                    json={"name": "h3", "address": "10.0.0.3", "user": EXFILTRATE}),
         "cluster name": operator.call("POST", f"/projects/{project_id}/clusters", json={
-            "name": EXFILTRATE, "host_ids": [ssh_host["id"]], "playbook": "steps.yml"}),
+            "name": EXFILTRATE, "host_ids": [ssh_host["id"]], "auth": False}),
     }  # fmt: skip
     assert {k: r.status_code for k, r in attempts.items()} == dict.fromkeys(attempts, 422)
     assert "values are data" in attempts["job extra_vars"].text

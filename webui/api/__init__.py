@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from webui.api import schemas as s
 from webui.security import current_actor, get_settings, get_store
-from webui.services import accounts, audit, cloud, credentials, jobs, projects
+from webui.services import accounts, audit, cloud, credentials, deployments, jobs, projects
 from webui.services.errors import Forbidden, Invalid, ServiceError
 
 PREFIX = "/api/v1"
@@ -181,20 +181,21 @@ def list_clusters(project_id: str) -> list[dict[str, Any]]:
 
 @projects_bp.route("/projects/<project_id>/clusters", methods=["POST"])
 @projects_bp.arguments(s.ClusterIn)
-@projects_bp.response(201, s.ClusterOut)
+@projects_bp.response(201, s.ClusterCreated)
 def create_cluster(data: dict[str, Any], project_id: str) -> dict[str, Any]:
-    store, actor = get_store(), current_actor()
-    projects.require(store, actor, project_id, "operator")
-    jobs.validate_request(
-        store,
-        get_settings(),
-        actor,
-        project_id,
-        {"playbook": data["playbook"], "host_ids": data["host_ids"]},
-    )
-    return projects.create_cluster(
-        store, actor, project_id, data["name"], data["host_ids"], data["playbook"]
-    )
+    """Create a replica set or sharded cluster on registered hosts and start its deployment
+    (the console's form does the same): the cluster and its queued deploy job."""
+    store = get_store()
+    cluster, job = deployments.create(store, get_settings(), current_actor(), project_id, data)
+    return {**_detail(store, cluster), "job": jobs.public_job(job)}
+
+
+def _detail(store: Any, cluster: dict[str, Any]) -> dict[str, Any]:
+    detail = {**cluster, "state": deployments.cluster_state(store, cluster)}
+    if not cluster.get("plan"):
+        detail["members"] = deployments.members(store, cluster)[0]
+        detail["connection_string"] = deployments.connection_string(store, cluster)
+    return detail
 
 
 @projects_bp.route("/projects/<project_id>/clusters/cloud", methods=["POST"])
@@ -213,7 +214,16 @@ def plan_cloud_cluster(data: dict[str, Any], project_id: str) -> dict[str, Any]:
 def get_cluster(cluster_id: str) -> dict[str, Any]:
     store = get_store()
     cluster, _ = cloud.get_cluster(store, current_actor(), cluster_id)
-    return {**cluster, "state": cloud.state(store, cluster)}
+    return _detail(store, cluster)
+
+
+@projects_bp.route("/clusters/<cluster_id>/deploy", methods=["POST"])
+@projects_bp.response(202, s.JobOut)
+def deploy_cluster(cluster_id: str) -> dict[str, Any]:
+    """Deploy a cluster on registered hosts again: converges its hosts to what it describes."""
+    store = get_store()
+    job = deployments.redeploy(store, get_settings(), current_actor(), cluster_id)
+    return jobs.public_job(job)
 
 
 @projects_bp.route("/clusters/<cluster_id>/provision", methods=["POST"])

@@ -104,11 +104,34 @@ class CredentialOut(Strict):
 
 
 class ClusterIn(Strict):
+    """A cluster on registered hosts, deployed at once (the console's form sends the same)."""
+
     name = fields.String(required=True, validate=NAME)
-    host_ids = fields.List(
-        fields.String(validate=SHORT), required=True, validate=validate.Length(min=1, max=500)
+    topology = fields.String(
+        load_default="replicaset", validate=validate.OneOf(["replicaset", "sharded"])
     )
-    playbook = fields.String(required=True, validate=SHORT)
+    host_ids = fields.List(
+        fields.String(validate=SHORT), required=True, validate=validate.Length(min=1, max=7)
+    )
+    mongodb_version = fields.String(
+        load_default="7.0.14", validate=SHORT, metadata={"description": "e.g. 7.0.14"}
+    )
+    replica_set = fields.String(
+        load_default="rs0", validate=SHORT, metadata={"description": "replica set name"}
+    )
+    port = fields.Integer(load_default=27017, metadata={"description": "replica set port"})
+    shards = fields.Integer(load_default=2, metadata={"description": "sharded: shard count"})
+    routers = fields.Integer(
+        load_default=2, metadata={"description": "sharded: mongos on the first N hosts"}
+    )
+    auth = fields.Boolean(
+        load_default=True, metadata={"description": "access control (keyFile, administrator)"}
+    )
+    tls = fields.Boolean(load_default=True, metadata={"description": "TLS required"})
+    ssh_credential_id = fields.String(allow_none=True, validate=SHORT)
+    mongodb_credential_id = fields.String(
+        allow_none=True, validate=SHORT, metadata={"description": "the administrator (auth)"}
+    )
 
 
 class ClusterOut(Strict):
@@ -117,7 +140,19 @@ class ClusterOut(Strict):
     name = fields.String()
     host_ids = fields.List(fields.String())
     playbook = fields.String()
+    topology = fields.String(allow_none=True)
+    mongodb_version = fields.String(allow_none=True)
     created_at = fields.Float()
+
+
+class MemberStateOut(Strict):
+    host = fields.String()
+    address = fields.String()
+    port = fields.Integer(allow_none=True)
+    replica_set = fields.String(allow_none=True)
+    role = fields.String()
+    state = fields.String()
+    health = fields.Float(allow_none=True)
 
 
 class CloudClusterIn(Strict):
@@ -141,6 +176,16 @@ class ClusterDetailOut(ClusterOut):
     credential_ids = fields.List(fields.String())
     deploy_vars = fields.Dict()
     created_by = fields.String(allow_none=True)
+    replica_set = fields.String(allow_none=True)
+    port = fields.Integer(allow_none=True)
+    shards = fields.Integer(allow_none=True)
+    routers = fields.Integer(allow_none=True)
+    security = fields.Dict(allow_none=True)
+    members = fields.List(
+        fields.Nested(MemberStateOut),
+        metadata={"description": "as the last finished deploy job reported them"},
+    )
+    connection_string = fields.String(metadata={"description": "no user or password in it"})
 
 
 class ClusterDeleteIn(Strict):
@@ -233,3 +278,7 @@ class AuditOut(Strict):
 class ClusterDeleteOut(Strict):
     deleted = fields.Boolean(metadata={"description": "true: gone at once (nothing provisioned)"})
     job = fields.Nested(JobOut, allow_none=True, metadata={"description": "the teardown job"})
+
+
+class ClusterCreated(ClusterDetailOut):
+    job = fields.Nested(JobOut, metadata={"description": "the deployment job, queued"})

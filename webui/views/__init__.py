@@ -62,3 +62,7 @@ def register_views(app: Flask) -> None:
     app.jinja_env.filters["when"] = _when
 
     app.register_error_handler(HTTPException, _http_error)  # replaces flask-smorest's
+
+    from webui.views import overview  # the home page, `/`
+
+    app.register_blueprint(overview.bp)

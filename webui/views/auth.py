@@ -48,7 +48,7 @@ def setup() -> Response | str | tuple[str, int]:
                 (security.get_settings().data_dir / "setup_token").unlink(missing_ok=True)
                 security.login(user)
                 flash(f"Welcome, {username}: WAP is set up.", "ok")
-                return redirect(url_for("projects.index"))
+                return redirect(url_for("overview.index"))
     return render_template("auth/setup.html", errors=errors), (422 if errors else 200)
 
 
@@ -75,7 +75,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
                 target if target.startswith("/") and not target.startswith("//") else "/"
             )
     if g.get("user") and not error:
-        return redirect(url_for("projects.index"))
+        return redirect(url_for("overview.index"))
     return render_template("auth/login.html", error=error), status, headers
 
 

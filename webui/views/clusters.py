@@ -1,6 +1,6 @@
-"""Clusters: on registered hosts (a named set of project hosts and the playbook that deploys
-them), or on a cloud (a spec, its plan shown before anything exists, provision and delete as
-jobs)."""
+"""Clusters: on registered hosts (a topology, version and security on project hosts, deployed
+by webui.services.deployments, which the API calls too), or on a cloud (a spec, its plan shown
+before anything exists, provision and delete as jobs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from webui import security
 from webui.security import login_required
-from webui.services import cloud, credentials, jobs, projects
+from webui.services import cloud, credentials, deployments, jobs, projects
 from webui.services.errors import Invalid
 
 bp = Blueprint("clusters", __name__)
@@ -22,36 +22,70 @@ bp = Blueprint("clusters", __name__)
 @login_required
 def index() -> str:
     store, actor = security.get_store(), security.current_actor()
-    rows = []
+    rows, operable = [], []
     for project in projects.list_projects(store, actor):
         rows += [
-            (project, c, cloud.state(store, c))
+            (project, c, deployments.cluster_state(store, c))
             for c in projects.list_clusters(store, project["_id"])
         ]
-    return render_template("clusters/index.html", rows=rows)
+        if projects.role_in(store, actor, project["_id"]) in ("operator", "owner"):
+            operable.append(project)
+    return render_template("clusters/index.html", rows=rows, operable=operable)
+
+
+# The form's fields besides the hosts (checkboxes) and the security switches (checkboxes).
+TEXT_FORM_FIELDS = ("name", "topology", "mongodb_version", "replica_set", "port", "shards",
+                    "routers", "ssh_credential_id", "mongodb_credential_id")  # fmt: skip
+
+
+def _new_form(project_id: str, values: dict, errors: dict, status: int = 200):
+    store, actor, settings = security.get_store(), security.current_actor(), security.get_settings()
+    project = projects.require(store, actor, project_id, "operator")
+    _, hosts = jobs.choices(settings, actor, projects.list_hosts(store, project_id))
+    creds = credentials.list_public(store, project_id)
+    return render_template(
+        "clusters/new.html", project=project, hosts=hosts, values=values, errors=errors,
+        packages=sorted(deployments.packages(settings)),
+        by_kind={k: [c for c in creds if c["kind"] == k] for k in ("ssh_key", "mongodb")},
+    ), status  # fmt: skip
+
+
+@bp.get("/projects/<project_id>/clusters/new")
+@login_required
+def new(project_id: str):
+    values = {**deployments.DEFAULTS, "host_ids": []}
+    store = security.get_store()
+    creds = credentials.list_public(store, project_id)
+    for field, kind in (("ssh_credential_id", "ssh_key"), ("mongodb_credential_id", "mongodb")):
+        first = next((c for c in creds if c["kind"] == kind), None)
+        values[field] = first["_id"] if first else ""
+    return _new_form(project_id, values, {})
 
 
 @bp.post("/projects/<project_id>/clusters")
 @login_required
-def create(project_id: str) -> Response:
+def create(project_id: str):
+    """The form's fields to the service that the API calls too; on a wrong field, the form again
+    with everything chosen and the message beside the field."""
     store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
     form = request.form
-    deployment = {
-        "playbook": form.get("playbook", ""),
-        "host_ids": form.getlist("host_ids"),
-        "credential_ids": form.getlist("credential_ids"),
-        "extra_vars": jobs.parse_extra_vars(form.get("extra_vars", "")),
-    }
-    projects.require(store, actor, project_id, "operator")
-    jobs.validate_request(store, settings, actor, project_id, deployment)  # before anything exists
-    cluster = projects.create_cluster(
-        store, actor, project_id, form.get("name", "").strip(), deployment["host_ids"],
-        deployment["playbook"],
-    )  # fmt: skip
-    job = jobs.create_job(
-        store, settings, actor, project_id, {**deployment, "cluster_id": cluster["_id"]}
-    )
-    flash(f"Cluster {cluster['name']} created; its deployment is job {job['_id'][:8]}.", "ok")
+    data = {name: form.get(name, "").strip() for name in TEXT_FORM_FIELDS}
+    data.update(host_ids=form.getlist("host_ids"), auth=bool(form.get("auth")),
+                tls=bool(form.get("tls")))  # fmt: skip
+    try:
+        cluster, job = deployments.create(store, settings, actor, project_id, data)
+    except Invalid as exc:
+        flash(exc.message, "error")
+        return _new_form(project_id, data, exc.fields, 422)
+    flash(f"Cluster {cluster['name']} created; its deployment is this job.", "ok")
+    return redirect(url_for("jobs.show", job_id=job["_id"]))
+
+
+@bp.post("/clusters/<cluster_id>/deploy")
+@login_required
+def deploy(cluster_id: str) -> Response:
+    store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
+    job = deployments.redeploy(store, settings, actor, cluster_id)
     return redirect(url_for("jobs.show", job_id=job["_id"]))
 
 
@@ -153,17 +187,24 @@ def show(cluster_id: str) -> str:
     store, actor = security.get_store(), security.current_actor()
     cluster, project = cloud.get_cluster(store, actor, cluster_id)
     role = projects.role_in(store, actor, project["_id"])
-    cluster_jobs = list(store.jobs.find({"cluster_id": cluster_id}).sort("created_at", -1))
+    cluster_jobs = deployments.jobs_of(store, cluster_id)
     hosts = {h["_id"]: h for h in projects.list_hosts(store, project["_id"])}
     creds = {c["_id"]: c for c in credentials.list_public(store, project["_id"])}
-    machines = cloud.instances(store, cluster) if cluster.get("plan") else []
+    machines, members, report, routers = [], [], None, []
+    if cluster.get("plan"):
+        machines = cloud.instances(store, cluster)
+        uri = cloud.connection_string(cluster["plan"], machines)
+    else:
+        members, report = deployments.members(store, cluster)
+        routers = deployments.routers(store, cluster)
+        uri = deployments.connection_string(store, cluster)
     return render_template(
-        "clusters/show.html", cluster=cluster, project=project, state=cloud.state(store, cluster),
+        "clusters/show.html", cluster=cluster, project=project,
+        state=deployments.cluster_state(store, cluster),
         can_operate=role in ("operator", "owner"), jobs=cluster_jobs, names=None,
         hosts=[hosts[h] for h in cluster.get("host_ids", []) if h in hosts],
         credentials=[creds[c] for c in cluster.get("credential_ids", []) if c in creds],
-        instances=machines,
-        uri=cloud.connection_string(cluster.get("plan") or {}, machines),
+        instances=machines, members=members, report=report, routers=routers, uri=uri,
     )  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from webui.services import credentials, jobs, projects
 bp = Blueprint("projects", __name__)
 
 
-@bp.get("/")
+@bp.get("/projects")
 @login_required
 def index() -> str:
     actor = security.current_actor()
@@ -33,6 +33,17 @@ def create() -> Response:
 @bp.get("/projects/<project_id>")
 @login_required
 def show(project_id: str) -> str:
+    return render_project(project_id)[0]
+
+
+def render_project(
+    project_id: str,
+    errors: dict[str, list[str]] | None = None,
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> tuple[str, int]:
+    """The project's page; `errors` and `values`: the credential form as sent, each error beside
+    its field."""
     store, actor = security.get_store(), security.current_actor()
     project = projects.require(store, actor, project_id, "read-only")
     hosts = projects.list_hosts(store, project_id)
@@ -49,7 +60,9 @@ def show(project_id: str) -> str:
         jobs=jobs.list_jobs(store, actor, project_id, limit=20),
         members=projects.members(store, project_id),
         playbooks=playbooks,
-    )
+        errors=errors or {},
+        values=values or {},
+    ), status
 
 
 @bp.post("/projects/<project_id>/members")
