@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import threading
 
+LATENCY_KINDS = ("reads", "writes", "commands", "transactions")
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -26,6 +28,8 @@ class Metrics:
         )
         # top: ns -> kind -> [time_us, count]
         self.top: dict[str, dict[str, list[int]]] = {}
+        # serverStatus opLatencies: kind -> [latency_us, ops] (kinds as MongoDB's Top keeps them)
+        self.latencies = {kind: [0, 0] for kind in LATENCY_KINDS}
 
     def add(self, section: dict, key: str, amount: int = 1) -> None:
         with self.lock:
@@ -38,3 +42,9 @@ class Metrics:
                 slot = entry.setdefault(name, [0, 0])
                 slot[0] += micros
                 slot[1] += 1
+
+    def record_latency(self, kind: str, micros: int) -> None:
+        with self.lock:
+            slot = self.latencies[kind]
+            slot[0] += micros
+            slot[1] += 1

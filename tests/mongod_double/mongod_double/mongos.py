@@ -86,7 +86,14 @@ class Router(Server):
         return {}
 
     def after_command(self, spec: CommandSpec, inv: Invocation, reply: dict) -> None:
-        """mongos keeps no profiler and no top (no data of its own)."""
+        """mongos keeps no profiler and no top (no data of its own); it counts operations, a
+        write's statements one by one as mongod does."""
+        self.count_operation(spec)
+        statements = {"insert": "documents", "update": "updates", "remove": "deletes"}
+        field = statements.get(spec.profile_op)
+        if field:
+            counter = "delete" if spec.profile_op == "remove" else spec.profile_op
+            self.metrics.add(self.metrics.opcounters, counter, len(inv.body.get(field) or []))
 
     def check_access(self, inv: Invocation) -> None:
         """With access control on (a key file), the checks mongod makes, against the users and

@@ -431,17 +431,19 @@ class Server:
 
     # -- after each command: counters, top, slow query log, profiler ------------------------
 
-    def after_command(self, spec: CommandSpec, inv: Invocation, reply: dict) -> None:
+    def count_operation(self, spec: CommandSpec) -> None:
+        """opcounters: insert, update and delete count each statement (in their handlers)."""
         kind = spec.profile_op
-        counter = {
-            "query": "query",
-            "getmore": "getmore",
-            "insert": "insert",
-            "update": "update",
-            "remove": "delete",
-        }.get(kind, "command")
+        counter = {"query": "query", "getmore": "getmore"}.get(kind, "command")
         if kind not in ("insert", "update", "remove"):
             self.metrics.add(self.metrics.opcounters, counter)
+
+    def after_command(self, spec: CommandSpec, inv: Invocation, reply: dict) -> None:
+        kind = spec.profile_op
+        self.count_operation(spec)
+        # opLatencies: a command's time under the read/write/command kind mongod's Top uses.
+        latency_kind = "writes" if spec.write else "reads" if spec.read else "commands"
+        self.metrics.record_latency(latency_kind, int((time.monotonic() - inv.started) * 1e6))
         millis = inv.elapsed_ms
         if inv.profile.get("ns"):
             top_kind = {

@@ -915,6 +915,8 @@ def _check_pipeline(pipeline: list) -> None:
             raise CommandError(40324, f"Unrecognized pipeline stage name: '{name}'")
         if name in ("$out", "$merge") and position != len(pipeline) - 1:
             raise CommandError(40601, f"{name} can only be the final stage in the pipeline")
+        if name == "$collStats" and position != 0:
+            raise CommandError(40602, "$collStats is only valid as the first stage in a pipeline")
 
 
 @command("aggregate", read=True, profile_op="command")
@@ -953,6 +955,20 @@ def aggregate(inv: Invocation) -> dict:
             FAILED_TO_PARSE,
             "The 'cursor' option is required, except for aggregate with the explain argument",
         )
+    if pipeline and "$collStats" in pipeline[0]:
+        from mongod_double.commands.stats import coll_stats_stage
+
+        results = [coll_stats_stage(inv, ns, pipeline[0]["$collStats"])]
+        if len(pipeline) > 1:
+            if any("$out" in stage or "$merge" in stage for stage in pipeline):
+                raise NotImplementedError("$collStats followed by $out or $merge")
+            source = _scratch.database.client["stats_scratch"]["docs"]
+            source.drop()
+            source.insert_one({"_id": 0, **copy.deepcopy(results[0])})
+            results = [
+                _id_first(d) for d in source.aggregate([{"$project": {"_id": 0}}, *pipeline[1:]])
+            ]
+        return open_cursor(inv, ns, results, cursor_opts.get("batchSize"))
     out_stage = None
     if pipeline and isinstance(pipeline[-1], dict) and "$out" in pipeline[-1]:
         out_stage = pipeline[-1]["$out"]

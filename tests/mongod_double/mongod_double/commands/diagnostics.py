@@ -38,22 +38,23 @@ def _memory_mb() -> tuple[int, int]:
     return resident, virtual
 
 
-@command("serverStatus")
-def server_status(inv: Invocation) -> dict:
-    server = inv.server
+# The WiredTiger read and write tickets: 128 each (wiredTigerConcurrentRead/WriteTransactions'
+# default before 7.0's dynamic algorithm, and its maximum after).
+TICKETS = 128
+
+
+def instance_status(server) -> dict:
+    """The serverStatus sections mongod and mongos share (instance information, asserts,
+    connections, extra_info, mem, network, opcounters), as MongoDB's serverStatus page shows
+    them."""
     metrics = server.metrics
     uptime = time.monotonic() - server.started_monotonic
     resident, virtual = _memory_mb()
-    with server.storage.lock:
-        cache_bytes = sum(server.storage.data_size(ns) for ns in server.storage.catalog)
-    running = len(server.ops.running)
     with metrics.lock:
         opcounters = {k: Int64(v) for k, v in metrics.opcounters.items()}
-        document = {k: Int64(v) for k, v in metrics.document.items()}
-        scanned_objects, scans = metrics.scanned_objects, metrics.collection_scans
         asserts = dict(metrics.asserts)
     connections = server.connection_count()
-    reply = {
+    return {
         "host": server.hostname if server.port == 27017 else server.host,
         "version": server.version.text,
         "process": "mongos" if server.options.program == "mongos" else "mongod",
@@ -68,32 +69,18 @@ def server_status(inv: Invocation) -> dict:
             "available": 838860 - connections,
             "totalCreated": metrics.connections_created,
             "rejected": 0,
-            "active": running,
+            "active": len(server.ops.running),
             "threaded": connections,
             "exhaustIsMaster": 0,
             "exhaustHello": 0,
             "awaitingTopologyChanges": 0,
         },
-        "globalLock": {
-            "totalTime": Int64(int(uptime * 1e6)),
-            "currentQueue": {"total": 0, "readers": 0, "writers": 0},
-            "activeClients": {"total": running, "readers": 0, "writers": 0},
+        # Linux: page_faults is the process's major faults (getrusage ru_majflt).
+        "extra_info": {
+            "note": "fields vary by platform",
+            "page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_majflt,
         },
         "mem": {"bits": 64, "resident": resident, "virtual": virtual, "supported": True},
-        "metrics": {
-            "commands": {
-                name: {"failed": Int64(metrics.failed_commands.get(name, 0)), "total": Int64(total)}
-                for name, total in sorted(metrics.commands.items())
-            },
-            "cursor": server.cursors.stats(),
-            "document": document,
-            "queryExecutor": {
-                "scanned": Int64(0),
-                "scannedObjects": Int64(scanned_objects),
-                "collectionScans": {"nonTailable": Int64(scans), "total": Int64(scans)},
-            },
-            "operation": {"scanAndOrder": Int64(0), "writeConflicts": Int64(0)},
-        },
         "network": {
             "bytesIn": Int64(metrics.bytes_in),
             "bytesOut": Int64(metrics.bytes_out),
@@ -104,27 +91,104 @@ def server_status(inv: Invocation) -> dict:
             "numRequests": Int64(metrics.requests),
         },
         "opcounters": opcounters,
-        "opcountersRepl": {k: Int64(0) for k in opcounters},
-        "storageEngine": {
-            "name": "wiredTiger",
-            "supportsCommittedReads": True,
-            "persistent": True,
-            "readOnly": False,
-        },
-        "wiredTiger": {
-            "cache": {
-                "bytes currently in the cache": Int64(cache_bytes),
-                "maximum bytes configured": Int64(server.options.cache_size_bytes),
-                "tracked dirty bytes in the cache": Int64(0),
-                "bytes read into cache": Int64(0),
-                "bytes written from cache": Int64(0),
-                "pages read into cache": Int64(0),
-                "pages written from cache": Int64(0),
-                "unmodified pages evicted": Int64(0),
-                "modified pages evicted": Int64(0),
-            }
-        },
     }
+
+
+@command("serverStatus")
+def server_status(inv: Invocation) -> dict:
+    server = inv.server
+    metrics = server.metrics
+    uptime = time.monotonic() - server.started_monotonic
+    with server.storage.lock:
+        cache_bytes = sum(server.storage.data_size(ns) for ns in server.storage.catalog)
+    running = list(server.ops.running.values())
+    with metrics.lock:
+        document = {k: Int64(v) for k, v in metrics.document.items()}
+        scanned_objects, scans = metrics.scanned_objects, metrics.collection_scans
+        latencies = {
+            k: {"latency": Int64(v[0]), "ops": Int64(v[1])} for k, v in metrics.latencies.items()
+        }
+    # Tickets out: the operations running now, as the reads and writes they are.
+    writing = sum(1 for op in running if getattr(server.registry.get(op.name), "write", False))
+    reply = instance_status(server)
+    reply.update(
+        {
+            "globalLock": {
+                "totalTime": Int64(int(uptime * 1e6)),
+                "currentQueue": {"total": 0, "readers": 0, "writers": 0},
+                "activeClients": {"total": len(running), "readers": 0, "writers": 0},
+            },
+            "metrics": {
+                "commands": {
+                    name: {
+                        "failed": Int64(metrics.failed_commands.get(name, 0)),
+                        "total": Int64(total),
+                    }
+                    for name, total in sorted(metrics.commands.items())
+                },
+                "cursor": server.cursors.stats(),
+                "document": document,
+                "queryExecutor": {
+                    "scanned": Int64(0),
+                    "scannedObjects": Int64(scanned_objects),
+                    "collectionScans": {"nonTailable": Int64(scans), "total": Int64(scans)},
+                },
+                "operation": {"scanAndOrder": Int64(0), "writeConflicts": Int64(0)},
+            },
+            "opLatencies": latencies,
+            "opcountersRepl": {k: Int64(0) for k in reply["opcounters"]},
+            "storageEngine": {
+                "name": "wiredTiger",
+                "supportsCommittedReads": True,
+                "persistent": True,
+                "readOnly": False,
+            },
+            # The double runs no transactions (they are refused with 238): every count is 0.
+            "transactions": {
+                name: Int64(0)
+                for name in (
+                    "retriedCommandsCount",
+                    "retriedStatementsCount",
+                    "transactionsCollectionWriteCount",
+                    "currentActive",
+                    "currentInactive",
+                    "currentOpen",
+                    "totalAborted",
+                    "totalCommitted",
+                    "totalStarted",
+                    "totalPrepared",
+                    "totalPreparedThenCommitted",
+                    "totalPreparedThenAborted",
+                    "currentPrepared",
+                )
+            },
+            "wiredTiger": {
+                "cache": {
+                    "bytes currently in the cache": Int64(cache_bytes),
+                    "maximum bytes configured": Int64(server.options.cache_size_bytes),
+                    "tracked dirty bytes in the cache": Int64(0),
+                    "bytes read into cache": Int64(0),
+                    "bytes written from cache": Int64(0),
+                    "pages read into cache": Int64(0),
+                    "pages written from cache": Int64(0),
+                    "unmodified pages evicted": Int64(0),
+                    "modified pages evicted": Int64(0),
+                },
+                "concurrentTransactions": {
+                    "write": {
+                        "out": writing,
+                        "available": TICKETS - writing,
+                        "totalTickets": TICKETS,
+                    },
+                    "read": {
+                        "out": len(running) - writing,
+                        "available": TICKETS - (len(running) - writing),
+                        "totalTickets": TICKETS,
+                    },
+                },
+            },
+        }
+    )
     if server.role.is_replicated:
         repl = server.replication
         repl_section: dict = {"topologyVersion": dict(repl.topology_version)}

@@ -1,7 +1,7 @@
 """mongos's connection-level commands: hello (``msg: "isdbgrid"``), ping, buildInfo, whatsmyuri,
-getCmdLineOpts, listCommands, endSessions, shutdown, isdbgrid, and authentication (saslStart,
-saslContinue, authenticate, logout, connectionStatus: mongod's own handlers, run against the
-cluster's users that the router mirrors from the config servers).
+getCmdLineOpts, listCommands, endSessions, shutdown, isdbgrid, serverStatus, and authentication
+(saslStart, saslContinue, authenticate, logout, connectionStatus: mongod's own handlers, run
+against the cluster's users that the router mirrors from the config servers).
 
 Source: https://www.mongodb.com/docs/manual/reference/command/hello/ (mongos instances answer
 ``msg: "isdbgrid"`` and no replica set fields) and
@@ -10,6 +10,8 @@ https://www.mongodb.com/docs/manual/reference/command/isdbgrid/
 
 from __future__ import annotations
 
+from bson.int64 import Int64
+
 from mongod_double.commands import Invocation
 from mongod_double.commands.auth import (
     authenticate,
@@ -17,7 +19,7 @@ from mongod_double.commands.auth import (
     sasl_continue,
     sasl_start_command,
 )
-from mongod_double.commands.diagnostics import get_cmd_line_opts, shutdown
+from mongod_double.commands.diagnostics import get_cmd_line_opts, instance_status, shutdown
 from mongod_double.commands.handshake import (
     build_info_command,
     connection_status,
@@ -53,3 +55,44 @@ for _name, _handler, _admin in (
 @router_command("isdbgrid")
 def isdbgrid(inv: Invocation) -> dict:
     return {"isdbgrid": 1, "hostname": inv.server.host}
+
+
+@router_command("serverStatus")
+def server_status(inv: Invocation) -> dict:
+    """mongos's serverStatus: the instance sections mongod has too, and the router's own
+    transactions section (the double runs no transactions: every count is 0). No storage engine,
+    replication, opcountersRepl or opLatencies: MongoDB's page lists those for mongod.
+
+    Source: https://www.mongodb.com/docs/manual/reference/command/serverStatus/ ("transactions",
+    mongos tab)."""
+    server = inv.server
+    reply = instance_status(server)
+    commit_type = {
+        "initiated": Int64(0),
+        "successful": Int64(0),
+        "successfulDurationMicros": Int64(0),
+    }
+    reply["transactions"] = {
+        "currentOpen": Int64(0),
+        "currentActive": Int64(0),
+        "currentInactive": Int64(0),
+        "totalStarted": Int64(0),
+        "totalCommitted": Int64(0),
+        "totalAborted": Int64(0),
+        "abortCause": {},
+        "totalContactedParticipants": Int64(0),
+        "totalParticipantsAtCommit": Int64(0),
+        "totalRequestsTargeted": Int64(0),
+        "commitTypes": {
+            name: dict(commit_type)
+            for name in (
+                "noShards",
+                "singleShard",
+                "singleWriteShard",
+                "readOnly",
+                "twoPhaseCommit",
+                "recoverWithToken",
+            )
+        },
+    }
+    return reply

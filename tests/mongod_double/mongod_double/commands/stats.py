@@ -1,7 +1,8 @@
-"""collStats, dbStats and dbHash."""
+"""collStats (and the $collStats stage), dbStats and dbHash."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import shutil
 import time
@@ -11,7 +12,7 @@ from mongomock import filtering
 
 from mongod_double.commands import Invocation, command
 from mongod_double.commands.crud import collection_name
-from mongod_double.errors import NAMESPACE_NOT_FOUND, CommandError
+from mongod_double.errors import NAMESPACE_NOT_FOUND, TYPE_MISMATCH, CommandError
 from mongod_double.wire import CODEC
 
 INDEX_ENTRY_BYTES = 24
@@ -24,11 +25,10 @@ def _scale(inv: Invocation) -> int:
     return int(scale)
 
 
-@command("collStats", read=True)
-def coll_stats(inv: Invocation) -> dict:
-    ns = inv.ns(collection_name(inv))
-    scale = _scale(inv)
-    storage = inv.server.storage
+def storage_stats(server, ns: str, scale: int) -> dict:
+    """collStats's figures for ``ns`` (also $collStats's ``storageStats``); 26 when it does not
+    exist."""
+    storage = server.storage
     with storage.lock:
         if not storage.exists(ns):
             raise CommandError(NAMESPACE_NOT_FOUND, f"Collection [{ns}] not found.")
@@ -40,7 +40,6 @@ def coll_stats(inv: Invocation) -> dict:
     index_sizes = {s["name"]: (count * INDEX_ENTRY_BYTES + 4096) // scale for s in specs}
     storage_size = (size + 4096) // scale
     reply = {
-        "ns": ns,
         "size": size // scale,
         "count": count,
         "avgObjSize": size // count if count else 0,
@@ -61,6 +60,65 @@ def coll_stats(inv: Invocation) -> dict:
         scaleFactor=scale,
     )
     return reply
+
+
+@command("collStats", read=True)
+def coll_stats(inv: Invocation) -> dict:
+    ns = inv.ns(collection_name(inv))
+    return {"ns": ns, **storage_stats(inv.server, ns, _scale(inv))}
+
+
+COLL_STATS_OPTIONS = ("latencyStats", "storageStats", "count", "queryExecStats")
+
+
+def coll_stats_stage(inv: Invocation, ns: str, spec) -> dict:
+    """The document of a ``$collStats`` stage (the first of its pipeline): ``ns``, ``host``,
+    ``localTime`` and what was asked for. latencyStats and queryExecStats need per-collection
+    counters the double does not keep: NotImplemented (238).
+
+    Source: https://www.mongodb.com/docs/manual/reference/operator/aggregation/collStats/"""
+    if not isinstance(spec, dict):
+        raise CommandError(
+            TYPE_MISMATCH, f"$collStats must take a nested object but found: $collStats: {spec!r}"
+        )
+    for field in spec:
+        if field not in COLL_STATS_OPTIONS:
+            raise CommandError(40415, f"BSON field '$collStats.{field}' is an unknown field.")
+    for field in ("latencyStats", "queryExecStats"):
+        if field in spec:
+            raise NotImplementedError(f"$collStats {field}")
+    doc = {
+        "ns": ns,
+        "host": inv.server.host,
+        "localTime": datetime.datetime.now(datetime.UTC),
+    }
+    if "storageStats" in spec:
+        options = spec["storageStats"]
+        if not isinstance(options, dict):
+            raise CommandError(
+                TYPE_MISMATCH,
+                "BSON field '$collStats.storageStats' is the wrong type, expected type 'object'",
+            )
+        scale = options.get("scale", 1)
+        if not isinstance(scale, (int, float)) or scale < 1:
+            raise CommandError(51024, "BSON field 'scale' value must be >= 1")
+        try:
+            doc["storageStats"] = storage_stats(inv.server, ns, int(scale))
+        except CommandError as exc:
+            raise CommandError(
+                exc.code,
+                f"Unable to retrieve storageStats in $collStats stage :: caused by :: {exc}",
+            ) from None
+    if "count" in spec:
+        with inv.server.storage.lock:
+            if not inv.server.storage.exists(ns):
+                raise CommandError(
+                    NAMESPACE_NOT_FOUND,
+                    f"Unable to retrieve count in $collStats stage :: caused by :: "
+                    f"Collection [{ns}] not found.",
+                )
+            doc["count"] = inv.server.storage.count(ns)
+    return doc
 
 
 @command("dbStats", "dbstats", read=True)
