@@ -67,7 +67,7 @@ def bare_run(work: Workload) -> float:
 
 
 SERVICES = {"store (nx-27017)": "embedded_server", "redis-server": "redis-server",
-            "web (Socket.IO relay)": "webui.cli web"}  # fmt: skip
+            "web (Socket.IO relay)": "wap.cli web"}  # fmt: skip
 
 
 def service_cpu() -> dict[str, float]:
@@ -205,7 +205,7 @@ def main() -> None:
             path = f"/jobs/{job['id']}"
             done = wait_for(
                 lambda path=path: (j := api.call("GET", path).json())["finished_at"] and j,
-                timeout=900, every=1.0,  # finished_at is stored; polling often loads the platform
+                timeout=600, every=1.0,  # finished_at is stored; polling often loads the platform
             )  # fmt: skip
             assert done["status"] == "successful", done
             platform_times.append(done["finished_at"] - start)
