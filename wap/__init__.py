@@ -1,1 +1,2 @@
-"""WAP: the platform's command line and the local test lab."""
+"""WAP outside the web platform: the `wap` command line (cli), deployment plans (plan) and the
+local test lab (lab)."""

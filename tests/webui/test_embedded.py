@@ -74,7 +74,7 @@ def uid_of(pid: int) -> int:
 
 
 def start_up(tmp_path: Path, env: dict[str, str], name: str) -> Proc:
-    return Proc([sys.executable, "-m", "webui.cli", "up"], tmp_path / f"{name}.log", env)
+    return Proc([sys.executable, "-m", "wap.cli", "up"], tmp_path / f"{name}.log", env)
 
 
 def test_wap_up_runs_everything_and_finds_its_data_again(tmp_path: Path, base: Path) -> None:

@@ -36,7 +36,7 @@ def gunicorn(settings: Settings, port: int, log: Path) -> tuple[Proc, str]:
     """The command line of webui/README.md, on one port."""
     argv = [
         sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1",
-        "--threads", "50", "--bind", f"127.0.0.1:{port}", "webui.cli:production_app()",
+        "--threads", "50", "--bind", f"127.0.0.1:{port}", "webui.wsgi:production_app()",
     ]  # fmt: skip
     if "control_socket" in KNOWN_SETTINGS_NAMES:  # gunicorn 25.1+: one control socket per server
         argv[-1:-1] = ["--control-socket", str(log.with_suffix(".ctl"))]

@@ -149,7 +149,7 @@ def test_wap_web_with_a_given_certificate(settings: Settings, tmp_path: Path) ->
         "WAP_TLS_CA": str(ca),
     }
     url = f"https://{settings.bind}"
-    web = Proc([sys.executable, "-m", "webui.cli", "web"], tmp_path / "web.log", env)
+    web = Proc([sys.executable, "-m", "wap.cli", "web"], tmp_path / "web.log", env)
     try:
         wait_for(lambda: answers_https(web, url, ca), timeout=30, what="wap web over https")
         assert f"WAP web server on {url}/" in web.output()
@@ -209,7 +209,7 @@ def test_the_commands_refuse_a_mismatched_key_before_starting(
     _, other_key, _ = make_pair(tmp_path / "two")
     env = {**env_for(settings), "WAP_TLS_CERT": str(cert), "WAP_TLS_KEY": str(other_key)}
     for command in ("web", "up"):
-        run = Proc([sys.executable, "-m", "webui.cli", command], tmp_path / f"{command}.log", env)
+        run = Proc([sys.executable, "-m", "wap.cli", command], tmp_path / f"{command}.log", env)
         assert run.popen.wait(60) == 2, run.output()
         assert f"wap {command}: WAP_TLS_KEY {other_key} is not the key of" in run.output()
         assert "Traceback" not in run.output()

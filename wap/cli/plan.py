@@ -1,4 +1,4 @@
-"""`wap plan SPEC.yml`: validate a cluster spec and print its plan as the YAML the playbooks read.
+"""`wap plan SPEC.yml`: validate a cluster spec, print its plan (wap.plan) as YAML for playbooks.
 
 wap plan cluster.yml > plan.yml
 ansible-playbook playbooks/provision_cluster.yml -e @plan.yml
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from wap.cli import UserError
+from wap.cli.errors import UserError
 from wap.plan import SpecError, plan_from_dict
 
 

@@ -1,4 +1,4 @@
-"""`wap lab ...`: create, inspect and remove the local lab hosts."""
+"""`wap lab ...`: create, inspect and remove the local lab hosts (wap.lab)."""
 
 import argparse
 import json
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wap.cli import UserError
+from wap.cli.errors import UserError
 from wap.lab import rootfs
 from wap.lab.lab import Lab, LabError
 
