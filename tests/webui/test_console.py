@@ -242,3 +242,33 @@ def test_an_operator_cannot_smuggle_variables_or_hosts_through_the_cluster_api(
         assert "mongodb_install_tarball" not in job["extra_vars"]
     assert deployments.PLAYBOOKS == {"replicaset": "deploy_replicaset.yml",
                                      "sharded": "deploy_sharded.yml"}  # fmt: skip
+
+
+def test_members_come_from_the_last_finished_deploy_and_a_deploy_again_converges(
+    client: FlaskClient, store: Store
+) -> None:
+    auth, project, hosts, admin = project_with_hosts(client)
+    request = {"name": "orders", "host_ids": hosts, "mongodb_credential_id": admin["id"]}
+    path = f"/api/v1/projects/{project['id']}/clusters"
+    body = client.post(path, headers=auth, json=request).get_json()
+    cluster_id, job_id = body["id"], body["job"]["id"]
+    again = client.post(f"/api/v1/clusters/{cluster_id}/deploy", headers=auth)
+    assert again.status_code == 409 and "being deployed" in again.get_json()["message"]
+    # The job ends and reports its members (as the deploy playbooks' set_stats do).
+    reported = [{"host": f"10.7.0.{n}:27017", "state": s, "health": 1, "replica_set": "rs0"}
+                for n, s in ((1, "PRIMARY"), (2, "SECONDARY"), (3, "RECOVERING"))]  # fmt: skip
+    store.jobs.update_one({"_id": job_id}, {"$set": {"status": "successful", "finished_at": 1.0}})
+    store.job_events.insert_one({"job_id": job_id, "counter": 1, "event": "playbook_on_stats",
+                                 "artifact_data": {"wap_members": reported}})  # fmt: skip
+    shown = client.get(f"/api/v1/clusters/{cluster_id}", headers=auth).get_json()
+    assert shown["state"] == "running"
+    assert [(m["host"], m["state"]) for m in shown["members"]] == [
+        ("db1", "PRIMARY"), ("db2", "SECONDARY"), ("db3", "RECOVERING")]  # fmt: skip
+    page = text(client, f"/clusters/{cluster_id}")
+    assert "RECOVERING" in page and f"job {job_id[:8]}" in page and 'id="deploy-form"' in page
+    second = client.post(f"/api/v1/clusters/{cluster_id}/deploy", headers=auth)
+    assert second.status_code == 202, second.get_json()
+    assert second.get_json()["extra_vars"] == store.jobs.find_one({"_id": job_id})["extra_vars"]
+    # a running redeploy: deploying again, the last finished report still shown
+    shown = client.get(f"/api/v1/clusters/{cluster_id}", headers=auth).get_json()
+    assert shown["state"] == "deploying" and shown["members"][0]["state"] == "PRIMARY"
