@@ -1,13 +1,97 @@
 """Command line of the host agent."""
 
+from __future__ import annotations
+
 import argparse
+import sys
+import time
 
 from wap_agent import __version__
+from wap_agent.collectors import Registry
+from wap_agent.collectors.host import HostCollector
+from wap_agent.collectors.mongodb import MongoCollector
+from wap_agent.collectors.mongodb_sizes import SizeSurvey
+from wap_agent.exposition import to_json, to_prometheus
+from wap_agent.rates import Rates
+
+
+def build_registry(args: argparse.Namespace) -> Registry:
+    registry = Registry()
+    if not args.no_host:
+        registry.add(HostCollector())
+    for uri in args.mongodb_uri:
+        survey = SizeSurvey(
+            dbstats_per_round=args.dbstats_per_round,
+            collections_per_round=args.collections_per_round,
+            top_collections=args.top_collections,
+        )
+        registry.add(MongoCollector(uri, timeout_ms=args.timeout_ms, sizes=survey))
+    return registry
+
+
+def collect(args: argparse.Namespace) -> int:
+    if not args.once:
+        print("wap-agent collect: only --once is available for now", file=sys.stderr)
+        return 2
+    registry = build_registry(args)
+    rates = Rates()
+    try:
+        result = registry.collect()
+        per_second = []
+        if args.rates:
+            rates.update(result.samples)
+            time.sleep(args.rates)
+            result = registry.collect()
+            per_second = rates.update(result.samples)
+    finally:
+        registry.close()
+    if args.format == "prometheus":
+        sys.stdout.write(to_prometheus(result.samples + per_second, result.errors))
+    else:
+        sys.stdout.write(to_json(result, per_second) + "\n")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="wap-agent", description="WAP host agent")
+    top.add_argument("--version", action="version", version=f"wap-agent {__version__}")
+    commands = top.add_subparsers(dest="command")
+    one = commands.add_parser(
+        "collect",
+        help="collect samples and print them",
+        description="Collect host and MongoDB samples and print them (an agent checked by hand).",
+    )
+    one.add_argument("--once", action="store_true", help="one round, printed, then exit")
+    one.add_argument(
+        "--mongodb-uri",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="a mongod or mongos to read (repeat for several); its host:port labels its series",
+    )
+    one.add_argument("--format", choices=("json", "prometheus"), default="json")
+    one.add_argument(
+        "--rates",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="collect twice, SECONDS apart, and add each counter's per-second rate (default: "
+        "one round, counters raw)",
+    )
+    one.add_argument("--no-host", action="store_true", help="leave the host's metrics out")
+    one.add_argument(
+        "--timeout-ms", type=int, default=5000, help="give up on a server after this (5000)"
+    )
+    one.add_argument("--dbstats-per-round", type=int, default=10, metavar="N")
+    one.add_argument("--collections-per-round", type=int, default=20, metavar="N")
+    one.add_argument("--top-collections", type=int, default=20, metavar="N")
+    return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wap-agent", description="WAP host agent")
-    parser.add_argument("--version", action="version", version=f"wap-agent {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
+    top = parser()
+    args = top.parse_args(argv)
+    if args.command == "collect":
+        return collect(args)
+    top.print_help()
     return 0

@@ -26,3 +26,8 @@ def test_agent_installs_alone_in_a_fresh_environment(tmp_path: Path) -> None:
         [str(venv / "bin" / "wap-agent"), "--version"], capture_output=True, text=True
     )
     assert version.returncode == 0 and version.stdout.startswith("wap-agent ")
+    collected = subprocess.run(
+        [str(venv / "bin" / "wap-agent"), "collect", "--once"], capture_output=True, text=True
+    )
+    assert collected.returncode == 0, collected.stderr
+    assert "host_cpu_seconds_total" in {s["name"] for s in json.loads(collected.stdout)["samples"]}
