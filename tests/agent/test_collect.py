@@ -258,6 +258,26 @@ def test_sizes_of_many_collections_stay_within_the_command_budget(launcher):
     assert values(last, "mongodb_db_collections", db="many") == [2000.0]
 
 
+def test_database_stats_rotate_when_there_are_more_databases_than_the_budget(launcher):
+    node = launcher.start()
+    client = node.client()
+    for i in range(12):
+        client[f"db{i:02d}"].items.insert_one({"i": i})
+    log = CommandLog()
+    survey = SizeSurvey(dbstats_per_round=4, collections_per_round=1)
+    collector = MongoCollector(node.uri, sizes=survey, client_options={"event_listeners": [log]})
+    try:
+        for _ in range(4):  # 12 databases and admin (config and local are empty here)
+            log.names.clear()
+            collector.collect()
+            assert log.names.count("dbStats") == 4
+            assert len(log.names) <= 1 + 1 + 4 + 1
+    finally:
+        collector.close()
+    listed = {d["name"] for d in client.admin.command("listDatabases")["databases"]}
+    assert set(survey.databases) == listed
+
+
 def test_prometheus_output_parses(member):
     result = wap_agent("collect", "--once", "--format", "prometheus", "--mongodb-uri", member.uri)
     assert result.returncode == 0, result.stderr

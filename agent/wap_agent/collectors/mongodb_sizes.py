@@ -54,7 +54,6 @@ class SizeSurvey:
         self._to_list: collections.deque[str] = collections.deque()
         self._to_stat: collections.deque[tuple[str, str]] = collections.deque()
         self.commands = 0  # commands of the last round
-        self.surveys_completed = 0
 
     def run(self, client: MongoClient, errors: list[str]) -> None:
         """One round: refresh what the budget allows. Errors are appended, never raised."""
@@ -120,9 +119,7 @@ class SizeSurvey:
                 self._list_collections(client, db, errors)
             elif started_survey:  # everything surveyed within this round
                 break
-            else:
-                if self.collections or self.databases:
-                    self.surveys_completed += 1
+            else:  # a new survey: every database's collections again
                 started_survey = True
                 self._to_list.extend(n for n in names if n not in SKIPPED_COLLECTION_DBS)
 
