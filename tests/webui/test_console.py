@@ -15,7 +15,7 @@ from tests.labhosts import REPO
 from tests.webui.test_web import api_token, csrf, setup_admin
 from webui.config import Settings
 from webui.services import deployments
-from webui.store import Store
+from webui.store import Store, now
 
 
 @pytest.fixture
@@ -51,7 +51,9 @@ def text(client: FlaskClient, path: str) -> str:
     return client.get(path).get_data(as_text=True)
 
 
-def test_the_overview_says_what_to_do_next_and_counts_what_exists(client: FlaskClient) -> None:
+def test_the_overview_says_what_to_do_next_and_counts_what_exists(
+    client: FlaskClient, store: Store
+) -> None:
     setup_admin(client)
     page = text(client, "/")
     assert "<h1>Overview</h1>" in page and "create a project" in page
@@ -70,6 +72,17 @@ def test_the_overview_says_what_to_do_next_and_counts_what_exists(client: FlaskC
     counts = re.findall(r'id="tile-(\w+)"><span class="count">(\d+)', page)
     assert dict(counts) == {"projects": "1", "hosts": "1", "clusters": "0", "running": "0",
                             "failed": "0"}  # fmt: skip
+    # jobs that failed today count, and link to their page; yesterday's do not
+    day = 24 * 3600
+    for n, (status, ended) in enumerate((("failed", now() - 60), ("lost", now() - 2 * day),
+                                         ("running", None))):  # fmt: skip
+        store.jobs.insert_one({"_id": f"{n}" * 32, "project_id": project["id"], "status": status,
+                               "playbook": "steps.yml", "created_at": now() - 3 * day,
+                               "finished_at": ended, "host_ids": []})  # fmt: skip
+    page = text(client, "/")
+    counts = dict(re.findall(r'id="tile-(\w+)"><span class="count">(\d+)', page))
+    assert counts["failed"] == "1" and counts["running"] == "1"
+    assert f'href="/jobs/{"0" * 32}"' in page
 
 
 def test_hosts_page_registers_a_host_and_shows_errors_beside_the_field(

@@ -14,7 +14,7 @@ DAY = 24 * 3600
 
 def summary(store: Store, actor: Actor) -> dict[str, Any]:
     """Projects, hosts, clusters by state, jobs running or queued, jobs failed in the last 24 h
-    (failed or lost), and the latest jobs, over the actor's projects."""
+    (failed or lost, by when they ended), and the latest jobs, over the actor's projects."""
     mine = projects.list_projects(store, actor)
     ids = [p["_id"] for p in mine]
     names = {p["_id"]: p["name"] for p in mine}
@@ -29,8 +29,8 @@ def summary(store: Store, actor: Actor) -> dict[str, Any]:
     failed = list(
         store.jobs.find(
             {**in_projects, "status": {"$in": ["failed", "lost"]},
-             "created_at": {"$gte": now() - DAY}}
-        ).sort("created_at", -1)
+             "finished_at": {"$gte": now() - DAY}}
+        ).sort("finished_at", -1)
     )  # fmt: skip
     latest = list(store.jobs.find(in_projects).sort("created_at", -1).limit(10))
     return {
