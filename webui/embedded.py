@@ -274,28 +274,23 @@ def _cancel_running_jobs(settings: Settings, workers: list[Child], started: list
         return
     from pymongo.errors import PyMongoError
 
+    from webui.services import jobs
     from webui.store import Store
 
     uri = settings.mongodb_uri or workers[0].env.get("WAP_MONGODB_URI", "")
     store = Store(uri, timeout_ms=2000)
     try:
         mine = []
-        for job in store.jobs.find({"status": "running"}, {"worker": 1}):
-            pid = str(job.get("worker") or "").rpartition(":")[2]
+        for job_id, worker in jobs.running_workers(store).items():
             with contextlib.suppress(psutil.Error, ValueError):
-                if psutil.Process(int(pid)).ppid() in pids:
-                    mine.append(job["_id"])
+                if psutil.Process(int(worker.rpartition(":")[2])).ppid() in pids:
+                    mine.append(job_id)
         if not mine:
             return
         print(f"wap up: canceling {len(mine)} running job(s)", flush=True)
-        store.jobs.update_many(
-            {"_id": {"$in": mine}},
-            {"$set": {"cancel_requested": True, "cancel_by": "wap up stopping"}},
-        )
+        jobs.cancel_running(store, mine, "wap up stopping")
         deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline and store.jobs.count_documents(
-            {"_id": {"$in": mine}, "status": "running"}
-        ):
+        while time.monotonic() < deadline and jobs.count_running(store, mine):
             time.sleep(0.3)
     except PyMongoError:
         pass

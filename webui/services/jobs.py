@@ -329,6 +329,24 @@ def request_cancel(store: Store, settings: Settings, actor: Actor, job_id: str) 
     return store.jobs.find_one({"_id": job_id}) or job
 
 
+def running_workers(store: Store) -> dict[str, str]:
+    """The running jobs, each with the process that runs it (`host:pid` of RQ's work horse)."""
+    running = store.jobs.find({"status": "running"}, {"worker": 1})
+    return {job["_id"]: str(job.get("worker") or "") for job in running}
+
+
+def cancel_running(store: Store, job_ids: list[str], by: str) -> None:
+    """Ask these jobs to stop, as a user's cancel does (each one's heartbeat reads the flag and
+    stops ansible-playbook); `by` says who asked."""
+    store.jobs.update_many(
+        {"_id": {"$in": job_ids}}, {"$set": {"cancel_requested": True, "cancel_by": by}}
+    )
+
+
+def count_running(store: Store, job_ids: list[str]) -> int:
+    return store.jobs.count_documents({"_id": {"$in": job_ids}, "status": "running"})
+
+
 def public_job(job: dict[str, Any]) -> dict[str, Any]:
     keys = (
         "_id", "project_id", "playbook", "host_ids", "credential_ids", "extra_vars", "cluster_id",
