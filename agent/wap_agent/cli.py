@@ -69,7 +69,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="URI",
         help="a mongod or mongos to read (repeat for several); its host:port labels its series",
     )
-    one.add_argument("--format", choices=("json", "prometheus"), default="json")
+    one.add_argument(
+        "--format",
+        choices=("json", "prometheus"),
+        default="json",
+        help="json: the round with its errors (default); prometheus: the text exposition format",
+    )
     one.add_argument(
         "--rates",
         type=float,
@@ -82,9 +87,23 @@ def parser() -> argparse.ArgumentParser:
     one.add_argument(
         "--timeout-ms", type=int, default=5000, help="give up on a server after this (5000)"
     )
-    one.add_argument("--dbstats-per-round", type=int, default=10, metavar="N")
-    one.add_argument("--collections-per-round", type=int, default=20, metavar="N")
-    one.add_argument("--top-collections", type=int, default=20, metavar="N")
+    one.add_argument(
+        "--dbstats-per-round", type=int, default=10, metavar="N", help="dbStats per round (10)"
+    )
+    one.add_argument(
+        "--collections-per-round",
+        type=int,
+        default=20,
+        metavar="N",
+        help="listCollections and $collStats per round (20)",
+    )
+    one.add_argument(
+        "--top-collections",
+        type=int,
+        default=20,
+        metavar="N",
+        help="report the N largest collections (20)",
+    )
     return top
 
 
