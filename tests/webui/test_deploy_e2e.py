@@ -170,9 +170,9 @@ def test_a_new_admin_deploys_a_replica_set_from_the_console(
     screenshot(page, tmp_path / "6-overview.png")
 
 
-def test_the_same_replica_set_through_the_api_alone(
-    web: str, worker: Proc, lab3: LabHosts, package: Path
-) -> None:
+def api_project(web: str, lab: LabHosts) -> tuple[Api, str, list[str], dict[str, str]]:
+    """Through the API alone: set up, a project with the lab's hosts, its SSH key and MongoDB
+    administrator. (api, the project's path, host ids, credential id by kind)."""
     api = Api(web)
     assert api.setup().ok
     api.use_token()
@@ -180,20 +180,22 @@ def test_the_same_replica_set_through_the_api_alone(
     base = f"/projects/{project['id']}"
     hosts = [
         api.call("POST", f"{base}/hosts", json={"name": name, "address": address}).json()["id"]
-        for name, address in sorted(lab3.hosts.items())
+        for name, address in sorted(lab.hosts.items())
     ]
     for body in (
         {"name": "lab-key", "kind": "ssh_key",
-         "fields": {"username": "root", "private_key": lab3.lab.key_file.read_text()}},
+         "fields": {"username": "root", "private_key": lab.lab.key_file.read_text()}},
         {"name": "mongo-admin", "kind": "mongodb",
          "fields": {"username": "admin", "password": ADMIN_PASSWORD}},
     ):  # fmt: skip
         assert api.call("POST", f"{base}/credentials", json=body).status_code == 201
     credentials = {c["kind"]: c["id"] for c in api.call("GET", f"{base}/credentials").json()}
-    made = api.call("POST", f"{base}/clusters", json={
-        "name": "orders", "host_ids": hosts, "mongodb_version": "7.0.14",
-        "ssh_credential_id": credentials["ssh_key"],
-        "mongodb_credential_id": credentials["mongodb"]})  # fmt: skip
+    return api, base, hosts, credentials
+
+
+def deployed(api: Api, base: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Create the cluster, wait for its deploy job to succeed: the cluster as the API shows it."""
+    made = api.call("POST", f"{base}/clusters", json=body)
     assert made.status_code == 201, made.text
     cluster = made.json()
     assert cluster["state"] == "deploying" and cluster["job"]["status"] == "queued"
@@ -203,11 +205,41 @@ def test_the_same_replica_set_through_the_api_alone(
 
     done = wait_until(
         lambda: job()["status"] not in ("queued", "running") and job(),
-        timeout=500, every=2, what="the deploy job to end", seen=lambda: job()["status"],
+        timeout=580, every=2, what="the deploy job to end", seen=lambda: job()["status"],
     )  # fmt: skip
     assert done["status"] == "successful", done
-    shown = api.call("GET", f"/clusters/{cluster['id']}").json()
+    return api.call("GET", f"/clusters/{cluster['id']}").json()
+
+
+def test_the_same_replica_set_through_the_api_alone(
+    web: str, worker: Proc, lab3: LabHosts, package: Path
+) -> None:
+    api, base, hosts, credentials = api_project(web, lab3)
+    shown = deployed(api, base, {
+        "name": "orders", "host_ids": hosts, "mongodb_version": "7.0.14",
+        "ssh_credential_id": credentials["ssh_key"],
+        "mongodb_credential_id": credentials["mongodb"]})  # fmt: skip
     assert shown["state"] == "running"
     assert sorted(m["state"] for m in shown["members"]) == SETTLED, shown["members"]
     assert sorted(m["host"] for m in shown["members"]) == ["lab1", "lab2", "lab3"]
     assert shown["connection_string"].endswith("/?replicaSet=rs0&tls=true")
+
+
+@pytest.mark.timeout(900)
+def test_a_sharded_cluster_through_the_api(
+    web: str, worker: Proc, lab3: LabHosts, package: Path
+) -> None:
+    api, base, hosts, credentials = api_project(web, lab3)
+    shown = deployed(api, base, {
+        "name": "events", "topology": "sharded", "host_ids": hosts, "shards": 2, "routers": 2,
+        "ssh_credential_id": credentials["ssh_key"],
+        "mongodb_credential_id": credentials["mongodb"]})  # fmt: skip
+    assert shown["state"] == "running"
+    by_set: dict[str, list[str]] = {}
+    for member in shown["members"]:
+        by_set.setdefault(member["replica_set"], []).append(member["state"])
+    assert {name: sorted(states) for name, states in by_set.items()} == dict.fromkeys(
+        ("cfg", "shard1", "shard2"), SETTLED
+    ), shown["members"]
+    routers = ",".join(f"{lab3.hosts[h]}:27017" for h in ("lab1", "lab2"))
+    assert shown["connection_string"] == f"mongodb://{routers}/?tls=true"
