@@ -3,7 +3,10 @@
 Synthetic runner events are fed at a fixed rate into `JobRun.event_handler` (the callback that
 ansible-runner calls for every event): each is stored, published through Redis, relayed by the
 Socket.IO server of `wap web` and shown by the job page in Chromium, which notes its arrival.
-Latency = arrival in the page - the moment event_handler got the event (same clock).
+Latency = arrival in the page - the moment event_handler got the event (same clock); "drawn" is
+the same up to the animation frame that put the line in the log's DOM. Lost and duplicated lines
+are counted over every line the page holds (its DOM keeps the latest ones, the rest a click
+away), and the lines in the DOM must be the latest ones, in order.
 
     .venv/bin/python -m tests.bench.webui_event_latency [--rates 300,3000] [--seconds 5]
 """
@@ -11,6 +14,7 @@ Latency = arrival in the page - the moment event_handler got the event (same clo
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 import uuid
@@ -51,8 +55,20 @@ def run_rate(settings, api, browser, rate: int, seconds: float) -> dict[str, flo
     page.wait_for_function("document.querySelector('#job').dataset.caughtUp === '1'")
     page.evaluate("""() => {
         window.arrivals = [];
-        window.wapJob.onEvent = ev =>
+        window.created = new Map();
+        window.drawn = [];
+        window.wapJob.onEvent = ev => {
             window.arrivals.push([ev.counter, Date.now() / 1000 - ev.created]);
+            window.created.set(ev.counter, ev.created);
+        };
+        window.wapJob.onDraw = (from, to) => {
+            const now = Date.now() / 1000;
+            for (let c = from; c <= to; c++) {
+                const t = window.created.get(c);
+                if (t !== undefined) window.drawn.push(now - t);
+                window.created.delete(c);
+            }
+        };
     }""")  # fmt: skip
     total = int(rate * seconds)
     start = time.perf_counter()
@@ -71,12 +87,16 @@ def run_rate(settings, api, browser, rate: int, seconds: float) -> dict[str, flo
     deadline = time.monotonic() + 30
     while page.evaluate("window.arrivals.length") < total and time.monotonic() < deadline:
         time.sleep(0.2)
+    page.wait_for_function(f"window.drawn.length + window.created.size >= {total}")
     arrivals = page.evaluate("window.arrivals")
-    shown = page.eval_on_selector_all(
+    drawn = [lat * 1000 for lat in page.evaluate("window.drawn")]
+    shown = page.evaluate("window.wapJob.counters()")
+    in_dom = page.eval_on_selector_all(
         "#log .line", "els => els.map(e => Number(e.dataset.counter))"
     )
     context.close()
     store.close()
+    assert in_dom == shown[len(shown) - len(in_dom) :], "the log's DOM is not the latest lines"
     latencies = [lat * 1000 for _, lat in arrivals]
     return {
         "rate": rate,
@@ -84,6 +104,8 @@ def run_rate(settings, api, browser, rate: int, seconds: float) -> dict[str, flo
         "events": total,
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": percentile(latencies, 0.99) if latencies else float("nan"),
+        "drawn_p99_ms": percentile(drawn, 0.99) if drawn else float("nan"),
+        "in_dom": len(in_dom),
         "lost": len(set(range(1, total + 1)) - set(shown)),
         "duplicated": len(shown) - len(set(shown)),
     }
@@ -96,12 +118,16 @@ def main() -> None:
     args = parser.parse_args()
     with platform(workers=0) as (settings, api, _), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
-        columns = ("target/s", "achieved/s", "events", "p50 ms", "p99 ms", "lost", "dup")
+        columns = ("target/s", "achieved/s", "events", "p50 ms", "p99 ms", "drawn p99", "lost",
+                   "dup", "in DOM")  # fmt: skip
         print(" ".join(f"{c:>11}" for c in columns))
         for rate in (int(r) for r in args.rates.split(",")):
             r = run_rate(settings, api, browser, rate, args.seconds)
             print(f"{r['rate']:>11} {r['achieved']:>11.0f} {r['events']:>11} {r['p50_ms']:>11.1f} "
-                  f"{r['p99_ms']:>11.1f} {r['lost']:>11} {r['duplicated']:>11}")  # fmt: skip
+                  f"{r['p99_ms']:>11.1f} {r['drawn_p99_ms']:>11.1f} {r['lost']:>11} "
+                  f"{r['duplicated']:>11} {r['in_dom']:>11}")  # fmt: skip
+        load = os.getloadavg()
+        print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
         browser.close()
 
 

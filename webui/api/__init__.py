@@ -271,6 +271,14 @@ def cancel_job(job_id: str) -> dict[str, Any]:
     )
 
 
+@jobs_bp.route("/jobs/<job_id>/timeline")
+@jobs_bp.response(200, s.TimelineOut)
+def job_timeline(job_id: str) -> dict[str, Any]:
+    """The job's plays and tasks per host: times (seconds since the epoch), durations, outcomes."""
+    store = get_store()
+    return jobs.timeline(store, jobs.get_job(store, current_actor(), job_id))
+
+
 @jobs_bp.route("/jobs/<job_id>/events")
 @jobs_bp.arguments(s.EventsQuery, location="query")
 @jobs_bp.response(200, s.EventOut(many=True))

@@ -238,6 +238,45 @@ class EventOut(Strict):
     play = fields.String()
     changed = fields.Boolean()
     stats = fields.Dict()
+    at = fields.Float()
+    start = fields.Float()
+    end = fields.Float()
+    task_uuid = fields.String()
+    ignored = fields.Boolean()
+
+
+class TimelineHostOut(Strict):
+    host = fields.String()
+    start = fields.Float()
+    end = fields.Float(allow_none=True, metadata={"description": "null while the host runs it"})
+    duration = fields.Float()
+    outcome = fields.String(
+        metadata={"description": "ok, changed, failed, ignored, skipped, unreachable, running"}
+    )
+
+
+class TimelineSpan(Strict):
+    name = fields.String()
+    start = fields.Float()
+    end = fields.Float()
+    duration = fields.Float()
+
+
+class TimelineTaskOut(TimelineSpan):
+    hosts = fields.List(fields.Nested(TimelineHostOut))
+
+
+class TimelinePlayOut(TimelineSpan):
+    tasks = fields.List(fields.Nested(TimelineTaskOut))
+
+
+class TimelineOut(Strict):
+    start = fields.Float(allow_none=True)
+    end = fields.Float(allow_none=True)
+    duration = fields.Float()
+    finished = fields.Boolean(metadata={"description": "the play recap has been seen"})
+    hosts = fields.List(fields.String())
+    plays = fields.List(fields.Nested(TimelinePlayOut))
 
 
 class TokenIn(Strict):

@@ -10,6 +10,7 @@ import base64
 import json
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -44,6 +45,16 @@ class Redactor:
         return text
 
 
+def epoch(value: Any) -> float | None:
+    """Seconds since the epoch from the ISO times ansible-runner's callback writes."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
 def trim(job_id: str, event: dict[str, Any], redact: Redactor) -> dict[str, Any]:
     data = event.get("event_data") or {}
     kind = str(event.get("event", ""))
@@ -58,9 +69,21 @@ def trim(job_id: str, event: dict[str, Any], redact: Redactor) -> dict[str, Any]
     for key in ("host", "task", "play"):
         if data.get(key):
             kept[key] = redact(str(data[key]))
+    # for the timeline (webui.jobs.timeline): Ansible's own times and which task a result is of
+    at = epoch(event.get("created"))
+    if at is not None:
+        kept["at"] = at
+    if data.get("task_uuid"):
+        kept["task_uuid"] = str(data["task_uuid"])
     if kind in HOST_EVENTS:
         res = data.get("res")
         kept["changed"] = bool(isinstance(res, dict) and res.get("changed"))
+        for key in ("start", "end"):
+            value = epoch(data.get(key))
+            if value is not None:
+                kept[key] = value
+        if data.get("ignore_errors"):
+            kept["ignored"] = True
     if kind == "playbook_on_stats":
         kept["stats"] = {k: dict(data.get(k) or {}) for k in STATS_KEYS}
         artifacts = data.get("artifact_data")

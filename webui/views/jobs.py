@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, stream_with_context, url_for
 from werkzeug.wrappers import Response
 
 from webui import security
@@ -44,7 +44,24 @@ def show(job_id: str) -> str:
     role = projects.role_in(store, actor, job["project_id"])
     project = store.projects.find_one({"_id": job["project_id"]})
     return render_template(
-        "jobs/show.html", job=job, project=project, can_cancel=role in ("operator", "owner")
+        "jobs/show.html",
+        job=job,
+        project=project,
+        can_cancel=role in ("operator", "owner"),
+        timeline=jobs.timeline(store, job),
+    )
+
+
+@bp.get("/jobs/<job_id>/log")
+@login_required
+def log(job_id: str) -> Response:
+    """The whole log as plain text: the page keeps only the latest lines in view."""
+    store = security.get_store()
+    job = jobs.get_job(store, security.current_actor(), job_id)
+    return Response(
+        stream_with_context(jobs.log_text(store, job)),
+        mimetype="text/plain",
+        headers={"Content-Disposition": f'inline; filename="job-{job_id[:8]}.log"'},
     )
 
 
