@@ -251,6 +251,9 @@ class JobRun:
                     ssh_key=ssh_key,
                     passwords=prompts or None,
                     suppress_env_files=True,
+                    # facts in memory, as ansible-playbook keeps them by default: ansible-runner's
+                    # jsonfile cache writes every host's facts to a file the run never reads
+                    fact_cache_type="memory",
                     ident="run",
                     quiet=True,
                     timeout=self.settings.job_timeout,

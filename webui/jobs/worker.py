@@ -12,6 +12,7 @@ marked lost by the reaper of any other worker, with no web server running.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import socket
 import subprocess
@@ -47,6 +48,10 @@ class ReapingWorker(Worker):
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
+    # The job function and what it runs (ansible-runner, the services) imported once, here: RQ
+    # imports it by name in each work horse otherwise, a second or more of every job's wall time
+    # (imports start no thread).
+    importlib.import_module("webui.jobs.tasks")
     store = Store(settings.mongodb_uri or "")
     store.migrate()
     store.close()
