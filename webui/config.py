@@ -51,6 +51,8 @@ class Settings:
     tls_auto: bool = False
     tls_names: tuple[str, ...] = ()
     hsts_max_age: int = 365 * 86400
+    agent_max_body: int = 1024 * 1024  # bytes of one agent request (413 beyond)
+    agent_requests_per_minute: int = 120  # per agent (429 beyond)
 
     @property
     def bind(self) -> str:
@@ -202,6 +204,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         worker_user=env.get("WAP_WORKER_USER") or None,
         hsts_max_age=int(_number(env, "WAP_HSTS_MAX_AGE", 365 * 86400, int, zero_ok=True)),
+        agent_max_body=int(_number(env, "WAP_AGENT_MAX_BODY", 1024 * 1024, int)),
+        agent_requests_per_minute=int(_number(env, "WAP_AGENT_REQUESTS_PER_MINUTE", 120, int)),
         **tls,  # type: ignore[arg-type]
     )
 

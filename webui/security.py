@@ -36,6 +36,10 @@ from webui.store import Store
 F = TypeVar("F", bound=Callable[..., Any])
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 OPEN_ENDPOINTS = ("static", "auth.setup", "auth.health", "tls.ca", "api-docs.openapi_json")
+# Endpoints with a credential of their own, checked by the endpoint (an agent's token): no user
+# is looked up, no CSRF token applies (nothing ambient authenticates them), and they bound and
+# parse their body themselves.
+OWN_CREDENTIAL_ENDPOINTS = ("agent-ingest.ingest_samples",)
 
 
 def get_store() -> Store:
@@ -158,6 +162,9 @@ def _before_request() -> Response | None:
                 503, "WAP is not set up yet: open /setup in a browser to create the first admin"
             )
         return redirect(url_for("auth.setup"))
+    if request.endpoint in OWN_CREDENTIAL_ENDPOINTS:
+        g.user, g.actor, g.via_token = None, None, True
+        return None
     if request.method in UNSAFE and request.is_json:
         too_deep = inputs.json_depth_error(request.get_data(cache=True))
         if too_deep:

@@ -331,5 +331,7 @@ def list_audit(query: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def register_api(api: Api) -> None:
-    for bp in (me_bp, projects_bp, jobs_bp, admin_bp):
+    from webui.api import agents
+
+    for bp in (me_bp, projects_bp, jobs_bp, admin_bp, *agents.BLUEPRINTS):
         api.register_blueprint(bp)

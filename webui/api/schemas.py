@@ -76,6 +76,9 @@ class HostOut(Strict):
     user = fields.String()
     connection = fields.String()
     created_at = fields.Float()
+    agent = fields.Dict(
+        metadata={"description": "what the host's agent last reported (see the ingest API)"}
+    )
 
 
 class CredentialFields(Strict):

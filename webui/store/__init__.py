@@ -29,6 +29,8 @@ COLLECTIONS = (
     "jobs",
     "job_events",
     "audit",
+    "agent_tokens",
+    "samples",
 )
 
 

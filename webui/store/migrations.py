@@ -57,7 +57,19 @@ def _normalized_usernames(db: Database[dict[str, Any]]) -> None:
         db.users.update_one({"_id": user["_id"]}, {"$set": {"username": name}})
 
 
+def _agents(db: Database[dict[str, Any]]) -> None:
+    """Agent tokens (one per host, found by hash) and raw samples, one document per host per
+    batch (`_id` host:stream:seq makes a batch sent twice one document), read by host or project
+    over a time range and expired by time."""
+    db.agent_tokens.create_index("token_hash", unique=True)
+    db.agent_tokens.create_index("host_id", unique=True)
+    db.samples.create_index([("host_id", ASCENDING), ("t", ASCENDING)])
+    db.samples.create_index([("project_id", ASCENDING), ("t", ASCENDING)])
+    db.samples.create_index("t")
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "collections and their indexes", _initial_indexes),
     Migration(2, "usernames normalised (NFKC, case-folded)", _normalized_usernames),
+    Migration(3, "agent tokens and raw samples", _agents),
 ]
