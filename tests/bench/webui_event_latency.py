@@ -14,13 +14,16 @@ away), and the lines in the DOM must be the latest ones, in order.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
 import uuid
 
+import psutil
 from playwright.sync_api import sync_playwright
 
+from tests.bench.webui_job_walltime import service_cpu
 from tests.bench.webui_platform import platform
 from webui.jobs.publish import Publisher
 from webui.jobs.runner import JobRun
@@ -33,6 +36,21 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of this process (the runner's event handler and the sink), the
+    platform's services and the browser (Chromium's processes)."""
+    used = service_cpu()
+    times = psutil.Process().cpu_times()
+    used["handler + sink (bench)"] = times.user + times.system
+    used["chromium"] = 0.0
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "chrom" in proc.name():
+                times = proc.cpu_times()
+                used["chromium"] += times.user + times.system
+    return used
 
 
 def run_rate(settings, api, browser, rate: int, seconds: float) -> dict[str, float]:
@@ -71,6 +89,7 @@ def run_rate(settings, api, browser, rate: int, seconds: float) -> dict[str, flo
         };
     }""")  # fmt: skip
     total = int(rate * seconds)
+    cpu_before = cpu_seconds()
     start = time.perf_counter()
     for counter in range(1, total + 1):
         due = start + counter / rate
@@ -98,7 +117,9 @@ def run_rate(settings, api, browser, rate: int, seconds: float) -> dict[str, flo
     store.close()
     assert in_dom == shown[len(shown) - len(in_dom) :], "the log's DOM is not the latest lines"
     latencies = [lat * 1000 for _, lat in arrivals]
+    cpu = {k: (v - cpu_before[k]) * 1e6 / total for k, v in cpu_seconds().items()}
     return {
+        "cpu_ms_per_1000": cpu,
         "rate": rate,
         "achieved": total / sent_for,
         "events": total,
@@ -126,6 +147,8 @@ def main() -> None:
             print(f"{r['rate']:>11} {r['achieved']:>11.0f} {r['events']:>11} {r['p50_ms']:>11.1f} "
                   f"{r['p99_ms']:>11.1f} {r['drawn_p99_ms']:>11.1f} {r['lost']:>11} "
                   f"{r['duplicated']:>11} {r['in_dom']:>11}")  # fmt: skip
+            print("    CPU ms per 1,000 events: " + ", ".join(
+                f"{name} {ms:.0f}" for name, ms in r["cpu_ms_per_1000"].items()))  # fmt: skip
         load = os.getloadavg()
         print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
         browser.close()

@@ -123,7 +123,7 @@ def local_steps(api, root: Path, project_id: str, hosts: int, steps: int) -> Wor
 def lab_rerun(api, root: Path, project_id: str, stack: contextlib.ExitStack) -> Workload:
     """Three lab hosts with the secured replica set deployed once (bare); the workload is the
     no-change re-run of deploy_replicaset.yml."""
-    lab = Lab("bwall")
+    lab = Lab(f"bw{os.getpid() % 10000}")  # its own name: two benches may run side by side
     with contextlib.suppress(LabError):
         lab.down(progress=lambda _m: None)
     state = lab.up(3, free_subnet(skip=150), progress=lambda _m: None)
