@@ -3,37 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
+from pathlib import Path
 
 from wap_agent import __version__
 from wap_agent.collectors import Registry
-from wap_agent.collectors.host import HostCollector
-from wap_agent.collectors.mongodb import MongoCollector
-from wap_agent.collectors.mongodb_sizes import SizeSurvey
+from wap_agent.config import ConfigError
+from wap_agent.config import load as load_config
 from wap_agent.exposition import to_json, to_prometheus
 from wap_agent.rates import Rates
+from wap_agent.run import Agent, build_registry
 
 
-def build_registry(args: argparse.Namespace) -> Registry:
-    registry = Registry()
-    if not args.no_host:
-        registry.add(HostCollector())
-    for uri in args.mongodb_uri:
-        survey = SizeSurvey(
-            dbstats_per_round=args.dbstats_per_round,
-            collections_per_round=args.collections_per_round,
-            top_collections=args.top_collections,
-        )
-        registry.add(MongoCollector(uri, timeout_ms=args.timeout_ms, sizes=survey))
-    return registry
+def registry_for(args: argparse.Namespace) -> Registry:
+    return build_registry(
+        not args.no_host, args.mongodb_uri, args.timeout_ms, args.dbstats_per_round,
+        args.collections_per_round, args.top_collections,
+    )  # fmt: skip
 
 
 def collect(args: argparse.Namespace) -> int:
     if not args.once:
         print("wap-agent collect: only --once is available for now", file=sys.stderr)
         return 2
-    registry = build_registry(args)
+    registry = registry_for(args)
     rates = Rates()
     try:
         result = registry.collect()
@@ -50,6 +45,26 @@ def collect(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(to_json(result, per_second) + "\n")
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(f"wap-agent run: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, config.log_level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        agent = Agent(config)
+    except OSError as exc:
+        print(f"wap-agent run: the queue dir {config.queue_dir} cannot be used: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    agent.handle_signals()
+    return agent.run()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -104,6 +119,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="report the N largest collections (20)",
     )
+    every = commands.add_parser(
+        "run",
+        help="collect every interval and ship the samples to the platform",
+        description="Collect every interval into an on-disk queue and send it to the platform "
+        "(see the README for the configuration file).",
+    )
+    every.add_argument("--config", required=True, metavar="FILE", help="the INI file")
     return top
 
 
@@ -112,5 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args = top.parse_args(argv)
     if args.command == "collect":
         return collect(args)
+    if args.command == "run":
+        return run(args)
     top.print_help()
     return 0

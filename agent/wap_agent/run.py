@@ -1,0 +1,205 @@
+"""`wap-agent run`: collect every interval into the on-disk queue, ship the queue to the platform.
+
+Two threads. The main one collects a round every ``interval`` (the Registry), adds the counters'
+rates (rates.py) and appends the round to the queue as one batch. The sender sends the oldest
+batches, in order, several per request, and deletes them only when the platform acknowledged
+them; when the platform cannot be reached or answers with an error it waits, doubling the wait
+from ``backoff_min`` to ``backoff_max`` (or the platform's Retry-After), while collection goes on
+into the queue. SIGTERM or SIGINT ends both cleanly: the queue is on disk and is sent on the next
+start. Nothing a platform or mongod does ends the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+from wap_agent.collectors import Registry
+from wap_agent.collectors.host import HostCollector
+from wap_agent.collectors.mongodb import MongoCollector
+from wap_agent.collectors.mongodb_sizes import SizeSurvey
+from wap_agent.config import AgentConfig
+from wap_agent.queue import BatchQueue
+from wap_agent.rates import Rates
+from wap_agent.transport import Platform, Unreachable
+
+log = logging.getLogger("wap_agent")
+
+
+def build_registry(
+    host_metrics: bool = True,
+    mongodb_uris: tuple[str, ...] | list[str] = (),
+    timeout_ms: int = 5000,
+    dbstats_per_round: int = 10,
+    collections_per_round: int = 20,
+    top_collections: int = 20,
+) -> Registry:
+    """The host's collector and one per MongoDB URI, each with its size survey's budget."""
+    registry = Registry()
+    if host_metrics:
+        registry.add(HostCollector())
+    for uri in mongodb_uris:
+        survey = SizeSurvey(
+            dbstats_per_round=dbstats_per_round,
+            collections_per_round=collections_per_round,
+            top_collections=top_collections,
+        )
+        registry.add(MongoCollector(uri, timeout_ms=timeout_ms, sizes=survey))
+    return registry
+
+
+def _finite(sample: dict[str, Any]) -> bool:
+    value = sample["value"]
+    return value == value and value not in (float("inf"), float("-inf"))
+
+
+class Sender:
+    """Delivers the queue's batches in order; runs in its own thread until ``stop`` is set."""
+
+    def __init__(
+        self, queue: BatchQueue, platform: Platform, config: AgentConfig, stop: threading.Event
+    ) -> None:
+        self.queue = queue
+        self.platform = platform
+        self.config = config
+        self.stop = stop
+        self.hostname = socket.gethostname()
+        self.batches_per_request = config.batches_per_request
+        self.delivered = 0
+        self._failing_since: float | None = None
+
+    def run(self) -> None:
+        backoff = self.config.backoff_min
+        while not self.stop.is_set():
+            self.queue.changed.clear()
+            batches = self.queue.peek(self.batches_per_request, self.config.request_bytes)
+            if not batches:
+                self.queue.changed.wait(1.0)
+                continue
+            try:
+                wait = self.send(batches)
+            except Exception as exc:  # never let the sender die: log, wait, try again
+                log.exception("sending failed: %s", exc)
+                wait = backoff
+            if wait is None:
+                backoff = self.config.backoff_min
+                continue
+            if wait == 0:  # fewer batches per request, or one given up: try again at once
+                continue
+            delay = max(wait, backoff)  # a Retry-After longer than the back-off is respected
+            backoff = min(self.config.backoff_max, backoff * 2)
+            # jitter, so that agents that lost the platform together do not return together
+            self.stop.wait(delay * random.uniform(0.8, 1.0))
+        self.platform.close()
+
+    def send(self, batches: list[tuple[int, bytes]]) -> float | None:
+        """One request; None when it went through, else the seconds to wait before the next."""
+        seqs = [seq for seq, _ in batches]
+        try:
+            answer = self.platform.send(self.hostname, [data for _, data in batches])
+        except Unreachable as exc:
+            self._failing(f"platform unreachable: {exc}")
+            return self.config.backoff_min
+        if answer.status == 200:
+            self.queue.ack(seqs)
+            self.delivered += len(seqs)
+            if self._failing_since is not None:
+                log.warning(
+                    "platform reachable again after %.0f s; %d batches waiting",
+                    time.monotonic() - self._failing_since, len(self.queue),
+                )  # fmt: skip
+                self._failing_since = None
+            self.batches_per_request = self.config.batches_per_request
+            return None
+        if answer.status == 413:
+            if len(batches) > 1:  # fewer per request until one fits
+                self.batches_per_request = max(1, len(batches) // 2)
+                return 0.0
+            self.queue.discard(seqs[0], f"the platform refuses it as too large: {answer.reason}")
+            return 0.0
+        if answer.status == 400:  # malformed: sending it again cannot help
+            for seq in seqs if len(seqs) == 1 else []:
+                self.queue.discard(seq, f"the platform refused it: {answer.reason}")
+            if len(seqs) > 1:
+                self.batches_per_request = 1  # find the one it refuses
+            return 0.0
+        self._failing(f"the platform answered {answer.status}: {answer.reason}")
+        if answer.status == 429 and answer.retry_after:
+            return answer.retry_after
+        return self.config.backoff_min
+
+    def _failing(self, reason: str) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.warning("%s; batches stay queued (%d) and are sent when it answers", reason,
+                        len(self.queue))  # fmt: skip
+        else:
+            log.debug(reason)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.stop = threading.Event()
+        self.queue = BatchQueue(config.queue_dir, config.queue_max_bytes, config.queue_max_age)
+        self.platform = Platform(
+            config.url, config.token_file, config.ca_file, config.request_timeout
+        )
+        self.registry = build_registry(
+            config.host_metrics, config.mongodb_uris, config.timeout_ms,
+            config.dbstats_per_round, config.collections_per_round, config.top_collections,
+        )  # fmt: skip
+        self.rates = Rates()
+        self.sender = Sender(self.queue, self.platform, config, self.stop)
+
+    def collect_once(self) -> int:
+        result = self.registry.collect()
+        per_second = self.rates.update(result.samples)
+        samples = [s.as_dict() for s in result.samples + per_second]
+        batch = {
+            "time": result.started,
+            "duration_seconds": result.duration,
+            "samples": [s for s in samples if _finite(s)],
+            "errors": {name: list(messages) for name, messages in result.errors.items()},
+        }
+        return self.queue.append(batch)
+
+    def run(self) -> int:
+        log.info(
+            "wap-agent: every %g s to %s (stream %s, next batch %d, %d queued); collectors: %s",
+            self.config.interval, self.config.url, self.queue.stream, self.queue.last_seq + 1,
+            len(self.queue), ", ".join(self.registry.names) or "none",
+        )  # fmt: skip
+        sender = threading.Thread(target=self.sender.run, name="sender", daemon=True)
+        sender.start()
+        next_round = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.collect_once()
+                except Exception as exc:  # a full disk, a bug: logged, and the next round tries
+                    log.exception("round failed: %s", exc)
+                next_round += self.config.interval
+                late = time.monotonic() - next_round
+                if late > 0:  # a round longer than the interval: skip ahead, never pile up
+                    next_round += (late // self.config.interval + 1) * self.config.interval
+                self.stop.wait(max(0.0, next_round - time.monotonic()))
+        finally:
+            self.stop.set()
+            sender.join(self.config.request_timeout + 5)
+            self.registry.close()
+        log.info("wap-agent stopped; %d batches queued for the next start", len(self.queue))
+        return 0
+
+    def handle_signals(self) -> None:
+        def stop(signum: int, _frame: Any) -> None:
+            log.info("signal %d: stopping", signum)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)

@@ -1,0 +1,120 @@
+"""HTTPS to the platform (stdlib http.client): the agent's token, the platform's CA pinned.
+
+With ``ca_file`` the platform is verified against that CA alone, never the system's CAs (an
+``ssl`` context made from the file). Plain HTTP is used only when the URL says ``http``, and the
+agent then warns that its token and samples travel unencrypted. One connection is kept open
+between requests and opened again after any error.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from wap_agent import __version__
+
+log = logging.getLogger(__name__)
+
+INGEST_PATH = "/api/v1/agent/samples"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict
+    retry_after: float | None = None
+
+    @property
+    def reason(self) -> str:
+        return str(self.body.get("message") or self.body or f"HTTP {self.status}")
+
+
+class Unreachable(Exception):
+    """The platform could not be asked (refused, timed out, TLS failed); the message says why."""
+
+
+def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Verification against ``ca_file`` alone when given (the pinned CA), else the system's."""
+    if ca_file is not None:
+        return ssl.create_default_context(cafile=str(ca_file))
+    return ssl.create_default_context()
+
+
+class Platform:
+    def __init__(
+        self, url: str, token_file: Path, ca_file: Path | None = None, timeout: float = 30.0
+    ) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if self.https else 80)
+        self.prefix = parts.path.rstrip("/")
+        self.token_file = Path(token_file)
+        self.timeout = timeout
+        self._context = ssl_context(ca_file) if self.https else None
+        self._conn: http.client.HTTPConnection | None = None
+        if not self.https:
+            log.warning(
+                "the platform's URL is %s: the agent's token and samples travel UNENCRYPTED;"
+                " use https with the platform's CA (GET /ca.pem) as ca_file",
+                url,
+            )
+
+    def token(self) -> str:
+        """Read at every request, so that a token replaced on disk is used without a restart."""
+        try:
+            return self.token_file.read_text().strip()
+        except OSError as exc:
+            raise Unreachable(f"the token file {self.token_file} cannot be read: {exc}") from None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self.https:
+                self._conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=self.timeout, context=self._context
+                )
+            else:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def send(self, hostname: str, batches: list[bytes]) -> Answer:
+        """POST the batches (each a stored JSON object) in one request; the platform's answer,
+        or Unreachable."""
+        envelope = json.dumps({"version": __version__, "hostname": hostname}).encode()
+        body = b'{"agent":' + envelope + b',"batches":[' + b",".join(batches) + b"]}"
+        headers = {
+            "Authorization": f"Bearer {self.token()}",
+            "Content-Type": "application/json",
+            "User-Agent": f"wap-agent/{__version__}",
+        }
+        conn = self._connection()
+        try:
+            conn.request("POST", self.prefix + INGEST_PATH, body=body, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise Unreachable(f"{self.url}: {type(exc).__name__}: {exc}") from None
+        if response.getheader("Connection", "").lower() == "close":
+            self.close()
+        try:
+            answer = json.loads(raw) if raw else {}
+        except ValueError:
+            answer = {"message": raw[:200].decode(errors="replace")}
+        retry_after = response.getheader("Retry-After")
+        try:
+            wait = float(retry_after) if retry_after else None
+        except ValueError:
+            wait = None
+        return Answer(response.status, answer if isinstance(answer, dict) else {}, wait)
