@@ -69,7 +69,10 @@ class Sender:
         self.config = config
         self.stop = stop
         self.hostname = socket.gethostname()
+        # lowered by each 413 until a request fits, and kept: the platform's bound stays put
         self.batches_per_request = config.batches_per_request
+        # after a 400 on several batches: that many are sent one by one, to find the bad one
+        self._singles = 0
         self.delivered = 0
         self._failing_since: float | None = None
 
@@ -77,7 +80,8 @@ class Sender:
         backoff = self.config.backoff_min
         while not self.stop.is_set():
             self.queue.changed.clear()
-            batches = self.queue.peek(self.batches_per_request, self.config.request_bytes)
+            limit = 1 if self._singles else self.batches_per_request
+            batches = self.queue.peek(limit, self.config.request_bytes)
             if not batches:
                 self.queue.changed.wait(1.0)
                 continue
@@ -114,7 +118,7 @@ class Sender:
                     time.monotonic() - self._failing_since, len(self.queue),
                 )  # fmt: skip
                 self._failing_since = None
-            self.batches_per_request = self.config.batches_per_request
+            self._singles = max(0, self._singles - len(seqs))
             return None
         if answer.status == 413:
             if len(batches) > 1:  # fewer per request until one fits
@@ -123,10 +127,11 @@ class Sender:
             self.queue.discard(seqs[0], f"the platform refuses it as too large: {answer.reason}")
             return 0.0
         if answer.status == 400:  # malformed: sending it again cannot help
-            for seq in seqs if len(seqs) == 1 else []:
-                self.queue.discard(seq, f"the platform refused it: {answer.reason}")
-            if len(seqs) > 1:
-                self.batches_per_request = 1  # find the one it refuses
+            if len(seqs) == 1:
+                self.queue.discard(seqs[0], f"the platform refused it: {answer.reason}")
+                self._singles = max(0, self._singles - 1)
+            else:
+                self._singles = len(seqs)
             return 0.0
         self._failing(f"the platform answered {answer.status}: {answer.reason}")
         if answer.status == 429 and answer.retry_after:

@@ -264,26 +264,69 @@ def test_the_queue_bound_drops_the_oldest_and_the_platform_learns_it(
     assert platform.agent()["dropped_batches"] == len(missing)
 
 
+def start_web_with(
+    config: Settings,
+    started: list[Proc],
+    tmp_path: Path,
+    **env: str,
+) -> Proc:
+    """`wap web` with more settings in its environment, answering /healthz."""
+    web = Proc(
+        [sys.executable, "-m", "wap.cli", "web"],
+        tmp_path / f"web-{len(started)}.log",
+        {**env_for(config), **env},
+    )
+    started.append(web)
+    tls = env.get("WAP_TLS") == "auto"
+    url = f"{'https' if tls else 'http'}://{config.bind}"
+    verify: Any = str(config.data_dir / "tls" / "ca.pem") if tls else True
+
+    def up() -> bool:
+        assert web.alive(), web.output()
+        try:
+            return requests.get(url + "/healthz", verify=verify, timeout=2).ok
+        except (requests.RequestException, OSError):
+            return False
+
+    wait_for(up, timeout=60, what=f"wap web at {url}")
+    return web
+
+
+def test_requests_too_large_are_split_until_they_fit(
+    settings: Settings,  # noqa: F811
+    processes: list[Proc],  # noqa: F811
+    agents: Callable[..., Agent],
+    tmp_path: Path,
+) -> None:
+    body_limit = 100_000  # a batch or two of this host's; ten are refused (413)
+    web = start_web_with(settings, processes, tmp_path, WAP_AGENT_MAX_BODY=str(body_limit))
+    platform = register_host(Api(f"http://{settings.bind}"), settings, web)
+    try:
+        agent = agents(platform.url, platform.token, sender__batches_per_request=10)
+        agent.start()
+        platform.web.stop()  # a backlog, so that requests carry several batches
+        wait_for(lambda: agent.queued() >= 12, timeout=60, what="a backlog of batches")
+        platform.web = start_web_with(
+            settings, processes, tmp_path, WAP_AGENT_MAX_BODY=str(body_limit)
+        )
+        arrived = no_hole(platform, agent, 2)
+        assert arrived == list(range(1, len(arrived) + 1))
+        seen = platform.agent()
+        assert seen["rejected"] >= 1 and seen["last_rejection"]["status"] == 413
+        assert seen["dropped_batches"] == 0
+    finally:
+        platform.store.close()
+
+
 def test_https_with_the_platform_ca_pinned(
     settings: Settings,  # noqa: F811
     processes: list[Proc],  # noqa: F811
     agents: Callable[..., Agent],
     tmp_path: Path,
 ) -> None:
-    env = {**env_for(settings), "WAP_TLS": "auto"}
-    web = Proc([sys.executable, "-m", "wap.cli", "web"], tmp_path / "web.log", env)
-    processes.append(web)
+    web = start_web_with(settings, processes, tmp_path, WAP_TLS="auto")
     url = f"https://{settings.bind}"
     ca = settings.data_dir / "tls" / "ca.pem"
-
-    def up() -> bool:
-        assert web.alive(), web.output()
-        try:
-            return requests.get(url + "/healthz", verify=str(ca), timeout=2).ok
-        except (requests.RequestException, OSError):
-            return False
-
-    wait_for(up, timeout=60, what="wap web over https")
     api = Api(url)
     api.http.verify, api.http.trust_env = str(ca), False
     platform = register_host(api, settings, web)
