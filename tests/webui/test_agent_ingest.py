@@ -151,6 +151,7 @@ def test_agent_tokens_open_the_ingest_alone(platform: Platform) -> None:
     # a removed host's token authenticates nothing
     platform.api("DELETE", f"/projects/{platform.project['id']}/hosts/{platform.host['id']}")
     assert platform.send(body(batch(2))).status_code == 401
+    assert platform.store.agent_tokens.count_documents({"host_id": platform.host["id"]}) == 0
 
 
 def test_only_operators_of_the_project_create_tokens(platform: Platform) -> None:

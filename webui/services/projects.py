@@ -170,6 +170,7 @@ def remove_host(store: Store, actor: Actor, project_id: str, host_id: str) -> No
     host = store.hosts.find_one_and_delete({"_id": host_id, "project_id": project_id})
     if not host:
         raise NotFound("no such host")
+    store.agent_tokens.delete_many({"host_id": host_id})  # its agent's token goes with it
     audit.record(store, actor, "host.remove", f"{project['name']}/{host['name']}")
 
 
