@@ -26,7 +26,7 @@ from tests.webui.conftest import (  # noqa: F401 (fixtures, found by pytest)
     start_web,
     store_server,
 )
-from tests.webui.helpers import Api, Proc, env_for, wait_for
+from tests.webui.helpers import Api, Proc, env_for, free_port, wait_for
 from webui.config import Settings
 from webui.services import metrics
 from webui.store import Store
@@ -213,7 +213,12 @@ def test_samples_arrive_through_an_outage_and_an_agent_restart(
 def test_a_wrong_token_stores_nothing_until_the_right_one(
     platform: Platform, agents: Callable[..., Agent]
 ) -> None:
-    agent = agents(platform.url, "wapa_" + "x" * 43)
+    # and a mongod that is not there: the agent keeps going and says so in its host's state
+    free = free_port()
+    agent = agents(
+        platform.url, "wapa_" + "x" * 43,
+        mongodb__uris=f"mongodb://127.0.0.1:{free}", mongodb__timeout_ms=200,
+    )  # fmt: skip
     agent.start()
     wait_for(
         lambda: "answered 401" in agent.log() and agent.queued() >= 2,
@@ -230,6 +235,10 @@ def test_a_wrong_token_stores_nothing_until_the_right_one(
     agent.token_file.write_text(platform.token)  # read at every request: no restart needed
     arrived = no_hole(platform, agent, 1)
     assert arrived == list(range(1, len(arrived) + 1))
+    seen = platform.agent()
+    assert seen["state"] == "errors" and f"mongodb 127.0.0.1:{free}" in seen["errors"], seen
+    down = platform.store.samples.find_one({"host_id": platform.host_id, "seq": 1})["samples"]
+    assert {"n": "mongodb_up", "v": 0} in [{"n": s["n"], "v": s["v"]} for s in down]
 
 
 def test_the_queue_bound_drops_the_oldest_and_the_platform_learns_it(
