@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import struct
 
 import pytest
 from pymongo.errors import OperationFailure
+
+from tests.waiting import wait_until
 
 
 def _fill(client) -> None:
@@ -111,3 +115,38 @@ def test_binary_refuses_data_whose_fcv_it_cannot_run(launcher):
     again = launcher.start(dbpath=node.dbpath, version="7.0.14")
     reply = again.client().admin.command("getParameter", 1, featureCompatibilityVersion=1)
     assert reply["featureCompatibilityVersion"]["version"] == "6.0"
+
+
+def test_a_crash_never_keeps_a_write_without_its_oplog_entry(launcher, tmp_path):
+    """Wherever a kill -9 cuts the journal, a replica set member restarts with each write and
+    its oplog entry together or with neither (in mongod they are one storage transaction): a
+    document without its entry is a change no other member can ever get.
+
+    Source: https://www.mongodb.com/docs/manual/core/replica-set-oplog/ (every write is in the
+    oplog) and https://www.mongodb.com/docs/manual/core/journaling/
+    """
+    node = launcher.start("--replSet", "rs0")
+    client = node.client()
+    config = {"_id": "rs0", "members": [{"_id": 0, "host": f"127.0.0.1:{node.port}"}]}
+    client.admin.command("replSetInitiate", config)
+    wait_until(lambda: client.admin.command("hello")["isWritablePrimary"], timeout=30,
+               what="the one member to become primary")  # fmt: skip
+    for i in range(5):
+        client.app.c.insert_one({"_id": i})
+    node.stop(signal.SIGKILL)
+    journal = (node.dbpath / "double-journal.bson").read_bytes()
+    ends, pos = [], 0
+    while pos < len(journal):
+        pos += struct.unpack_from("<i", journal, pos)[0]
+        ends.append(pos)
+    for end in ends[-6:]:  # the crash after each of the last writes
+        dbpath = tmp_path / f"cut{end}"
+        shutil.copytree(node.dbpath, dbpath)
+        (dbpath / "mongod.lock").write_text("")
+        (dbpath / "double-journal.bson").write_bytes(journal[:end])
+        restarted = launcher.start("--replSet", "rs0", dbpath=dbpath, port=node.port)
+        member = restarted.client(directConnection=True)
+        documents = {d["_id"] for d in member.app.c.find()}
+        logged = {e["o"]["_id"] for e in member.local["oplog.rs"].find({"ns": "app.c", "op": "i"})}
+        assert documents == logged, f"journal cut at {end} of {len(journal)} bytes"
+        restarted.stop(signal.SIGKILL)

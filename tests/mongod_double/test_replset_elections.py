@@ -25,6 +25,7 @@ import base64
 import contextlib
 import itertools
 import os
+import pathlib
 import subprocess
 import threading
 import time
@@ -50,6 +51,7 @@ SETTLE_SECONDS = 120
 SETTINGS = {"electionTimeoutMillis": 3000, "heartbeatIntervalMillis": 500}
 # A member restarted after kill -9 loads its checkpoint and replays up to a minute of journal.
 RESTART_SECONDS = 120
+KEEP_DIR = pathlib.Path(os.environ.get("WAP_TEST_KEEP_DIR", "/var/tmp/wap-test-kept"))
 
 
 def _root() -> None:
@@ -189,13 +191,17 @@ class StateWatch(threading.Thread):
 
 @contextlib.contextmanager
 def _lab_set(tmp_path_factory, name: str):
-    """A lab replica set whose members' logs are kept in the test's folder when it fails."""
+    """A lab replica set whose members' logs, stacks and oplogs are kept when the test fails, in
+    KEEP_DIR (pytest removes all but its last three temporary folders, and a parallel run makes
+    many)."""
     _root()
     tmp = tmp_path_factory.mktemp(name)
     with lab_replica_set(tmp, name=f"{name[:4]}{os.getpid() % 10000}") as rs:
         try:
             yield rs
         except BaseException:
+            tmp = KEEP_DIR / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            tmp.mkdir(parents=True, exist_ok=True)
             for host in rs.names:
                 log = rs.lab.ssh(host, "cat /var/log/mongod.log", check=False).stdout
                 (tmp / f"{host}-mongod.log").write_text(log)

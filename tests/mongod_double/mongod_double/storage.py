@@ -8,7 +8,8 @@ A replica set secondary (phase 2) applies the entries it pulls through the same 
 
 Files in dbPath: ``mongod.lock`` (flock, holds the pid while running, emptied on clean shutdown as
 mongod does), ``double-snapshot.bson`` (every collection at journal sequence N) and
-``double-journal.bson`` (``{s: seq, op}`` records after the snapshot).
+``double-journal.bson`` (``{s: seq, op, oplog?}`` records after the snapshot: an operation and
+its oplog entry in one record, written at once).
 """
 
 from __future__ import annotations
@@ -238,6 +239,8 @@ class Storage:
                 break
             if record["s"] > after_seq:
                 self._apply_idempotent(record["op"])
+                if "oplog" in record:
+                    self._apply_idempotent({"op": "i", "ns": OPLOG_NS, "o": record["oplog"]})
                 self.seq = record["s"]
             pos += size
         if pos < len(data):  # a torn last record from a crash: cut it off
@@ -269,9 +272,15 @@ class Storage:
             finally:
                 os.close(dir_fd)
 
-    def _journal(self, op: dict) -> None:
+    def _journal(self, op: dict, entry: dict | None = None) -> None:
+        """One record, one write: an operation and its oplog entry reach the journal together,
+        as a change and its oplog entry are one storage transaction in mongod (a kill -9
+        between two writes left a document whose entry no restart replayed)."""
         self.seq += 1
-        data = bson.encode({"s": self.seq, "op": op}, codec_options=CODEC)
+        record = {"s": self.seq, "op": op}
+        if entry is not None:
+            record["oplog"] = entry
+        data = bson.encode(record, codec_options=CODEC)
         if self._journal_fd is not None:
             os.write(self._journal_fd, data)
             self._dirty = True
@@ -306,12 +315,11 @@ class Storage:
                 ):
                     entry = self.oplog_hook.entry_for(op)
                 self._apply_to_engine(op)
-            self._journal(op)
             if entry is not None:
                 self._apply_to_engine({"op": "i", "ns": OPLOG_NS, "o": entry})
-                self._journal({"op": "i", "ns": OPLOG_NS, "o": entry})
-                if replicated is None:
-                    self.oplog_hook.logged(entry)
+            self._journal(op, entry)
+            if entry is not None and replicated is None:
+                self.oplog_hook.logged(entry)
             self.changed.notify_all()
             if self.journal_bytes > JOURNAL_COMPACT_BYTES:
                 self.checkpoint()
