@@ -159,7 +159,7 @@ def register(socketio: SocketIO) -> None:
             job["project_id"],
         )
         events = jobs.events_after(store, job["_id"], after)
-        job = store.jobs.find_one({"_id": job["_id"]}) or job
+        job = jobs.current(store, job)
         return {
             "ok": True,
             "events": events,

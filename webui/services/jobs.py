@@ -282,6 +282,11 @@ def get_job(store: Store, actor: Actor, job_id: str) -> dict[str, Any]:
     return job
 
 
+def current(store: Store, job: dict[str, Any]) -> dict[str, Any]:
+    """The job as it is now (its status may have moved since ``job`` was read)."""
+    return store.jobs.find_one({"_id": job["_id"]}) or job
+
+
 def list_jobs(
     store: Store, actor: Actor, project_id: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:

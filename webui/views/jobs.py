@@ -42,7 +42,7 @@ def show(job_id: str) -> str:
     store, actor = security.get_store(), security.current_actor()
     job = jobs.get_job(store, actor, job_id)
     role = projects.role_in(store, actor, job["project_id"])
-    project = store.projects.find_one({"_id": job["project_id"]})
+    project = projects.require(store, actor, job["project_id"], "read-only")
     return render_template(
         "jobs/show.html",
         job=job,
