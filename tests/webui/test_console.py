@@ -177,6 +177,8 @@ def test_a_replica_set_from_the_form_and_from_the_api_is_the_same_cluster_and_jo
     listing = text(client, "/clusters")
     assert "orders2" in listing and "replicaset" in listing and "7.0.14" in listing
     assert "2 deploying" in text(client, "/")
+    job_page = text(client, made.headers["Location"])  # the job links back to its cluster
+    assert f'href="/clusters/{by_form["_id"]}"' in job_page
     audit = text(client, "/audit?action=job.start")  # the audit log links to the jobs it names
     assert f'href="/jobs/{job["_id"]}"' in audit and f'href="/jobs/{api_job["_id"]}"' in audit
 

@@ -282,6 +282,13 @@ def get_job(store: Store, actor: Actor, job_id: str) -> dict[str, Any]:
     return job
 
 
+def cluster_of(store: Store, job: dict[str, Any]) -> dict[str, Any] | None:
+    """The cluster the job changes, while it exists (its id and name)."""
+    if not job.get("cluster_id"):
+        return None
+    return store.clusters.find_one({"_id": job["cluster_id"]}, {"name": 1})
+
+
 def current(store: Store, job: dict[str, Any]) -> dict[str, Any]:
     """The job as it is now (its status may have moved since ``job`` was read)."""
     return store.jobs.find_one({"_id": job["_id"]}) or job

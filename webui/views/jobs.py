@@ -47,6 +47,7 @@ def show(job_id: str) -> str:
         "jobs/show.html",
         job=job,
         project=project,
+        cluster=jobs.cluster_of(store, job),
         can_cancel=role in ("operator", "owner"),
         timeline=jobs.timeline(store, job),
     )
