@@ -169,10 +169,26 @@ def playbook_args(playbook: Path, plan: Path, endpoint: str, *extra: str) -> lis
 def run_playbook(
     playbook: Path, plan: Path, endpoint: str, *extra: str, timeout: int = 600
 ) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        playbook_args(playbook, plan, endpoint, *extra),
-        capture_output=True, text=True, env=offline_env(), cwd=REPO, timeout=timeout,
-    )  # fmt: skip
+    try:
+        return subprocess.run(
+            playbook_args(playbook, plan, endpoint, *extra),
+            capture_output=True, text=True, env=offline_env(), cwd=REPO, timeout=timeout,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:  # say where it stood, not the first lines only
+        out = _text(exc.stdout).splitlines()[-80:]
+        err = _text(exc.stderr).splitlines()[-20:]
+        raise AssertionError(
+            f"{playbook.name} still ran after {timeout} s; its last lines:\n"
+            + "\n".join(out)
+            + "\nstderr:\n"
+            + "\n".join(err)
+        ) from None
+
+
+def _text(output: bytes | str | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
 
 
 def tagged(ec2, tags: dict[str, str]) -> dict[str, list[dict]]:

@@ -177,6 +177,7 @@ class JobRun:
         self.cancel_requested = threading.Event()
         self.redact = Redactor([])
         self.private_dir: Path | None = None
+        self.ssh_dir: str | None = None
         self.sink: EventSink | None = None
 
     # ansible-runner callbacks -------------------------------------------------------------------
@@ -220,12 +221,17 @@ class JobRun:
             tempfile.mkdtemp(prefix=f"job-{self.job_id}-", dir=self.settings.runtime_dir)
         )
         os.chmod(self.private_dir, 0o700)
+        # SSH's connection sharing, per job: a master opened with one project's key is never
+        # reused by another job to the same host, and the socket's path stays short (Ansible's
+        # default is under HOME, and a Unix socket's path may not exceed 107 bytes).
+        self.ssh_dir = tempfile.mkdtemp(prefix="wap-ssh-")
         env = {
             "PATH": os.pathsep.join(
                 (str(Path(sys.executable).parent), os.environ.get("PATH", "/bin"))
             ),
             "ANSIBLE_FORCE_COLOR": "1",
             "ANSIBLE_NOCOLOR": "0",
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": self.ssh_dir,
             **secret_env,
         }
         if self.settings.ansible_config:
@@ -267,6 +273,7 @@ class JobRun:
             if left:
                 log.warning("job %s: ended %d process(es) the run left behind", self.job_id, left)
             shutil.rmtree(self.private_dir, ignore_errors=True)
+            shutil.rmtree(self.ssh_dir, ignore_errors=True)
         stats = self._recap()
         status = RUNNER_STATUS.get(runner.status, "failed")
         if runner.status == "timeout":
