@@ -39,7 +39,10 @@ OPEN_ENDPOINTS = ("static", "auth.setup", "auth.health", "tls.ca", "api-docs.ope
 # Endpoints with a credential of their own, checked by the endpoint (an agent's token): no user
 # is looked up, no CSRF token applies (nothing ambient authenticates them), and they bound and
 # parse their body themselves.
-OWN_CREDENTIAL_ENDPOINTS = ("agent-ingest.ingest_samples",)
+OWN_CREDENTIAL_ENDPOINTS = (
+    "agent-ingest.ingest_samples",
+    *(f"agent-pull.{name}" for name in ("poll_commands", "command_progress", "command_result")),
+)
 
 
 def get_store() -> Store:

@@ -31,6 +31,7 @@ COLLECTIONS = (
     "audit",
     "agent_tokens",
     "samples",
+    "agent_commands",
 )
 
 

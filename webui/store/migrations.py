@@ -68,8 +68,17 @@ def _agents(db: Database[dict[str, Any]]) -> None:
     db.samples.create_index("t")
 
 
+def _agent_commands(db: Database[dict[str, Any]]) -> None:
+    """Commands for agents: a host's waiting ones found by its poll, a host's latest listed."""
+    db.agent_commands.create_index(
+        [("host_id", ASCENDING), ("state", ASCENDING), ("created_at", ASCENDING)]
+    )
+    db.agent_commands.create_index([("host_id", ASCENDING), ("created_at", DESCENDING)])
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "collections and their indexes", _initial_indexes),
     Migration(2, "usernames normalised (NFKC, case-folded)", _normalized_usernames),
     Migration(3, "agent tokens and raw samples", _agents),
+    Migration(5, "commands for agents", _agent_commands),
 ]
