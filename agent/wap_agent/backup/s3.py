@@ -135,6 +135,7 @@ class S3Upload(io.RawIOBase):
         self._lock = threading.Lock()
         self._failure: BaseException | None = None
         self._done = False
+        self.result: dict[str, Any] = {}  # what complete() returned
         self.peak_held = 0  # most bytes held in memory at once (parts in flight and the buffer)
         self._in_flight_bytes = 0
 
@@ -197,7 +198,7 @@ class S3Upload(io.RawIOBase):
         self._done = True
         self._shutdown()
         super().close()
-        return {
+        self.result = {
             "bucket": self.bucket,
             "key": self.key,
             "size": self._written,
@@ -205,6 +206,7 @@ class S3Upload(io.RawIOBase):
             "etag": str(answer.get("ETag", "")).strip('"'),
             "parts": parts,
         }
+        return self.result
 
     def abort(self) -> None:
         """Stop: cancel the parts not started, wait for those in flight, abort the upload so that
