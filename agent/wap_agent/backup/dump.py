@@ -291,13 +291,18 @@ class Dumper:
         started = _now()
         clock = time.monotonic()
         build = self.client.admin.command("buildInfo")
+        # The window starts before the catalogue is read: a collection created after the
+        # listing is in the oplog, one created before it is in the dump (or both).
+        start = self.oplog_start() if self.options.oplog else None
+        if start is not None:
+            self.check_oplog_reaches(start)
+        items, views = self.catalogue()
         try:
             fcv = self.client.admin.command("getParameter", 1, featureCompatibilityVersion=1)[
                 "featureCompatibilityVersion"
             ].get("version")
         except pymongo.errors.OperationFailure:
             fcv = None
-        items, views = self.catalogue()
         namespaces = [
             Namespace(i.db, i.meta.name, i.meta.to_json(), i.size, i.meta.type or "collection")
             for i in items
@@ -309,9 +314,6 @@ class Dumper:
             server_version=str(build.get("version", "")),
             tool_version=TOOL_VERSION,
         )
-        start = self.oplog_start() if self.options.oplog else None
-        if start is not None:
-            self.check_oplog_reaches(start)
         with self._writer() as writer:
             writer.write_prelude(header, namespaces)
             self.progress(event="start", collections=len(items), views=len(views),

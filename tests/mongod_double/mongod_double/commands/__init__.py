@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from mongod_double.context import ConnectionContext
     from mongod_double.server import Server
 
-COMMAND_MODULES = ("handshake", "crud", "ddl", "stats", "diagnostics", "replset", "auth")
+COMMAND_MODULES = (
+    "handshake", "crud", "ddl", "stats", "diagnostics", "replset", "auth", "applyops",
+)  # fmt: skip
 # Legacy OP_QUERY is only accepted for the connection handshake since MongoDB 6.0.
 OP_QUERY_COMMANDS = {"hello", "isMaster", "ismaster"}
 UNSUPPORTED_OP_QUERY = 352
