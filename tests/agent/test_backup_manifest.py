@@ -33,25 +33,26 @@ def s3() -> Iterator[Any]:
 
 
 def summary(payload: bytes) -> dict[str, Any]:
-    """What the engine's dump returns for a small set (its documented keys)."""
+    """What the engine's dump returns (wap_agent.backup.dump), for a small set."""
     return {
+        "format": "archive",
+        "compression": "gzip",
         "server_version": "7.0.14",
         "fcv": "7.0",
-        "started_at": 1_796_000_000.25,
-        "finished_at": 1_796_000_042.5,
-        "oplog": {"start": Timestamp(1_796_000_000, 3), "end": Timestamp(1_796_000_041, 1)},
-        "collections": {
-            "shop.orders": {
-                "count": 1200,
-                "size": len(payload),
-                "crc64": -5,
-                "indexes": [{"v": 2, "key": {"_id": 1}, "name": "_id_"},
-                            {"v": 2, "key": {"sku": 1, "at": -1}, "name": "sku_1_at_-1",
-                             "unique": True}],
-            },
-            "shop.recent": {"count": 0, "size": 0, "crc64": 0, "type": "view",
-                            "options": {"viewOn": "orders", "pipeline": [{"$limit": 5}]}},
-        },
+        "started_at": "2026-11-30T00:53:20.250000+00:00",
+        "ended_at": "2026-11-30T00:54:02.500000+00:00",
+        "oplog": {"start": {"t": 1_796_000_000, "i": 3}, "end": Timestamp(1_796_000_041, 1)},
+        "collections": [
+            {"ns": "shop.orders", "db": "shop", "collection": "orders", "type": "collection",
+             "count": 1200, "bytes": len(payload), "hash": "00ff00ff00ff00ff",
+             "crc64": "fffffffffffffffb",
+             "indexes": [{"v": 2, "key": {"_id": 1}, "name": "_id_"},
+                         {"v": 2, "key": {"sku": 1, "at": -1}, "name": "sku_1_at_-1",
+                          "unique": True}],
+             "options": {}},
+        ],
+        "views": [{"ns": "shop.recent", "options": {"viewOn": "orders",
+                                                    "pipeline": [{"$limit": 5}]}}],
     }  # fmt: skip
 
 
@@ -82,7 +83,8 @@ def test_a_snapshot_is_its_archive_and_its_manifest_written_last(s3: Any) -> Non
     assert stored.oplog_end == {"t": 1_796_000_041, "i": 1}
     assert [c.ns for c in stored.collections] == ["shop.orders", "shop.recent"]
     orders = stored.collections[0]
-    assert (orders.count, orders.hash) == (1200, "crc64:fffffffffffffffb")
+    assert (orders.count, orders.size) == (1200, len(payload))
+    assert (orders.hash, orders.crc64) == ("blake2b64-sum:00ff00ff00ff00ff", "fffffffffffffffb")
     assert orders.indexes[1]["unique"] is True
     assert stored.collections[1].type == "view"
     assert (stored.engine, stored.engine_version) == ("wap-agent", __version__)
@@ -164,3 +166,36 @@ def test_layout_keeps_snapshots_in_time_order_beside_oplog_slices() -> None:
     )
     assert LAYOUT.archive("x", "rs0", None) == "backups/proj1/clus1/snapshots/x/rs0.archive"
     assert mf.Layout("", "p", "c").manifest("x") == "p/c/snapshots/x/manifest.json"
+
+
+def test_the_engines_dump_of_a_mongod_to_s3_is_described_by_its_manifest(
+    s3: Any, launcher: Any
+) -> None:
+    from wap_agent.backup.dump import DumpOptions, dump
+    from wap_agent.backup.hashing import collection_hash
+
+    node = launcher.start()
+    source = node.client()
+    source.shop.orders.insert_many([{"sku": f"s{i}", "n": i} for i in range(2500)])
+    source.shop.orders.create_index([("sku", 1)], unique=True)
+    source.crm.people.insert_many([{"name": "x" * (i % 50)} for i in range(300)])
+    uri = f"mongodb://127.0.0.1:{node.port}/?directConnection=true"
+    layout = mf.Layout("wap", "p1", "c1")
+
+    made = mf.store_snapshot(
+        s3, BUCKET, layout, lambda out: dump(uri, out, options=DumpOptions(compression="gzip")),
+        cluster_name="orders", replica_set="rs0",
+    )  # fmt: skip
+    stored = mf.read(s3, BUCKET, layout.manifest(made.snapshot_id))
+    assert stored == made
+    by_ns = {c.ns: c for c in stored.collections}
+    for ns, collection in (("shop.orders", source.shop.orders), ("crm.people", source.crm.people)):
+        live = collection_hash(collection)
+        assert (by_ns[ns].count, by_ns[ns].hash) == (live["count"], f"{mf.HASH}:{live['hash']}")
+    assert {i["name"] for i in by_ns["shop.orders"].indexes} == {"_id_", "sku_1"}
+    assert stored.mongodb_version and stored.finished_at >= stored.started_at
+    key = layout.archive(made.snapshot_id, "rs0", "gzip")
+    with S3Download(s3, BUCKET, key) as archive:
+        body = archive.read()
+    assert body[:2] == b"\x1f\x8b"  # gzip, as mongodump --gzip --archive writes
+    assert hashlib.sha256(body).hexdigest() == stored.files[0].sha256

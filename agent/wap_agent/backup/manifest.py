@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO, Callable
 
@@ -35,6 +35,9 @@ FORMATS = ("archive", "directory")
 COMPRESSIONS = (None, "gzip", "zstd")
 SUFFIX = {None: "", "gzip": ".gz", "zstd": ".zst"}
 TOPOLOGIES = ("replicaset", "sharded")
+# The content hash of wap_agent.backup.hashing: the sum mod 2**64 of each document's 64-bit
+# BLAKE2b, so that a restore inserting in another order hashes the same.
+HASH = "blake2b64-sum"
 
 
 class ManifestError(ValueError):
@@ -134,7 +137,8 @@ class Collection:
     name: str
     count: int
     size: int
-    hash: str  # "<algorithm>:<hex>", e.g. "crc64:...", over the documents' raw BSON
+    hash: str  # "<algorithm>:<hex>": HASH, over the documents' raw BSON, in any order
+    crc64: str = ""  # the archive's CRC-64 of the namespace (hex), in the order dumped
     indexes: list[dict[str, Any]] = field(default_factory=list)
     type: str = "collection"
     options: dict[str, Any] = field(default_factory=dict)
@@ -271,33 +275,38 @@ def parse(data: bytes | str) -> Manifest:
 
 
 def collections_from(summary: Mapping[str, Any]) -> list[Collection]:
-    """The collections of a dump's summary: a list of entries, or a mapping "db.coll" -> entry;
-    an entry has db/collection (or name), count, size, hash (or crc64), indexes, type, options."""
-    entries: Iterable[tuple[str, Mapping[str, Any]]]
-    found = summary.get("collections") or {}
-    if isinstance(found, Mapping):
-        entries = found.items()
-    else:
-        entries = ((f"{e.get('db')}.{e.get('collection') or e.get('name')}", e) for e in found)
+    """The collections and views of the engine's dump summary (`wap_agent.backup.dump`): entries
+    with db, collection, type, count, bytes, hash (the order-independent content hash of
+    `hashing.py`), crc64 (the archive's EOF check), indexes and options; views apart."""
     out = []
-    for ns, entry in entries:
-        db, _, name = ns.partition(".")
-        digest = entry.get("hash")
-        if digest is None and entry.get("crc64") is not None:
-            digest = f"crc64:{int(entry['crc64']) & 0xFFFFFFFFFFFFFFFF:016x}"
+    for entry in summary.get("collections") or []:
         out.append(
             Collection(
-                db=str(entry.get("db") or db),
-                name=str(entry.get("collection") or entry.get("name") or name),
+                db=str(entry["db"]),
+                name=str(entry["collection"]),
                 count=int(entry.get("count") or 0),
-                size=int(entry.get("size") or 0),
-                hash=str(digest or ""),
+                size=int(entry.get("bytes") or 0),
+                hash=f"{HASH}:{entry['hash']}" if entry.get("hash") else "",
+                crc64=str(entry.get("crc64") or ""),
                 indexes=_plain(list(entry.get("indexes") or [])),
                 type=str(entry.get("type") or "collection"),
                 options=_plain(dict(entry.get("options") or {})),
             )
         )
+    for view in summary.get("views") or []:
+        db, _, name = str(view["ns"]).partition(".")
+        out.append(Collection(db, name, 0, 0, "", type="view", options=_plain(view["options"])))
     return sorted(out, key=lambda c: (c.db, c.name))
+
+
+def _moment(value: Any, default: float) -> float:
+    """Seconds since the epoch from a number or an ISO 8601 time (the engine's summary)."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, (int, float)):
+        return float(value)
+    moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment.replace(tzinfo=moment.tzinfo or datetime.timezone.utc).timestamp()
 
 
 def _oplog_window(summary: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -340,6 +349,12 @@ def store_snapshot(
     with S3Upload(s3, bucket, key, expected_size=expected_size) as out:
         summary = produce(out)
     stored = out.result
+    if summary.get("compression", compression) != compression:
+        s3.delete_object(Bucket=bucket, Key=key)
+        raise ManifestError(
+            f"the dump wrote {summary.get('compression') or 'no'} compression, the store was told"
+            f" {compression or 'none'}: give both the same"
+        )
     start, end = _oplog_window(summary)
     manifest = Manifest(
         snapshot_id=snapshot,
@@ -349,8 +364,8 @@ def store_snapshot(
         topology=topology,
         mongodb_version=str(summary.get("server_version") or summary.get("mongodb_version") or ""),
         fcv=str(summary.get("fcv") or ""),
-        started_at=float(summary.get("started_at") or started),
-        finished_at=float(summary.get("finished_at") or clock()),
+        started_at=_moment(summary.get("started_at"), started),
+        finished_at=_moment(summary.get("ended_at") or summary.get("finished_at"), clock()),
         oplog_start=_timestamp(start, "oplog.start"),
         oplog_end=_timestamp(end, "oplog.end"),
         collections=collections_from(summary),
