@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from wap_agent import __version__
+from wap_agent.backup import cli as backup_cli
 from wap_agent.collectors import Registry
 from wap_agent.config import ConfigError
 from wap_agent.config import load as load_config
@@ -126,6 +127,7 @@ def parser() -> argparse.ArgumentParser:
         "(see the README for the configuration file).",
     )
     every.add_argument("--config", required=True, metavar="FILE", help="the INI file")
+    backup_cli.add_parsers(commands)
     return top
 
 
@@ -136,5 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         return collect(args)
     if args.command == "run":
         return run(args)
+    if args.command in ("backup", "restore"):
+        return args.handler(args)
     top.print_help()
     return 0

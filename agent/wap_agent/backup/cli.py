@@ -1,0 +1,256 @@
+"""``wap-agent backup`` and ``wap-agent restore``: the flags of mongodump and mongorestore, so
+that scripts written for them move over unchanged; progress on standard error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pymongo
+
+from wap_agent.backup.archive import ArchiveError
+from wap_agent.backup.dump import DumpError, DumpOptions, dump
+from wap_agent.backup.metadata import MetadataError
+from wap_agent.backup.namespaces import NamespaceError
+from wap_agent.backup.restore import RestoreError, RestoreOptions, parse_oplog_limit, restore
+
+FAILURES = (
+    DumpError,
+    RestoreError,
+    ArchiveError,
+    MetadataError,
+    NamespaceError,
+    OSError,
+    pymongo.errors.PyMongoError,
+)
+
+
+class Progress:
+    """Per-collection lines on standard error (as mongodump prints them); on a terminal, a
+    status line with documents, bytes and MB/s rewritten in place."""
+
+    def __init__(self, verb: str, quiet: bool) -> None:
+        self.verb = verb
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.lock = threading.Lock()
+        self.docs = self.bytes = 0
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        with self.lock:
+            kind = event.get("event")
+            if kind == "documents":
+                self.docs += event.get("count", 0)
+                self.bytes += event.get("bytes", 0)
+                if self.tty and time.monotonic() - self.last_draw > 0.2:
+                    self.last_draw = time.monotonic()
+                    rate = self.bytes / 1e6 / max(1e-6, time.monotonic() - self.started)
+                    sys.stderr.write(
+                        f"\r{self.verb}: {self.docs:,} documents, {self.bytes / 1e6:,.1f} MB, "
+                        f"{rate:,.1f} MB/s \x1b[K"
+                    )
+                    sys.stderr.flush()
+                return
+            if self.tty:
+                sys.stderr.write("\r\x1b[K")
+            if kind == "collection":
+                self._line(f"done {self.verb} {event['ns']} ({event['count']:,} documents)")
+            elif kind == "indexes":
+                self._line(f"built {event['count']} indexes on {event['ns']}")
+            elif kind == "oplog" and self.verb == "dumping":
+                self._line(f"captured {event['count']:,} oplog entries")
+            elif kind == "start":
+                self._line(f"{self.verb} {event.get('collections', 0)} collections")
+
+    def _line(self, text: str) -> None:
+        sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
+        sys.stderr.flush()
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--uri", required=True, help="the MongoDB connection string")
+    parser.add_argument(
+        "--archive",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="the archive file; '-' or no FILE: standard output (backup) or input (restore)",
+    )
+    parser.add_argument(
+        "--gzip", action="store_true", help="gzip (the whole archive, or each file)"
+    )
+    parser.add_argument("--zstd", action="store_true", help="zstd instead of gzip (ours)")
+    parser.add_argument(
+        "--nsInclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only these namespaces ('*' matches anything); repeatable",
+    )
+    parser.add_argument(
+        "--nsExclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave these namespaces out; repeatable",
+    )
+    parser.add_argument(
+        "-j",
+        "--numParallelCollections",
+        type=int,
+        default=4,
+        metavar="N",
+        help="collections copied at once (4)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    parser.add_argument(
+        "--summary", metavar="FILE", help="write the summary (counts, hashes, oplog window) as JSON"
+    )
+
+
+def add_parsers(commands) -> None:
+    backup = commands.add_parser(
+        "backup",
+        help="dump a replica set member (mongodump's flags)",
+        description="A logical snapshot in mongodump's archive format (--archive) or directory "
+        "format (--dir, or ./dump when neither is given, as mongodump does).",
+    )
+    _common(backup)
+    backup.add_argument(
+        "--dir",
+        "--out",
+        "-o",
+        dest="dir",
+        metavar="DIR",
+        help="write mongodump's directory format under DIR",
+    )
+    backup.add_argument(
+        "--oplog",
+        action="store_true",
+        help="capture the oplog written during the dump (point in time)",
+    )
+    backup.add_argument(
+        "--member", metavar="HOST:PORT", help="the member to read (default: a secondary)"
+    )
+    backup.add_argument(
+        "--dumpDbUsersAndRoles",
+        action="store_true",
+        help="include admin.system.users and admin.system.roles",
+    )
+    backup.set_defaults(handler=run_backup)
+    back = commands.add_parser(
+        "restore",
+        help="restore an archive or directory dump (mongorestore's flags)",
+        description="Restore our snapshots or mongodump's archives and directories.",
+    )
+    _common(back)
+    back.add_argument("--dir", metavar="DIR", help="read mongodump's directory format")
+    back.add_argument("source", nargs="?", help="a dump directory (as mongorestore's argument)")
+    back.add_argument("--drop", action="store_true", help="drop each target collection first")
+    back.add_argument("--oplogReplay", action="store_true", help="replay the snapshot's oplog")
+    back.add_argument(
+        "--oplogLimit",
+        metavar="SECONDS[:ORDINAL]",
+        help="replay only entries before this timestamp",
+    )
+    back.add_argument(
+        "--nsFrom",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="rename from ($name$ captures); pairs with --nsTo",
+    )
+    back.add_argument("--nsTo", action="append", default=[], metavar="PATTERN")
+    back.add_argument(
+        "--restoreDbUsersAndRoles",
+        action="store_true",
+        help="restore admin.system.users and admin.system.roles",
+    )
+    back.set_defaults(handler=run_restore)
+
+
+def _compression(args: argparse.Namespace) -> str | None:
+    if args.zstd:
+        return "zstd"
+    return "gzip" if args.gzip else None
+
+
+def _finish(args: argparse.Namespace, summary: dict) -> int:
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _fail(name: str, exc: BaseException) -> int:
+    print(f"wap-agent {name}: {exc}", file=sys.stderr)
+    return 1
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    if args.archive and args.dir:
+        print("wap-agent backup: --archive and --dir exclude each other", file=sys.stderr)
+        return 2
+    options = DumpOptions(
+        directory=not args.archive,
+        compression=_compression(args),
+        oplog=args.oplog,
+        member=args.member,
+        users_and_roles=args.dumpDbUsersAndRoles,
+        include=args.nsInclude,
+        exclude=args.nsExclude,
+        parallel=args.numParallelCollections,
+        progress=Progress("dumping", args.quiet),
+    )
+    try:
+        if options.directory:
+            summary = dump(args.uri, Path(args.dir or "dump"), options=options)
+        elif args.archive == "-":
+            summary = dump(args.uri, sys.stdout.buffer, options=options)
+            sys.stdout.buffer.flush()
+        else:
+            with open(args.archive, "wb") as out:
+                summary = dump(args.uri, out, options=options)
+    except FAILURES as exc:
+        return _fail("backup", exc)
+    return _finish(args, summary)
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    directory = args.dir or args.source
+    if args.archive and directory:
+        print("wap-agent restore: --archive and a directory exclude each other", file=sys.stderr)
+        return 2
+    try:
+        limit = parse_oplog_limit(args.oplogLimit) if args.oplogLimit else None
+        options = RestoreOptions(
+            directory=not args.archive,
+            drop=args.drop,
+            oplog_replay=args.oplogReplay,
+            oplog_limit=limit,
+            include=args.nsInclude,
+            exclude=args.nsExclude,
+            rename_from=args.nsFrom,
+            rename_to=args.nsTo,
+            users_and_roles=args.restoreDbUsersAndRoles,
+            parallel=args.numParallelCollections,
+            progress=Progress("restoring", args.quiet),
+        )
+        if options.directory:
+            summary = restore(args.uri, Path(directory or "dump"), options=options)
+        elif args.archive == "-":
+            summary = restore(args.uri, sys.stdin.buffer, options=options)
+        else:
+            with open(args.archive, "rb") as source:
+                summary = restore(args.uri, source, options=options)
+    except FAILURES as exc:
+        return _fail("restore", exc)
+    return _finish(args, summary)
