@@ -1,0 +1,108 @@
+"""applyOps, as mongorestore --oplogReplay uses it, on a one-member replica set.
+
+Source: https://www.mongodb.com/docs/manual/reference/command/applyOps/ (and the 3.2-4.4 pages
+with its fields: ``alwaysUpsert``, ``bypassDocumentValidation``, the ``applied``/``results``
+reply), https://www.mongodb.com/docs/manual/core/replica-set-oplog/ (entries' ``op``/``ns``/
+``o``/``o2``/``ui``), the ``$v: 2`` update diffs that 5.0+ oplogs hold.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pymongo.errors import OperationFailure
+
+from tests.waiting import wait_until
+
+
+@pytest.fixture
+def member(launcher):
+    node = launcher.start("--replSet", "rs0")
+    client = node.client()
+    client.admin.command("replSetInitiate")
+    wait_until(lambda: client.admin.command("hello")["isWritablePrimary"], timeout=20,
+               what="the member to be primary")  # fmt: skip
+    return client
+
+
+def test_crud_entries_apply_and_reach_the_oplog(member):
+    coll = member.app.things
+    coll.insert_many([{"_id": 1, "a": 1, "arr": [1, 2, 3], "sub": {"x": 1, "y": 2}}, {"_id": 2}])
+    reply = member.admin.command(
+        "applyOps",
+        [
+            {"op": "i", "ns": "app.things", "o": {"_id": 3, "a": 3}},
+            # an insert of an existing _id replaces it (oplog application is idempotent)
+            {"op": "i", "ns": "app.things", "o": {"_id": 2, "b": 2}},
+            # a $v: 2 diff: set, insert, delete, a sub-document and an array
+            {
+                "op": "u",
+                "ns": "app.things",
+                "o2": {"_id": 1},
+                "o": {
+                    "$v": 2,
+                    "diff": {
+                        "u": {"a": 10},
+                        "i": {"n": "new"},
+                        "ssub": {"d": {"y": False}, "u": {"x": 5}},
+                        "sarr": {"a": True, "l": 2, "u1": 20},
+                    },
+                },
+            },
+            {"op": "u", "ns": "app.things", "o2": {"_id": 3}, "o": {"$set": {"c.d": 1}}},
+            # an update of a missing document is an upsert (alwaysUpsert defaults to true)
+            {"op": "u", "ns": "app.things", "o2": {"_id": 4}, "o": {"_id": 4, "r": 1}},
+            {"op": "d", "ns": "app.things", "o": {"_id": 99}},  # missing: succeeds
+            {"op": "n", "ns": "", "o": {"msg": "noop"}},
+        ],
+    )
+    assert reply["applied"] == 7 and reply["results"] == [True] * 7
+    assert list(coll.find(sort=[("_id", 1)])) == [
+        {"_id": 1, "a": 10, "arr": [1, 20], "sub": {"x": 5}, "n": "new"},
+        {"_id": 2, "b": 2},
+        {"_id": 3, "a": 3, "c": {"d": 1}},
+        {"_id": 4, "r": 1},
+    ]
+    logged = list(member.local["oplog.rs"].find({"ns": "app.things"}, sort=[("$natural", -1)]))
+    assert {e["op"] for e in logged[:4]} == {"i", "u"}  # applied writes are replicated writes
+
+
+def test_command_entries_and_failures(member):
+    reply = member.admin.command(
+        "applyOps",
+        [
+            {"op": "c", "ns": "app.$cmd", "o": {"create": "capped", "capped": True, "size": 4096}},
+            {"op": "i", "ns": "app.capped", "o": {"_id": 1, "k": 1}},
+            {"op": "c", "ns": "app.$cmd",
+             "o": {"createIndexes": "capped2", "v": 2, "key": {"k": 1}, "name": "k_1"}},
+            {"op": "c", "ns": "app.$cmd", "o": {"renameCollection": "app.capped2",
+                                                "to": "app.renamed"}},
+        ],
+    )  # fmt: skip
+    assert reply["applied"] == 4
+    options = member.app.command("listCollections", filter={"name": "capped"})
+    assert options["cursor"]["firstBatch"][0]["options"] == {"capped": True, "size": 4096}
+    assert "k_1" in member.app.renamed.index_information()
+
+    with pytest.raises(OperationFailure) as failed:
+        member.admin.command(
+            "applyOps",
+            [
+                {"op": "i", "ns": "app.other", "o": {"_id": 1}},
+                {"op": "c", "ns": "app.$cmd", "o": {"create": "capped"}},  # exists
+            ],
+        )
+    details = failed.value.details
+    assert details["code"] == 48 and details["applied"] == 2
+    assert details["results"] == [True, False]
+
+    with pytest.raises(OperationFailure) as strict:
+        member.admin.command(
+            "applyOps",
+            [{"op": "u", "ns": "app.other", "o2": {"_id": 7}, "o": {"$set": {"a": 1}}}],
+            alwaysUpsert=False,
+        )
+    assert strict.value.code == 175
+
+    with pytest.raises(OperationFailure) as unknown:
+        member.admin.command("applyOps", [{"op": "c", "ns": "app.$cmd", "o": {"collMod": "other"}}])
+    assert unknown.value.code == 238  # not implemented by the double, never ignored
