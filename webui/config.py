@@ -53,6 +53,10 @@ class Settings:
     hsts_max_age: int = 365 * 86400
     agent_max_body: int = 1024 * 1024  # bytes of one agent request (413 beyond)
     agent_requests_per_minute: int = 120  # per agent (429 beyond)
+    metrics_raw_retention: float = 86400.0  # raw samples kept (seconds)
+    metrics_1m_retention: float = 14 * 86400.0  # 1-minute rollups kept
+    metrics_1h_retention: float = 365 * 86400.0  # 1-hour rollups kept
+    metrics_rollup_every: float = 600.0  # 1-minute windows rolled in slices of this many seconds
 
     @property
     def bind(self) -> str:
@@ -206,6 +210,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         hsts_max_age=int(_number(env, "WAP_HSTS_MAX_AGE", 365 * 86400, int, zero_ok=True)),
         agent_max_body=int(_number(env, "WAP_AGENT_MAX_BODY", 1024 * 1024, int)),
         agent_requests_per_minute=int(_number(env, "WAP_AGENT_REQUESTS_PER_MINUTE", 120, int)),
+        metrics_raw_retention=_number(env, "WAP_METRICS_RAW_RETENTION", 86400.0),
+        metrics_1m_retention=_number(env, "WAP_METRICS_1M_RETENTION", 14 * 86400.0),
+        metrics_1h_retention=_number(env, "WAP_METRICS_1H_RETENTION", 365 * 86400.0),
+        metrics_rollup_every=_number(env, "WAP_METRICS_ROLLUP_EVERY", 600.0),
         **tls,  # type: ignore[arg-type]
     )
 

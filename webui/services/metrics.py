@@ -17,17 +17,32 @@ insert is a duplicate key, counted, not an error). Stored per batch: host, proje
 `t` (the round's time), `received_at`, `errors`, and `samples` as `{n, l, v, k, t}` (name,
 labels, value, kind `c`/`g`, timestamp). Indexes: (host_id, t) and (project_id, t) for charts,
 `t` for expiry.
+
+Beside the raw batches, `latest` holds one document per host with the newest value of each of
+its series (a series is a name and its labels) and when the host was last heard from: what the
+console's tables and the Prometheus endpoint show without reading history.
+
+Charts read through `query`, which picks a tier by the range asked for (see webui.services.rollups
+for the tiers and their documents): raw samples while the range is short and recent enough, else
+1-minute, else 1-hour rollups. Windows newer than a tier's last rollup are computed from the
+finer tier at query time, so a chart has no hole at its right edge.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+import statistics
+from collections.abc import Iterable
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from webui.services import rollups
 from webui.services.agents import AgentIdentity, Malformed
+from webui.services.errors import Invalid
+from webui.services.rollups import Gathered, Retention, fold, series_key
 from webui.store import Store, now
 
 MAX_BATCHES = 100
@@ -153,7 +168,74 @@ def store_batches(
         except DuplicateKeyError:
             duplicates += 1
         held.append(batch["seq"])
+    if batches:
+        _keep_latest(store, agent, batches, received)
     return held, duplicates
+
+
+LATEST_STALE = 300.0  # a series absent from its host's rounds for this long leaves `latest`
+
+
+def _keep_latest(
+    store: Store, agent: AgentIdentity, batches: list[dict[str, Any]], received: float
+) -> None:
+    """Merge the batches' newest value per series into the host's `latest` document (an agent
+    sends its batches one request at a time, so a read and a replace do not race)."""
+    current = store.db.latest.find_one({"_id": agent.host_id}) or {}
+    merged = {series_key(s["n"], s["l"]): s for s in current.get("samples", [])}
+    for batch in batches:
+        for sample in batch["samples"]:
+            key = series_key(sample["n"], sample["l"])
+            if key not in merged or sample["t"] >= merged[key]["t"]:
+                merged[key] = sample
+    newest = max([current.get("t", 0.0), *(b["time"] for b in batches)])
+    store.db.latest.replace_one(
+        {"_id": agent.host_id},
+        {
+            "_id": agent.host_id,  # the embedded store's upsert does not take it from the filter
+            "project_id": agent.project_id,
+            "t": newest,
+            "last_seen": received,
+            "samples": [s for s in merged.values() if s["t"] >= newest - LATEST_STALE],
+        },
+        upsert=True,
+    )
+
+
+def latest(
+    store: Store,
+    project_id: str,
+    host_ids: Iterable[str] | None = None,
+    names: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The newest value of each series of the project's hosts (or of `host_ids`), optionally only
+    the series named in `names`: per host `{"host_id", "t", "last_seen", "samples": [{"name",
+    "labels", "value", "kind", "t"}]}`, hosts that never sent anything left out."""
+    where: dict[str, Any] = {"project_id": project_id}
+    if host_ids is not None:
+        where["_id"] = {"$in": list(host_ids)}
+    wanted = set(names) if names is not None else None
+    out = []
+    for doc in store.db.latest.find(where).sort("_id", 1):
+        samples = [
+            {"name": s["n"], "labels": s["l"], "value": s["v"], "kind": KIND_NAMES[s["k"]],
+             "t": s["t"]}
+            for s in doc.get("samples", [])
+            if wanted is None or s["n"] in wanted
+        ]  # fmt: skip
+        samples.sort(key=lambda s: series_key(s["name"], s["labels"]))
+        out.append(
+            {
+                "host_id": doc["_id"],
+                "t": doc["t"],
+                "last_seen": doc["last_seen"],
+                "samples": samples,
+            }
+        )
+    return out
+
+
+KIND_NAMES = {v: k for k, v in KINDS.items()}
 
 
 def host_batches(store: Store, host_id: str, fields: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -162,3 +244,114 @@ def host_batches(store: Store, host_id: str, fields: tuple[str, ...] = ()) -> li
     return list(
         store.samples.find({"host_id": host_id}, projection).sort([("received_at", 1), ("seq", 1)])
     )
+
+
+MAX_NAMES = 50
+MAX_POINTS = 5000
+
+
+def query(
+    store: Store,
+    project_id: str,
+    *,
+    names: Iterable[str],
+    host_id: str | None = None,
+    labels: dict[str, str] | None = None,
+    start: float,
+    end: float,
+    max_points: int = 600,
+    retention: Retention | None = None,
+    at: float | None = None,
+) -> dict[str, Any]:
+    """The series named `names` of the project (or of one host, or with the given labels) over
+    [start, end), columnar: `{"tier", "step", "series": [{"name", "labels", "host_id", "t",
+    "mean", "min", "max", "last"}]}`, at most about `max_points` points per series. On the raw
+    tier each point is a sample (mean = min = max = last = value) unless there are more samples
+    than points, when they are folded into windows of `step` seconds like rollups."""
+    names = sorted(set(names))
+    if not names or len(names) > MAX_NAMES:
+        raise Invalid(f"name: 1 to {MAX_NAMES} series names")
+    if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
+        raise Invalid("from and to: seconds since the epoch, from before to")
+    if not 1 <= max_points <= MAX_POINTS:
+        raise Invalid(f"points: 1 to {MAX_POINTS}")
+    retention = retention or Retention()
+    at = now() if at is None else at
+    tier = rollups.pick_tier(retention, start, end, max_points, at)
+    where: dict[str, Any] = {"project_id": project_id}
+    if host_id is not None:
+        where["host_id"] = host_id
+    wanted = set(names)
+    want_labels = labels or {}
+
+    def keep(sample: dict[str, Any]) -> bool:
+        return sample["n"] in wanted and all(
+            sample["l"].get(k) == v for k, v in want_labels.items()
+        )
+
+    def raw(lo: float, hi: float, width: float | None, out: Gathered) -> None:
+        if lo < hi:
+            docs = store.samples.find(
+                {**where, "t": {"$gte": lo - rollups.MINUTE, "$lt": hi + rollups.MINUTE}},
+                {"host_id": 1, "project_id": 1, "samples": 1},
+            )
+            rollups.gather_raw(docs, width, lo, hi, keep, out)
+
+    def rolled(tier_: str, lo: float, hi: float, width: float, out: Gathered) -> None:
+        if lo < hi:
+            label_match = {f"l.{k}": v for k, v in want_labels.items()}
+            docs = store.db.rollups.find(
+                {**where, **label_match, "tier": tier_, "n": {"$in": names},
+                 "t1": {"$gt": lo}, "t0": {"$lt": hi}}
+            )  # fmt: skip
+            rollups.gather_rollups(docs, width, lo, hi, out)
+
+    gathered: Gathered = {}
+    step = rollups.step_for(tier, start, end, max_points)
+    if tier == "raw":
+        raw(start, end, None, gathered)
+    else:
+        width = rollups.WIDTHS[tier]
+        lo = start
+        if tier == "1h":
+            hours = rollups.cursor(store, "1h") or 0.0
+            rolled("1h", lo, min(end, hours), width, gathered)
+            lo = max(lo, hours)
+        minutes = rollups.cursor(store, "1m") or 0.0
+        rolled("1m", lo, min(end, minutes), width, gathered)
+        raw(max(lo, minutes), end, width, gathered)
+    return {"tier": tier, **_columns(tier, step, max_points, gathered)}
+
+
+def _columns(tier: str, step: float, max_points: int, gathered: Gathered) -> dict[str, Any]:
+    fold_raw = tier == "raw" and any(len(s.windows) > max_points for s in gathered.values())
+    out = []
+    gaps: list[float] = []
+    for series in sorted(
+        gathered.values(), key=lambda s: (s.host_id, series_key(s.name, s.labels))
+    ):
+        windows = series.windows
+        if tier != "raw" or fold_raw:
+            folded: dict[float, list[float]] = {}
+            for t, agg in windows.items():
+                fold(folded, t - t % step, agg)
+            windows = folded
+        times = sorted(windows)
+        aggs = [windows[t] for t in times]
+        if tier == "raw" and not fold_raw:
+            gaps += [b - a for a, b in itertools.pairwise(times)]
+        out.append(
+            {
+                "name": series.name,
+                "labels": series.labels,
+                "host_id": series.host_id,
+                "t": times,
+                "mean": [a[2] / a[3] for a in aggs],
+                "min": [a[0] for a in aggs],
+                "max": [a[1] for a in aggs],
+                "last": [a[4] for a in aggs],
+            }
+        )
+    if tier == "raw" and not fold_raw:  # the samples' own interval
+        step = float(round(statistics.median(gaps))) if gaps else 0.0
+    return {"step": step, "series": out}

@@ -76,9 +76,25 @@ def _agent_commands(db: Database[dict[str, Any]]) -> None:
     db.agent_commands.create_index([("host_id", ASCENDING), ("created_at", DESCENDING)])
 
 
+def _metrics_tiers(db: Database[dict[str, Any]]) -> None:
+    """The newest value of each host's series (`latest`, one document per host, read by project)
+    and the 1-minute and 1-hour rollups (webui.services.rollups): read by project or host, tier,
+    series name and time, expired by tier and time."""
+    db.latest.create_index("project_id")
+    db.rollups.create_index(
+        [("project_id", ASCENDING), ("tier", ASCENDING), ("n", ASCENDING), ("t1", ASCENDING)]
+    )
+    db.rollups.create_index(
+        [("host_id", ASCENDING), ("tier", ASCENDING), ("n", ASCENDING), ("t1", ASCENDING)]
+    )
+    db.rollups.create_index([("tier", ASCENDING), ("t1", ASCENDING)])
+    db.rollups.create_index([("tier", ASCENDING), ("t0", ASCENDING)])
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "collections and their indexes", _initial_indexes),
     Migration(2, "usernames normalised (NFKC, case-folded)", _normalized_usernames),
     Migration(3, "agent tokens and raw samples", _agents),
+    Migration(4, "latest samples per host and the metrics' rollup tiers", _metrics_tiers),
     Migration(5, "commands for agents", _agent_commands),
 ]
