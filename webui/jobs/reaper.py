@@ -26,6 +26,7 @@ from rq.job import Job
 
 from webui.config import Settings
 from webui.jobs.publish import Publisher
+from webui.services import rollups
 from webui.store import Store, now
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,10 @@ def period(settings: Settings) -> float:
     return max(0.5, settings.lost_after / 3)
 
 
-def _reap_every(settings: Settings, wait: Callable[[float], bool]) -> None:
-    """Reap now, then every `period` until `wait(period)` says stop."""
+def _reap_every(settings: Settings, wait: Callable[[float], bool], roll_up: bool = False) -> None:
+    """Reap now, then every `period` until `wait(period)` says stop; with `roll_up` (a worker's
+    reaper process, never the web server's thread), also roll up and expire metrics each time
+    (webui.services.rollups: a round with nothing due is a few reads)."""
     store = Store(settings.mongodb_uri or "")
     redis = Redis.from_url(settings.redis_url or "")
     publisher = Publisher(settings.redis_url or "")
@@ -98,6 +101,11 @@ def _reap_every(settings: Settings, wait: Callable[[float], bool]) -> None:
                 log.warning("job %s ended by the reaper", job_id)
         except Exception as exc:
             log.warning("reaper: %s", exc)
+        if roll_up:
+            try:
+                rollups.run(store, rollups.Retention.of(settings), now())
+            except Exception as exc:
+                log.warning("metrics rollups: %s", exc)
         if wait(every):
             return
 
@@ -146,7 +154,7 @@ def _main(argv: list[str]) -> int:
             time.sleep(min(0.5, seconds))
         return os.getppid() != parent
 
-    _reap_every(settings, wait)
+    _reap_every(settings, wait, roll_up=True)
     return 0
 
 
