@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -57,6 +58,8 @@ class Settings:
     metrics_1m_retention: float = 14 * 86400.0  # 1-minute rollups kept
     metrics_1h_retention: float = 365 * 86400.0  # 1-hour rollups kept
     metrics_rollup_every: float = 600.0  # 1-minute windows rolled in slices of this many seconds
+    public_url: str = ""  # the platform as agents on MongoDB hosts reach it (empty: no agents)
+    agent_wheelhouse: Path | None = None  # the agent's wheelhouse (agent/build-wheelhouse)
 
     @property
     def bind(self) -> str:
@@ -88,6 +91,17 @@ def parse_bind(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise SettingsError(f"WAP_BIND={value!r} is not host:port (expected e.g. {DEFAULT_BIND})")
     return host.strip("[]"), int(port)
+
+
+def _public_url(env: Mapping[str, str]) -> str:
+    """WAP_PUBLIC_URL: scheme, host and port only, e.g. https://wap.example.com:8080."""
+    url = (env.get("WAP_PUBLIC_URL") or "").strip().rstrip("/")
+    if url and not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", url):
+        raise SettingsError(
+            f"WAP_PUBLIC_URL {url!r}: the platform as MongoDB hosts reach it, "
+            "http(s)://host:port with no path (https when WAP runs TLS)"
+        )
+    return url
 
 
 def _number(
@@ -214,6 +228,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_1m_retention=_number(env, "WAP_METRICS_1M_RETENTION", 14 * 86400.0),
         metrics_1h_retention=_number(env, "WAP_METRICS_1H_RETENTION", 365 * 86400.0),
         metrics_rollup_every=_number(env, "WAP_METRICS_ROLLUP_EVERY", 600.0),
+        public_url=_public_url(env),
+        agent_wheelhouse=Path(
+            env.get("WAP_AGENT_WHEELHOUSE") or data_dir / "agent-wheelhouse"
+        ).expanduser(),
         **tls,  # type: ignore[arg-type]
     )
 
