@@ -4,19 +4,23 @@
 answers columns for a chart (times in seconds since the epoch): the tier read (raw, 1m or 1h),
 the step, and per series its name, labels, host and `t`, `mean`, `min`, `max`, `last`.
 `GET /api/v1/projects/{id}/metrics/latest?host=..&name=..` answers each host's newest value of
-every series.
+every series, and `GET /api/v1/projects/{id}/prometheus` the same in Prometheus's text format
+(webui.services.prometheus), for a scrape with an API token. `GET /metrics` is the platform's own
+health for Prometheus.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, current_app
+from flask_smorest import Blueprint
 from marshmallow import ValidationError, fields, validate, validates
 
 from webui.api import _blueprint
 from webui.api.schemas import Strict
 from webui.security import current_actor, get_settings, get_store
-from webui.services import metrics, projects
+from webui.services import agents, metrics, projects, prometheus
 from webui.services.rollups import Retention
 from webui.store import now
 
@@ -112,4 +116,36 @@ def latest(query: dict[str, Any], project_id: str) -> list[dict[str, Any]]:
     return metrics.latest(store, project_id, query.get("host"), query.get("name"))
 
 
-BLUEPRINTS = (metrics_bp,)
+@metrics_bp.route("/projects/<project_id>/prometheus")
+@metrics_bp.response(200, content_type=prometheus.CONTENT_TYPE)
+@metrics_bp.doc(security=[{"bearer": []}])
+def prometheus_samples(project_id: str) -> Response:
+    """The newest sample of every series of the project's hosts in Prometheus's text format,
+    labelled with project, host, cluster, replica set and member state (scrape it with an API
+    token as the bearer credential)."""
+    store = get_store()
+    project = projects.require(store, current_actor(), project_id, "read-only")
+    return Response(
+        prometheus.project_samples(store, project), content_type=prometheus.CONTENT_TYPE
+    )
+
+
+health_bp = Blueprint("platform-metrics", __name__, description="The platform's own health")
+
+
+@health_bp.route("/metrics")
+@health_bp.response(200, content_type=prometheus.CONTENT_TYPE)
+def platform_metrics() -> Response:
+    """The platform's health in Prometheus's text format: jobs by state, queue depth, ingest
+    rate and lag, agents seen, refused ingest requests, rollup lag."""
+    settings = get_settings()
+    redis = current_app.extensions["wap.redis"]
+    rejected = agents.IngestLimiter(
+        redis, settings.agent_requests_per_minute,
+        prefix=f"wap:{settings.queue_name}:agent-ingest",
+    ).rejected()  # fmt: skip
+    body = prometheus.platform_health(get_store(), redis, settings.queue_name, rejected)
+    return Response(body, content_type=prometheus.CONTENT_TYPE)
+
+
+BLUEPRINTS = (metrics_bp, health_bp)
