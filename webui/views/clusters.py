@@ -11,8 +11,9 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from webui import security
+from webui.api import PREFIX
 from webui.security import login_required
-from webui.services import cloud, credentials, deployments, jobs, projects
+from webui.services import cloud, credentials, deployments, jobs, projects, topology
 from webui.services.errors import Invalid
 
 bp = Blueprint("clusters", __name__)
@@ -190,7 +191,7 @@ def show(cluster_id: str) -> str:
     cluster_jobs = deployments.jobs_of(store, cluster_id)
     hosts = {h["_id"]: h for h in projects.list_hosts(store, project["_id"])}
     creds = {c["_id"]: c for c in credentials.list_public(store, project["_id"])}
-    machines, members, report, routers = [], [], None, []
+    machines, members, report, routers, drawn = [], [], None, [], None
     if cluster.get("plan"):
         machines = cloud.instances(store, cluster)
         uri = cloud.connection_string(cluster["plan"], machines)
@@ -198,6 +199,7 @@ def show(cluster_id: str) -> str:
         members, report = deployments.members(store, cluster)
         routers = deployments.routers(store, cluster)
         uri = deployments.connection_string(store, cluster)
+        drawn = topology.of_cluster(store, actor, cluster_id)
     return render_template(
         "clusters/show.html", cluster=cluster, project=project,
         state=deployments.cluster_state(store, cluster),
@@ -205,6 +207,8 @@ def show(cluster_id: str) -> str:
         hosts=[hosts[h] for h in cluster.get("host_ids", []) if h in hosts],
         credentials=[creds[c] for c in cluster.get("credential_ids", []) if c in creds],
         instances=machines, members=members, report=report, routers=routers, uri=uri,
+        topology=drawn, processes=topology.processes(drawn) if drawn else [],
+        metrics_api=f"{PREFIX}/projects/{project['_id']}/metrics",
     )  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""Hosts: every host of the user's projects on one page, registered there or on a project's page."""
+"""Hosts: every host of the user's projects on one page (with its agent's version, last report and
+state), registered there or on a project's page; a host's page with its charts."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from webui import security
+from webui.api import PREFIX
 from webui.security import login_required
-from webui.services import projects
+from webui.services import overview, projects, topology
 from webui.services.errors import Invalid
 
 bp = Blueprint("hosts", __name__)
@@ -37,7 +39,7 @@ def _page(values: dict[str, Any], errors: dict[str, list[str]], status: int = 20
             for host_id in cluster.get("host_ids", []):
                 clusters.setdefault(host_id, []).append(cluster)
         rows += [
-            (project, host, clusters.get(host["_id"], []))
+            (project, host, clusters.get(host["_id"], []), topology.agent_status(host))
             for host in projects.list_hosts(store, project["_id"])
         ]
         if projects.role_in(store, actor, project["_id"]) in ("operator", "owner"):
@@ -52,6 +54,15 @@ def _page(values: dict[str, Any], errors: dict[str, list[str]], status: int = 20
 @login_required
 def index():
     return _page({"project_id": request.args.get("project", "")}, {})
+
+
+@bp.get("/hosts/<host_id>")
+@login_required
+def show(host_id: str) -> str:
+    """A host: its agent, its MongoDB processes, and charts of the host beside each process."""
+    detail = overview.host(security.get_store(), security.current_actor(), host_id)
+    api = f"{PREFIX}/projects/{detail['project']['_id']}/metrics"
+    return render_template("hosts/show.html", metrics_api=api, **detail)
 
 
 @bp.post("/hosts")
