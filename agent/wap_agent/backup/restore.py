@@ -375,6 +375,10 @@ class Restorer:
             specs = command.get("indexes") or [{k: v for k, v in command.items() if k != name}]
             self.index_builds.setdefault(f"{db}.{coll}", []).extend(specs)
             return
+        if name == "create" and self.options.drop:
+            # created during the dump: not among the snapshot's collections that --drop dropped
+            self.flush_oplog()
+            self.client[db].drop_collection(command["create"])
         if name in ("dropIndexes", "deleteIndexes"):
             pending = self.index_builds.get(f"{db}.{command[name]}", [])
             self.index_builds[f"{db}.{command[name]}"] = [
