@@ -91,10 +91,20 @@ def _metrics_tiers(db: Database[dict[str, Any]]) -> None:
     db.rollups.create_index([("tier", ASCENDING), ("t0", ASCENDING)])
 
 
+def _backups(db: Database[dict[str, Any]]) -> None:
+    """Backup policies (one per cluster, `_id` its id; found due by their next run) and the
+    snapshot catalogue (a cluster's newest first, a project's, the running ones to settle)."""
+    db.backup_policies.create_index([("enabled", ASCENDING), ("next_run_at", ASCENDING)])
+    db.snapshots.create_index([("cluster_id", ASCENDING), ("started_at", DESCENDING)])
+    db.snapshots.create_index([("project_id", ASCENDING), ("started_at", DESCENDING)])
+    db.snapshots.create_index("status")
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "collections and their indexes", _initial_indexes),
     Migration(2, "usernames normalised (NFKC, case-folded)", _normalized_usernames),
     Migration(3, "agent tokens and raw samples", _agents),
     Migration(4, "latest samples per host and the metrics' rollup tiers", _metrics_tiers),
     Migration(5, "commands for agents", _agent_commands),
+    Migration(6, "backup policies and the snapshot catalogue", _backups),
 ]

@@ -63,6 +63,7 @@ def register_views(app: Flask) -> None:
 
     app.register_error_handler(HTTPException, _http_error)  # replaces flask-smorest's
 
-    from webui.views import overview  # the home page, `/`
+    from webui.views import backups, overview  # the home page, `/`; the Backups area
 
     app.register_blueprint(overview.bp)
+    app.register_blueprint(backups.bp)

@@ -1,0 +1,292 @@
+"""Backups on the platform, through the app with moto's S3 on 127.0.0.1: a cluster's policy
+(refused with a message per field), "back up now" through the host's agent (the command pulled,
+the snapshot written to S3 as the agent writes it, the result reported), the catalogue settled
+from the manifest, a failure or a missing manifest shown as failed, schedules firing once, retention
+deleting exactly what it no longer keeps (objects and entries), every step on the audit log, and
+the Backups pages; no secret in any answer or page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from tests.aws.cloud import FAKE_KEY, FAKE_SECRET, REGION, moto_server
+from tests.webui.test_agent_ingest import Platform, batch, body
+from tests.webui.test_web import csrf, login
+from wap_agent.backup import manifest as mf
+from wap_agent.backup import s3 as s3mod
+from webui.services import backups, projects
+from webui.services.audit import Actor
+
+BUCKET = "wap-backups"
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    with moto_server() as url:
+        s3mod.client(url, REGION, FAKE_KEY, FAKE_SECRET).create_bucket(
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
+        yield url
+
+
+class Backups(Platform):
+    """The ingest tests' platform (admin, project p1, host db1 with its agent token), plus an
+    AWS credential on moto, a cluster on db1, and the agent's side of a backup."""
+
+    def __init__(self, app: Flask, moto: str) -> None:
+        super().__init__(app)
+        self.moto = moto
+        self.s3 = s3mod.client(moto, REGION, FAKE_KEY, FAKE_SECRET)
+        self.settings = app.extensions["wap.settings"]
+        fields = {"access_key_id": FAKE_KEY, "secret_access_key": FAKE_SECRET,
+                  "endpoint_url": moto}  # fmt: skip
+        answer = self.api("POST", f"/projects/{self.project['id']}/credentials",
+                          json={"name": "s3", "kind": "aws", "fields": fields})  # fmt: skip
+        assert answer.status_code == 201, answer.get_json()
+        self.credential = answer.get_json()
+        admin = Actor(None, "admin", "admin", "tests")
+        self.cluster = projects.create_cluster(
+            self.store, admin, self.project["id"], "orders", [self.host["id"]], "steps.yml"
+        )
+
+    def policy(self, **change: Any) -> Any:
+        data = {"schedule": "0 2 * * *", "keep_last": 2, "max_age_days": None,
+                "bucket": BUCKET, "prefix": "wap", "region": REGION,
+                "credential_id": self.credential["id"], **change}  # fmt: skip
+        return self.api("PUT", f"/clusters/{self.cluster['_id']}/backup-policy", json=data)
+
+    def agent_alive(self) -> None:
+        assert self.send(body(batch(1))).status_code == 200
+
+    def agent_backs_up(self, payload: bytes = b"archive", state: str = "succeeded") -> dict:
+        """What the agent does with the backup command: pull it, write the snapshot where its
+        arguments say, report."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        commands = self.client.get("/api/v1/agent/commands", headers=headers).get_json()
+        (command,) = [c for c in commands["commands"] if c["name"] == "backup"]
+        args = command["args"]
+        if state == "succeeded" and payload:
+            layout = mf.Layout(args["prefix"], args["project_id"], args["cluster_id"])
+
+            def produce(out: Any) -> dict[str, Any]:
+                out.write(payload)
+                return {"server_version": "7.0.14", "fcv": "7.0", "compression": "gzip",
+                        "collections": [{"db": "shop", "collection": "orders", "count": 42,
+                                         "bytes": 4200, "hash": "0a", "indexes": []}],
+                        "oplog": {"start": {"t": 1, "i": 1}, "end": {"t": 2, "i": 1}}}  # fmt: skip
+
+            mf.store_snapshot(self.s3, args["bucket"], layout, produce,
+                              snapshot=args["snapshot_id"], cluster_name=args["cluster_name"],
+                              compression="gzip")  # fmt: skip
+        reason = "" if state == "succeeded" else "mongod refused: not authorized"
+        report = {"state": state, "result": {"snapshot_id": args["snapshot_id"]}, "reason": reason}
+        answer = self.client.post(f"/api/v1/agent/commands/{command['id']}/result",
+                                  json=report, headers=headers)  # fmt: skip
+        assert answer.status_code == 200, answer.get_json()
+        return args
+
+    def catalogue(self) -> dict[str, Any]:
+        answer = self.api("GET", f"/clusters/{self.cluster['_id']}/backups")
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()
+
+    def audit(self, prefix: str) -> list[dict[str, Any]]:
+        return self.api("GET", f"/audit?action={prefix}").get_json()
+
+    def stored_keys(self) -> list[str]:
+        found = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"wap/{self.project['id']}/")
+        return [o["Key"] for o in found.get("Contents", [])]
+
+
+@pytest.fixture
+def platform(app: Flask, moto: str) -> Backups:
+    return Backups(app, moto)
+
+
+def test_a_policy_is_refused_with_a_message_per_field(platform: Backups) -> None:
+    answer = platform.policy(schedule="every day", keep_last=0, max_age_days="soon",
+                             bucket="My_Bucket", prefix="a//b", region="Europe",
+                             credential_id="nope", compression="rar")  # fmt: skip
+    assert answer.status_code == 422
+    errors = answer.get_json()["errors"]["json"]
+    assert "'0 2 * * *' is every day at 02:00" in errors["schedule"][0]
+    assert errors["keep_last"] == ["a whole number of snapshots, 1 to 1000"]
+    assert errors["max_age_days"] == ["a whole number of days, 1 to 3650, or empty"]
+    assert "S3 bucket name" in errors["bucket"][0]
+    assert set(errors) == {"schedule", "keep_last", "max_age_days", "bucket", "prefix", "region",
+                           "credential_id", "compression"}  # fmt: skip
+    every_minute = platform.policy(schedule="* * * * *").get_json()["errors"]["json"]
+    assert every_minute["schedule"] == [
+        "at most one backup an hour: use a minute field of one value, such as '0'"
+    ]
+    ssh = platform.api("POST", f"/projects/{platform.project['id']}/credentials",
+                       json={"name": "k", "kind": "mongodb",
+                             "fields": {"username": "u", "password": "p"}}).get_json()  # fmt: skip
+    assert platform.policy(credential_id=ssh["id"]).get_json()["errors"]["json"] == {
+        "credential_id": ["an AWS credential of this project"]
+    }
+    assert platform.catalogue()["policy"] is None
+
+
+def test_a_backup_through_the_agent_lands_in_the_catalogue(platform: Backups) -> None:
+    saved = platform.policy()
+    assert saved.status_code == 200, saved.get_json()
+    assert saved.get_json()["store"]["credential_name"] == "s3"
+    cluster = platform.cluster["_id"]
+    no_agent = platform.api("POST", f"/clusters/{cluster}/backups")
+    assert no_agent.status_code == 409
+    assert "no agent on the cluster's hosts" in no_agent.get_json()["message"]
+
+    platform.agent_alive()
+    started = platform.api("POST", f"/clusters/{cluster}/backups")
+    assert started.status_code == 202, started.get_json()
+    snapshot = started.get_json()
+    assert (snapshot["status"], snapshot["via"], snapshot["trigger"]) == ("running", "agent",
+                                                                          "manual")  # fmt: skip
+    again = platform.api("POST", f"/clusters/{cluster}/backups")
+    assert again.status_code == 409 and "running" in again.get_json()["message"]
+
+    payload = b"z" * 6000
+    args = platform.agent_backs_up(payload)
+    assert args["snapshot_id"] == snapshot["id"] and args["bucket"] == BUCKET
+    assert FAKE_SECRET not in str(args) and FAKE_KEY not in str(args)
+    assert platform.catalogue()["snapshots"][0]["status"] == "running"  # until the tick reads it
+    assert backups.tick(platform.store, platform.settings)["settled"] == [snapshot["id"]]
+
+    (done,) = platform.catalogue()["snapshots"]
+    assert (done["status"], done["size"], done["documents"]) == ("done", len(payload), 42)
+    assert done["oplog"] == {"start": {"t": 1, "i": 1}, "end": {"t": 2, "i": 1}}
+    assert done["mongodb_version"] == "7.0.14" and done["duration"] is not None
+    actions = [e["action"] for e in platform.audit("backup.")]
+    assert actions[:3] == ["backup.done", "backup.start", "backup.policy"]
+    everything = str(platform.catalogue()) + str(platform.audit(""))
+    assert FAKE_SECRET not in everything and FAKE_KEY not in everything
+
+
+def test_a_failed_backup_and_one_without_its_manifest_are_failed(platform: Backups) -> None:
+    platform.policy()
+    platform.agent_alive()
+    cluster = platform.cluster["_id"]
+    platform.api("POST", f"/clusters/{cluster}/backups")
+    platform.agent_backs_up(state="failed")
+    backups.tick(platform.store, platform.settings)
+    (failed,) = platform.catalogue()["snapshots"]
+    assert (failed["status"], failed["reason"]) == ("failed", "mongod refused: not authorized")
+
+    platform.api("POST", f"/clusters/{cluster}/backups")
+    platform.agent_backs_up(payload=b"")  # says it succeeded, wrote nothing
+    backups.tick(platform.store, platform.settings)
+    latest = platform.catalogue()["snapshots"][0]
+    assert latest["status"] == "failed"
+    assert "manifest cannot be read" in latest["reason"] and "NoSuchKey" in latest["reason"]
+    assert [e["outcome"] for e in platform.audit("backup.failed")] == ["failed", "failed"]
+
+
+def test_a_schedule_fires_once_per_run_and_survives_a_restart(platform: Backups) -> None:
+    platform.policy(schedule="30 4 * * *")
+    platform.agent_alive()
+    policy = platform.catalogue()["policy"]
+    due = policy["next_run_at"]
+    assert due % DAY == 4.5 * 3600  # 04:30 UTC
+    assert backups.tick(platform.store, platform.settings, at=due - 1)["started"] == []
+    # another worker, with its own connection to the store, ticks at the same moment
+    other = type(platform.store)(platform.store.uri)
+    first = backups.tick(platform.store, platform.settings, at=due + 5)
+    second = backups.tick(other, platform.settings, at=due + 5)
+    other.close()
+    assert len(first["started"]) == 1 and second["started"] == []
+    (entry,) = platform.catalogue()["snapshots"]
+    assert entry["trigger"] == "schedule" and entry["started_at"] == due + 5
+    assert platform.catalogue()["policy"]["next_run_at"] == due + DAY
+    # the next run, while this one is still running: refused, on the record
+    assert backups.tick(platform.store, platform.settings, at=due + DAY)["refused"]
+    refused = platform.audit("backup.start")[0]
+    assert refused["outcome"] == "refused" and "running" in refused["detail"]["reason"]
+
+
+def test_retention_deletes_exactly_what_it_no_longer_keeps(platform: Backups) -> None:
+    platform.policy(keep_last=2, max_age_days=13)
+    at = 1_800_000_000.0
+    ages = [1, 3, 12, 15, 40]  # days: the newest two kept by count, the 12 days old by age
+    policy = backups._policies(platform.store).find_one({"_id": platform.cluster["_id"]})
+    layout = mf.Layout("wap", platform.project["id"], platform.cluster["_id"])
+    ids = []
+    for age in ages:
+        started = at - age * DAY
+        made = mf.store_snapshot(platform.s3, BUCKET, layout, lambda out: {"compression": "gzip"},
+                                 cluster_name="orders", started=started)  # fmt: skip
+        ids.append(made.snapshot_id)
+        backups._snapshots(platform.store).insert_one({
+            "_id": made.snapshot_id, "project_id": platform.project["id"],
+            "cluster_id": platform.cluster["_id"], "cluster_name": "orders", "status": "done",
+            "started_at": started, "finished_at": started + 60, "store": policy["store"],
+            "prefix": layout.snapshot(made.snapshot_id), "size": 10,
+            "manifest_key": layout.manifest(made.snapshot_id), "trigger": "schedule"})  # fmt: skip
+    assert len(platform.stored_keys()) == 2 * len(ages)
+    report = backups.tick(platform.store, platform.settings, at=at)
+    assert sorted(report["expired"]) == sorted(ids[3:])  # 15 and 40 days old
+    kept = [s["id"] for s in platform.catalogue()["snapshots"]]
+    assert kept == ids[:3]  # 12 days is younger than 13: kept though not among the newest two
+    assert sorted({k.split("/")[4] for k in platform.stored_keys()}) == sorted(ids[:3])
+    expired = platform.audit("backup.expire")
+    assert sorted(e["detail"]["snapshot_id"] for e in expired) == sorted(ids[3:])
+    assert {e["detail"]["objects"] for e in expired} == {2} and expired[0]["actor"] == "system"
+
+
+def test_expired_keeps_the_newest_and_the_young() -> None:
+    at = 100 * DAY
+    entries = [{"_id": str(d), "status": "done", "started_at": at - d * DAY} for d in range(8)]
+    entries.append({"_id": "f", "status": "failed", "started_at": at - 50 * DAY})
+    assert [e["_id"] for e in backups.expired(entries, 3, None, at)] == ["3", "4", "5", "6", "7"]
+    assert [e["_id"] for e in backups.expired(entries, 3, 5, at)] == ["6", "7"]
+    assert backups.expired(entries, 10, 1, at) == []
+
+
+def test_a_snapshot_is_deleted_by_typing_its_id(platform: Backups) -> None:
+    platform.policy()
+    platform.agent_alive()
+    snapshot = platform.api("POST", f"/clusters/{platform.cluster['_id']}/backups").get_json()
+    platform.agent_backs_up()
+    backups.tick(platform.store, platform.settings)
+    path = f"/snapshots/{snapshot['id']}/delete"
+    refused = platform.api("POST", path, json={"confirm": "orders"})
+    assert refused.status_code == 422 and platform.stored_keys()
+    assert platform.api("POST", path, json={"confirm": snapshot["id"]}).status_code == 204
+    assert platform.catalogue()["snapshots"] == [] and platform.stored_keys() == []
+    assert platform.audit("backup.delete")[0]["detail"]["objects"] == 2
+
+
+def test_the_backups_pages(platform: Backups) -> None:
+    client = platform.client
+    assert login(client, "admin") == 302
+    home = client.get("/").get_data(as_text=True)
+    assert 'href="/backups"' in home
+    listing = client.get("/backups").get_data(as_text=True)
+    assert "orders" in listing and "set a policy" in listing
+    page_path = f"/clusters/{platform.cluster['_id']}/backups"
+    form = {"csrf_token": csrf(client, page_path), "schedule": "whenever", "keep_last": "3",
+            "bucket": BUCKET, "prefix": "wap", "region": REGION,
+            "credential_id": platform.credential["id"], "compression": "gzip",
+            "enabled": "on"}  # fmt: skip
+    refused = client.post(f"{page_path}/policy", data=form)
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 422
+    assert 'value="whenever"' in text and "is every day at 02:00" in text  # kept, explained
+    form["schedule"] = "0 3 * * *"
+    assert client.post(f"{page_path}/policy", data=form).status_code == 302
+    platform.agent_alive()
+    now_form = {"csrf_token": csrf(client, page_path)}
+    assert client.post(f"{page_path}/now", data=now_form).status_code == 302
+    platform.agent_backs_up(b"y" * 3000)
+    backups.tick(platform.store, platform.settings)
+    page = client.get(page_path).get_data(as_text=True)
+    assert 'data-status="done"' in page  # the timeline's mark
+    assert "<code>0 3 * * *</code>" in page and "3 KiB" in page
+    assert 'id="backup-now"' in page and 'id="snapshot-table"' in page
+    assert FAKE_SECRET not in page and FAKE_KEY not in page
+    assert "done" in client.get("/backups").get_data(as_text=True)

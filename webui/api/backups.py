@@ -1,0 +1,149 @@
+"""Backups API: a cluster's backup policy, its snapshot catalogue, "back up now", and deleting a
+snapshot. The policy is checked by webui.services.backups alone (the console's form sends the same
+fields), so the two cannot differ; answers never hold a credential's secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import fields, validate
+
+from webui.api import _blueprint
+from webui.api.schemas import SHORT, Strict
+from webui.security import current_actor, get_settings, get_store
+from webui.services import backups
+
+bp = _blueprint("backups-api", "Backup policies and snapshots of clusters")
+
+
+class StoreOut(Strict):
+    bucket = fields.String()
+    prefix = fields.String()
+    region = fields.String()
+    endpoint_url = fields.String()
+    credential_id = fields.String()
+    credential_name = fields.String()
+
+
+class PolicyIn(Strict):
+    schedule = fields.String(
+        required=True, metadata={"description": "cron, UTC, five fields: '0 2 * * *'"}
+    )
+    keep_last = fields.Raw(required=True, metadata={"description": "snapshots kept, 1-1000"})
+    max_age_days = fields.Raw(
+        allow_none=True, metadata={"description": "also keep any younger than this (days)"}
+    )
+    compression = fields.String(load_default="gzip")
+    bucket = fields.String(required=True)
+    prefix = fields.String(load_default="")
+    region = fields.String(load_default="")
+    credential_id = fields.String(required=True, metadata={"description": "an AWS credential"})
+    member = fields.String(load_default="", metadata={"description": "host:port, or a secondary"})
+    enabled = fields.Boolean(load_default=True)
+
+
+class PolicyOut(Strict):
+    cluster_id = fields.String()
+    project_id = fields.String()
+    schedule = fields.String()
+    keep_last = fields.Integer()
+    max_age_days = fields.Integer(allow_none=True)
+    compression = fields.String()
+    member = fields.String()
+    enabled = fields.Boolean()
+    store = fields.Nested(StoreOut)
+    next_run_at = fields.Float(allow_none=True)
+    last_run_at = fields.Float(allow_none=True)
+    updated_at = fields.Float()
+    updated_by = fields.String()
+
+
+class SnapshotOut(Strict):
+    id = fields.String(attribute="_id")
+    project_id = fields.String()
+    cluster_id = fields.String()
+    cluster_name = fields.String()
+    status = fields.String(metadata={"description": "running, done or failed"})
+    trigger = fields.String(metadata={"description": "manual or schedule"})
+    via = fields.String(metadata={"description": "agent or job"})
+    host_id = fields.String()
+    command_id = fields.String()
+    job_id = fields.String()
+    started_at = fields.Float()
+    finished_at = fields.Float(allow_none=True)
+    duration = fields.Float(allow_none=True)
+    size = fields.Integer(allow_none=True, metadata={"description": "bytes stored"})
+    data_size = fields.Integer(allow_none=True, metadata={"description": "BSON bytes dumped"})
+    documents = fields.Integer(allow_none=True)
+    collections = fields.Integer(allow_none=True)
+    mongodb_version = fields.String()
+    compression = fields.String(allow_none=True)
+    oplog = fields.Dict(metadata={"description": "{start, end}: BSON timestamps as {t, i}"})
+    store = fields.Nested(StoreOut)
+    prefix = fields.String()
+    manifest_key = fields.String()
+    reason = fields.String()
+    created_by = fields.String()
+
+
+class CatalogueOut(Strict):
+    policy = fields.Nested(PolicyOut, allow_none=True)
+    snapshots = fields.List(fields.Nested(SnapshotOut))
+
+
+class SnapshotDeleteIn(Strict):
+    confirm = fields.String(required=True, validate=SHORT, metadata={"description": "its id"})
+
+
+class CatalogueQuery(Strict):
+    limit = fields.Integer(load_default=200, validate=validate.Range(1, 1000))
+
+
+@bp.route("/clusters/<cluster_id>/backups")
+@bp.arguments(CatalogueQuery, location="query")
+@bp.response(200, CatalogueOut)
+def catalogue(query: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    """The cluster's policy and its snapshots, newest first."""
+    store, actor = get_store(), current_actor()
+    entries = backups.list_snapshots(store, actor, cluster_id, query["limit"])
+    policy = backups.get_policy(store, actor, cluster_id)
+    return {
+        "policy": backups.public_policy(policy),
+        "snapshots": [backups.public_snapshot(e) for e in entries],
+    }
+
+
+@bp.route("/clusters/<cluster_id>/backup-policy", methods=["PUT"])
+@bp.arguments(PolicyIn)
+@bp.response(200, PolicyOut)
+def save_policy(data: dict[str, Any], cluster_id: str) -> dict[str, Any] | None:
+    """Create or replace the cluster's backup policy (operators): schedule, retention, store."""
+    policy = backups.save_policy(get_store(), current_actor(), cluster_id, data)
+    return backups.public_policy(policy)
+
+
+@bp.route("/clusters/<cluster_id>/backups", methods=["POST"])
+@bp.response(202, SnapshotOut)
+def back_up_now(cluster_id: str) -> dict[str, Any]:
+    """Back the cluster up now, to its policy's store: the snapshot, `running`."""
+    entry = backups.start_backup(get_store(), get_settings(), current_actor(), cluster_id)
+    return backups.public_snapshot(entry)
+
+
+@bp.route("/snapshots/<snapshot_id>")
+@bp.response(200, SnapshotOut)
+def get_snapshot(snapshot_id: str) -> dict[str, Any]:
+    return backups.public_snapshot(backups.get_snapshot(get_store(), current_actor(), snapshot_id))
+
+
+@bp.route("/snapshots/<snapshot_id>/delete", methods=["POST"])
+@bp.arguments(SnapshotDeleteIn)
+@bp.response(204)
+def delete_snapshot(data: dict[str, Any], snapshot_id: str) -> None:
+    """Delete a snapshot, its objects in the store and its entry (operators; type its id)."""
+    backups.delete_snapshot(
+        get_store(), get_settings(), current_actor(), snapshot_id, data["confirm"]
+    )
+
+
+BLUEPRINTS = (bp,)

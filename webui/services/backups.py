@@ -1,0 +1,533 @@
+"""Backups of clusters: policies, the snapshot catalogue, backups on demand or on schedule, and
+retention.
+
+A **policy** (one per cluster) says when to back up (a cron expression, UTC, read by croniter),
+how long to keep snapshots (the newest `keep_last`, and optionally any younger than
+`max_age_days`: a snapshot goes when it is neither), where (a snapshot store: an S3 bucket and
+prefix with one of the project's AWS credentials, whose endpoint URL, when it has one, names an
+S3-compatible store) and how (compression, the member to read from).
+
+A **backup** is a catalogue entry first (`running`), then work elsewhere: the engine runs next to
+the data, so a cluster whose host has a live agent gets the agent command `backup` (webui.services
+.agent_commands) with where to write and nothing secret (the agent writes with its host's own AWS
+credentials); a cluster without one gets a job running `backup_cluster.yml` with the store's
+credential, when the playbooks dir has it. Either way the snapshot lands at the layout of
+`wap_agent.backup.manifest` (agent/docs/backup-storage.md), its manifest written last.
+
+`tick()` is the periodic part, run by the platform's worker: it starts the backups whose policy
+is due (each policy's next run is claimed with one atomic update of the store, so it fires once
+however many workers tick, and a restart loses no schedule: the next run is stored), settles
+running backups from their command or job (a succeeded one is `done` only once its manifest is
+read from the store: a snapshot without its manifest is not a snapshot) and expires what the
+retention no longer keeps, deleting the S3 objects, then the catalogue entry, on the audit log.
+
+S3 is reached with the store's credential through `credentials.reveal` in `tick()` and `delete`
+only (the worker's side); nothing secret is returned, logged or audited.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from croniter import CroniterBadCronError, croniter
+
+from wap_agent.backup import manifest as snapshots
+from webui.config import Settings
+from webui.services import agent_commands, audit, credentials, jobs, projects
+from webui.services.audit import SYSTEM, Actor
+from webui.services.errors import Conflict, Invalid, NotFound
+from webui.store import Store, now
+
+RUNNING, DONE, FAILED = "running", "done", "failed"
+STATUSES = (RUNNING, DONE, FAILED)
+COMPRESSIONS = ("gzip", "zstd", "none")
+PLAYBOOK = "backup_cluster.yml"  # a cluster without an agent is backed up by this job
+AGENT_FRESH = 300.0  # seconds since an agent was last heard of for it to take a backup
+MIN_INTERVAL = 3600.0  # a schedule may not fire more often than hourly
+BUCKET_RE = re.compile(r"^(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]{0,200}$")
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+PUBLIC_STORE = ("bucket", "prefix", "region", "credential_id", "credential_name")
+
+
+def _snapshots(store: Store) -> Any:
+    return store.db.snapshots
+
+
+def _policies(store: Store) -> Any:
+    return store.db.backup_policies
+
+
+# -- policies --------------------------------------------------------------------------------
+
+
+def next_run(schedule: str, after: float) -> float:
+    return float(croniter(schedule, after).get_next(float))
+
+
+def _schedule_errors(schedule: str) -> list[str]:
+    if not croniter.is_valid(schedule):
+        return [
+            "a cron expression of five fields, minute hour day month weekday, in UTC:"
+            " '0 2 * * *' is every day at 02:00"
+        ]
+    try:
+        first = next_run(schedule, now())
+        second = next_run(schedule, first)
+    except (CroniterBadCronError, ValueError) as exc:
+        return [f"not a schedule croniter can follow: {exc}"]
+    if second - first < MIN_INTERVAL:
+        return ["at most one backup an hour: use a minute field of one value, such as '0'"]
+    return []
+
+
+def _integer(value: Any, low: int, high: int) -> int | None:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return None
+    return value
+
+
+def validate_policy(store: Store, project_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A policy as it will be stored, or Invalid naming each field that is wrong and why."""
+    errors: dict[str, list[str]] = {}
+    schedule = " ".join(str(data.get("schedule") or "").split())
+    problems = _schedule_errors(schedule)
+    if problems:
+        errors["schedule"] = problems
+    keep_last = _integer(data.get("keep_last"), 1, 1000)
+    if keep_last is None:
+        errors["keep_last"] = ["a whole number of snapshots, 1 to 1000"]
+    max_age = data.get("max_age_days")
+    if max_age in (None, ""):
+        max_age = None
+    else:
+        max_age = _integer(max_age, 1, 3650)
+        if max_age is None:
+            errors["max_age_days"] = ["a whole number of days, 1 to 3650, or empty"]
+    compression = str(data.get("compression") or "gzip")
+    if compression not in COMPRESSIONS:
+        errors["compression"] = [f"one of {', '.join(COMPRESSIONS)}"]
+    bucket = str(data.get("bucket") or "").strip()
+    if not BUCKET_RE.match(bucket):
+        errors["bucket"] = [
+            "an S3 bucket name: 3 to 63 lower-case letters, digits, '.' or '-', starting and"
+            " ending with a letter or digit"
+        ]
+    prefix = str(data.get("prefix") or "").strip().strip("/")
+    if not PREFIX_RE.match(prefix) or "//" in prefix or ".." in prefix.split("/"):
+        errors["prefix"] = ["up to 200 letters, digits and !_.*'()-, folders split by '/'"]
+    region = str(data.get("region") or "").strip()
+    if region and not REGION_RE.match(region):
+        errors["region"] = ["an AWS region such as eu-west-1, or empty for the credential's"]
+    credential = None
+    credential_id = str(data.get("credential_id") or "")
+    if not credential_id:
+        errors["credential_id"] = ["pick the AWS credential that may write to the bucket"]
+    else:
+        credential = store.credentials.find_one(
+            {"_id": credential_id, "project_id": project_id, "kind": "aws"}
+        )
+        if credential is None:
+            errors["credential_id"] = ["an AWS credential of this project"]
+    member = str(data.get("member") or "").strip()
+    if member and not re.match(r"^[A-Za-z0-9.-]+(:\d{1,5})?$", member):
+        errors["member"] = ["host:port of the member to read from, or empty for a secondary"]
+    enabled = data.get("enabled", True)
+    if isinstance(enabled, str):
+        enabled = enabled.lower() in ("1", "on", "true", "yes")
+    if errors:
+        raise Invalid("the backup policy cannot be saved as given", errors)
+    assert credential is not None
+    return {
+        "schedule": schedule,
+        "keep_last": keep_last,
+        "max_age_days": max_age,
+        "compression": compression,
+        "member": member,
+        "enabled": bool(enabled),
+        "store": {
+            "bucket": bucket,
+            "prefix": prefix,
+            "region": region,
+            "credential_id": credential["_id"],
+            "credential_name": credential["name"],
+            "endpoint_url": credential.get("public", {}).get("endpoint_url", ""),
+        },
+    }
+
+
+def _cluster(store: Store, actor: Actor, cluster_id: str, role: str) -> tuple[dict, dict]:
+    cluster = store.clusters.find_one({"_id": cluster_id})
+    if cluster is None:
+        raise NotFound("no such cluster (or you are not a member of its project)")
+    project = projects.require(store, actor, cluster["project_id"], role)
+    return cluster, project
+
+
+def get_policy(store: Store, actor: Actor, cluster_id: str) -> dict[str, Any] | None:
+    cluster, _ = _cluster(store, actor, cluster_id, "read-only")
+    return _policies(store).find_one({"_id": cluster["_id"]})
+
+
+def save_policy(
+    store: Store, actor: Actor, cluster_id: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """Create or replace the cluster's policy (operators and owners); audited with what changed,
+    never a secret."""
+    cluster, project = _cluster(store, actor, cluster_id, "operator")
+    policy = validate_policy(store, cluster["project_id"], data)
+    at = now()
+    before = _policies(store).find_one({"_id": cluster["_id"]}) or {}
+    policy.update(
+        _id=cluster["_id"],
+        project_id=cluster["project_id"],
+        cluster_id=cluster["_id"],
+        next_run_at=next_run(policy["schedule"], at) if policy["enabled"] else None,
+        updated_at=at,
+        updated_by=actor.username,
+        created_at=before.get("created_at", at),
+    )
+    _policies(store).replace_one({"_id": cluster["_id"]}, policy, upsert=True)
+    changed = sorted(
+        k for k in ("schedule", "keep_last", "max_age_days", "compression", "member", "enabled",
+                    "store") if before.get(k) != policy[k]
+    )  # fmt: skip
+    audit.record(
+        store, actor, "backup.policy", f"{project['name']}/{cluster['name']}",
+        detail={"changed": changed, "schedule": policy["schedule"],
+                "keep_last": policy["keep_last"], "max_age_days": policy["max_age_days"],
+                "bucket": policy["store"]["bucket"], "enabled": policy["enabled"]},
+    )  # fmt: skip
+    return policy
+
+
+def public_policy(policy: dict[str, Any] | None) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    shown = {k: v for k, v in policy.items() if k != "store"}
+    shown["store"] = {k: policy["store"].get(k, "") for k in PUBLIC_STORE}
+    shown["store"]["endpoint_url"] = policy["store"].get("endpoint_url", "")
+    return shown
+
+
+# -- backups -----------------------------------------------------------------------------------
+
+
+def _agent_host(store: Store, cluster: dict[str, Any], at: float) -> dict[str, Any] | None:
+    """A host of the cluster whose agent was heard of lately (the engine picks the member)."""
+    hosts = store.hosts.find(
+        {"_id": {"$in": cluster.get("host_ids", [])}, "agent.last_seen": {"$gte": at - AGENT_FRESH}}
+    )
+    return next(iter(sorted(hosts, key=lambda h: h["name"])), None)
+
+
+def _layout(policy: dict[str, Any]) -> snapshots.Layout:
+    return snapshots.Layout(policy["store"]["prefix"], policy["project_id"], policy["cluster_id"])
+
+
+def start_backup(
+    store: Store,
+    settings: Settings,
+    actor: Actor,
+    cluster_id: str,
+    *,
+    trigger: str = "manual",
+    at: float | None = None,
+) -> dict[str, Any]:
+    """Back the cluster up now, to its policy's store: the catalogue entry, `running`."""
+    cluster, project = _cluster(store, actor, cluster_id, "operator")
+    policy = _policies(store).find_one({"_id": cluster["_id"]})
+    if policy is None:
+        raise Conflict("the cluster has no backup policy: save one first (where to write)")
+    at = now() if at is None else at
+    if _snapshots(store).find_one({"cluster_id": cluster["_id"], "status": RUNNING}):
+        raise Conflict("a backup of this cluster is running: wait for it to end")
+    snapshot_id = snapshots.snapshot_id(at)
+    layout = _layout(policy)
+    compression = None if policy["compression"] == "none" else policy["compression"]
+    entry: dict[str, Any] = {
+        "_id": snapshot_id,
+        "project_id": cluster["project_id"],
+        "cluster_id": cluster["_id"],
+        "cluster_name": cluster["name"],
+        "trigger": trigger,
+        "status": RUNNING,
+        "started_at": at,
+        "finished_at": None,
+        "store": {k: policy["store"].get(k, "") for k in (*PUBLIC_STORE, "endpoint_url")},
+        "prefix": layout.snapshot(snapshot_id),
+        "manifest_key": layout.manifest(snapshot_id),
+        "compression": compression,
+        "created_by": actor.username,
+        "size": None,
+        "documents": None,
+        "reason": "",
+    }
+    host = _agent_host(store, cluster, now())  # heard of lately, whatever `at` says
+    if host is not None:
+        args = {
+            "snapshot_id": snapshot_id,
+            "bucket": policy["store"]["bucket"],
+            "prefix": policy["store"]["prefix"],
+            "region": policy["store"]["region"],
+            "endpoint_url": policy["store"]["endpoint_url"],
+            "project_id": cluster["project_id"],
+            "cluster_id": cluster["_id"],
+            "cluster_name": cluster["name"],
+            "compression": compression,
+            "member": policy.get("member", ""),
+            "oplog": True,
+        }
+        command = agent_commands.enqueue(
+            store, actor, cluster["project_id"], host["_id"], "backup", args
+        )
+        entry.update(via="agent", host_id=host["_id"], command_id=command["_id"])
+    elif PLAYBOOK in jobs.list_playbooks(settings):
+        data = {
+            "playbook": PLAYBOOK,
+            "cluster_id": cluster["_id"],
+            "credential_ids": [policy["store"]["credential_id"]],
+        }
+        job = jobs.create_job(
+            store, settings, actor, cluster["project_id"], data,
+            action="backup", platform_vars={"wap_backup": {**entry["store"], **{
+                "snapshot_id": snapshot_id, "prefix": policy["store"]["prefix"],
+                "compression": compression, "member": policy.get("member", "")}}},
+        )  # fmt: skip
+        entry.update(via="job", job_id=job["_id"])
+    else:
+        raise Conflict(
+            f"no agent on the cluster's hosts was heard of in the last {int(AGENT_FRESH)} s, and"
+            f" the platform has no {PLAYBOOK} to back it up without one: deploy the agent"
+            " (deploy_agent.yml) on one of its hosts"
+        )
+    _snapshots(store).insert_one(entry)
+    audit.record(
+        store, actor, "backup.start", f"{project['name']}/{cluster['name']}",
+        detail={"snapshot_id": snapshot_id, "trigger": trigger, "via": entry["via"],
+                **({"job_id": entry["job_id"]} if entry.get("job_id") else {})},
+    )  # fmt: skip
+    return entry
+
+
+def list_snapshots(
+    store: Store, actor: Actor, cluster_id: str, limit: int = 200
+) -> list[dict[str, Any]]:
+    """The cluster's catalogue, newest first."""
+    cluster, _ = _cluster(store, actor, cluster_id, "read-only")
+    cursor = _snapshots(store).find({"cluster_id": cluster["_id"]}).sort("started_at", -1)
+    return list(cursor.limit(limit))
+
+
+def get_snapshot(store: Store, actor: Actor, snapshot_id: str) -> dict[str, Any]:
+    entry = _snapshots(store).find_one({"_id": snapshot_id})
+    if entry is None:
+        raise NotFound("no such snapshot")
+    projects.require(store, actor, entry["project_id"], "read-only")
+    return entry
+
+
+def public_snapshot(entry: dict[str, Any]) -> dict[str, Any]:
+    shown = dict(entry)
+    shown["store"] = {k: entry.get("store", {}).get(k, "") for k in PUBLIC_STORE}
+    shown["duration"] = (
+        entry["finished_at"] - entry["started_at"] if entry.get("finished_at") else None
+    )
+    return shown
+
+
+# -- S3, on the worker's side ----------------------------------------------------------------
+
+S3Factory = Callable[[Store, Settings, dict[str, Any]], Any]
+
+
+def s3_client(store: Store, settings: Settings, entry_store: dict[str, Any]) -> Any:
+    """An S3 client with the store's credential (revealed here, never kept)."""
+    from wap_agent.backup.s3 import client
+
+    secret = credentials.reveal(store, settings.credential_key, entry_store["credential_id"])
+    return client(
+        entry_store.get("endpoint_url") or secret.get("endpoint_url"),
+        entry_store.get("region") or "us-east-1",
+        secret["access_key_id"],
+        secret["secret_access_key"],
+    )
+
+
+def _finish(store: Store, entry: dict[str, Any], update: dict[str, Any]) -> None:
+    _snapshots(store).update_one({"_id": entry["_id"], "status": RUNNING}, {"$set": update})
+    project = store.projects.find_one({"_id": entry["project_id"]}) or {}
+    audit.record(
+        store, SYSTEM, f"backup.{update['status']}",
+        f"{project.get('name', entry['project_id'])}/{entry['cluster_name']}",
+        "ok" if update["status"] == DONE else "failed",
+        {"snapshot_id": entry["_id"], **({"reason": update["reason"][:300]}
+                                         if update.get("reason") else {})},
+    )  # fmt: skip
+
+
+def settle(store: Store, settings: Settings, entry: dict[str, Any], s3: S3Factory) -> str:
+    """Bring a running backup's entry up to date from its command or job; its status after."""
+    if entry["status"] != RUNNING:
+        return entry["status"]
+    if entry.get("via") == "agent":
+        work = store.agent_commands.find_one({"_id": entry.get("command_id")}) or {}
+        state = work.get("state", "gone")
+        finished = state in (*agent_commands.OUTCOMES, agent_commands.EXPIRED, "gone")
+        succeeded = state == agent_commands.SUCCEEDED
+        reason = work.get("reason") or f"the agent's command {state}"
+    else:
+        work = store.jobs.find_one({"_id": entry.get("job_id")}) or {}
+        state = work.get("status", "gone")
+        finished = state in (*jobs.FINISHED, "gone")
+        succeeded = state == "successful"
+        reason = work.get("reason") or f"the backup job ended {state}"
+    if not finished:
+        return RUNNING
+    if not succeeded:
+        _finish(store, entry, {"status": FAILED, "finished_at": now(), "reason": reason})
+        return FAILED
+    try:
+        made = snapshots.read(s3(store, settings, entry["store"]), entry["store"]["bucket"],
+                              entry["manifest_key"])  # fmt: skip
+    except (OSError, ValueError) as exc:
+        _finish(store, entry, {"status": FAILED, "finished_at": now(),
+                               "reason": f"the backup reported success but its manifest"
+                                         f" cannot be read: {exc}"})  # fmt: skip
+        return FAILED
+    _finish(
+        store, entry,
+        {"status": DONE, "started_at": made.started_at, "finished_at": made.finished_at,
+         "size": made.stored_size, "data_size": made.data_size, "documents": made.documents,
+         "collections": len(made.collections), "mongodb_version": made.mongodb_version,
+         "oplog": {"start": made.oplog_start, "end": made.oplog_end}},
+    )  # fmt: skip
+    return DONE
+
+
+def expired(
+    entries: list[dict[str, Any]], keep_last: int, max_age_days: int | None, at: float
+) -> list[dict[str, Any]]:
+    """The done snapshots a retention no longer keeps: neither among the newest `keep_last`
+    nor, when `max_age_days` is set, younger than that."""
+    done = sorted((e for e in entries if e["status"] == DONE), key=lambda e: -e["started_at"])
+    old = done[keep_last:]
+    if max_age_days is not None:
+        old = [e for e in old if e["started_at"] < at - max_age_days * 86400]
+    return old
+
+
+def _delete_objects(s3: Any, bucket: str, prefix: str) -> int:
+    deleted = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise OSError(f"S3 refused to delete {first.get('Key')}: {first.get('Code')}")
+            deleted += len(keys)
+    return deleted
+
+
+def _remove(
+    store: Store, settings: Settings, actor: Actor, entry: dict[str, Any], s3: S3Factory,
+    action: str,
+) -> None:  # fmt: skip
+    objects = _delete_objects(s3(store, settings, entry["store"]), entry["store"]["bucket"],
+                              entry["prefix"])  # fmt: skip
+    _snapshots(store).delete_one({"_id": entry["_id"]})
+    project = store.projects.find_one({"_id": entry["project_id"]}) or {}
+    audit.record(
+        store, actor, action, f"{project.get('name', entry['project_id'])}/{entry['cluster_name']}",
+        detail={"snapshot_id": entry["_id"], "objects": objects,
+                "started_at": entry["started_at"]},
+    )  # fmt: skip
+
+
+def delete_snapshot(
+    store: Store, settings: Settings, actor: Actor, snapshot_id: str, confirm: str,
+    s3: S3Factory = s3_client,
+) -> None:  # fmt: skip
+    """Delete one snapshot (its objects, then its entry): operators, typing the snapshot's id."""
+    entry = get_snapshot(store, actor, snapshot_id)
+    projects.require(store, actor, entry["project_id"], "operator")
+    if confirm != snapshot_id:
+        raise Invalid("type the snapshot's id to delete it", {"confirm": [snapshot_id]})
+    if entry["status"] == RUNNING:
+        raise Conflict("the backup is running: wait for it to end")
+    _remove(store, settings, actor, entry, s3, "backup.delete")
+
+
+def apply_retention(
+    store: Store, settings: Settings, policy: dict[str, Any], at: float, s3: S3Factory
+) -> list[str]:
+    """Delete the cluster's snapshots its retention no longer keeps; their ids."""
+    entries = list(_snapshots(store).find({"cluster_id": policy["cluster_id"]}))
+    gone = []
+    for entry in expired(entries, policy["keep_last"], policy.get("max_age_days"), at):
+        _remove(store, settings, SYSTEM, entry, s3, "backup.expire")
+        gone.append(entry["_id"])
+    return gone
+
+
+def _claim_due(store: Store, at: float) -> dict[str, Any] | None:
+    """One policy whose run is due, its next run moved on in the same update: another worker
+    ticking at the same moment cannot claim it again."""
+    for policy in _policies(store).find({"enabled": True, "next_run_at": {"$lte": at}}):
+        claimed = _policies(store).update_one(
+            {"_id": policy["_id"], "next_run_at": policy["next_run_at"]},
+            {"$set": {"next_run_at": next_run(policy["schedule"], at), "last_run_at": at}},
+        )
+        if claimed.modified_count == 1:
+            return policy
+    return None
+
+
+def tick(
+    store: Store, settings: Settings, at: float | None = None, s3: S3Factory = s3_client
+) -> dict[str, list[str]]:
+    """The periodic work (see the module's note): backups due started, running ones settled,
+    expired ones deleted. What it did, by snapshot id."""
+    at = now() if at is None else at
+    report: dict[str, list[str]] = {"started": [], "refused": [], "settled": [], "expired": []}
+    while (policy := _claim_due(store, at)) is not None:
+        try:
+            entry = start_backup(store, settings, SYSTEM, policy["cluster_id"],
+                                 trigger="schedule", at=at)  # fmt: skip
+            report["started"].append(entry["_id"])
+        except (Conflict, Invalid, NotFound) as error:
+            report["refused"].append(policy["cluster_id"])
+            project = store.projects.find_one({"_id": policy["project_id"]}) or {}
+            audit.record(store, SYSTEM, "backup.start", project.get("name", ""), "refused",
+                         {"cluster_id": policy["cluster_id"], "reason": error.message})  # fmt: skip
+    for entry in list(_snapshots(store).find({"status": RUNNING})):
+        if settle(store, settings, entry, s3) != RUNNING:
+            report["settled"].append(entry["_id"])
+    for policy in list(_policies(store).find({})):
+        report["expired"] += apply_retention(store, settings, policy, at, s3)
+    return report
+
+
+def timeline(entries: list[dict[str, Any]], at: float, days: int = 30) -> dict[str, Any]:
+    """The console's picture of the last `days`: one mark per snapshot at its start, its height
+    by size relative to the largest, coloured by status (x and height in 0..1000 / 0..100)."""
+    since = at - days * 86400
+    shown = [e for e in entries if e["started_at"] >= since]
+    largest = max((e.get("size") or 0 for e in shown), default=0) or 1
+    marks = [
+        {
+            "id": e["_id"],
+            "x": round((e["started_at"] - since) / (days * 86400) * 1000, 1),
+            "height": max(4, round((e.get("size") or 0) / largest * 100)),
+            "status": e["status"],
+            "size": e.get("size"),
+            "started_at": e["started_at"],
+        }
+        for e in shown
+    ]
+    return {"since": since, "until": at, "days": days, "marks": marks}

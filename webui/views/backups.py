@@ -1,0 +1,109 @@
+"""Backups: every cluster's protection at a glance, and per cluster its snapshots (a timeline of
+when each ran and its size, then the list), its policy form and "back up now". The policy is
+checked by webui.services.backups, as for the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from webui import security
+from webui.security import login_required
+from webui.services import backups, credentials, projects
+from webui.services.errors import Invalid
+from webui.store import now
+
+bp = Blueprint("backups", __name__)
+POLICY_FIELDS = ("schedule", "keep_last", "max_age_days", "compression", "bucket", "prefix",
+                 "region", "credential_id", "member")  # fmt: skip
+DEFAULTS = {"schedule": "0 2 * * *", "keep_last": "7", "max_age_days": "", "compression": "gzip",
+            "prefix": "wap-backups", "enabled": True}  # fmt: skip
+
+
+@bp.get("/backups")
+@login_required
+def index() -> str:
+    store, actor = security.get_store(), security.current_actor()
+    rows = []
+    for project in projects.list_projects(store, actor):
+        for cluster in projects.list_clusters(store, project["_id"]):
+            entries = backups.list_snapshots(store, actor, cluster["_id"], limit=50)
+            last_done = next((e for e in entries if e["status"] == backups.DONE), None)
+            policy = backups.get_policy(store, actor, cluster["_id"])
+            rows.append((project, cluster, policy, entries[0] if entries else None, last_done))
+    return render_template("backups/index.html", rows=rows)
+
+
+def _values(policy: dict[str, Any] | None) -> dict[str, Any]:
+    if policy is None:
+        return dict(DEFAULTS)
+    values = {k: policy.get(k) for k in POLICY_FIELDS if k in policy}
+    values.update({k: policy["store"].get(k, "") for k in ("bucket", "prefix", "region",
+                                                            "credential_id")})  # fmt: skip
+    values["max_age_days"] = policy.get("max_age_days") or ""
+    values["enabled"] = policy.get("enabled", True)
+    return values
+
+
+def _page(cluster_id: str, values: dict[str, Any] | None, errors: dict[str, list[str]],
+          status: int = 200):  # fmt: skip
+    store, actor = security.get_store(), security.current_actor()
+    cluster = store.clusters.find_one({"_id": cluster_id}) if cluster_id else None
+    entries = backups.list_snapshots(store, actor, cluster_id)
+    policy = backups.get_policy(store, actor, cluster_id)
+    assert cluster is not None  # list_snapshots found it
+    project = projects.require(store, actor, cluster["project_id"], "read-only")
+    role = projects.role_in(store, actor, project["_id"])
+    aws = [c for c in credentials.list_public(store, project["_id"]) if c["kind"] == "aws"]
+    at = now()
+    return render_template(
+        "backups/cluster.html", project=project, cluster=cluster, policy=policy,
+        snapshots=[backups.public_snapshot(e) for e in entries],
+        timeline=backups.timeline(entries, at), operable=role in ("operator", "owner"),
+        aws=aws, values=values if values is not None else _values(policy), errors=errors,
+    ), status  # fmt: skip
+
+
+@bp.get("/clusters/<cluster_id>/backups")
+@login_required
+def cluster(cluster_id: str):
+    return _page(cluster_id, None, {})
+
+
+@bp.post("/clusters/<cluster_id>/backups/policy")
+@login_required
+def save_policy(cluster_id: str):
+    form = request.form
+    data: dict[str, Any] = {k: form.get(k, "").strip() for k in POLICY_FIELDS}
+    data["enabled"] = form.get("enabled") == "on"
+    try:
+        backups.save_policy(security.get_store(), security.current_actor(), cluster_id, data)
+    except Invalid as exc:
+        flash(exc.message, "error")
+        return _page(cluster_id, data, exc.fields, 422)
+    flash("Backup policy saved.", "ok")
+    return redirect(url_for("backups.cluster", cluster_id=cluster_id))
+
+
+@bp.post("/clusters/<cluster_id>/backups/now")
+@login_required
+def back_up_now(cluster_id: str) -> Response:
+    entry = backups.start_backup(
+        security.get_store(), security.get_settings(), security.current_actor(), cluster_id
+    )
+    flash(f"Backup {entry['_id']} started (through the {entry['via']}).", "ok")
+    return redirect(url_for("backups.cluster", cluster_id=cluster_id))
+
+
+@bp.post("/snapshots/<snapshot_id>/delete")
+@login_required
+def delete(snapshot_id: str) -> Response:
+    store, actor = security.get_store(), security.current_actor()
+    entry = backups.get_snapshot(store, actor, snapshot_id)
+    backups.delete_snapshot(
+        store, security.get_settings(), actor, snapshot_id, request.form.get("confirm", "").strip()
+    )
+    flash(f"Snapshot {snapshot_id} deleted, with its objects in the store.", "ok")
+    return redirect(url_for("backups.cluster", cluster_id=entry["cluster_id"]))
