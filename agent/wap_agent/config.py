@@ -18,16 +18,21 @@ the agent role templates it with plain lines.
     dir = /var/lib/wap-agent/queue
     max_bytes = 256M
     max_age = 86400
+
+    [commands]
+    allow = ping, collect
 """
 
 from __future__ import annotations
 
 import configparser
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+COMMAND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 class ConfigError(ValueError):
@@ -55,6 +60,10 @@ class AgentConfig:
     backoff_min: float = 1.0
     backoff_max: float = 60.0
     log_level: str = "INFO"
+    # the commands the platform may ask of this agent (read-only ones by default)
+    commands_allow: tuple[str, ...] = ("ping", "collect")
+    command_workers: int = 4  # commands running at once
+    poll_wait: float = 25.0  # seconds a poll for commands waits on the platform
 
     @property
     def encrypted(self) -> bool:
@@ -136,6 +145,16 @@ def load(path: Path) -> AgentConfig:
         return default if raw is None else parse_size(raw, where(section, key))
 
     backoff_min = num("sender", "backoff_min", 1.0, 0.01)
+    allow_raw = get("commands", "allow")
+    allow = AgentConfig.commands_allow
+    if allow_raw is not None:
+        allow = tuple(name for name in re.split(r"[\s,]+", allow_raw) if name)
+    for name in allow:
+        if not COMMAND_NAME.match(name):
+            raise ConfigError(
+                f"{where('commands', 'allow')}: {name!r} is not a command's name "
+                "(names such as ping, collect, backup, separated by commas or spaces)"
+            )
     return AgentConfig(
         url=url,
         token_file=Path(token_file),
@@ -156,4 +175,7 @@ def load(path: Path) -> AgentConfig:
         backoff_min=backoff_min,
         backoff_max=max(backoff_min, num("sender", "backoff_max", 60.0, 0.01)),
         log_level=(get("agent", "log_level") or "INFO").upper(),
+        commands_allow=allow,
+        command_workers=int(num("commands", "workers", 4, 1, int)),
+        poll_wait=min(60.0, num("commands", "poll_wait", 25.0, 1.0)),  # the platform's bound
     )

@@ -46,7 +46,8 @@ class Entry:
     path: Path
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def write_durably(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` or what it held before, whatever the moment of a crash."""
     tmp = path.with_name(f".tmp-{path.name}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -109,7 +110,7 @@ class BatchQueue:
         state["last_seq"] = max(int(state.get("last_seq", 0)), newest)
         state.setdefault("dropped_batches", 0)
         state.setdefault("dropped_samples", 0)
-        _write_durably(self.directory / STATE, json.dumps(state).encode())
+        write_durably(self.directory / STATE, json.dumps(state).encode())
         return state
 
     # -- what the loop does -----------------------------------------------------------------
@@ -143,10 +144,10 @@ class BatchQueue:
             }
             data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
             path = self.batches_dir / f"{seq:020d}-{int(created)}.json"
-            _write_durably(path, data)
+            write_durably(path, data)
             self._entries.append(Entry(seq, created, len(data), len(body["samples"]), path))
             self._state["last_seq"] = seq
-            _write_durably(self.directory / STATE, json.dumps(self._state).encode())
+            write_durably(self.directory / STATE, json.dumps(self._state).encode())
         self.changed.set()
         return seq
 
@@ -188,7 +189,7 @@ class BatchQueue:
         with self._lock:
             if self._entries and self._entries[0].created < self.clock() - self.max_age:
                 self._drop_past_bounds()
-                _write_durably(self.directory / STATE, json.dumps(self._state).encode())
+                write_durably(self.directory / STATE, json.dumps(self._state).encode())
             used = 0
             for entry in self._entries[:max_batches]:
                 if out and used + entry.size > max_bytes:
@@ -227,7 +228,7 @@ class BatchQueue:
                         entry.path.unlink()
                     self._state["dropped_batches"] += 1
                     self._state["dropped_samples"] += samples
-                    _write_durably(self.directory / STATE, json.dumps(self._state).encode())
+                    write_durably(self.directory / STATE, json.dumps(self._state).encode())
                     log.error("batch %d dropped: %s", seq, reason)
 
     def __len__(self) -> int:

@@ -23,6 +23,9 @@ from wap_agent.collectors import Registry
 from wap_agent.collectors.host import HostCollector
 from wap_agent.collectors.mongodb import MongoCollector
 from wap_agent.collectors.mongodb_sizes import SizeSurvey
+from wap_agent.commands import builtin
+from wap_agent.commands.collect import round_document
+from wap_agent.commands.runner import CommandRunner
 from wap_agent.config import AgentConfig
 from wap_agent.queue import BatchQueue
 from wap_agent.rates import Rates
@@ -53,9 +56,11 @@ def build_registry(
     return registry
 
 
-def _finite(sample: dict[str, Any]) -> bool:
-    value = sample["value"]
-    return value == value and value not in (float("inf"), float("-inf"))
+def registry_from(config: AgentConfig) -> Registry:
+    return build_registry(
+        config.host_metrics, config.mongodb_uris, config.timeout_ms,
+        config.dbstats_per_round, config.collections_per_round, config.top_collections,
+    )  # fmt: skip
 
 
 class Sender:
@@ -155,24 +160,15 @@ class Agent:
         self.platform = Platform(
             config.url, config.token_file, config.ca_file, config.request_timeout
         )
-        self.registry = build_registry(
-            config.host_metrics, config.mongodb_uris, config.timeout_ms,
-            config.dbstats_per_round, config.collections_per_round, config.top_collections,
-        )  # fmt: skip
+        self.registry = registry_from(config)
         self.rates = Rates()
         self.sender = Sender(self.queue, self.platform, config, self.stop)
+        commands = builtin(lambda: registry_from(config), time.monotonic())
+        self.commands = CommandRunner(config, commands, self.stop)
 
     def collect_once(self) -> int:
         result = self.registry.collect()
-        per_second = self.rates.update(result.samples)
-        samples = [s.as_dict() for s in result.samples + per_second]
-        batch = {
-            "time": result.started,
-            "duration_seconds": result.duration,
-            "samples": [s for s in samples if _finite(s)],
-            "errors": {name: list(messages) for name, messages in result.errors.items()},
-        }
-        return self.queue.append(batch)
+        return self.queue.append(round_document(result, self.rates.update(result.samples)))
 
     def run(self) -> int:
         log.info(
@@ -180,8 +176,13 @@ class Agent:
             self.config.interval, self.config.url, self.queue.stream, self.queue.last_seq + 1,
             len(self.queue), ", ".join(self.registry.names) or "none",
         )  # fmt: skip
+        log.info(
+            "commands: %s allowed, of %s", ", ".join(self.config.commands_allow) or "none",
+            ", ".join(self.commands.registry.names),
+        )  # fmt: skip
         sender = threading.Thread(target=self.sender.run, name="sender", daemon=True)
         sender.start()
+        self.commands.start()
         next_round = time.monotonic()
         try:
             while not self.stop.is_set():

@@ -11,16 +11,20 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import random
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from wap_agent import __version__
 
 log = logging.getLogger(__name__)
 
 INGEST_PATH = "/api/v1/agent/samples"
+COMMANDS_PATH = "/api/v1/agent/commands"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,37 @@ class Unreachable(Exception):
     """The platform could not be asked (refused, timed out, TLS failed); the message says why."""
 
 
+class Backoff:
+    """Waits between failed tries: doubling from ``low`` to ``high``, at least a Retry-After,
+    with jitter (agents that lost the platform together do not return together). The first
+    failure and the recovery are logged once each, not every try."""
+
+    def __init__(self, low: float, high: float, stop: threading.Event, what: str) -> None:
+        self.low, self.high, self.stop, self.what = low, high, stop, what
+        self.delay = low
+        self.failing_since: float | None = None
+
+    def failed(self, reason: str, at_least: float | None = None) -> None:
+        """Log (the first time), then wait before the next try (or until stopped)."""
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+            log.warning("%s: %s; trying again with back-off", self.what, reason)
+        else:
+            log.debug("%s: %s", self.what, reason)
+        wait = max(self.delay, at_least or 0.0)
+        self.delay = min(self.high, self.delay * 2)
+        self.stop.wait(wait * random.uniform(0.8, 1.0))
+
+    def succeeded(self) -> None:
+        self.delay = self.low
+        if self.failing_since is not None:
+            log.warning(
+                "%s: the platform answers again after %.0f s",
+                self.what, time.monotonic() - self.failing_since,
+            )  # fmt: skip
+            self.failing_since = None
+
+
 def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
     """Verification against ``ca_file`` alone when given (the pinned CA), else the system's."""
     if ca_file is not None:
@@ -47,7 +82,12 @@ def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
 
 class Platform:
     def __init__(
-        self, url: str, token_file: Path, ca_file: Path | None = None, timeout: float = 30.0
+        self,
+        url: str,
+        token_file: Path,
+        ca_file: Path | None = None,
+        timeout: float = 30.0,
+        warn: bool = True,
     ) -> None:
         parts = urlsplit(url)
         self.url = url
@@ -59,7 +99,7 @@ class Platform:
         self.timeout = timeout
         self._context = ssl_context(ca_file) if self.https else None
         self._conn: http.client.HTTPConnection | None = None
-        if not self.https:
+        if warn and not self.https:
             log.warning(
                 "the platform's URL is %s: the agent's token and samples travel UNENCRYPTED;"
                 " use https with the platform's CA (GET /ca.pem) as ca_file",
@@ -93,14 +133,30 @@ class Platform:
         or Unreachable."""
         envelope = json.dumps({"version": __version__, "hostname": hostname}).encode()
         body = b'{"agent":' + envelope + b',"batches":[' + b",".join(batches) + b"]}"
+        return self.request("POST", INGEST_PATH, body)
+
+    def poll(self, wait: float) -> Answer:
+        """The commands the platform holds for this host, waiting up to ``wait`` seconds for one
+        (this connection's timeout must be longer)."""
+        return self.request("GET", f"{COMMANDS_PATH}?wait={wait:g}")
+
+    def report(self, command_id: str, kind: str, document: dict) -> Answer:
+        """A command's ``progress`` or ``result``."""
+        body = json.dumps(document, allow_nan=False).encode()
+        return self.request("POST", f"{COMMANDS_PATH}/{quote(command_id, safe='')}/{kind}", body)
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> Answer:
+        """One request with the token; the platform's answer (its JSON object, and Retry-After),
+        or Unreachable."""
         headers = {
             "Authorization": f"Bearer {self.token()}",
-            "Content-Type": "application/json",
             "User-Agent": f"wap-agent/{__version__}",
         }
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         conn = self._connection()
         try:
-            conn.request("POST", self.prefix + INGEST_PATH, body=body, headers=headers)
+            conn.request(method, self.prefix + path, body=body, headers=headers)
             response = conn.getresponse()
             raw = response.read()
         except (OSError, http.client.HTTPException) as exc:
