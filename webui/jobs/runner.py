@@ -26,6 +26,7 @@ import ansible_runner
 import psutil
 
 from webui.config import Settings
+from webui.jobs import agents
 from webui.jobs.events import Redactor, trim
 from webui.jobs.publish import Publisher
 from webui.jobs.sink import EventSink
@@ -61,6 +62,9 @@ def extra_vars_for(job: dict[str, Any], kinds: set[str]) -> dict[str, Any]:
     if "mongodb" in kinds:
         for name, env in MONGODB_CREDENTIAL_VARS.items():
             extra.setdefault(name, f"{{{{ lookup('ansible.builtin.env', '{env}') }}}}")
+    if agents.wanted(job):
+        for name, value in agents.TOKEN_VARS.items():
+            extra.setdefault(name, value)
     return extra
 
 
@@ -215,6 +219,11 @@ class JobRun:
             for c in self.job["credential_ids"]
         ]
         secret_env, ssh_key, prompts, secret_values = secret_environment(revealed)
+        with_agents = agents.wanted(self.job)
+        if with_agents:  # tokens issued now, kept in memory and the run's environment only
+            tokens = agents.issue_tokens(self.store, self.job, hosts)
+            secret_env[agents.TOKENS_ENV] = json.dumps(tokens)
+            secret_values += list(tokens.values())
         self.redact = Redactor(secret_values)
         self.settings.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.private_dir = Path(
@@ -242,6 +251,9 @@ class JobRun:
         (self.private_dir / "env" / "settings").write_text(
             json.dumps({"suppress_output_file": True})
         )
+        playbook = self.job["playbook"]
+        if with_agents:
+            playbook = agents.playbook(self.private_dir, self.settings, playbook)
         vars_file = self.private_dir / "variables.yml"
         vars_file.write_text(extra_vars_file(self.job, {c["kind"] for c in revealed}))
         become_subreaper()
@@ -250,7 +262,7 @@ class JobRun:
                 runner = ansible_runner.run(
                     private_data_dir=str(self.private_dir),
                     project_dir=str(self.settings.playbooks_dir),
-                    playbook=self.job["playbook"],
+                    playbook=playbook,
                     inventory=inventory_for(hosts, cluster),
                     extravars=str(vars_file),
                     envvars=env,

@@ -9,6 +9,10 @@ patterns naming the job's own hosts only). The one value the platform adds itsel
 a MongoDB tarball it offers (`<data dir>/packages`), a file on the workers an operator could not
 name.
 
+The deploy job ends with the agents on the cluster's hosts (deploy_agent.yml, run by the job
+after the deploy playbook with a token per host, webui.jobs.agents) when the platform knows how
+hosts reach it (WAP_PUBLIC_URL) and has the agent's wheelhouse (WAP_AGENT_WHEELHOUSE).
+
 A cluster's members and their states are read from what its last finished deploy job reported
 (the playbooks' `set_stats` `wap_members`): the cluster's state is that job's outcome.
 """
@@ -286,14 +290,28 @@ def deploy(
 ) -> dict[str, Any]:
     """Start the cluster's deploy job (again: converges to what it describes)."""
     package = packages(settings).get(cluster.get("mongodb_version") or "")
+    platform_vars = {"mongodb_install_tarball": str(package)} if package else {}
+    platform_vars.update(agent_vars(settings))
     return jobs.create_job(
         store, settings, actor, cluster["project_id"],
         {"playbook": cluster["playbook"], "host_ids": cluster["host_ids"],
          "credential_ids": cluster.get("credential_ids") or [],
          "extra_vars": cluster.get("deploy_vars") or {}, "cluster_id": cluster["_id"]},
         action=DEPLOY_ACTION,
-        platform_vars={"mongodb_install_tarball": str(package)} if package else None,
+        platform_vars=platform_vars or None,
     )  # fmt: skip
+
+
+def agent_vars(settings: Settings) -> dict[str, Any]:
+    """What deploy_agent.yml needs from the platform, for a cluster's deploy job; none (no
+    agents) without a public URL or a wheelhouse holding the agent's wheel."""
+    wheelhouse = settings.agent_wheelhouse
+    if not settings.public_url or wheelhouse is None or not any(wheelhouse.glob("wap_agent-*.whl")):
+        return {}
+    found = {"wap_agent_platform_url": settings.public_url, "wap_agent_wheelhouse": str(wheelhouse)}
+    if settings.public_url.startswith("https://") and settings.tls_ca is not None:
+        found["wap_agent_platform_ca"] = str(settings.tls_ca)  # pinned by the agents
+    return found
 
 
 def last_deploy(store: Store, cluster_id: str, finished: bool = False) -> dict[str, Any] | None:

@@ -1,0 +1,81 @@
+"""What a cluster's deploy job gets for its agents (webui.services.deployments.agent_vars and
+webui.jobs.agents): the platform's URL, wheelhouse and pinned CA only when it can serve agents,
+a token per host only as a lookup of the run's environment, and one playbook importing the
+deploy playbook then deploy_agent.yml. The whole path runs on lab hosts in
+tests/webui/test_deploy_e2e.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from webui.config import Settings, SettingsError, load_settings
+from webui.jobs import agents
+from webui.jobs.runner import extra_vars_file, extra_vars_for
+from webui.services.deployments import agent_vars
+
+
+def settings_with(tmp_path: Path, **env: str) -> Settings:
+    return load_settings({"WAP_DATA_DIR": str(tmp_path / "data"), **env})
+
+
+def wheelhouse(tmp_path: Path) -> Path:
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    (folder / "wap_agent-0.1.0-py3-none-any.whl").write_bytes(b"PK")
+    return folder
+
+
+def test_no_agents_without_a_public_url_or_a_wheelhouse(tmp_path: Path) -> None:
+    assert agent_vars(settings_with(tmp_path)) == {}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert agent_vars(settings_with(tmp_path, WAP_PUBLIC_URL="http://10.1.0.1:8080",
+                                    WAP_AGENT_WHEELHOUSE=str(empty))) == {}  # fmt: skip
+    found = agent_vars(settings_with(tmp_path, WAP_PUBLIC_URL="http://10.1.0.1:8080/",
+                                     WAP_AGENT_WHEELHOUSE=str(wheelhouse(tmp_path))))  # fmt: skip
+    assert found == {"wap_agent_platform_url": "http://10.1.0.1:8080",
+                     "wap_agent_wheelhouse": str(tmp_path / "wheels")}  # fmt: skip
+
+
+def test_the_ca_is_pinned_under_tls(tmp_path: Path) -> None:
+    found = agent_vars(settings_with(tmp_path, WAP_TLS="auto", WAP_PUBLIC_URL="https://wap:8443",
+                                     WAP_AGENT_WHEELHOUSE=str(wheelhouse(tmp_path))))  # fmt: skip
+    assert found["wap_agent_platform_ca"] == str(tmp_path / "data" / "tls" / "ca.pem")
+
+
+@pytest.mark.parametrize("url", ["wap.example.com", "ftp://wap:21", "https://wap:8443/api"])
+def test_a_public_url_with_more_than_scheme_host_and_port_is_refused(
+    tmp_path: Path, url: str
+) -> None:
+    with pytest.raises(SettingsError, match="WAP_PUBLIC_URL"):
+        settings_with(tmp_path, WAP_PUBLIC_URL=url)
+
+
+def test_the_token_is_a_lookup_of_the_environment_never_a_value(tmp_path: Path) -> None:
+    job = {"_id": "j1", "cluster_id": "c1", "playbook": "deploy_replicaset.yml",
+           "extra_vars": {"wap_agent_platform_url": "http://10.1.0.1:8080"}}  # fmt: skip
+    extra = extra_vars_for(job, {"ssh_key"})
+    assert extra["wap_agent_token"] == agents.TOKEN_VARS["wap_agent_token"]
+    assert "WAP_AGENT_TOKENS" in extra["wap_agent_token"]
+    written = yaml.safe_load(extra_vars_file(job, {"ssh_key"}))  # a template there, not !unsafe
+    assert written["wap_agent_token"] == agents.TOKEN_VARS["wap_agent_token"]
+    # A job the platform did not give the agent's variables gets no token, nor a job that an
+    # operator gave them to without a cluster.
+    assert "wap_agent_token" not in extra_vars_for({**job, "extra_vars": {}}, set())
+    assert not agents.wanted({**job, "cluster_id": None})
+
+
+def test_one_playbook_runs_the_deploy_then_the_agents(tmp_path: Path) -> None:
+    settings = settings_with(tmp_path)
+    path = Path(agents.playbook(tmp_path, settings, "deploy_replicaset.yml"))
+    plays = yaml.safe_load(path.read_text())
+    assert [p["ansible.builtin.import_playbook"] for p in plays] == [
+        str(settings.playbooks_dir / "deploy_replicaset.yml"),
+        str(settings.playbooks_dir / "deploy_agent.yml"),
+    ]
+    assert all(Path(p["ansible.builtin.import_playbook"]).is_file() for p in plays)
+    assert json.loads(path.read_text()) == plays
