@@ -34,8 +34,8 @@ class Follower:
         )
         self.job_id = job_id
 
-    def _events(self, batch: list[dict[str, Any]]) -> None:
-        self.counters.extend(e["counter"] for e in batch)
+    def _events(self, batch: dict[str, Any]) -> None:
+        self.counters.extend(e["counter"] for e in batch["events"])
 
     def _gone(self, *_reason: Any) -> None:
         self.disconnected = True

@@ -52,12 +52,11 @@ def test_trim_drops_results_and_masks_secrets() -> None:
             "res": {"changed": True, "stdout": "s3cret-value"},
         },
     }
-    kept = trim("job", event, redact)
+    kept = trim(event, redact)
     assert kept["stdout"] == f"got {MASK} and {MASK}"
     assert kept["changed"] is True and "res" not in kept and kept["counter"] == 7
-    stats = trim(
-        "job", {"counter": 9, "event": "playbook_on_stats", "event_data": {"ok": {"a": 2}}}, redact
-    )
+    recap = {"counter": 9, "event": "playbook_on_stats", "event_data": {"ok": {"a": 2}}}
+    stats = trim(recap, redact)
     assert stats["stats"]["ok"] == {"a": 2} and stats["stats"]["failures"] == {}
 
 
@@ -86,7 +85,7 @@ def test_the_stats_event_keeps_what_the_playbook_reported_masked() -> None:
     ]  # fmt: skip
     data = {"ok": {"a": 1}, "artifact_data": {"wap_instances": reported}}
     event = {"counter": 9, "event": "playbook_on_stats", "event_data": data}
-    kept = trim("j", event, Redactor(["s3cret-value"]))
+    kept = trim(event, Redactor(["s3cret-value"]))
     instances = kept["artifact_data"]["wap_instances"]
     assert [i["private_ip"] for i in instances] == ["10.0.0.5", "10.0.1.5"]
     assert instances[0]["note"] == "pw ********"
@@ -96,5 +95,4 @@ def test_the_stats_event_keeps_what_the_playbook_reported_masked() -> None:
     )
     routers = [{"role": "mongos", "private_ip": "10.0.2.9", "port": 27017}]
     assert connection_string({"topology": "sharded"}, routers) == "mongodb://10.0.2.9:27017/"
-    assert "artifact_data" not in trim("j", {"counter": 1, "event": "playbook_on_stats"},
-                                       Redactor([]))  # fmt: skip
+    assert "artifact_data" not in trim({"counter": 1, "event": "playbook_on_stats"}, Redactor([]))

@@ -1,4 +1,8 @@
-"""What of an ansible-runner event is kept: enough for the log, progress and recap, nothing more.
+"""What of an ansible-runner event is kept: enough for the log, progress, recap and timeline,
+nothing more. Thousands of events a second go to the store, Redis, every web server and every
+browser following the job, so each field is paid for many times: the job's id travels once per
+batch (webui.jobs.store, publish), the play's name and the event's uuid only with the play and task
+starts that the timeline names and keys its tasks by (results name their task by `task_uuid`).
 
 Task results (`res`) are dropped: they can hold anything a module returned. Known secret values are
 masked in what is kept, in case a playbook prints one, as they are or encoded (base64, hex, URL).
@@ -55,20 +59,23 @@ def epoch(value: Any) -> float | None:
         return None
 
 
-def trim(job_id: str, event: dict[str, Any], redact: Redactor) -> dict[str, Any]:
+STARTS = ("playbook_on_play_start", "playbook_on_task_start")
+
+
+def trim(event: dict[str, Any], redact: Redactor) -> dict[str, Any]:
     data = event.get("event_data") or {}
     kind = str(event.get("event", ""))
     kept: dict[str, Any] = {
-        "job_id": job_id,
         "counter": int(event.get("counter", 0)),
-        "uuid": str(event.get("uuid", "")),
         "event": kind,
         "stdout": redact(str(event.get("stdout", ""))),
         "created": time.time(),
     }
-    for key in ("host", "task", "play"):
+    for key in ("host", "task", "play") if kind in STARTS else ("host", "task"):
         if data.get(key):
             kept[key] = redact(str(data[key]))
+    if kind in STARTS and event.get("uuid"):
+        kept["uuid"] = str(event["uuid"])
     # for the timeline (webui.jobs.timeline): Ansible's own times and which task a result is of
     at = epoch(event.get("created"))
     if at is not None:

@@ -15,8 +15,11 @@ class Publisher:
 
     def events(self, job_id: str, events: list[dict[str, Any]]) -> None:
         """One message for a batch of events, in counter order (per-message costs dominate at
-        thousands of events a second: Redis, the relay, the browser's parser)."""
-        self._sio.emit("events", events, to=f"job:{job_id}", namespace=NAMESPACE)
+        thousands of events a second: Redis, the relay, the browser's parser), with the job's id
+        once: `{job_id, events}`."""
+        self._sio.emit(
+            "events", {"job_id": job_id, "events": events}, to=f"job:{job_id}", namespace=NAMESPACE
+        )
 
     def status(self, job_id: str, job: dict[str, Any]) -> None:
         payload = {

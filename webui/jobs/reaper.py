@@ -25,8 +25,9 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from webui.config import Settings
+from webui.jobs import store as records
 from webui.jobs.publish import Publisher
-from webui.services import rollups
+from webui.services import backups, rollups
 from webui.store import Store, now
 
 log = logging.getLogger(__name__)
@@ -37,16 +38,14 @@ def reap(
 ) -> list[str]:
     ended: list[str] = []
     cutoff = now() - lost_after
-    for job in store.jobs.find({"status": "running", "heartbeat_at": {"$lt": cutoff}}):
+    for job in records.silent_running(store, cutoff):
         silent = int(now() - (job.get("heartbeat_at") or now()))
         reason = (
             f"lost: worker {job.get('worker') or '?'} stopped sending heartbeats {silent} s ago "
             "(killed or its machine stopped); the lines it sent are kept"
         )
-        updated = store.jobs.find_one_and_update(
-            {"_id": job["_id"], "status": "running", "heartbeat_at": {"$lt": cutoff}},
-            {"$set": {"status": "lost", "reason": reason, "finished_at": now()}},
-            return_document=True,
+        updated = records.end(
+            store, job["_id"], "lost", reason, among=("running",), heartbeat_before=cutoff
         )
         if updated:
             ended.append(job["_id"])
@@ -54,7 +53,7 @@ def reap(
                 publisher.status(job["_id"], updated)
     if redis is None:
         return ended
-    for job in store.jobs.find({"status": "queued", "created_at": {"$lt": cutoff}}):
+    for job in records.queued_before(store, cutoff):
         try:
             rq_status = Job.fetch(job["_id"], connection=redis).get_status(refresh=True)
         except NoSuchJobError:
@@ -69,11 +68,7 @@ def reap(
             "failed: the queue no longer holds this job "
             "(Redis lost it, or its worker died before starting it)"
         )
-        updated = store.jobs.find_one_and_update(
-            {"_id": job["_id"], "status": "queued"},
-            {"$set": {"status": "failed", "reason": reason, "finished_at": now()}},
-            return_document=True,
-        )
+        updated = records.end(store, job["_id"], "failed", reason, among=("queued",))
         if updated:
             ended.append(job["_id"])
             if publisher:
@@ -106,6 +101,10 @@ def _reap_every(settings: Settings, wait: Callable[[float], bool], roll_up: bool
                 rollups.run(store, rollups.Retention.of(settings), now())
             except Exception as exc:
                 log.warning("metrics rollups: %s", exc)
+            try:  # backup schedules, running backups settled, retention
+                backups.tick(store, settings)
+            except Exception as exc:
+                log.warning("backups: %s", exc)
         if wait(every):
             return
 

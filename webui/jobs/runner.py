@@ -27,12 +27,13 @@ import psutil
 
 from webui.config import Settings
 from webui.jobs import agents
+from webui.jobs import store as records
 from webui.jobs.events import Redactor, trim
 from webui.jobs.publish import Publisher
 from webui.jobs.sink import EventSink
 from webui.services import cloud, credentials, variables
 from webui.services.jobs import CLUSTER_GROUP
-from webui.store import Store, now
+from webui.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class JobRun:
     def event_handler(self, event: dict[str, Any]) -> bool:
         if self.sink is None:
             self.sink = EventSink(self.store, self.publisher, self.job_id)
-        doc = trim(self.job_id, event, self.redact)
+        doc = trim(event, self.redact)
         self.last_counter = max(self.last_counter, doc["counter"])
         self.sink.put(doc)  # stored, then published, in order (webui.jobs.sink)
         return False
@@ -211,9 +212,8 @@ class JobRun:
     # the run --------------------------------------------------------------------------------------
     def execute(self) -> tuple[str, str, int | None, dict[str, Any] | None]:
         """Run the playbook; return (status, reason, rc, stats)."""
-        hosts = list(self.store.hosts.find({"_id": {"$in": self.job["host_ids"]}}))
-        cluster_id = self.job.get("cluster_id")
-        cluster = self.store.clusters.find_one({"_id": cluster_id}) if cluster_id else None
+        hosts = records.hosts(self.store, self.job["host_ids"])
+        cluster = records.cluster(self.store, self.job.get("cluster_id"))
         revealed = [
             credentials.reveal(self.store, self.settings.credential_key, c)
             for c in self.job["credential_ids"]
@@ -291,7 +291,7 @@ class JobRun:
         if runner.status == "timeout":
             reason = f"timed out after {self.settings.job_timeout} s (WAP_JOB_TIMEOUT)"
         elif runner.status == "canceled":
-            job = self.store.jobs.find_one({"_id": self.job_id}) or {}
+            job = records.job(self.store, self.job_id) or {}
             if job.get("status") == "lost":  # the reaper gave up on us meanwhile: say so, stop
                 return (
                     "lost",
@@ -307,7 +307,7 @@ class JobRun:
         return status, reason, runner.rc, stats
 
     def _recap(self) -> dict[str, Any] | None:
-        doc = self.store.job_events.find_one({"job_id": self.job_id, "event": "playbook_on_stats"})
+        doc = records.recap(self.store, self.job_id)
         return doc.get("stats") if doc else None
 
 
@@ -315,11 +315,7 @@ def finish(
     store: Store, publisher: Publisher, job_id: str, status: str, reason: str, **extra: Any
 ) -> None:
     """Record a job's end (unless it already ended otherwise) and tell the browsers."""
-    job = store.jobs.find_one_and_update(
-        {"_id": job_id, "status": {"$in": ["queued", "running", "lost"]}},
-        {"$set": {"status": status, "reason": reason, "finished_at": now(), **extra}},
-        return_document=True,
-    )
+    job = records.end(store, job_id, status, reason, among=("queued", "running", "lost"), **extra)
     if job:
         cloud.job_finished(store, job)  # before browsers hear of the end: they may look next
         publisher.status(job_id, job)

@@ -1,8 +1,8 @@
 """Where a job's events go: stored first, then published, in counter order, off the runner's thread.
 
 One thread takes the events the runner hands over; whatever has queued up while the previous write
-was in flight goes in one `insert_many`, and only once that is stored are those events published,
-as one message.
+was in flight is stored in one round trip, as one document (webui.jobs.store), and only once that
+is stored are those events published, as one message.
 Under a burst the writes batch themselves. When only a few events are waiting, the sink waits at
 most WINDOW after the first for more: Ansible sends events in small bursts (a task's start and
 each host's result), and every write and message costs the store, Redis and every web server
@@ -12,15 +12,15 @@ the store 1.7 and the web server 1.3 CPU seconds written one by one).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
 import time
 from typing import Any
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 
+from webui.jobs import store as records
 from webui.jobs.publish import Publisher
 from webui.store import Store
 
@@ -34,7 +34,8 @@ _STOP = object()
 class EventSink:
     def __init__(self, store: Store, publisher: Publisher, job_id: str) -> None:
         self.store, self.publisher, self.job_id = store, publisher, job_id
-        self.last_stored = 0
+        # a run delivered again counts from 1 again: what is stored already is not stored twice
+        self.last_stored = records.last_counter(store, job_id)
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"events-{job_id}", daemon=True)
         self._thread.start()
@@ -66,15 +67,14 @@ class EventSink:
                 self._write(batch)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
+        batch = [doc for doc in batch if doc["counter"] > self.last_stored]
+        if not batch:
+            return
         try:
-            self.store.job_events.insert_many([dict(doc) for doc in batch], ordered=True)
-        except BulkWriteError:
-            for doc in batch:  # some were stored already (a redelivered run): keep the others
-                with contextlib.suppress(DuplicateKeyError):
-                    self.store.job_events.insert_one(dict(doc))
+            records.insert_events(self.store, self.job_id, batch)
         except PyMongoError as exc:
             # not stored, so not published: a browser must never show a line the store lacks
             log.error("job %s: %d events not stored: %s", self.job_id, len(batch), exc)
             return
-        self.last_stored = max(self.last_stored, batch[-1]["counter"])
+        self.last_stored = batch[-1]["counter"]
         self.publisher.events(self.job_id, batch)

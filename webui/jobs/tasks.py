@@ -10,6 +10,7 @@ import threading
 from redis import Redis
 
 from webui.config import Settings, load_settings
+from webui.jobs import store as records
 from webui.jobs.locks import ClusterLock
 from webui.jobs.publish import Publisher
 from webui.jobs.runner import JobRun, finish
@@ -30,16 +31,11 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         last_beat = 0.0
         while not self.stopped.wait(min(CANCEL_POLL, self.settings.heartbeat_interval)):
-            job = self.store.jobs.find_one(
-                {"_id": self.run_.job_id}, {"status": 1, "cancel_requested": 1}
-            )
+            job = records.control(self.store, self.run_.job_id)
             if not job or job.get("cancel_requested") or job.get("status") != "running":
                 self.run_.cancel_requested.set()
             if now() - last_beat >= self.settings.heartbeat_interval:
-                self.store.jobs.update_one(
-                    {"_id": self.run_.job_id, "status": "running"},
-                    {"$set": {"heartbeat_at": now(), "last_counter": self.run_.last_counter}},
-                )
+                records.beat(self.store, self.run_.job_id, self.run_.last_counter)
                 self.lock.refresh()
                 last_beat = now()
 
@@ -50,14 +46,12 @@ def _wait_for_lock(
     deadline = now() + timeout
     told = None
     while not lock.acquire():
-        job = store.jobs.find_one({"_id": job_id}, {"status": 1, "cancel_requested": 1})
+        job = records.control(store, job_id)
         if not job or job["status"] != "queued" or job.get("cancel_requested"):
             return False
         holder = lock.holder()
         if holder != told:
-            store.jobs.update_one(
-                {"_id": job_id}, {"$set": {"reason": f"waiting for job {holder} on this cluster"}}
-            )
+            records.note_reason(store, job_id, f"waiting for job {holder} on this cluster")
             told = holder
         if now() > deadline:
             finish(
@@ -78,7 +72,7 @@ def run_job(job_id: str) -> str:
     redis = Redis.from_url(settings.redis_url or "")
     publisher = Publisher(settings.redis_url or "")
     try:
-        job = store.jobs.find_one({"_id": job_id})
+        job = records.job(store, job_id)
         if not job or job["status"] != "queued":
             # canceled before it started, or delivered twice
             return f"not run: the job is {job['status'] if job else 'gone'}"
@@ -86,19 +80,7 @@ def run_job(job_id: str) -> str:
         if not _wait_for_lock(store, publisher, job_id, lock, settings.job_timeout):
             return "not run: canceled while waiting for the cluster lock"
         worker = f"{socket.gethostname()}:{os.getpid()}"
-        job = store.jobs.find_one_and_update(
-            {"_id": job_id, "status": "queued"},
-            {
-                "$set": {
-                    "status": "running",
-                    "reason": "",
-                    "started_at": now(),
-                    "heartbeat_at": now(),
-                    "worker": worker,
-                }
-            },
-            return_document=True,
-        )
+        job = records.start_running(store, job_id, worker)
         if not job:
             lock.release()
             return "not run: the job left the queued state"

@@ -17,6 +17,7 @@ from redis import Redis
 from rq import Queue
 
 from webui.config import Settings
+from webui.jobs import store as records
 from webui.jobs import timeline as timelines
 from webui.services import audit, endpoints, inputs, projects, variables
 from webui.services.audit import Actor
@@ -308,18 +309,19 @@ def list_jobs(
 def events_after(
     store: Store, job_id: str, after: int, limit: int = EVENT_PAGE
 ) -> list[dict[str, Any]]:
-    cursor = store.job_events.find({"job_id": job_id, "counter": {"$gt": after}}, {"_id": 0})
-    return list(cursor.sort("counter", 1).limit(limit))
+    """The job's events after counter `after`, each with its job's id (as the API gives them)."""
+    return [{"job_id": job_id, **e} for e in records.events_after(store, job_id, after, limit)]
 
 
 def timeline(store: Store, job: dict[str, Any]) -> dict[str, Any]:
     """The job's plays and tasks per host with times, durations and outcomes, laid out as bars
     (webui.jobs.timeline); the job must have been read through get_job (access checked)."""
-    cursor = store.job_events.find(
-        {"job_id": job["_id"], "event": {"$in": list(timelines.KINDS)}},
-        {"_id": 0, "stdout": 0, "job_id": 0},
-    )
-    events = sorted(cursor, key=lambda e: e["counter"])
+    events = [
+        e
+        for page in records.all_events(store, job["_id"])
+        for e in page
+        if e.get("event") in timelines.KINDS
+    ]
     until = job.get("finished_at") or (time.time() if job.get("status") == "running" else None)
     folded = timelines.fold(events)
     return timelines.laid_out(folded, until or folded["end"] or time.time())
@@ -331,20 +333,8 @@ ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 def log_text(store: Store, job: dict[str, Any]) -> Iterator[str]:
     """The job's whole log as plain text, page by page (a download: no line limit, no colours);
     the job must have been read through get_job (access checked)."""
-    after = 0
-    while True:
-        page = list(
-            store.job_events.find(
-                {"job_id": job["_id"], "counter": {"$gt": after}},
-                {"_id": 0, "counter": 1, "stdout": 1},
-            )
-            .sort("counter", 1)
-            .limit(EVENT_PAGE * 5)
-        )
-        if not page:
-            return
+    for page in records.all_events(store, job["_id"]):
         yield "".join(ANSI_RE.sub("", e["stdout"]) + "\n" for e in page if e.get("stdout"))
-        after = page[-1]["counter"]
 
 
 def request_cancel(store: Store, settings: Settings, actor: Actor, job_id: str) -> dict[str, Any]:

@@ -298,7 +298,7 @@
   function schedule() { if (!frame) frame = requestAnimationFrame(flush); }
 
   function take(ev) {
-    if (ev.job_id !== jobId || ev.counter <= last) return;
+    if (ev.counter <= last) return;
     last = ev.counter;
     window.wapJob.received += 1;
     if (window.wapJob.onEvent) window.wapJob.onEvent(ev); // a hook for tests/bench
@@ -345,9 +345,11 @@
     if (reason !== "io server disconnect") connEl.textContent = "(reconnecting…)";
   });
   socket.on("connect_error", () => { connEl.textContent = "(cannot reach the server, retrying…)"; });
+  // a batch of live events: {job_id, events: [...]} (the job's id once per batch)
   socket.on("events", (batch) => {
-    if (!caughtUp) { held.push(...batch); return; }
-    batch.forEach(take);
+    if (!batch || batch.job_id !== jobId) return;
+    if (!caughtUp) { held.push(...batch.events); return; }
+    batch.events.forEach(take);
     schedule();
   });
   socket.on("status", (job) => { if (job.job_id === jobId) setStatus(job); });
