@@ -133,6 +133,27 @@ def test_a_waiting_poll_is_woken_by_the_command(platform: Commands) -> None:
     assert [c["id"] for c in answers[0].get_json()["commands"]] == [command["id"]]
 
 
+def test_a_command_queued_by_a_service_without_a_wake_reaches_a_waiting_poll(
+    platform: Commands,
+) -> None:
+    answers: list[Any] = []
+    poller = threading.Thread(target=lambda: answers.append(platform.poll(wait=30)))
+    poller.start()
+    admin = Actor(None, "admin", "admin", "tests")
+    args = {"$where": "x", "a.b": [1, {"$c": None}]}  # keys are the command's business
+    command = agent_commands.enqueue(
+        platform.store, admin, platform.project["id"], platform.host["id"], "backup", args
+    )
+    poller.join(40)
+    assert not poller.is_alive()
+    given = answers[0].get_json()["commands"]
+    assert [(c["id"], c["args"]) for c in given] == [(command["_id"], args)]
+    result = {"files": {"a.b": 1, "$size": 2}}
+    done = platform.report(command["_id"], "result", {"state": "succeeded", "result": result})
+    assert done.status_code == 200, done.get_json()
+    assert platform.command(command["_id"])["result"] == result
+
+
 def test_names_and_arguments_the_platform_does_not_ask_are_refused(platform: Commands) -> None:
     for name in ("shell", "sh -c id", ""):
         refused = platform.ask(name)
@@ -141,10 +162,16 @@ def test_names_and_arguments_the_platform_does_not_ask_are_refused(platform: Com
     refused = platform.ask("ping", {"host": "elsewhere"})
     assert refused.status_code == 422 and "no arguments" in refused.get_json()["message"]
     assert platform.ask("backup", "not an object").status_code == 422
+    nan = platform.api(
+        "POST", f"/projects/{platform.project['id']}/hosts/{platform.host['id']}/commands",
+        data='{"name": "backup", "args": {"x": NaN}}', content_type="application/json",
+    )  # fmt: skip
+    assert nan.status_code == 422, nan.get_json()
     assert platform.ask("ping", ttl=0).status_code == 422
     assert platform.poll().get_json() == {"commands": []}
     refusals = audit.search(platform.store, action="agent.command", outcome="refused")
-    assert [e["detail"]["name"] for e in refusals] == ["ping"]  # past the schema, refused here
+    # past the schema, refused here
+    assert sorted(e["detail"]["name"] for e in refusals) == ["backup", "ping"]
     missing = f"/projects/{platform.project['id']}/hosts/nohost/commands"
     assert platform.api("POST", missing, json={"name": "ping"}).status_code == 404
 

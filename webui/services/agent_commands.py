@@ -47,6 +47,7 @@ MAX_MESSAGE = 2000
 MAX_RESULT_BYTES = 512 * 1024
 MAX_POLL_WAIT = 60.0
 MAX_PER_POLL = 20
+LOOK_EVERY = 5.0  # seconds: a waiting poll looks at the store at least this often
 
 
 def _no_args(args: dict[str, Any]) -> None:
@@ -93,12 +94,29 @@ def _check(name: str, args: Any) -> dict[str, Any]:
         args = {}
     if not isinstance(args, dict):
         raise Invalid("args must be a JSON object", {"args": ["not an object"]})
-    if len(json.dumps(args)) > MAX_ARGS_BYTES:
+    if len(_encoded(args, "args")) > MAX_ARGS_BYTES:
         raise Invalid(
             f"args take more than {MAX_ARGS_BYTES} bytes as JSON", {"args": ["too large"]}
         )
     COMMANDS[name](args)
     return args
+
+
+def _encoded(value: dict[str, Any], name: str) -> str:
+    """Arguments and results are kept as JSON text: their keys are the commands' business (a
+    '$' or a '.' in a key is no concern of the store's)."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise Invalid(f"{name} hold a number JSON cannot carry (NaN, Infinity)") from None
+
+
+def _decoded(command: dict[str, Any]) -> dict[str, Any]:
+    """The stored command with its arguments and result as objects again."""
+    for key in ("args", "result"):
+        if isinstance(command.get(key), str):
+            command[key] = json.loads(command[key])
+    return command
 
 
 def expire(store: Store, query: dict[str, Any]) -> int:
@@ -146,7 +164,7 @@ def enqueue(
         "project_id": project_id,
         "host_id": host_id,
         "name": name,
-        "args": args,
+        "args": _encoded(args, "args"),
         "state": QUEUED,
         "created_at": at,
         "created_by": actor.username,
@@ -164,7 +182,7 @@ def enqueue(
             pipe.rpush(key, command["_id"])
             pipe.expire(key, int(MAX_POLL_WAIT) * 2)
             pipe.execute()
-    return command
+    return _decoded(command)
 
 
 def get(store: Store, actor: Actor, project_id: str, host_id: str, command_id: str) -> dict:
@@ -177,7 +195,7 @@ def get(store: Store, actor: Actor, project_id: str, host_id: str, command_id: s
     )
     if command is None:
         raise NotFound("no such command for this host")
-    return command
+    return _decoded(command)
 
 
 def list_for_host(
@@ -188,7 +206,7 @@ def list_for_host(
     _host(store, project_id, host_id)
     expire(store, {"host_id": host_id})
     cursor = store.agent_commands.find({"host_id": host_id}).sort("created_at", -1).limit(limit)
-    return list(cursor)
+    return [_decoded(c) for c in cursor]
 
 
 # -- the agent's side -------------------------------------------------------------------------
@@ -212,32 +230,34 @@ def poll(
     wake_prefix: str = "",
 ) -> list[dict[str, Any]]:
     """The commands waiting for this agent's host (for no other host), oldest first, now `sent`.
-    With none, waits up to `wait` seconds for one to be queued (woken through Redis; without
-    Redis, one look at the end of the wait)."""
+    With none, waits up to `wait` seconds for one to be queued: woken through Redis when it was
+    queued with `wake`, else found by a look at the store every LOOK_EVERY seconds."""
     commands = _waiting(store, agent)
-    if not commands and wait > 0:
-        wait = min(wait, MAX_POLL_WAIT)
-        key = _wake_key(wake_prefix, agent.host_id)
+    deadline = time.monotonic() + min(wait, MAX_POLL_WAIT)
+    key = _wake_key(wake_prefix, agent.host_id)
+    if not commands and wait > 0 and wake is not None:
+        with contextlib.suppress(RedisError):
+            wake.delete(key)  # wakes for commands already given
+        commands = _waiting(store, agent)  # one queued between the two looks
+    while not commands and (left := deadline - time.monotonic()) > 0:
+        # Woken at once through Redis by enqueue(wake=...); a command queued without a wake (or
+        # while Redis is away) is found by the look that ends each slice.
+        slice_ = min(left, LOOK_EVERY)
         try:
             if wake is None:
                 raise RedisError("no Redis")
-            wake.delete(key)  # wakes for commands already given
-            commands = _waiting(store, agent)  # one queued between the two looks
-            if not commands:
-                wake.blpop([key], timeout=max(1, int(wait)))
-        except RedisError:  # no Redis to be woken by: one more look at the end of the wait
-            time.sleep(wait)
-        commands = commands or _waiting(store, agent)
+            wake.blpop([key], timeout=max(1, round(slice_)))
+        except RedisError:
+            time.sleep(slice_)
+        commands = _waiting(store, agent)
     ids = [c["_id"] for c in commands if c["state"] == QUEUED]
     if ids:
         at = now()
         store.agent_commands.update_many(
             {"_id": {"$in": ids}, "state": QUEUED}, {"$set": {"state": SENT, "sent_at": at}}
         )
-    return [
-        {k: c[k] for k in ("_id", "name", "args", "created_at", "expires_at", "created_by")}
-        for c in commands
-    ]
+    given = ("_id", "name", "args", "created_at", "expires_at", "created_by")
+    return [_decoded({k: c[k] for k in given}) for c in commands]
 
 
 def _agent_actor(agent: AgentIdentity) -> Actor:
@@ -302,12 +322,13 @@ def result(store: Store, agent: AgentIdentity, command_id: str, report: Any) -> 
     outcome = report.get("result")
     if outcome is not None and not isinstance(outcome, dict):
         raise Invalid("result must be a JSON object")
-    if outcome is not None and len(json.dumps(outcome)) > MAX_RESULT_BYTES:
+    encoded = None if outcome is None else _encoded(outcome, "result")
+    if encoded is not None and len(encoded) > MAX_RESULT_BYTES:
         raise Invalid(f"result takes more than {MAX_RESULT_BYTES} bytes as JSON")
     reason = _text(report.get("reason"), "reason")
     command = _mine(store, agent, command_id)
     at = now()
-    update = {"state": state, "result": outcome, "reason": reason, "finished_at": at}
+    update = {"state": state, "result": encoded, "reason": reason, "finished_at": at}
     if not command.get("started_at") and state != REFUSED:
         update["started_at"] = at
     done = store.agent_commands.update_one(
