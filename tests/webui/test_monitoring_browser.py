@@ -92,6 +92,8 @@ def test_the_cluster_page_follows_its_agents_live(
         wait_for(lambda d=drawn: int(d.get_attribute("data-points") or 0) > 0, timeout=30,
                  what=f"points on the {chart} chart")  # fmt: skip
     screenshot(page, tmp_path / "cluster-before.png")
+    cpu = page.locator("#chart-cpu")
+    before = int(cpu.get_attribute("data-points") or 0)
 
     page.evaluate("window.wapNotReloaded = true")
     with contextlib.suppress(pymongo.errors.PyMongoError):  # the step-down closes connections
@@ -100,5 +102,12 @@ def test_the_cluster_page_follows_its_agents_live(
                    what="a new primary")  # fmt: skip
     expect(node(new).locator(".node-state")).to_have_text("PRIMARY", timeout=60_000)
     expect(node(addresses[0]).locator(".node-state")).to_have_text("SECONDARY", timeout=60_000)
+    wait_for(lambda: int(cpu.get_attribute("data-points") or 0) > before, timeout=30,
+             what="the live tail to add points")  # fmt: skip
     assert page.evaluate("window.wapNotReloaded") is True
     screenshot(page, tmp_path / "cluster-after.png")
+    month = page.locator("#charts button[data-range='30d']")
+    month.click()
+    expect(page.locator("#chart-status")).to_contain_text("30d: ")
+    expect(month).to_have_attribute("aria-pressed", "true")
+    assert int(cpu.get_attribute("data-points") or 0) > 0

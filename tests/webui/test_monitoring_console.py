@@ -13,7 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.webui.test_web import api_token, setup_admin
-from webui.services import projects
+from webui.services import projects, topology
 from webui.services.audit import Actor
 from webui.store import Store
 
@@ -191,3 +191,80 @@ def test_the_topology_follows_the_members_reports(platform: Platform) -> None:
     assert states[SET[0]] == "SECONDARY"  # the new primary's view is fresher than its own
     other = platform.client.get(path.replace(cluster["_id"], "x" * 32), headers=platform.auth)
     assert other.status_code == 404
+
+
+def latest_of(host_id: str, *samples: dict[str, Any]) -> dict[str, Any]:
+    """A host's entry of metrics.latest, from samples as agents send them."""
+    return {"host_id": host_id, "t": max(s["timestamp"] for s in samples), "samples": [
+        {"name": s["name"], "labels": s["labels"], "value": s["value"], "t": s["timestamp"]}
+        for s in samples
+    ]}  # fmt: skip
+
+
+def test_a_sharded_topology_with_a_member_down_and_one_not_reported() -> None:
+    at = 1_800_000_000.0
+    h1 = {"_id": "h1", "name": "db1", "address": "10.0.0.1"}
+    h2 = {"_id": "h2", "name": "db2", "address": "10.0.0.2"}
+    cfg = {"10.0.0.1:27019": 1, "10.0.0.2:27019": 2}
+    shard = {"10.0.0.1:27018": 1, "10.0.0.2:27018": 8}
+
+    def member(me: str, set_name: str, states: dict[str, int], when: float) -> list:
+        out = [
+            sample("mongodb_up", 1, when, instance=me),
+            sample("mongodb_replset_my_state", states[me], when, set=set_name, instance=me),
+        ]
+        for address, state in states.items():
+            labels = {"set": set_name, "member": address, "instance": me}
+            out += [
+                sample("mongodb_replset_member_state", state, when, **labels),
+                sample("mongodb_replset_member_health", int(state != 8), when, **labels),
+            ]
+        return out
+
+    router = [sample("mongodb_up", 1, at, instance="10.0.0.1:27017"),
+              sample("mongodb_version_info", 1, at, version="7.0.14", process="mongos",
+                     instance="10.0.0.1:27017")]  # fmt: skip
+    # db2's shard member answered as SECONDARY a minute ago; now its agent finds it down.
+    down = [*member("10.0.0.2:27018", "shard1", {**shard, "10.0.0.2:27018": 2}, at - 60),
+            sample("mongodb_up", 0, at, instance="10.0.0.2:27018")]  # fmt: skip
+    latest = [
+        latest_of("h1", *member("10.0.0.1:27019", "cfg", cfg, at),
+                  *member("10.0.0.1:27018", "shard1", shard, at), *router),
+        latest_of("h2", *member("10.0.0.2:27019", "cfg", cfg, at), *down),
+    ]  # fmt: skip
+    described = [
+        {"address": "10.0.0.1", "port": 27020, "replica_set": "shard2"},
+        {"address": "10.0.0.2", "port": 27020, "replica_set": "shard2"},
+        {"address": "10.0.0.1", "port": 27019, "replica_set": "cfg"},
+    ]
+    cluster = {"_id": "c1", "name": "events", "topology": "sharded"}
+    drawn = topology.build(cluster, [h1, h2], described, latest, at + 5)
+    sets = {s["name"]: s for s in drawn["sets"]}
+    assert [s["name"] for s in drawn["sets"]] == ["cfg", "shard1", "shard2"]
+    assert sets["cfg"]["role"] == "config servers" and sets["shard1"]["role"] == "shard"
+
+    def states(name: str) -> list[tuple[str, str, str, str]]:
+        return [(m["address"], m["host"], m["state"], m["health"]) for m in sets[name]["members"]]
+
+    assert states("cfg") == [("10.0.0.1:27019", "db1", "PRIMARY", "ok"),
+                             ("10.0.0.2:27019", "db2", "SECONDARY", "ok")]  # fmt: skip
+    assert states("shard1") == [("10.0.0.1:27018", "db1", "PRIMARY", "ok"),
+                                ("10.0.0.2:27018", "db2", "DOWN", "down")]  # fmt: skip
+    assert states("shard2") == [("10.0.0.1:27020", "db1", "not reported", "unknown"),
+                                ("10.0.0.2:27020", "db2", "not reported", "unknown")]  # fmt: skip
+    assert sets["shard2"]["primary"] is None
+    (mongos,) = drawn["routers"]
+    assert (mongos["address"], mongos["host"], mongos["state"]) == (
+        "10.0.0.1:27017",
+        "db1",
+        "ROUTER",
+    )
+    assert [p["instance"] for p in topology.processes(drawn)] == [
+        "10.0.0.1:27019",
+        "10.0.0.2:27019",
+        "10.0.0.1:27018",
+        "10.0.0.2:27018",
+        "10.0.0.1:27017",
+    ]
+    later = topology.build(cluster, [h1, h2], described, latest, at + topology.STALE_AFTER + 1)
+    assert all(m["stale"] for m in later["sets"][0]["members"])

@@ -238,8 +238,12 @@ def agent_status(host: dict[str, Any]) -> dict[str, Any]:
 
 def processes(drawn: dict[str, Any]) -> list[dict[str, Any]]:
     """The MongoDB processes an agent reads in a topology (its charts' choices): members by set,
-    then routers, with their host and state."""
-    members = [m for s in drawn["sets"] for m in s["members"]]
+    each set's primary first, then routers, with their host and state."""
+    members = [
+        m
+        for s in drawn["sets"]
+        for m in sorted(s["members"], key=lambda m: m["state"] != "PRIMARY")
+    ]
     return [
         {"instance": m["address"], "host_id": m["host_id"], "host": m["host"], "state": m["state"]}
         for m in [*members, *drawn["routers"]]

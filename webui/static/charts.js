@@ -1,6 +1,6 @@
 // Charts of a host and one of its MongoDB processes on one time axis (uPlot, vendored from npm).
-// One query per refresh asks the metrics API for every series the panels draw; every chart gets
-// the same x values and range and the cursors move together, so a spike in one is seen against
+// One query per refresh asks the metrics API for every series the panels draw; every chart has
+// the same time range and width and the cursors move together, so a spike in one is seen against
 // the others. "Live" queries again every step (at least every 10 s) and the range ends at now.
 (function () {
   "use strict";
@@ -44,6 +44,7 @@
   let charts = {};
   let timer = null;
   let generation = 0;
+  const shownRange = { start: 0, end: 0 };
 
   function human(value, unit) {
     if (value == null) return "";
@@ -82,23 +83,47 @@
     });
   }
 
-  function draw(answer, start, end, instance) {
-    const xs = [...new Set(answer.series.flatMap((s) => s.t))].sort((a, b) => a - b);
-    const sync = uPlot.sync("wap-charts");
-    Object.values(charts).forEach((c) => c.destroy());
-    charts = {};
-    grid.replaceChildren();
-    PANELS.filter((p) => p.scope === "host" || instance).forEach((panel) => {
-      const lines = panelSeries(panel, answer.series, instance);
-      const box = document.createElement("figure");
+  // Each panel's figure, made once per process shown; a refresh with the same series gives its
+  // chart new data (no flicker, the cursor stays), other series make a new chart.
+  function figure(panel) {
+    let box = document.getElementById(`chart-${panel.id}`);
+    if (!box) {
+      box = document.createElement("figure");
       box.className = "chart";
       box.id = `chart-${panel.id}`;
       const caption = document.createElement("figcaption");
       caption.textContent = panel.title;
       box.append(caption);
       grid.append(box);
+    }
+    return box;
+  }
+
+  function draw(answer, instance) {
+    const shown = PANELS.filter((p) => p.scope === "host" || instance);
+    if (grid.dataset.instance !== instance) {
+      Object.values(charts).forEach((c) => c.chart && c.chart.destroy());
+      charts = {};
+      grid.replaceChildren();
+      grid.dataset.instance = instance;
+    }
+    shown.forEach((panel) => {
+      const lines = panelSeries(panel, answer.series, instance);
+      const box = figure(panel);
+      // The panel's own times (its series are read together, host and MongoDB ones at moments
+      // of their own): every chart has the same x range, so a time is at one place on all.
+      const xs = [...new Set(lines.flatMap(([, m]) => [...m.keys()]))].sort((a, b) => a - b);
       const data = [xs, ...lines.map(([, m]) => xs.map((t) => (m.has(t) ? m.get(t) : null)))];
       box.dataset.points = String(data.slice(1).reduce((n, ys) => n + ys.filter((v) => v != null).length, 0));
+      const signature = lines.map(([label]) => label).join("\n");
+      const kept = charts[panel.id];
+      if (kept && kept.signature === signature && kept.chart) {
+        kept.chart.setData(data);
+        return;
+      }
+      if (kept && kept.chart) kept.chart.destroy();
+      box.querySelectorAll("p.muted").forEach((p) => p.remove());
+      charts[panel.id] = { signature, chart: null };
       if (!lines.length) {
         const none = document.createElement("p");
         none.className = "muted";
@@ -107,19 +132,23 @@
         return;
       }
       const options = {
-        width: Math.max(280, box.clientWidth - 8),
+        width: width(box),
         height: 170,
-        cursor: { sync: { key: sync.key } },
+        cursor: { sync: { key: "wap-charts" } },
         legend: { live: true },
-        scales: { x: { time: true, range: () => [start, end] } },
+        scales: { x: { time: true, range: () => [shownRange.start, shownRange.end] } },
         axes: [{}, { size: 70, values: (u, ticks) => ticks.map((v) => human(v, panel.unit)) }],
         series: [{}, ...lines.map(([label], i) => ({
           label, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: false,
           value: (u, v) => human(v, panel.unit),
         }))],
       };
-      charts[panel.id] = new uPlot(options, data, box);
+      charts[panel.id].chart = new uPlot(options, data, box);
     });
+  }
+
+  function width(box) {
+    return Math.max(280, box.clientWidth - 8);
   }
 
   async function refresh() {
@@ -141,7 +170,9 @@
       return;
     }
     if (mine !== generation) return;  // a newer request was made meanwhile
-    draw(answer, start, end, instance);
+    shownRange.start = start;
+    shownRange.end = end;
+    draw(answer, instance);
     status.textContent = `${range}: ${answer.tier} samples, a point every ${answer.step} s;` +
       ` read at ${new Date().toLocaleTimeString()}.`;
     schedule(Math.max(10, answer.step || 0));
@@ -161,6 +192,13 @@
     });
   });
   if (processSelect) processSelect.addEventListener("change", refresh);
+  let resizing = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => Object.entries(charts).forEach(([id, c]) => {
+      if (c.chart) c.chart.setSize({ width: width(document.getElementById(`chart-${id}`)), height: 170 });
+    }), 150);
+  });
   if (live) live.addEventListener("change", () => (live.checked ? refresh() : clearTimeout(timer)));
   refresh();
 })();
