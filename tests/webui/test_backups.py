@@ -7,13 +7,15 @@ the Backups pages; no secret in any answer or page."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 
 from tests.aws.cloud import FAKE_KEY, FAKE_SECRET, REGION, moto_server
+from tests.waiting import wait_until
 from tests.webui.test_agent_ingest import Platform, batch, body
 from tests.webui.test_web import csrf, login
 from wap_agent.backup import manifest as mf
@@ -290,3 +292,27 @@ def test_the_backups_pages(platform: Backups) -> None:
     assert 'id="backup-now"' in page and 'id="snapshot-table"' in page
     assert FAKE_SECRET not in page and FAKE_KEY not in page
     assert "done" in client.get("/backups").get_data(as_text=True)
+
+
+def test_a_worker_runs_a_due_schedule_and_settles_it(
+    platform: Backups, start_worker: Callable[..., Any]
+) -> None:
+    """The worker's reaper process ticks: a policy that falls due (its stored next run, as after a
+    restart) starts a backup through the agent, and the agent's report becomes a done snapshot."""
+    platform.policy(schedule="15 * * * *")
+    platform.agent_alive()
+    backups._policies(platform.store).update_one(
+        {"_id": platform.cluster["_id"]}, {"$set": {"next_run_at": time.time() - 1}}
+    )
+    start_worker()
+
+    def scheduled() -> list[dict[str, Any]]:
+        return [s for s in platform.catalogue()["snapshots"] if s["trigger"] == "schedule"]
+
+    (entry,) = wait_until(scheduled, timeout=60, what="the scheduled backup", every=0.5)
+    assert (entry["status"], entry["via"]) == ("running", "agent")
+    platform.agent_backs_up(b"w" * 1234)
+    wait_until(lambda: scheduled()[0]["status"] == "done", timeout=60, what="the backup settled",
+               every=0.5, seen=lambda: scheduled()[0])  # fmt: skip
+    assert scheduled()[0]["size"] == 1234
+    assert platform.catalogue()["policy"]["next_run_at"] > time.time()

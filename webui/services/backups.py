@@ -14,15 +14,17 @@ credentials); a cluster without one gets a job running `backup_cluster.yml` with
 credential, when the playbooks dir has it. Either way the snapshot lands at the layout of
 `wap_agent.backup.manifest` (agent/docs/backup-storage.md), its manifest written last.
 
-`tick()` is the periodic part, run by the platform's worker: it starts the backups whose policy
-is due (each policy's next run is claimed with one atomic update of the store, so it fires once
-however many workers tick, and a restart loses no schedule: the next run is stored), settles
-running backups from their command or job (a succeeded one is `done` only once its manifest is
-read from the store: a snapshot without its manifest is not a snapshot) and expires what the
-retention no longer keeps, deleting the S3 objects, then the catalogue entry, on the audit log.
+`tick()` is the periodic part, run by each worker's reaper process (webui.jobs.reaper): it starts
+the backups whose policy is due (each policy's next run is claimed with one atomic update of the
+store, so it fires once however many workers tick, and a restart loses no schedule: the next run
+is stored), settles running backups from their command or job (a succeeded one is `done` only once
+its manifest is read from the store: a snapshot without its manifest is not a snapshot) and
+expires what the retention no longer keeps (a policy's retention is looked at every
+RETENTION_EVERY seconds, and at the next tick after a backup of its cluster is done), deleting the
+S3 objects, then the catalogue entry, on the audit log.
 
-S3 is reached with the store's credential through `credentials.reveal` in `tick()` and `delete`
-only (the worker's side); nothing secret is returned, logged or audited.
+S3 is reached with the store's credential through `credentials.reveal`, in `tick()` (the worker's
+side) and in deleting a snapshot by hand; nothing secret is returned, logged or audited.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ COMPRESSIONS = ("gzip", "zstd", "none")
 PLAYBOOK = "backup_cluster.yml"  # a cluster without an agent is backed up by this job
 AGENT_FRESH = 300.0  # seconds since an agent was last heard of for it to take a backup
 MIN_INTERVAL = 3600.0  # a schedule may not fire more often than hourly
+RETENTION_EVERY = 600.0  # seconds between two retention passes of a policy (sooner after a backup)
 BUCKET_RE = re.compile(r"^(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]{0,200}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -187,6 +190,7 @@ def save_policy(
         project_id=cluster["project_id"],
         cluster_id=cluster["_id"],
         next_run_at=next_run(policy["schedule"], at) if policy["enabled"] else None,
+        retention_at=0.0,  # the next tick applies it
         updated_at=at,
         updated_by=actor.username,
         created_at=before.get("created_at", at),
@@ -406,6 +410,7 @@ def settle(store: Store, settings: Settings, entry: dict[str, Any], s3: S3Factor
          "collections": len(made.collections), "mongodb_version": made.mongodb_version,
          "oplog": {"start": made.oplog_start, "end": made.oplog_end}},
     )  # fmt: skip
+    _policies(store).update_one({"_id": entry["cluster_id"]}, {"$set": {"retention_at": 0.0}})
     return DONE
 
 
@@ -508,8 +513,13 @@ def tick(
     for entry in list(_snapshots(store).find({"status": RUNNING})):
         if settle(store, settings, entry, s3) != RUNNING:
             report["settled"].append(entry["_id"])
-    for policy in list(_policies(store).find({})):
-        report["expired"] += apply_retention(store, settings, policy, at, s3)
+    for policy in list(_policies(store).find({"retention_at": {"$lte": at}})):
+        claimed = _policies(store).update_one(
+            {"_id": policy["_id"], "retention_at": policy["retention_at"]},
+            {"$set": {"retention_at": at + RETENTION_EVERY}},
+        )
+        if claimed.modified_count == 1:
+            report["expired"] += apply_retention(store, settings, policy, at, s3)
     return report
 
 
