@@ -316,3 +316,18 @@ def test_a_worker_runs_a_due_schedule_and_settles_it(
                every=0.5, seen=lambda: scheduled()[0])  # fmt: skip
     assert scheduled()[0]["size"] == 1234
     assert platform.catalogue()["policy"]["next_run_at"] > time.time()
+
+
+def test_the_timeline_places_each_snapshot_at_its_start_as_high_as_its_size() -> None:
+    at = 1_800_000_000.0
+    entries = [
+        {"_id": "a", "status": "done", "started_at": at - 15 * DAY, "size": 1000},
+        {"_id": "b", "status": "done", "started_at": at - 1 * DAY, "size": 250},
+        {"_id": "c", "status": "failed", "started_at": at - 2 * DAY, "size": None},
+        {"_id": "d", "status": "done", "started_at": at - 31 * DAY, "size": 5000},
+    ]
+    picture = backups.timeline(entries, at)
+    marks = {m["id"]: m for m in picture["marks"]}
+    assert set(marks) == {"a", "b", "c"}  # d is older than the 30 days shown
+    assert (marks["a"]["x"], marks["a"]["height"]) == (500.0, 100)
+    assert (marks["b"]["height"], marks["c"]["height"], marks["c"]["status"]) == (25, 33, "failed")

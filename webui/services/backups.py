@@ -524,8 +524,9 @@ def tick(
 
 
 def timeline(entries: list[dict[str, Any]], at: float, days: int = 30) -> dict[str, Any]:
-    """The console's picture of the last `days`: one mark per snapshot at its start, its height
-    by size relative to the largest, coloured by status (x and height in 0..1000 / 0..100)."""
+    """The console's picture of the last `days`: one mark per snapshot at its start, a done one
+    as high as its size relative to the largest, coloured by status (x in 0..1000, height in
+    0..100)."""
     since = at - days * 86400
     shown = [e for e in entries if e["started_at"] >= since]
     largest = max((e.get("size") or 0 for e in shown), default=0) or 1
@@ -533,7 +534,8 @@ def timeline(entries: list[dict[str, Any]], at: float, days: int = 30) -> dict[s
         {
             "id": e["_id"],
             "x": round((e["started_at"] - since) / (days * 86400) * 1000, 1),
-            "height": max(4, round((e.get("size") or 0) / largest * 100)),
+            # a failed or running backup has no size: a third of the height, in its colour
+            "height": max(4, round(e["size"] / largest * 100)) if e.get("size") else 33,
             "status": e["status"],
             "size": e.get("size"),
             "started_at": e["started_at"],
