@@ -230,3 +230,42 @@ def test_latest_values_and_charts_through_the_api(platform: Platform) -> None:
     assert backwards.status_code == 422 and "from" in backwards.get_json()["message"]
     anonymous = platform.client.get(f"/api/v1/projects/{project}/metrics/latest")
     assert anonymous.status_code == 401
+
+
+def test_latest_keeps_series_a_round_missed_and_another_writer_s_values(
+    platform: Platform,
+) -> None:
+    project, host = platform.project["id"], platform.host["id"]
+    start = time.time() - 5 * MINUTE
+    full = rounds(start, 2 * INTERVAL)
+    assert platform.send(body(*map(wire, full))).status_code == 200
+    # a round whose MongoDB collector failed carries the host's series only
+    partial = rounds(start + 2 * INTERVAL, INTERVAL, seed=5)[0]
+    partial["samples"] = [s for s in partial["samples"] if s["n"] == "host_cpu"]
+    partial["seq"], partial["errors"] = 3, {"mongodb db1:27017": ["refused"]}
+    assert platform.send(body(wire(partial))).status_code == 200
+
+    def newest() -> dict[tuple[str, str | None], float]:
+        [latest] = metrics.latest(platform.store, project, [host])
+        return {(s["name"], s["labels"].get("cpu")): s["value"] for s in latest["samples"]}
+
+    assert newest() == {
+        ("host_cpu", "0"): partial["samples"][0]["v"],
+        ("host_cpu", "1"): partial["samples"][1]["v"],
+        ("mongodb_connections", None): full[-1]["samples"][2]["v"],
+    }
+    # another web server's process writes the host's values in between
+    other = {"n": "mongodb_up", "l": {}, "v": 1.0, "k": "g", "t": partial["time"]}
+    written = platform.store.db.latest.find_one({"_id": host})
+    written["samples"].append(other)
+    platform.store.db.latest.replace_one({"_id": host}, {**written, "w": uuid.uuid4().hex})
+    last = rounds(start + 3 * INTERVAL, INTERVAL, seed=9)[0]
+    last["seq"] = 4
+    last["samples"] = [s for s in last["samples"] if s["n"] == "mongodb_connections"]
+    assert platform.send(body(wire(last))).status_code == 200
+    assert newest() == {
+        ("host_cpu", "0"): partial["samples"][0]["v"],
+        ("host_cpu", "1"): partial["samples"][1]["v"],
+        ("mongodb_connections", None): last["samples"][0]["v"],
+        ("mongodb_up", None): 1.0,
+    }

@@ -34,6 +34,9 @@ import itertools
 import math
 import re
 import statistics
+import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -174,32 +177,63 @@ def store_batches(
 
 
 LATEST_STALE = 300.0  # a series absent from its host's rounds for this long leaves `latest`
+# What this process last wrote to each host's `latest` document, keyed by host: the write's mark
+# and the merged samples. A request whose host this process wrote last replaces the document on
+# that mark alone, without reading it first (the read cost as much as the write on the embedded
+# store); another process's write in between changes the mark, and the merge reads it again.
+_written: OrderedDict[str, tuple[str, dict[str, dict[str, Any]]]] = OrderedDict()
+WRITTEN_HOSTS = 5000
+_written_lock = threading.Lock()
 
 
 def _keep_latest(
     store: Store, agent: AgentIdentity, batches: list[dict[str, Any]], received: float
 ) -> None:
     """Merge the batches' newest value per series into the host's `latest` document (an agent
-    sends its batches one request at a time, so a read and a replace do not race)."""
-    current = store.db.latest.find_one({"_id": agent.host_id}) or {}
-    merged = {series_key(s["n"], s["l"]): s for s in current.get("samples", [])}
-    for batch in batches:
-        for sample in batch["samples"]:
-            key = series_key(sample["n"], sample["l"])
-            if key not in merged or sample["t"] >= merged[key]["t"]:
-                merged[key] = sample
-    newest = max([current.get("t", 0.0), *(b["time"] for b in batches)])
-    store.db.latest.replace_one(
-        {"_id": agent.host_id},
-        {
+    sends its batches one request at a time, so a merge and its write do not race)."""
+    with _written_lock:
+        cached = _written.get(agent.host_id)
+    for _attempt in range(3):  # a write of another process in between: read again and merge
+        if cached is None:
+            current = store.db.latest.find_one({"_id": agent.host_id}) or {}
+            cached = (
+                current.get("w", ""),
+                {series_key(s["n"], s["l"]): s for s in current.get("samples", [])},
+            )
+        mark, merged = cached[0], dict(cached[1])
+        cached = None
+        for batch in batches:
+            for sample in batch["samples"]:
+                key = series_key(sample["n"], sample["l"])
+                if key not in merged or sample["t"] >= merged[key]["t"]:
+                    merged[key] = sample
+        newest = max(s["t"] for s in merged.values()) if merged else 0.0
+        newest = max(newest, *(b["time"] for b in batches))
+        merged = {k: s for k, s in merged.items() if s["t"] >= newest - LATEST_STALE}
+        new_mark = uuid.uuid4().hex
+        document = {
             "_id": agent.host_id,  # the embedded store's upsert does not take it from the filter
             "project_id": agent.project_id,
             "t": newest,
             "last_seen": received,
-            "samples": [s for s in merged.values() if s["t"] >= newest - LATEST_STALE],
-        },
-        upsert=True,
-    )
+            "w": new_mark,
+            "samples": list(merged.values()),
+        }
+        if mark:
+            done = store.db.latest.replace_one({"_id": agent.host_id, "w": mark}, document)
+            if not done.matched_count:
+                continue
+        else:
+            try:
+                store.db.latest.insert_one(document)
+            except DuplicateKeyError:  # another process wrote it first
+                continue
+        with _written_lock:
+            _written[agent.host_id] = (new_mark, merged)
+            _written.move_to_end(agent.host_id)
+            while len(_written) > WRITTEN_HOSTS:
+                _written.popitem(last=False)
+        return
 
 
 def latest(
@@ -215,8 +249,11 @@ def latest(
     if host_ids is not None:
         where["_id"] = {"$in": list(host_ids)}
     wanted = set(names) if names is not None else None
+    hosts = {h["_id"] for h in store.hosts.find({"project_id": project_id}, {"_id": 1})}
     out = []
     for doc in store.db.latest.find(where).sort("_id", 1):
+        if doc["_id"] not in hosts:  # removed since
+            continue
         samples = [
             {"name": s["n"], "labels": s["l"], "value": s["v"], "kind": KIND_NAMES[s["k"]],
              "t": s["t"]}
