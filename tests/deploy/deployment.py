@@ -35,6 +35,17 @@ def build_double_tarball(dest: Path, version: str = DOUBLE_VERSION) -> Path:
     return Path(built.stdout.strip().splitlines()[-1])
 
 
+def build_agent_wheelhouse(dest: Path) -> Path:
+    """The agent's wheelhouse for the lab hosts' Python (Debian 12: CPython 3.11, x86_64)."""
+    built = subprocess.run(
+        [sys.executable, str(REPO / "agent" / "build-wheelhouse"), str(dest),
+         "--python", "3.11", "--arch", "x86_64"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    return dest
+
+
 @dataclass
 class PlaybookRun:
     """One ansible-playbook run, read through the ansible.posix.json callback."""

@@ -1,6 +1,7 @@
 """deploy_replicaset.yml on lab hosts with the double's tarball: check mode on bare hosts, the
 secured lab example deployed from bare hosts, then re-runs, check mode, growth and shrinking of
-the same set.
+the same set; the agents deployed by deploy_agent.yml on the set and on a host without MongoDB,
+shipping to a platform listening on the lab's bridge.
 
 The tests share one lab and run in file order: each one starts from what the previous one left
 (bare hosts, then 3 members, then 5, then 4).
@@ -8,10 +9,33 @@ The tests share one lab and run in file order: each one starts from what the pre
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import pymongo
 import pytest
 
-from tests.deploy.deployment import APP, Deployment, PrimaryWatch, home_is_private, wait_healthy
+from tests.deploy.deployment import (
+    ADMIN,
+    APP,
+    Deployment,
+    PrimaryWatch,
+    build_agent_wheelhouse,
+    home_is_private,
+    wait_healthy,
+)
+from tests.waiting import wait_until
+from tests.webui.conftest import (  # noqa: F401 (fixtures, found by pytest)
+    allowed_endpoints,
+    processes,
+    redis_url,
+    store_server,
+)
+from tests.webui.helpers import PASSWORD, Api, Proc, env_for, free_port, wait_healthy_web
+from webui.config import load_settings
+from webui.services import metrics
+from webui.store import Store
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1200)]
 
@@ -121,6 +145,122 @@ def test_second_run_changes_nothing_and_keeps_the_admin(rs: Deployment) -> None:
     assert not any(r.get("bootstrapped") or r.get("changed") for r in admin.values())
     with rs.client(replicaSet="rs0") as client:
         assert client.admin.command("usersInfo", "admin")["users"][0]["userId"] == before
+
+
+AGENT_INTERVAL = 3
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_agent_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+
+
+def ini_uris(text: str) -> list[str]:
+    lines = text.split("[mongodb]")[1].split("[queue]")[0].splitlines()
+    return [line.strip() for line in lines if line.strip().startswith("mongodb://")]
+
+
+def test_agents_deployed_by_the_role_ship_every_host_and_member(
+    rs: Deployment,
+    wheelhouse: Path,
+    tmp_path: Path,
+    store_server: str,  # noqa: F811
+    redis_url: str,  # noqa: F811
+    processes: list[Proc],  # noqa: F811
+) -> None:
+    # The platform where the lab hosts reach it: the bridge's address on this machine.
+    gateway = rs.lab.lab.state().hosts["lab1"].gateway
+    settings = load_settings({
+        "WAP_DATA_DIR": str(tmp_path / "data"), "WAP_BIND": f"{gateway}:{free_port()}",
+        "WAP_MONGODB_URI": f"{store_server}/wap_agents_{free_port()}", "WAP_REDIS_URL": redis_url,
+        "WAP_RUNTIME_DIR": str(tmp_path / "run"),
+    })  # fmt: skip
+    web = Proc([sys.executable, "-m", "wap.cli", "web"], tmp_path / "web.log", env_for(settings))
+    processes.append(web)
+    base = f"http://{settings.bind}"
+    wait_healthy_web(web, base, timeout=30, what="wap web on the lab bridge")
+    api = Api(base)
+    # Set up from another address than the machine's loopback: with the setup link's token.
+    setup = f"/setup?token={(settings.data_dir / 'setup_token').read_text().strip()}"
+    form = {"csrf_token": api.csrf(setup), "username": "admin", "password": PASSWORD,
+            "password2": PASSWORD}  # fmt: skip
+    assert api.http.post(base + setup, data=form).ok
+    api_token = api.use_token("agents")
+    project = api.call("POST", "/projects", json={"name": "agents"}).json()
+    hosts = ["lab1", "lab2", "lab3", "lab4"]  # lab4 runs no MongoDB
+    ids = {}
+    for host in hosts:
+        made = api.call("POST", f"/projects/{project['id']}/hosts",
+                        json={"name": host, "address": rs.lab.hosts[host]})  # fmt: skip
+        assert made.status_code == 201, made.text
+        ids[host] = made.json()["id"]
+
+    # The role asks the platform for each host's token (none on the hosts yet).
+    agent_vars = {
+        "wap_agent_hosts": ",".join(hosts), "wap_agent_wheelhouse": str(wheelhouse),
+        "wap_agent_platform_url": base, "wap_agent_api_token": api_token,
+        "wap_agent_project_id": project["id"], "wap_test_host_ids": ids,
+        "wap_agent_host_id": "{{ wap_test_host_ids[inventory_hostname] }}",
+        "wap_agent_interval": AGENT_INTERVAL,
+        "mongodb_security_admin_user": ADMIN[0], "mongodb_security_admin_password": ADMIN[1],
+    }  # fmt: skip
+    first = rs.run("deploy_agent.yml", **agent_vars)
+    assert first.returncode == 0, first.failures()
+    assert all(first.changed()[h] > 0 for h in hosts)
+    again = rs.run("deploy_agent.yml", **agent_vars)
+    assert again.returncode == 0, again.failures()
+    assert again.changed() == dict.fromkeys(hosts, 0)
+
+    # On every host: the service, its files and modes; the MongoDB password stays on the host.
+    for host in hosts:
+        files = "/etc/wap-agent/agent.ini /etc/wap-agent/token /etc/wap-agent/mongodb-password"
+        out = rs.lab.ssh(host, "systemctl is-active wap-agent; systemctl is-enabled wap-agent;"
+                         f" stat -c '%n %U:%G %a' {files} 2>/dev/null; cat /etc/wap-agent/agent.ini"
+                         ).stdout  # fmt: skip
+        lines = out.splitlines()
+        assert lines[:4] == ["active", "enabled", "/etc/wap-agent/agent.ini root:wap-agent 640",
+                             "/etc/wap-agent/token wap-agent:wap-agent 600"], out  # fmt: skip
+        uris = ini_uris(out)
+        if host == "lab4":
+            assert uris == [] and "mongodb-password" not in out
+            continue
+        assert lines[4] == "/etc/wap-agent/mongodb-password root:root 600"
+        password = rs.lab.ssh(host, "cat /etc/wap-agent/mongodb-password").stdout.strip()
+        assert len(password) == 32
+        assert uris == [f"mongodb://wap-agent-{host}:{password}@localhost:27017/?authSource=admin"
+                        "&tls=true&tlsCAFile=/etc/wap-agent/mongodb-ca.pem"]  # fmt: skip
+        for run in (first, again):
+            assert password not in json.dumps(run.output) and password not in run.stderr
+    with rs.client(replicaSet="rs0") as client:
+        users = {u["user"]: u["roles"] for u in client.admin.command("usersInfo")["users"]}
+    for host in ("lab1", "lab2", "lab3"):
+        assert sorted((r["role"], r["db"]) for r in users[f"wap-agent-{host}"]) == [
+            ("clusterMonitor", "admin"), ("read", "local")]  # fmt: skip
+
+    # Every host's samples reach the platform, and every member's as that member.
+    store = Store(settings.mongodb_uri or "")
+
+    def latest(host: str, name: str) -> dict[str, float] | None:
+        """The host's newest batch (name -> value) once it holds the series `name`."""
+        batches = metrics.host_batches(store, ids[host], fields=("samples",))
+        values = {s["n"]: s["v"] for s in batches[-1]["samples"]} if batches else {}
+        return values if name in values else None
+
+    def arrived(host: str, name: str) -> dict[str, float]:
+        return wait_until(lambda: latest(host, name), timeout=2 * AGENT_INTERVAL + 30,
+                          every=0.5, what=f"{name} from {host}")  # fmt: skip
+
+    try:
+        for host in hosts:
+            seen = arrived(host, "host_memory_total_bytes")
+            if host == "lab4":
+                assert not any(name.startswith("mongodb_") for name in seen)
+                continue
+            member = arrived(host, "mongodb_replset_my_state")
+            assert member["mongodb_up"] == 1
+            assert member["mongodb_replset_my_state"] in (1, 2)  # PRIMARY or SECONDARY
+    finally:
+        store.close()
 
 
 def test_check_mode_reports_growth_and_changes_nothing(rs: Deployment) -> None:
