@@ -102,6 +102,8 @@ def test_the_cluster_page_follows_its_agents_live(
                    what="a new primary")  # fmt: skip
     expect(node(new).locator(".node-state")).to_have_text("PRIMARY", timeout=60_000)
     expect(node(addresses[0]).locator(".node-state")).to_have_text("SECONDARY", timeout=60_000)
+    new_host = f"db{addresses.index(new) + 1}"
+    expect(node(new).locator(".node-host a")).to_have_text(new_host)  # drawn by the page's script
     wait_for(lambda: int(cpu.get_attribute("data-points") or 0) > before, timeout=30,
              what="the live tail to add points")  # fmt: skip
     assert page.evaluate("window.wapNotReloaded") is True
@@ -111,3 +113,12 @@ def test_the_cluster_page_follows_its_agents_live(
     expect(page.locator("#chart-status")).to_contain_text("30d: ")
     expect(month).to_have_attribute("aria-pressed", "true")
     assert int(cpu.get_attribute("data-points") or 0) > 0
+
+    node(new).locator(".node-host a").click()  # the host's page: its charts beside its mongod
+    expect(page.locator("h1")).to_contain_text(new_host)
+    expect(page.locator("#chart-process")).to_have_value(new)
+    for chart in ("cpu", "operations"):
+        drawn = page.locator(f"#chart-{chart}")
+        wait_for(lambda d=drawn: int(d.get_attribute("data-points") or 0) > 0, timeout=30,
+                 what=f"points on the host page's {chart} chart")  # fmt: skip
+    screenshot(page, tmp_path / "host.png")

@@ -181,6 +181,7 @@ def test_the_topology_follows_the_members_reports(platform: Platform) -> None:
         node = page.split(f'data-address="{address}"', 1)[1]
         assert re.match(rf'>\s*<span class="node-state">{state}</span>', node), node[:80]
     assert '<option value="10.7.0.2:27017"' in page  # the charts' process choice
+    assert f'<a href="/hosts/{platform.hosts["db3"]}">db3</a>' in page
     # An election: the second member's agent reports first that it is primary; the old primary
     # still says PRIMARY from an older round until its own report, then SECONDARY.
     platform.send("db2", mongod_round(at + 10, SET[1], {SET[0]: 2, SET[1]: 1, SET[2]: 2}, 7, 5.0,

@@ -154,6 +154,7 @@
   async function refresh() {
     const mine = ++generation;
     const { hostId, instance } = selected();
+    if (!hostId) return;  // no agent reported yet: the page says so
     const end = Math.floor(Date.now() / 1000);
     const start = end - RANGES[range];
     const query = new URLSearchParams({ host: hostId, from: start, to: end, points: 600 });

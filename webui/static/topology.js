@@ -32,8 +32,14 @@
     }
     if (m.connections != null) detail.push(`${Math.trunc(m.connections)} connections`);
     if (m.stale) detail.push(`last report ${stamp(m.seen_at)}`);
-    li.append(el("span", "node-state", m.state), el("span", "node-address", m.address),
-      el("span", "node-host", m.host || "host not registered"), el("span", "node-detail", detail.join(" · ")));
+    const host = el("span", "node-host", m.host_id ? null : m.host || "host not registered");
+    if (m.host_id) {
+      const link = el("a", null, m.host);
+      link.href = `${section.dataset.hosts}/${encodeURIComponent(m.host_id)}`;
+      host.append(link);
+    }
+    li.append(el("span", "node-state", m.state), el("span", "node-address", m.address), host,
+      el("span", "node-detail", detail.join(" · ")));
     return li;
   }
 
