@@ -8,15 +8,17 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
+from tests.webui.helpers import Proc, env_for, wait_for
 from tests.webui.test_agent_ingest import Platform, body, platform_settings
 from webui import create_app
+from webui.config import Settings
 from webui.services import metrics, rollups
 from webui.services.agents import AgentIdentity
 from webui.services.rollups import HOUR, MINUTE, Retention
@@ -269,3 +271,27 @@ def test_latest_keeps_series_a_round_missed_and_another_writer_s_values(
         ("mongodb_connections", None): last["samples"][0]["v"],
         ("mongodb_up", None): 1.0,
     }
+
+
+def test_a_worker_rolls_up_on_its_own(
+    settings: Settings, store: Store, start_worker: Callable[..., Proc]
+) -> None:
+    """`wap worker` runs the rounds (in its reaper process) with the time of day: the 1-minute
+    windows of samples older than a slice appear without anyone asking."""
+    project_host = AgentIdentity("h-worker", "p-worker", "h")
+    now = time.time()
+    batches = rounds(now - 20 * MINUTE, 15 * MINUTE)
+    for i in range(0, len(batches), 100):
+        metrics.store_batches(store, project_host, batches[i : i + 100])
+    start_worker({**env_for(settings), "WAP_METRICS_ROLLUP_EVERY": "60"})
+    wait_for(
+        lambda: (rollups.cursor(store, "1m") or 0) >= now - 5 * MINUTE,
+        timeout=60,
+        what="the worker's rounds rolling every sample up",
+    )
+    rolled_until = rollups.cursor(store, "1m")
+    docs = store.db.rollups.find({"tier": "1m", "n": "host_cpu", "l.cpu": "0"})
+    got = {t: (d["min"][i], d["max"][i], d["mean"][i], d["last"][i])
+           for d in docs for i, t in enumerate(d["t"])}  # fmt: skip
+    want = expected(batches, "host_cpu", {"cpu": "0"}, MINUTE)
+    assert_same(got, {t: w for t, w in want.items() if t < rolled_until})
