@@ -15,6 +15,7 @@ import pytest
 from flask import Flask
 
 from tests.aws.cloud import FAKE_KEY, FAKE_SECRET, REGION, moto_server
+from tests.mongod_double.conftest import launcher  # noqa: F401 (a fixture, found by pytest)
 from tests.waiting import wait_until
 from tests.webui.test_agent_ingest import Platform, batch, body
 from tests.webui.test_web import csrf, login
@@ -331,3 +332,42 @@ def test_the_timeline_places_each_snapshot_at_its_start_as_high_as_its_size() ->
     assert set(marks) == {"a", "b", "c"}  # d is older than the 30 days shown
     assert (marks["a"]["x"], marks["a"]["height"]) == (500.0, 100)
     assert (marks["b"]["height"], marks["c"]["height"], marks["c"]["status"]) == (25, 33, "failed")
+
+
+def test_the_agents_engine_backs_up_a_replica_set_into_the_catalogue(
+    platform: Backups,
+    launcher: Any,  # noqa: F811 (the fixture)
+) -> None:
+    """The whole backup with the real engine: the command's arguments, as the agent is given
+    them, run by wap_agent.backup.manifest.back_up against a one-member set of the mongod double
+    to moto's S3; the platform settles it from the manifest, and its counts are the set's."""
+    node = launcher.start("--replSet", "rs0")
+    source = node.client()
+    source.admin.command("replSetInitiate", {"_id": "rs0", "members": [
+        {"_id": 0, "host": f"127.0.0.1:{node.port}"}]})  # fmt: skip
+    wait_until(lambda: source.admin.command("hello").get("isWritablePrimary"), timeout=30,
+               what="a primary")  # fmt: skip
+    source.shop.orders.insert_many([{"n": i, "sku": f"s{i % 97}"} for i in range(1500)])
+    source.crm.people.insert_many([{"name": f"p{i}"} for i in range(120)])
+    platform.policy(compression="zstd")
+    platform.agent_alive()
+    snapshot = platform.api("POST", f"/clusters/{platform.cluster['_id']}/backups").get_json()
+
+    headers = {"Authorization": f"Bearer {platform.token}"}
+    (command,) = platform.client.get("/api/v1/agent/commands", headers=headers).get_json()[
+        "commands"
+    ]
+    uri = f"mongodb://127.0.0.1:{node.port}/?directConnection=true"
+    result = mf.back_up(uri, command["args"], s3=platform.s3)
+    assert result["snapshot_id"] == snapshot["id"] and result["documents"] == 1620
+    report = {"state": "succeeded", "result": result}
+    platform.client.post(f"/api/v1/agent/commands/{command['id']}/result", json=report,
+                         headers=headers)  # fmt: skip
+    backups.tick(platform.store, platform.settings)
+
+    (done,) = platform.catalogue()["snapshots"]
+    assert (done["status"], done["documents"], done["size"]) == ("done", 1620, result["size"])
+    assert done["oplog"]["end"]["t"] >= done["oplog"]["start"]["t"] > 0
+    stored = mf.read(platform.s3, BUCKET, done["manifest_key"])
+    assert {c.ns: c.count for c in stored.collections} == {"crm.people": 120, "shop.orders": 1500}
+    assert stored.files[0].key.endswith("/rs0.archive.zst") and stored.compression == "zstd"

@@ -390,3 +390,55 @@ def read(s3: Any, bucket: str, key: str) -> Manifest:
 
     with S3Download(s3, bucket, key) as source:
         return parse(source.read())
+
+
+# The arguments the platform's `backup` command carries (webui.services.backups): where to write,
+# never a secret; the agent writes with its host's own AWS credentials (boto3's chain).
+COMMAND_ARGS = ("snapshot_id", "bucket", "prefix", "region", "endpoint_url", "project_id",
+                "cluster_id", "cluster_name", "compression", "member", "oplog")  # fmt: skip
+
+
+def back_up(
+    uri: str,
+    args: Mapping[str, Any],
+    *,
+    s3: Any = None,
+    progress: Callable[[dict], None] | None = None,
+    replica_set: str | None = None,
+) -> dict[str, Any]:
+    """Run the platform's `backup` command: dump `uri` with the engine and store the snapshot
+    where `args` say (archive streamed, manifest last). The command's result: the snapshot's id,
+    its manifest's key, size, SHA-256 and document count. `s3`: a client (else one from the
+    arguments' endpoint and region with boto3's credential chain)."""
+    from wap_agent.backup import s3 as s3mod
+    from wap_agent.backup.dump import DumpOptions, client_for, dump
+
+    missing = [k for k in ("snapshot_id", "bucket", "project_id", "cluster_id") if not args.get(k)]
+    if missing:
+        raise ValueError(f"the backup command lacks {', '.join(missing)}")
+    compression = args.get("compression") or None
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression {compression!r}: gzip, zstd or none")
+    client = s3 or s3mod.client(args.get("endpoint_url") or None, args.get("region") or None)
+    if replica_set is None:  # the archive is named by its set (a sharded cluster has several)
+        with client_for(uri) as mongo:
+            replica_set = str(mongo.admin.command("hello").get("setName") or "standalone")
+    layout = Layout(str(args.get("prefix") or ""), str(args["project_id"]), str(args["cluster_id"]))
+    options = DumpOptions(
+        compression=compression,
+        oplog=bool(args.get("oplog", True)),
+        member=args.get("member") or None,
+        progress=progress,
+    )
+    made = store_snapshot(
+        client, str(args["bucket"]), layout, lambda out: dump(uri, out, options=options),
+        cluster_name=str(args.get("cluster_name") or ""), replica_set=replica_set,
+        compression=compression, snapshot=str(args["snapshot_id"]),
+    )  # fmt: skip
+    return {
+        "snapshot_id": made.snapshot_id,
+        "manifest_key": layout.manifest(made.snapshot_id),
+        "size": made.stored_size,
+        "sha256": made.files[0].sha256,
+        "documents": made.documents,
+    }
