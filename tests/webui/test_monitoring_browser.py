@@ -6,6 +6,7 @@ with data; the primary steps down and the page shows the new primary without a r
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,3 +123,10 @@ def test_the_cluster_page_follows_its_agents_live(
         wait_for(lambda d=drawn: int(d.get_attribute("data-points") or 0) > 0, timeout=30,
                  what=f"points on the host page's {chart} chart")  # fmt: skip
     screenshot(page, tmp_path / "host.png")
+
+    page.click("nav >> text=Overview")  # Home: the three members by state, the busiest first
+    by_state = page.locator("#nodes-by-state tr")
+    expect(by_state).to_have_text([re.compile(r"PRIMARY\s*1"), re.compile(r"SECONDARY\s*2")])
+    expect(page.locator("#hosts-by-state tr")).to_have_text([re.compile(r"ok\s*3")])
+    expect(page.locator("#top-connections tr")).to_have_count(3)
+    screenshot(page, tmp_path / "overview.png")

@@ -137,7 +137,7 @@
         cursor: { sync: { key: "wap-charts" } },
         legend: { live: true },
         scales: { x: { time: true, range: () => [shownRange.start, shownRange.end] } },
-        axes: [{}, { size: 70, values: (u, ticks) => ticks.map((v) => human(v, panel.unit)) }],
+        axes: [{}, { size: 84, values: (u, ticks) => ticks.map((v) => human(v, panel.unit)) }],
         series: [{}, ...lines.map(([label], i) => ({
           label, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: false,
           value: (u, v) => human(v, panel.unit),
