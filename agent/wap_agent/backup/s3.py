@@ -130,6 +130,7 @@ class S3Upload(io.RawIOBase):
         self._cut = 0  # bytes cut into parts
         self._upload_id: str | None = None
         self._parts: dict[int, str] = {}  # part number -> ETag
+        self._numbered = 0  # the last part number given
         self._futures: set[Future[None]] = set()
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -178,6 +179,11 @@ class S3Upload(io.RawIOBase):
                 self._buffer.clear()
                 self._drain(0)
                 parts = len(self._parts)
+                if sorted(self._parts) != list(range(1, self._numbered + 1)):
+                    raise S3TransferError(
+                        f"s3://{self.bucket}/{self.key}: parts {sorted(self._parts)} stored of"
+                        f" 1 to {self._numbered}"
+                    )
                 answer = self.s3.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=self.key,
@@ -273,7 +279,8 @@ class S3Upload(io.RawIOBase):
                 ) from exc
             self._upload_id = started["UploadId"]
             self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="s3-part")
-        number = len(self._parts) + len(self._futures) + 1
+        self._numbered += 1
+        number = self._numbered
         if number > MAX_PARTS:
             raise S3TransferError(
                 f"s3://{self.bucket}/{self.key}: more than {MAX_PARTS} parts; give a larger"
