@@ -280,12 +280,12 @@ def test_a_worker_rolls_up_on_its_own(
     windows of samples older than a slice appear without anyone asking."""
     project_host = AgentIdentity("h-worker", "p-worker", "h")
     now = time.time()
-    batches = rounds(now - 20 * MINUTE, 15 * MINUTE)
+    batches = rounds(now - 20 * MINUTE, 12 * MINUTE)
     for i in range(0, len(batches), 100):
         metrics.store_batches(store, project_host, batches[i : i + 100])
     start_worker({**env_for(settings), "WAP_METRICS_ROLLUP_EVERY": "60"})
     wait_for(
-        lambda: (rollups.cursor(store, "1m") or 0) >= now - 5 * MINUTE,
+        lambda: (rollups.cursor(store, "1m") or 0) >= now - 8 * MINUTE,
         timeout=60,
         what="the worker's rounds rolling every sample up",
     )
