@@ -144,6 +144,9 @@ def test_a_backup_through_the_agent_lands_in_the_catalogue(platform: Backups) ->
     no_agent = platform.api("POST", f"/clusters/{cluster}/backups")
     assert no_agent.status_code == 409
     assert "no agent on the cluster's hosts" in no_agent.get_json()["message"]
+    refused = platform.audit("backup.start")[0]
+    assert (refused["outcome"], refused["target"]) == ("refused", "p1/orders")
+    assert "no agent" in refused["detail"]["reason"]
 
     platform.agent_alive()
     started = platform.api("POST", f"/clusters/{cluster}/backups")
@@ -166,7 +169,7 @@ def test_a_backup_through_the_agent_lands_in_the_catalogue(platform: Backups) ->
     assert done["oplog"] == {"start": {"t": 1, "i": 1}, "end": {"t": 2, "i": 1}}
     assert done["mongodb_version"] == "7.0.14" and done["duration"] is not None
     actions = [e["action"] for e in platform.audit("backup.")]
-    assert actions[:3] == ["backup.done", "backup.start", "backup.policy"]
+    assert actions[:3] == ["backup.done", "backup.start", "backup.start"]  # the 409 was refused
     everything = str(platform.catalogue()) + str(platform.audit(""))
     assert FAKE_SECRET not in everything and FAKE_KEY not in everything
 

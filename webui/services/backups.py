@@ -242,12 +242,27 @@ def start_backup(
     trigger: str = "manual",
     at: float | None = None,
 ) -> dict[str, Any]:
-    """Back the cluster up now, to its policy's store: the catalogue entry, `running`."""
+    """Back the cluster up now, to its policy's store: the catalogue entry, `running`. A refusal
+    (no policy, one running, nowhere to run) is on the audit log too."""
     cluster, project = _cluster(store, actor, cluster_id, "operator")
+    at = now() if at is None else at
+    try:
+        return _start(store, settings, actor, cluster, project, trigger, at)
+    except Conflict as error:
+        audit.record(
+            store, actor, "backup.start", f"{project['name']}/{cluster['name']}", "refused",
+            {"trigger": trigger, "reason": error.message},
+        )  # fmt: skip
+        raise
+
+
+def _start(
+    store: Store, settings: Settings, actor: Actor, cluster: dict[str, Any],
+    project: dict[str, Any], trigger: str, at: float,
+) -> dict[str, Any]:  # fmt: skip
     policy = _policies(store).find_one({"_id": cluster["_id"]})
     if policy is None:
         raise Conflict("the cluster has no backup policy: save one first (where to write)")
-    at = now() if at is None else at
     if _snapshots(store).find_one({"cluster_id": cluster["_id"], "status": RUNNING}):
         raise Conflict("a backup of this cluster is running: wait for it to end")
     snapshot_id = snapshots.snapshot_id(at)
@@ -505,7 +520,9 @@ def tick(
             entry = start_backup(store, settings, SYSTEM, policy["cluster_id"],
                                  trigger="schedule", at=at)  # fmt: skip
             report["started"].append(entry["_id"])
-        except (Conflict, Invalid, NotFound) as error:
+        except Conflict:  # on the audit log already
+            report["refused"].append(policy["cluster_id"])
+        except (Invalid, NotFound) as error:  # the cluster or its project is gone
             report["refused"].append(policy["cluster_id"])
             project = store.projects.find_one({"_id": policy["project_id"]}) or {}
             audit.record(store, SYSTEM, "backup.start", project.get("name", ""), "refused",
