@@ -285,6 +285,7 @@ def host_batches(store: Store, host_id: str, fields: tuple[str, ...] = ()) -> li
 
 MAX_NAMES = 50
 MAX_POINTS = 5000
+LATEST_TIME = 1e11  # seconds since the epoch: beyond any chart (the year 5138)
 
 
 def query(
@@ -308,7 +309,7 @@ def query(
     names = sorted(set(names))
     if not names or len(names) > MAX_NAMES:
         raise Invalid(f"name: 1 to {MAX_NAMES} series names")
-    if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
+    if not 0 <= start < end <= LATEST_TIME:
         raise Invalid("from and to: seconds since the epoch, from before to")
     if not 1 <= max_points <= MAX_POINTS:
         raise Invalid(f"points: 1 to {MAX_POINTS}")
