@@ -63,9 +63,12 @@ def main() -> None:
         for step in (int(s) for s in args.steps.split(",")):
             cluster_id = populate(store, api.base, api.http, step - total)
             total = step
-            pages = {"overview (Home)": "/", "hosts": "/hosts",
-                     "cluster page": f"/clusters/{cluster_id}",
-                     "topology API (polled)": f"/api/v1/clusters/{cluster_id}/topology"}  # fmt: skip
+            pages = {
+                "overview (Home)": "/",
+                "hosts": "/hosts",
+                "cluster page": f"/clusters/{cluster_id}",
+                "topology API (polled)": f"/api/v1/clusters/{cluster_id}/topology",
+            }
             for name, path in pages.items():
                 times, size = [], 0
                 for _ in range(args.requests):
