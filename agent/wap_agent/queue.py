@@ -82,6 +82,10 @@ class BatchQueue:
         self._lock = threading.Lock()
         self.batches_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._entries: list[Entry] = []
+        # Batches the sender has taken for its request. One dropped past the bounds meanwhile and
+        # then acknowledged reached the platform after all: it is taken off the drop totals.
+        self._in_flight: set[int] = set()
+        self._dropped_in_flight: dict[int, int] = {}  # seq: samples
         self._state = self._load()
 
     # -- start-up ---------------------------------------------------------------------------
@@ -163,6 +167,8 @@ class BatchQueue:
             dropped.append(entry)
         for entry in dropped:
             samples = entry.samples or self._count_samples(entry.path)
+            if entry.seq in self._in_flight:
+                self._dropped_in_flight[entry.seq] = samples
             with contextlib.suppress(FileNotFoundError):
                 entry.path.unlink()
             self._state["dropped_batches"] += 1
@@ -201,12 +207,22 @@ class BatchQueue:
                     continue
                 out.append((entry.seq, data))
                 used += entry.size
+            # the previous request's outcome is known by now (acknowledged, or tried again)
+            self._in_flight = {seq for seq, _ in out}
+            self._dropped_in_flight.clear()
         return out
 
     def ack(self, seqs: list[int]) -> None:
         """The platform has these batches: forget them."""
         done = set(seqs)
         with self._lock:
+            arrived = [seq for seq in seqs if seq in self._dropped_in_flight]
+            for seq in arrived:
+                self._state["dropped_batches"] -= 1
+                self._state["dropped_samples"] -= self._dropped_in_flight.pop(seq)
+            if arrived:
+                write_durably(self.directory / STATE, json.dumps(self._state).encode())
+                log.info("batches %s, dropped while being sent, reached the platform", arrived)
             keep = []
             for entry in self._entries:
                 if entry.seq in done:
