@@ -98,7 +98,7 @@ def validate_policy(store: Store, project_id: str, data: dict[str, Any]) -> dict
     """A policy as it will be stored, or Invalid naming each field that is wrong and why."""
     errors: dict[str, list[str]] = {}
     schedule = " ".join(str(data.get("schedule") or "").split())
-    problems = _schedule_errors(schedule)
+    problems = _schedule_errors(schedule) if len(schedule) <= 100 else ["at most 100 characters"]
     if problems:
         errors["schedule"] = problems
     keep_last = _integer(data.get("keep_last"), 1, 1000)
