@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.deploy.deployment import build_double_tarball
+from tests.deploy.deployment import build_agent_wheelhouse, build_double_tarball
 from tests.labhosts import REPO, LabHosts
 from tests.waiting import wait_until
-from tests.webui.helpers import PASSWORD, Api, Proc, env_for
+from tests.webui.helpers import PASSWORD, Api, Proc, env_for, free_port, wait_healthy_web
 from webui.config import Settings
+from webui.services import metrics
+from webui.store import Store
 
 pytestmark = [pytest.mark.lab, pytest.mark.browser]
 ADMIN_PASSWORD = "console-admin-pw"
@@ -170,11 +173,20 @@ def test_a_new_admin_deploys_a_replica_set_from_the_console(
     screenshot(page, tmp_path / "6-overview.png")
 
 
-def api_project(web: str, lab: LabHosts) -> tuple[Api, str, list[str], dict[str, str]]:
-    """Through the API alone: set up, a project with the lab's hosts, its SSH key and MongoDB
-    administrator. (api, the project's path, host ids, credential id by kind)."""
+def api_project(
+    web: str, lab: LabHosts, setup_token: str = ""
+) -> tuple[Api, str, list[str], dict[str, str]]:
+    """Through the API alone: set up (with the setup link's token from another address than
+    loopback), a project with the lab's hosts, its SSH key and MongoDB administrator. (api, the
+    project's path, host ids, credential id by kind)."""
     api = Api(web)
-    assert api.setup().ok
+    if setup_token:
+        setup = f"/setup?token={setup_token}"
+        form = {"csrf_token": api.csrf(setup), "username": "admin", "password": PASSWORD,
+                "password2": PASSWORD}  # fmt: skip
+        assert api.http.post(web + setup, data=form).ok
+    else:
+        assert api.setup().ok
     api.use_token()
     project = api.call("POST", "/projects", json={"name": "lab"}).json()
     base = f"/projects/{project['id']}"
@@ -211,10 +223,31 @@ def deployed(api: Api, base: str, body: dict[str, Any]) -> dict[str, Any]:
     return api.call("GET", f"/clusters/{cluster['id']}").json()
 
 
-def test_the_same_replica_set_through_the_api_alone(
-    web: str, worker: Proc, lab3: LabHosts, package: Path
+def test_the_same_replica_set_through_the_api_alone_ends_with_agents(
+    settings: Settings,
+    processes: list[Proc],
+    worker: Proc,
+    lab3: LabHosts,
+    package: Path,
+    tmp_path: Path,
 ) -> None:
-    api, base, hosts, credentials = api_project(web, lab3)
+    """WAP listening on the lab's bridge, where the hosts reach it (WAP_PUBLIC_URL), with the
+    agent's wheelhouse: the deploy job ends with an agent on every host, its token never in the
+    job's log, and every member's samples on the platform."""
+    gateway = lab3.lab.state().hosts["lab1"].gateway
+    bind = f"{gateway}:{free_port()}"
+    env = {
+        **env_for(settings),
+        "WAP_BIND": bind,
+        "WAP_PUBLIC_URL": f"http://{bind}",
+        "WAP_AGENT_WHEELHOUSE": str(build_agent_wheelhouse(tmp_path / "wheelhouse")),
+    }
+    web = Proc([sys.executable, "-m", "wap.cli", "web"], tmp_path / "web-lab.log", env)
+    processes.append(web)
+    base_url = f"http://{bind}"
+    wait_healthy_web(web, base_url, timeout=30, what="wap web on the lab bridge")
+    token = (settings.data_dir / "setup_token").read_text().strip()
+    api, base, hosts, credentials = api_project(base_url, lab3, setup_token=token)
     shown = deployed(api, base, {
         "name": "orders", "host_ids": hosts, "mongodb_version": "7.0.14",
         "ssh_credential_id": credentials["ssh_key"],
@@ -223,6 +256,31 @@ def test_the_same_replica_set_through_the_api_alone(
     assert sorted(m["state"] for m in shown["members"]) == SETTLED, shown["members"]
     assert sorted(m["host"] for m in shown["members"]) == ["lab1", "lab2", "lab3"]
     assert shown["connection_string"].endswith("/?replicaSet=rs0&tls=true")
+
+    store = Store(settings.mongodb_uri or "")
+    job = store.jobs.find_one({"cluster_id": shown["id"]})
+    log = api.http.get(f"{base_url}/jobs/{job['_id']}/log")
+    assert log.ok, log.status_code
+    job_log = log.text
+    assert "Deploy the WAP agent" in job_log
+    for name in sorted(lab3.hosts):
+        out = lab3.ssh(name, "systemctl is-active wap-agent; cat /etc/wap-agent/token").stdout
+        state, host_token = out.split()
+        assert state == "active"
+        assert host_token.startswith("wapa_") and host_token not in job_log
+    assert "wapa_" not in job_log
+    try:
+        for host_id in hosts:
+            wait_until(
+                lambda h=host_id: any(
+                    s["n"] == "mongodb_replset_my_state"
+                    for b in metrics.host_batches(store, h, fields=("samples",))
+                    for s in b["samples"]
+                ),
+                timeout=2 * 10 + 30, every=1, what=f"a member's samples from host {host_id}",
+            )  # fmt: skip
+    finally:
+        store.close()
 
 
 @pytest.mark.timeout(900)
