@@ -7,8 +7,10 @@ the Backups pages; no secret in any answer or page."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -374,3 +376,32 @@ def test_the_agents_engine_backs_up_a_replica_set_into_the_catalogue(
     stored = mf.read(platform.s3, BUCKET, done["manifest_key"])
     assert {c.ns: c.count for c in stored.collections} == {"crm.people": 120, "shop.orders": 1500}
     assert stored.files[0].key.endswith("/rs0.archive.zst") and stored.compression == "zstd"
+
+
+def test_without_an_agent_a_backup_playbook_runs_as_a_job(
+    platform: Backups, tmp_path: Path
+) -> None:
+    """Where no agent runs and the platform has backup_cluster.yml, the backup is a job on the
+    cluster with the store's credential (its secret travels as jobs' credentials do, never in
+    the job's variables), and the job's end settles the snapshot."""
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / backups.PLAYBOOK).write_text("- hosts: all\n  gather_facts: false\n  tasks: []\n")
+    settings = dataclasses.replace(platform.settings, playbooks_dir=playbooks)
+    platform.policy()
+    admin = Actor(None, "admin", "admin", "tests")
+    entry = backups.start_backup(platform.store, settings, admin, platform.cluster["_id"])
+    assert entry["via"] == "job"
+    job = platform.api("GET", f"/jobs/{entry['job_id']}").get_json()
+    assert (job["playbook"], job["cluster_id"]) == (backups.PLAYBOOK, platform.cluster["_id"])
+    assert job["credential_ids"] == [platform.credential["id"]]
+    variables = platform.store.jobs.find_one({"_id": entry["job_id"]})["extra_vars"]
+    assert variables["wap_backup"]["snapshot_id"] == entry["_id"]
+    assert variables["wap_backup"]["bucket"] == BUCKET
+    assert FAKE_SECRET not in str(variables) and FAKE_KEY not in str(variables)
+    platform.store.jobs.update_one(  # as the worker ends a job whose playbook failed
+        {"_id": entry["job_id"]}, {"$set": {"status": "failed", "reason": "mongod unreachable"}}
+    )
+    backups.tick(platform.store, settings)
+    (failed,) = platform.catalogue()["snapshots"]
+    assert (failed["status"], failed["reason"]) == ("failed", "mongod unreachable")
