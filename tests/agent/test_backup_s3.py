@@ -162,3 +162,41 @@ def test_part_sizes_stay_within_s3_limits(expected: int | None, actual: int) -> 
     assert parts_for(expected, actual) <= MAX_PARTS
     first = s3mod.part_size_for(expected)
     assert 5 * MiB <= first <= 5 * 1024 * MiB
+
+
+class Breaks:
+    """An object body whose connection breaks once, after `after` bytes."""
+
+    def __init__(self, body: Any, after: int) -> None:
+        self.body, self.left = body, after
+
+    def read(self, size: int) -> bytes:
+        if self.left <= 0:
+            raise ConnectionResetError("connection reset by peer")
+        data = self.body.read(min(size, self.left))
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.body.close()
+
+
+def test_a_download_whose_connection_breaks_resumes_where_it_was(s3: Any) -> None:
+    payload = data(3 * MiB + 5)
+    s3.put_object(Bucket=BUCKET, Key="restore/archive", Body=payload)
+    source = S3Download(s3, BUCKET, "restore/archive")
+    source._body = Breaks(source._body, MiB + 7)
+    out = bytearray()
+    while block := source.read(256 * 1024):
+        out += block
+    source.close()
+    assert bytes(out) == payload and source.size == len(payload)
+
+
+def test_a_download_that_keeps_breaking_fails_naming_the_object_and_byte(s3: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="restore/broken", Body=data(MiB))
+    source = S3Download(s3, BUCKET, "restore/broken", retries=0)
+    source._body = Breaks(source._body, 1000)
+    with pytest.raises(S3TransferError, match=r"s3://wap-snapshots/restore/broken .* byte 1000"):
+        while source.read(4096):
+            pass
