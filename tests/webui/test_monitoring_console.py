@@ -150,6 +150,15 @@ def test_the_hosts_page_shows_each_agent_version_last_seen_and_state(
     assert rows["db1"][0] == "ok" and rows["db1"][6] == "0.1.0"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows["db1"][7])
     assert rows["db4"][0] == "no agent" and rows["db4"][6] == "" and rows["db4"][7] == "never"
+    at = time.time()
+    batch = mongod_round(at, SET[2], {SET[2]: 2}, 1, 0.0, {})
+    platform.client.post(
+        "/api/v1/agent/samples", headers={"Authorization": f"Bearer {platform.tokens['db3']}"},
+        json={"agent": {"version": "0.1.1"}, "batches": [{"stream": "ef" * 8, "seq": 1,
+              "time": at, "samples": batch, "errors": {"mongodb 10.7.0.3:27017": ["refused"]}}]},
+    )  # fmt: skip
+    rows = {r[1]: r for r in cells(platform.text("/hosts"), "host-table")}
+    assert rows["db3"][0] == "errors" and rows["db3"][6] == "0.1.1"
     page = platform.text(f"/hosts/{platform.hosts['db1']}")
     assert 'id="agent-state">ok<' in page and "10.7.0.1:27017 (PRIMARY)" in page
     assert f'data-api="/api/v1/projects/{platform.project["id"]}/metrics"' in page
@@ -267,5 +276,8 @@ def test_a_sharded_topology_with_a_member_down_and_one_not_reported() -> None:
         "10.0.0.2:27018",
         "10.0.0.1:27017",
     ]
+    assert [h["agent"]["state"] for h in drawn["hosts"]] == ["no agent", "no agent"]
+    h1["agent"] = {"last_seen": at, "version": "0.1.0", "state": "ok"}
     later = topology.build(cluster, [h1, h2], described, latest, at + topology.STALE_AFTER + 1)
     assert all(m["stale"] for m in later["sets"][0]["members"])
+    assert later["hosts"][0]["agent"]["state"] == "silent"  # no report for over a minute
