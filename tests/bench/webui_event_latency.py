@@ -27,6 +27,7 @@ from tests.bench.webui_job_walltime import service_cpu
 from tests.bench.webui_platform import platform
 from webui.jobs.publish import Publisher
 from webui.jobs.runner import JobRun
+from webui.jobs.sink import EventSink
 from webui.store import Store
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,12 +39,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds so far of this process (the runner's event handler and the sink), the
-    platform's services and the browser (Chromium's processes)."""
+def cpu_seconds(handler: list[float]) -> dict[str, float]:
+    """CPU seconds so far of the platform's services, the runner's event handler and the sink's
+    writes (each timed on its own thread: this process also paces the events and drives the
+    browser), this whole process, and the browser (Chromium's processes)."""
     used = service_cpu()
+    used["handler"], used["sink"] = handler
     times = psutil.Process().cpu_times()
-    used["handler + sink (bench)"] = times.user + times.system
+    used["bench process"] = times.user + times.system
     used["chromium"] = 0.0
     for proc in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
@@ -89,24 +92,37 @@ def run_rate(settings, api, browser, rate: int, seconds: float) -> dict[str, flo
         };
     }""")  # fmt: skip
     total = int(rate * seconds)
-    cpu_before = cpu_seconds()
+    threads = [0.0, 0.0]  # CPU seconds of the handler's calls, of the sink's writes
+    run.sink = sink = EventSink(store, run.publisher, job_id)
+    write = sink._write
+
+    def timed_write(batch: list[dict]) -> None:
+        began = time.thread_time()
+        write(batch)
+        threads[1] += time.thread_time() - began
+
+    sink._write = timed_write  # type: ignore[method-assign]
+    cpu_before = cpu_seconds(threads)
     start = time.perf_counter()
     for counter in range(1, total + 1):
         due = start + counter / rate
         pause = due - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
+        began = time.thread_time()
         run.event_handler({
             "counter": counter, "uuid": uuid.uuid4().hex, "event": "runner_on_ok",
             "stdout": f"\x1b[0;32mok: [host{counter % 7}] => (item=event {counter})\x1b[0m",
             "event_data": {"host": f"h{counter % 7}", "task": "bench", "res": {"changed": False}},
         })  # fmt: skip
+        threads[0] += time.thread_time() - began
     sent_for = time.perf_counter() - start
     run.close()  # everything handed over is stored and published
     deadline = time.monotonic() + 30
     while page.evaluate("window.arrivals.length") < total and time.monotonic() < deadline:
         time.sleep(0.2)
     page.wait_for_function(f"window.drawn.length + window.created.size >= {total}")
+    cpu = {k: (v - cpu_before[k]) * 1e6 / total for k, v in cpu_seconds(threads).items()}
     arrivals = page.evaluate("window.arrivals")
     drawn = [lat * 1000 for lat in page.evaluate("window.drawn")]
     shown = page.evaluate("window.wapJob.counters()")
@@ -117,7 +133,6 @@ def run_rate(settings, api, browser, rate: int, seconds: float) -> dict[str, flo
     store.close()
     assert in_dom == shown[len(shown) - len(in_dom) :], "the log's DOM is not the latest lines"
     latencies = [lat * 1000 for _, lat in arrivals]
-    cpu = {k: (v - cpu_before[k]) * 1e6 / total for k, v in cpu_seconds().items()}
     return {
         "cpu_ms_per_1000": cpu,
         "rate": rate,

@@ -66,20 +66,25 @@ def bare_run(work: Workload) -> float:
         return time.perf_counter() - start
 
 
-SERVICES = {"store (nx-27017)": "embedded_server", "redis-server": "redis-server",
-            "web (Socket.IO relay)": "wap.cli web"}  # fmt: skip
+SERVICES = {"store (nx-27017)": "-m webui.store.embedded_server", "redis-server": "redis-server",
+            "web (Socket.IO relay)": "-m wap.cli web"}  # fmt: skip
 
 
 def service_cpu() -> dict[str, float]:
-    """CPU seconds used so far by the platform's long-lived processes (children of this one)."""
-    used = dict.fromkeys(SERVICES, 0.0)
+    """CPU seconds used so far by the platform's long-lived processes (children of this one). A
+    service that no process matches is an error, not a zero (the web relay read 0 for a while:
+    it was looked for under a command line it no longer had)."""
+    used: dict[str, float] = {}
     for proc in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            line = " ".join(proc.cmdline())
+            line = " ".join(proc.cmdline())  # redis-server rewrites its own as one string
             for name, marker in SERVICES.items():
                 if marker in line:
                     times = proc.cpu_times()
-                    used[name] += times.user + times.system
+                    used[name] = used.get(name, 0.0) + times.user + times.system
+    missing = set(SERVICES) - set(used)
+    if missing:
+        raise RuntimeError(f"no process found for {', '.join(sorted(missing))}")
     return used
 
 

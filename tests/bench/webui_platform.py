@@ -40,7 +40,9 @@ def platform(workers: int = 1, playbooks: Path = PLAYBOOKS) -> Iterator[tuple[Se
             settings = load_settings({
                 "WAP_DATA_DIR": str(root / "data"), "WAP_BIND": f"127.0.0.1:{free_port()}",
                 "WAP_MONGODB_URI": store_uri, "WAP_REDIS_URL": redis_url,
-                "WAP_PLAYBOOKS_DIR": str(playbooks), "WAP_RUNTIME_DIR": str(root / "run"),
+                # job dirs where production puts them (RAM, /dev/shm): ansible-runner writes and
+                # reads a file per event there, and the bench's runner-alone run uses RAM too
+                "WAP_PLAYBOOKS_DIR": str(playbooks),
             })  # fmt: skip
             env = env_for(settings)
             procs.append(Proc([sys.executable, "-m", "wap.cli", "web"], root / "web.log", env))

@@ -3,6 +3,7 @@ disabled, within seconds (a real `wap web` and `wap worker`, python-socketio cli
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,7 @@ class Follower:
         self.job_id = job_id
 
     def _events(self, batch: dict[str, Any]) -> None:
-        self.counters.extend(e["counter"] for e in batch["events"])
+        self.counters.extend(e["counter"] for e in json.loads(batch["events_json"]))
 
     def _gone(self, *_reason: Any) -> None:
         self.disconnected = True

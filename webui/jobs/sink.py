@@ -1,8 +1,8 @@
 """Where a job's events go: stored first, then published, in counter order, off the runner's thread.
 
 One thread takes the events the runner hands over; whatever has queued up while the previous write
-was in flight is stored in one round trip, as one document (webui.jobs.store), and only once that
-is stored are those events published, as one message.
+was in flight is encoded once, stored in one round trip as one document (webui.jobs.store), and
+only once that is stored published, as one message with the same text.
 Under a burst the writes batch themselves. When only a few events are waiting, the sink waits at
 most WINDOW after the first for more: Ansible sends events in small bursts (a task's start and
 each host's result), and every write and message costs the store, Redis and every web server
@@ -70,11 +70,12 @@ class EventSink:
         batch = [doc for doc in batch if doc["counter"] > self.last_stored]
         if not batch:
             return
+        text = records.encode(batch)
         try:
-            records.insert_events(self.store, self.job_id, batch)
+            records.insert_events(self.store, self.job_id, batch, text)
         except PyMongoError as exc:
             # not stored, so not published: a browser must never show a line the store lacks
             log.error("job %s: %d events not stored: %s", self.job_id, len(batch), exc)
             return
         self.last_stored = batch[-1]["counter"]
-        self.publisher.events(self.job_id, batch)
+        self.publisher.events(self.job_id, text)

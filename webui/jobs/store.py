@@ -3,16 +3,19 @@ and write of jobs and their events (the web side goes through webui.services.job
 events through here too, so that their shape is known in one place).
 
 A job's events are stored in batches: one document per batch the sink writes, `{job_id, counter:
-first counter, last: last counter, events: [event, ...]}`, since the store's cost is mostly per
-document (the embedded store inserts, encodes and indexes each one apart: 10,000 events a second
-cost it more than a core one by one). The recap (`playbook_on_stats`) is a document of its own,
-an event as it is, because the platform looks it up by kind; so are the events of jobs stored
+first counter, last: last counter, events_json: "[event, ...]"}`. The store's cost is mostly per
+document and per field (the embedded store copies, encodes, validates and indexes each document
+apart: 10,000 events a second cost it more than a core one by one), and the events of a batch are
+written together, read together and never queried one by one, so they are kept as the JSON text
+the sink encodes once and also publishes. The recap (`playbook_on_stats`) is a document of its
+own, an event as it is, because the platform looks it up by kind; so are the events of jobs stored
 before batches. Readers take both shapes. The unique index on (job_id, counter) holds either way:
 batches never overlap.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,36 +98,39 @@ def cluster(store: Store, cluster_id: str | None) -> dict[str, Any] | None:
 
 
 # ---- events -------------------------------------------------------------------------------------
-def documents(job_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The documents that store `events` (in counter order, without job_id): runs of events in
-    batches, each of the ALONE kinds a document of its own."""
+def encode(events: list[dict[str, Any]]) -> str:
+    """Events as the JSON text that is stored and published."""
+    return json.dumps(events, separators=(",", ":"))
+
+
+def documents(job_id: str, events: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """The documents that store `events` (in counter order, without job_id; `text` their
+    encoding): runs of events in batches, each of the ALONE kinds a document of its own."""
+    if not any(event.get("event") in ALONE for event in events):
+        return [{"job_id": job_id, "counter": events[0]["counter"],
+                 "last": events[-1]["counter"], "events_json": text}]  # fmt: skip
     docs: list[dict[str, Any]] = []
     run: list[dict[str, Any]] = []
-
-    def close_run() -> None:
-        if run:
-            docs.append({"job_id": job_id, "counter": run[0]["counter"],
-                         "last": run[-1]["counter"], "events": list(run)})  # fmt: skip
-            run.clear()
-
-    for event in events:
-        if event.get("event") in ALONE:
-            close_run()
+    for event in [*events, None]:
+        if (event is None or event.get("event") in ALONE) and run:
+            docs += documents(job_id, run, encode(run))
+            run = []
+        if event is not None and event.get("event") in ALONE:
             docs.append({"job_id": job_id, **event})
-        else:
+        elif event is not None:
             run.append(event)
-    close_run()
     return docs
 
 
-def insert_events(store: Store, job_id: str, events: list[dict[str, Any]]) -> None:
-    """Store events (in counter order, none stored before) in one round trip."""
-    store.job_events.insert_many(documents(job_id, events), ordered=True)
+def insert_events(store: Store, job_id: str, events: list[dict[str, Any]], text: str) -> None:
+    """Store events (in counter order, none stored before; `text` their encoding) in one round
+    trip."""
+    store.job_events.insert_many(documents(job_id, events, text), ordered=True)
 
 
 def _unpacked(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    if "events" in doc:
-        return doc["events"]
+    if "events_json" in doc:
+        return json.loads(doc["events_json"])
     doc.pop("job_id", None)
     doc.pop("_id", None)
     return [doc]
@@ -146,7 +152,7 @@ def events_after(store: Store, job_id: str, after: int, limit: int) -> list[dict
             {"job_id": job_id, "counter": {"$lte": after}}, sort=[("counter", DESCENDING)]
         )
         if doc and doc.get("last", 0) > after:
-            found = [e for e in doc["events"] if e["counter"] > after]
+            found = [e for e in _unpacked(doc) if e["counter"] > after]
     cursor = store.job_events.find({"job_id": job_id, "counter": {"$gt": after}}, {"_id": 0})
     for doc in cursor.sort("counter", 1).limit(limit).batch_size(16):
         if len(found) >= limit:

@@ -345,11 +345,12 @@
     if (reason !== "io server disconnect") connEl.textContent = "(reconnecting…)";
   });
   socket.on("connect_error", () => { connEl.textContent = "(cannot reach the server, retrying…)"; });
-  // a batch of live events: {job_id, events: [...]} (the job's id once per batch)
+  // a batch of live events: {job_id, events_json: "[...]"} (the events as the store keeps them)
   socket.on("events", (batch) => {
     if (!batch || batch.job_id !== jobId) return;
-    if (!caughtUp) { held.push(...batch.events); return; }
-    batch.events.forEach(take);
+    const events = JSON.parse(batch.events_json);
+    if (!caughtUp) { held.push(...events); return; }
+    events.forEach(take);
     schedule();
   });
   socket.on("status", (job) => { if (job.job_id === jobId) setStatus(job); });
