@@ -335,8 +335,18 @@ class ArchiveReader:
             yield Event("documents", key[0], key[1], batch)
 
     def unfinished(self) -> list[str]:
-        """Namespaces of the prelude whose EOF block was never read (a cut archive)."""
-        return [n.ns for n in self.namespaces if (n.db, n.collection) not in self.finished]
+        """Namespaces of the prelude whose EOF block was never read (a cut archive). Views have
+        no data; a time series' data is its buckets collection's."""
+        cut = []
+        for space in self.namespaces:
+            data = space.collection
+            if space.type == "view":
+                continue
+            if space.type == "timeseries":
+                data = f"system.buckets.{space.collection}"
+            if (space.db, data) not in self.finished:
+                cut.append(space.ns)
+        return cut
 
     def _check_eof(self, key: tuple[str, str], head: dict, where: str, start: int) -> None:
         expected = crc_from_int64(head.get("CRC", 0) or 0)

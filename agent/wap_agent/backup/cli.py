@@ -217,8 +217,12 @@ def run_backup(args: argparse.Namespace) -> int:
             summary = dump(args.uri, sys.stdout.buffer, options=options)
             sys.stdout.buffer.flush()
         else:
-            with open(args.archive, "wb") as out:
-                summary = dump(args.uri, out, options=options)
+            try:
+                with open(args.archive, "wb") as out:
+                    summary = dump(args.uri, out, options=options)
+            except BaseException:
+                Path(args.archive).unlink(missing_ok=True)  # never a partial archive left behind
+                raise
     except FAILURES as exc:
         return _fail("backup", exc)
     return _finish(args, summary)

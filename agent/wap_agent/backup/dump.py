@@ -22,7 +22,6 @@ the start and end times: what a manifest needs.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import threading
@@ -187,10 +186,9 @@ class Dumper:
                 data = f"system.buckets.{name}" if kind == "timeseries" else name
                 indexes = list(database[data if kind != "timeseries" else name].list_indexes())
                 meta = from_listing(entry, indexes)
-                size = 0  # a size is only a hint for the reader
-                with contextlib.suppress(pymongo.errors.OperationFailure):
-                    size = int(database.command("collStats", data).get("size", 0))
-                items.append(_Item(db, meta, data, size))
+                # The prelude's size stays 0, as mongodump writes it: collStats would cost a
+                # command per collection (on some servers a scan) for a figure no reader needs.
+                items.append(_Item(db, meta, data))
         self.views = views
         return items, [v for _, v in views]
 

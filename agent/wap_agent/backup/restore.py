@@ -56,6 +56,9 @@ REPLAYED_COMMANDS = {
     "emptycapped", "dbCheck", "commitTransaction", "abortTransaction",
 }  # fmt: skip
 AUTH = {"admin.system.users", "admin.system.roles"}
+# CRUD entries go to applyOps together, within the command size limit (16 MB) with room to spare.
+OPLOG_BATCH_OPS = 500
+OPLOG_BATCH_BYTES = 8 << 20
 
 
 class RestoreError(RuntimeError):
@@ -151,6 +154,7 @@ class Restorer:
         self.oplog_last: Timestamp | None = None
         self.transactions: dict[tuple, list[dict]] = {}
         self.oplog_batch: list[dict] = []
+        self.oplog_batch_bytes = 0
 
     def progress(self, **event: Any) -> None:
         if self.options.progress is not None:
@@ -392,13 +396,17 @@ class Restorer:
             self.flush_oplog()
             self.apply([op])
             return
+        size = len(bson.encode(op))
+        if self.oplog_batch and self.oplog_batch_bytes + size > OPLOG_BATCH_BYTES:
+            self.flush_oplog()
         self.oplog_batch.append(op)
-        if len(self.oplog_batch) >= 500:
+        self.oplog_batch_bytes += size
+        if len(self.oplog_batch) >= OPLOG_BATCH_OPS:
             self.flush_oplog()
 
     def flush_oplog(self) -> None:
         if self.oplog_batch:
-            batch, self.oplog_batch = self.oplog_batch, []
+            batch, self.oplog_batch, self.oplog_batch_bytes = self.oplog_batch, [], 0
             self.apply(batch)
 
     def apply(self, ops: list[dict]) -> None:
@@ -507,6 +515,9 @@ class Restorer:
 
     def finish_data(self, reader) -> None:
         self.drain()
+        for target in self.targets.values():
+            self.progress(event="collection", ns=target.ns, count=target.hash.count,
+                          bytes=target.hash.bytes)  # fmt: skip
         self.build_indexes()
         self.create_views()
 
