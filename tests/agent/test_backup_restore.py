@@ -251,9 +251,10 @@ def test_command_line_pipes_a_backup_into_a_restore(source, launcher, tmp_path):
     target = launcher.start()
     agent = [sys.executable, "-m", "wap_agent"]
     summary = tmp_path / "summary.json"
+    primary = f"127.0.0.1:{source['nodes'][0].port}"  # a named member rather than a secondary
     backup = subprocess.Popen(
         [*agent, "backup", "--uri", source["uri"], "--archive", "--gzip", "--oplog",
-         "--nsInclude", "shop.*"],
+         "--nsInclude", "shop.*", "--member", primary, "--summary", str(tmp_path / "dumped.json")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     restored = subprocess.run(
@@ -266,6 +267,7 @@ def test_command_line_pipes_a_backup_into_a_restore(source, launcher, tmp_path):
     assert backup.wait(60) == 0, backup_err
     assert restored.returncode == 0, restored.stderr
     assert "done dumping shop.orders" in backup_err
+    assert json.loads((tmp_path / "dumped.json").read_text())["member"] == primary
     counts = {c["ns"]: c["count"] for c in json.loads(summary.read_text())["collections"]}
     live = source["secondary"].shop
     assert counts == {
