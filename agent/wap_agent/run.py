@@ -12,7 +12,6 @@ start. Nothing a platform or mongod does ends the agent.
 from __future__ import annotations
 
 import logging
-import random
 import signal
 import socket
 import threading
@@ -29,7 +28,7 @@ from wap_agent.commands.runner import CommandRunner
 from wap_agent.config import AgentConfig
 from wap_agent.queue import BatchQueue
 from wap_agent.rates import Rates
-from wap_agent.transport import Platform, Unreachable
+from wap_agent.transport import Backoff, Platform, Unreachable
 
 log = logging.getLogger("wap_agent")
 
@@ -79,10 +78,9 @@ class Sender:
         # after a 400 on several batches: that many are sent one by one, to find the bad one
         self._singles = 0
         self.delivered = 0
-        self._failing_since: float | None = None
+        self.backoff = Backoff(config.backoff_min, config.backoff_max, stop, "sending samples")
 
     def run(self) -> None:
-        backoff = self.config.backoff_min
         while not self.stop.is_set():
             self.queue.changed.clear()
             limit = 1 if self._singles else self.batches_per_request
@@ -91,65 +89,45 @@ class Sender:
                 self.queue.changed.wait(1.0)
                 continue
             try:
-                wait = self.send(batches)
+                self.send(batches)
             except Exception as exc:  # never let the sender die: log, wait, try again
                 log.exception("sending failed: %s", exc)
-                wait = backoff
-            if wait is None:
-                backoff = self.config.backoff_min
-                continue
-            if wait == 0:  # fewer batches per request, or one given up: try again at once
-                continue
-            delay = max(wait, backoff)  # a Retry-After longer than the back-off is respected
-            backoff = min(self.config.backoff_max, backoff * 2)
-            # jitter, so that agents that lost the platform together do not return together
-            self.stop.wait(delay * random.uniform(0.8, 1.0))
+                self.backoff.failed(f"sending failed: {exc}")
         self.platform.close()
 
-    def send(self, batches: list[tuple[int, bytes]]) -> float | None:
-        """One request; None when it went through, else the seconds to wait before the next."""
+    def send(self, batches: list[tuple[int, bytes]]) -> None:
+        """One request. When it fails, the back-off's wait before returning; after a 413 or a
+        400, none (fewer batches per request, or one given up: the next request at once)."""
         seqs = [seq for seq, _ in batches]
         try:
             answer = self.platform.send(self.hostname, [data for _, data in batches])
         except Unreachable as exc:
-            self._failing(f"platform unreachable: {exc}")
-            return self.config.backoff_min
+            self._failed(f"platform unreachable: {exc}")
+            return
         if answer.status == 200:
             self.queue.ack(seqs)
             self.delivered += len(seqs)
-            if self._failing_since is not None:
-                log.warning(
-                    "platform reachable again after %.0f s; %d batches waiting",
-                    time.monotonic() - self._failing_since, len(self.queue),
-                )  # fmt: skip
-                self._failing_since = None
+            self.backoff.succeeded()
             self._singles = max(0, self._singles - len(seqs))
-            return None
-        if answer.status == 413:
+        elif answer.status == 413:
             if len(batches) > 1:  # fewer per request until one fits
                 self.batches_per_request = max(1, len(batches) // 2)
-                return 0.0
-            self.queue.discard(seqs[0], f"the platform refuses it as too large: {answer.reason}")
-            return 0.0
-        if answer.status == 400:  # malformed: sending it again cannot help
+            else:
+                reason = f"the platform refuses it as too large: {answer.reason}"
+                self.queue.discard(seqs[0], reason)
+        elif answer.status == 400:  # malformed: sending it again cannot help
             if len(seqs) == 1:
                 self.queue.discard(seqs[0], f"the platform refused it: {answer.reason}")
                 self._singles = max(0, self._singles - 1)
             else:
                 self._singles = len(seqs)
-            return 0.0
-        self._failing(f"the platform answered {answer.status}: {answer.reason}")
-        if answer.status == 429 and answer.retry_after:
-            return answer.retry_after
-        return self.config.backoff_min
-
-    def _failing(self, reason: str) -> None:
-        if self._failing_since is None:
-            self._failing_since = time.monotonic()
-            log.warning("%s; batches stay queued (%d) and are sent when it answers", reason,
-                        len(self.queue))  # fmt: skip
         else:
-            log.debug(reason)
+            self._failed(f"the platform answered {answer.status}: {answer.reason}",
+                         answer.retry_after if answer.status == 429 else None)  # fmt: skip
+
+    def _failed(self, reason: str, at_least: float | None = None) -> None:
+        """The batches stay queued; the next try after the back-off's wait."""
+        self.backoff.failed(f"{reason} ({len(self.queue)} batches queued)", at_least)
 
 
 class Agent:

@@ -67,7 +67,7 @@ class Backoff:
         self.delay = self.low
         if self.failing_since is not None:
             log.warning(
-                "%s: the platform answers again after %.0f s",
+                "%s: platform reachable again after %.0f s",
                 self.what, time.monotonic() - self.failing_since,
             )  # fmt: skip
             self.failing_since = None
