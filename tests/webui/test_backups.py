@@ -135,6 +135,12 @@ def test_a_policy_is_refused_with_a_message_per_field(platform: Backups) -> None
     assert platform.policy(credential_id=ssh["id"]).get_json()["errors"]["json"] == {
         "credential_id": ["an AWS credential of this project"]
     }
+    missing = platform.policy(bucket="no-such-bucket-here").get_json()
+    assert missing["message"] == "the snapshot store does not answer as given"
+    assert (
+        "bucket 'no-such-bucket-here' with credential 's3'"
+        in missing["errors"]["json"]["bucket"][0]
+    )
     assert platform.catalogue()["policy"] is None
 
 

@@ -118,7 +118,7 @@ def catalogue(query: dict[str, Any], cluster_id: str) -> dict[str, Any]:
 @bp.response(200, PolicyOut)
 def save_policy(data: dict[str, Any], cluster_id: str) -> dict[str, Any] | None:
     """Create or replace the cluster's backup policy (operators): schedule, retention, store."""
-    policy = backups.save_policy(get_store(), current_actor(), cluster_id, data)
+    policy = backups.save_policy(get_store(), get_settings(), current_actor(), cluster_id, data)
     return backups.public_policy(policy)
 
 

@@ -23,8 +23,9 @@ expires what the retention no longer keeps (a policy's retention is looked at ev
 RETENTION_EVERY seconds, and at the next tick after a backup of its cluster is done), deleting the
 S3 objects, then the catalogue entry, on the audit log.
 
-S3 is reached with the store's credential through `credentials.reveal`, in `tick()` (the worker's
-side) and in deleting a snapshot by hand; nothing secret is returned, logged or audited.
+S3 is reached with the store's credential through `credentials.reveal`: in `tick()` (the worker's
+side), and from a request to check a policy's store when it is saved and to delete a snapshot by
+hand; nothing secret is returned, logged or audited.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ RUNNING, DONE, FAILED = "running", "done", "failed"
 STATUSES = (RUNNING, DONE, FAILED)
 COMPRESSIONS = ("gzip", "zstd", "none")
 PLAYBOOK = "backup_cluster.yml"  # a cluster without an agent is backed up by this job
+S3_TIMEOUT = 10.0  # seconds the platform waits for S3 to connect or answer
 AGENT_FRESH = 300.0  # seconds since an agent was last heard of for it to take a backup
 MIN_INTERVAL = 3600.0  # a schedule may not fire more often than hourly
 RETENTION_EVERY = 600.0  # seconds between two retention passes of a policy (sooner after a backup)
@@ -53,6 +55,9 @@ BUCKET_RE = re.compile(r"^(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9
 PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]{0,200}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 PUBLIC_STORE = ("bucket", "prefix", "region", "credential_id", "credential_name")
+
+
+S3Factory = Callable[[Store, Settings, dict[str, Any]], Any]
 
 
 def _snapshots(store: Store) -> Any:
@@ -177,12 +182,18 @@ def get_policy(store: Store, actor: Actor, cluster_id: str) -> dict[str, Any] | 
 
 
 def save_policy(
-    store: Store, actor: Actor, cluster_id: str, data: dict[str, Any]
+    store: Store,
+    settings: Settings,
+    actor: Actor,
+    cluster_id: str,
+    data: dict[str, Any],
+    s3: S3Factory | None = None,
 ) -> dict[str, Any]:
-    """Create or replace the cluster's policy (operators and owners); audited with what changed,
-    never a secret."""
+    """Create or replace the cluster's policy (operators and owners), its store checked first
+    (the bucket answers to the credential); audited with what changed, never a secret."""
     cluster, project = _cluster(store, actor, cluster_id, "operator")
     policy = validate_policy(store, cluster["project_id"], data)
+    check_store(store, settings, policy["store"], s3 or s3_client)
     at = now()
     before = _policies(store).find_one({"_id": cluster["_id"]}) or {}
     policy.update(
@@ -361,8 +372,6 @@ def public_snapshot(entry: dict[str, Any]) -> dict[str, Any]:
 
 # -- S3, on the worker's side ----------------------------------------------------------------
 
-S3Factory = Callable[[Store, Settings, dict[str, Any]], Any]
-
 
 def s3_client(store: Store, settings: Settings, entry_store: dict[str, Any]) -> Any:
     """An S3 client with the store's credential (revealed here, never kept)."""
@@ -374,7 +383,31 @@ def s3_client(store: Store, settings: Settings, entry_store: dict[str, Any]) -> 
         entry_store.get("region") or "us-east-1",
         secret["access_key_id"],
         secret["secret_access_key"],
+        max_attempts=3,
+        timeout=S3_TIMEOUT,
     )
+
+
+def check_store(
+    store: Store, settings: Settings, entry_store: dict[str, Any], s3: S3Factory
+) -> None:
+    """The bucket answers to the store's credential, or Invalid with S3's reason."""
+    from wap_agent.backup.s3 import failure_reason
+
+    try:
+        s3(store, settings, entry_store).head_bucket(Bucket=entry_store["bucket"])
+    except Exception as exc:
+        reason = failure_reason(exc)
+        raise Invalid(
+            "the snapshot store does not answer as given",
+            {
+                "bucket": [
+                    f"S3 answered {reason!r} for bucket {entry_store['bucket']!r} with"
+                    f" credential {entry_store['credential_name']!r}: check the bucket,"
+                    " its region and what the credential may do"
+                ]
+            },
+        ) from None
 
 
 def _finish(store: Store, entry: dict[str, Any], update: dict[str, Any]) -> None:

@@ -79,7 +79,13 @@ def save_policy(cluster_id: str):
     data: dict[str, Any] = {k: form.get(k, "").strip() for k in POLICY_FIELDS}
     data["enabled"] = form.get("enabled") == "on"
     try:
-        backups.save_policy(security.get_store(), security.current_actor(), cluster_id, data)
+        backups.save_policy(
+            security.get_store(),
+            security.get_settings(),
+            security.current_actor(),
+            cluster_id,
+            data,
+        )
     except Invalid as exc:
         flash(exc.message, "error")
         return _page(cluster_id, data, exc.fields, 422)

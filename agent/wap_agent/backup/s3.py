@@ -50,14 +50,17 @@ def client(
     secret_access_key: str | None = None,
     max_pool_connections: int = 16,
     max_attempts: int = 5,
+    timeout: float | None = None,
 ) -> Any:
-    """An S3 client; keys not given come from boto3's usual chain (environment, instance role)."""
+    """An S3 client; keys not given come from boto3's usual chain (environment, instance role).
+    `timeout`: seconds to connect and to wait for an answer (botocore's default is 60)."""
     import boto3
     from botocore.config import Config
 
     config = Config(
         max_pool_connections=max_pool_connections,
         retries={"max_attempts": max_attempts, "mode": "standard"},
+        **({"connect_timeout": timeout, "read_timeout": timeout} if timeout else {}),
     )
     return boto3.client(
         "s3",
@@ -91,7 +94,7 @@ def next_part_size(first: int, expected_size: int | None, cut: int) -> int:
     return max(first, min(MAX_PART, _round_mib(cut * GROWTH)))
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and response.get("Error"):
         error = response["Error"]
@@ -199,7 +202,7 @@ class S3Upload(io.RawIOBase):
             if isinstance(exc, S3TransferError):
                 raise
             raise S3TransferError(
-                f"upload to s3://{self.bucket}/{self.key} failed: {_reason(exc)}"
+                f"upload to s3://{self.bucket}/{self.key} failed: {failure_reason(exc)}"
             ) from exc
         self._done = True
         self._shutdown()
@@ -234,7 +237,7 @@ class S3Upload(io.RawIOBase):
                         Bucket=self.bucket, Key=self.key, UploadId=self._upload_id
                     )
                 except Exception as exc:  # NoSuchUpload: aborted and gone
-                    if "NoSuchUpload" in _reason(exc):
+                    if "NoSuchUpload" in failure_reason(exc):
                         break
                     continue
                 if not listed.get("Parts"):
@@ -274,8 +277,9 @@ class S3Upload(io.RawIOBase):
                     Bucket=self.bucket, Key=self.key, **self._extra
                 )
             except Exception as exc:
+                where = f"s3://{self.bucket}/{self.key}"
                 raise S3TransferError(
-                    f"cannot start the upload to s3://{self.bucket}/{self.key}: {_reason(exc)}"
+                    f"cannot start the upload to {where}: {failure_reason(exc)}"
                 ) from exc
             self._upload_id = started["UploadId"]
             self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="s3-part")
@@ -310,7 +314,7 @@ class S3Upload(io.RawIOBase):
                 if self._failure is None:
                     self._failure = S3TransferError(
                         f"upload to s3://{self.bucket}/{self.key} failed at part {number}: "
-                        f"{_reason(exc)}"
+                        f"{failure_reason(exc)}"
                     )
             raise
         finally:
@@ -362,7 +366,7 @@ class S3Download(io.RawIOBase):
             answer = self.s3.get_object(**request)
         except Exception as exc:
             raise S3TransferError(
-                f"cannot read s3://{self.bucket}/{self.key}: {_reason(exc)}"
+                f"cannot read s3://{self.bucket}/{self.key}: {failure_reason(exc)}"
             ) from exc
         self._etag = answer.get("ETag")
         if self.size is None:
@@ -382,7 +386,7 @@ class S3Download(io.RawIOBase):
                 if attempt == self.retries:
                     raise S3TransferError(
                         f"reading s3://{self.bucket}/{self.key} failed at byte {self.position}: "
-                        f"{_reason(exc)}"
+                        f"{failure_reason(exc)}"
                     ) from exc
                 self._open()
         view[: len(data)] = data
