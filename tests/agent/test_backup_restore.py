@@ -93,6 +93,16 @@ def source(launcher):
     return {"uri": uri, "primary": primary, "secondary": secondary, "nodes": nodes}
 
 
+def one_member_set(launcher):
+    """A new replica set to restore into (writes and applyOps go through its oplog)."""
+    node = launcher.start("--replSet", "target")
+    client = node.client()
+    client.admin.command("replSetInitiate")
+    wait_until(lambda: client.admin.command("hello")["isWritablePrimary"], timeout=30,
+               what="the target's primary", retry=pymongo.errors.PyMongoError)  # fmt: skip
+    return node
+
+
 def caught_up(source) -> None:
     primary, secondary = source["primary"], source["secondary"]
     last = primary.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
@@ -152,7 +162,7 @@ def test_dump_with_writes_during_it_restores_to_the_source_state(source, launche
     assert by_ns["app.log"]["options"] == {"capped": True, "size": 1 << 20, "max": 5000}
     assert {"admin.system.users", "app.people", "shop.orders"} <= set(by_ns)
 
-    target = launcher.start()
+    target = one_member_set(launcher)
     out.seek(0)
     result = restore(target.uri, out, options=RestoreOptions(
         oplog_replay=True, users_and_roles=True, batch_docs=200,
