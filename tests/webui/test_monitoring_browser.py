@@ -104,6 +104,8 @@ def test_the_cluster_page_follows_its_agents_live(
     expect(node(new).locator(".node-state")).to_have_text("PRIMARY", timeout=60_000)
     expect(node(addresses[0]).locator(".node-state")).to_have_text("SECONDARY", timeout=60_000)
     new_host = f"db{addresses.index(new) + 1}"
+    expect(page.locator(f'#chart-process option[value="{new}"]')).to_have_text(
+        f"{new} on {new_host} (PRIMARY)")  # fmt: skip
     expect(node(new).locator(".node-host a")).to_have_text(new_host)  # drawn by the page's script
     wait_for(lambda: int(cpu.get_attribute("data-points") or 0) > before, timeout=30,
              what="the live tail to add points")  # fmt: skip

@@ -73,6 +73,12 @@
       if (old) diagram.append(old.cloneNode(true));
     }
     document.getElementById("topology-diagram").replaceWith(diagram);
+    // The charts' choice of process says each one's state as of now, too.
+    const members = t.sets.flatMap((s) => s.members).concat(t.routers);
+    document.querySelectorAll("#chart-process option").forEach((option) => {
+      const m = members.find((x) => x.address === option.value);
+      if (m) option.textContent = `${m.address}${m.host ? ` on ${m.host}` : ""} (${m.state})`;
+    });
     if (when) when.textContent = `As the agents last reported; read at ${stamp(t.at)}, again every ${every / 1000} s.`;
   }
 
