@@ -256,9 +256,12 @@ def test_expired_keeps_the_newest_and_the_young() -> None:
     at = 100 * DAY
     entries = [{"_id": str(d), "status": "done", "started_at": at - d * DAY} for d in range(8)]
     entries.append({"_id": "f", "status": "failed", "started_at": at - 50 * DAY})
-    assert [e["_id"] for e in backups.expired(entries, 3, None, at)] == ["3", "4", "5", "6", "7"]
-    assert [e["_id"] for e in backups.expired(entries, 3, 5, at)] == ["6", "7"]
-    assert backups.expired(entries, 10, 1, at) == []
+    entries.append({"_id": "g", "status": "failed", "started_at": at - 0.5 * DAY})
+    entries.append({"_id": "r", "status": "running", "started_at": at - 60 * DAY})
+    expired = [e["_id"] for e in backups.expired(entries, 3, None, at)]
+    assert expired == ["3", "4", "5", "6", "7", "f"]  # and the failure older than those kept
+    assert [e["_id"] for e in backups.expired(entries, 3, 5, at)] == ["6", "7", "f"]
+    assert backups.expired(entries, 10, 1, at) == []  # fewer than 10 done: every record kept
 
 
 def test_a_snapshot_is_deleted_by_typing_its_id(platform: Backups) -> None:

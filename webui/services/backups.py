@@ -466,11 +466,16 @@ def expired(
     entries: list[dict[str, Any]], keep_last: int, max_age_days: int | None, at: float
 ) -> list[dict[str, Any]]:
     """The done snapshots a retention no longer keeps: neither among the newest `keep_last`
-    nor, when `max_age_days` is set, younger than that."""
+    nor, when `max_age_days` is set, younger than that; and the failed backups older than the
+    oldest snapshot kept (their record goes with the snapshots of their time)."""
     done = sorted((e for e in entries if e["status"] == DONE), key=lambda e: -e["started_at"])
     old = done[keep_last:]
     if max_age_days is not None:
         old = [e for e in old if e["started_at"] < at - max_age_days * 86400]
+    kept = [e for e in done if e not in old]
+    if len(kept) >= keep_last:
+        oldest = kept[-1]["started_at"]
+        old += [e for e in entries if e["status"] == FAILED and e["started_at"] < oldest]
     return old
 
 
