@@ -217,6 +217,11 @@ def test_mongodump_archives_and_directories_restore(launcher):
         directory=True, oplog_replay=True,
     ))  # fmt: skip
     assert sorted(d["x"] for d in client.db1.c1.find()) == list(range(1451, 1461))
+    restore(target.uri, COMPAT / "collMod_ttl_index", options=RestoreOptions(
+        directory=True, oplog_replay=True,
+    ))  # fmt: skip
+    ttl = client.mongodump_test_db.coll1.index_information()["a_1"]
+    assert ttl["expireAfterSeconds"] == 1000
     restore(target.uri, COMPAT / "coll_with_index", options=RestoreOptions(directory=True))
     assert "f_1" in client.test.foo.index_information()
     restore(target.uri, COMPAT / "specialcharacter", options=RestoreOptions(directory=True))

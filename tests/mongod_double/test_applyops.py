@@ -103,6 +103,19 @@ def test_command_entries_and_failures(member):
         )
     assert strict.value.code == 175
 
+    # a TTL change, as an oplog records collMod of an index
+    member.app.ttl.create_index("at", expireAfterSeconds=60)
+    member.admin.command("applyOps", [{"op": "c", "ns": "app.$cmd", "o": {
+        "collMod": "ttl", "index": {"name": "at_1", "expireAfterSeconds": 3600}}}])  # fmt: skip
+    assert member.app.ttl.index_information()["at_1"]["expireAfterSeconds"] == 3600
+    with pytest.raises(OperationFailure) as missing:
+        member.admin.command("applyOps", [{"op": "c", "ns": "app.$cmd", "o": {
+            "collMod": "ttl", "index": {"name": "nope", "expireAfterSeconds": 1}}}])  # fmt: skip
+    assert missing.value.code == 27
+
     with pytest.raises(OperationFailure) as unknown:
-        member.admin.command("applyOps", [{"op": "c", "ns": "app.$cmd", "o": {"collMod": "other"}}])
+        member.admin.command(
+            "applyOps",
+            [{"op": "c", "ns": "app.$cmd", "o": {"collMod": "other", "validator": {"a": 1}}}],
+        )
     assert unknown.value.code == 238  # not implemented by the double, never ignored

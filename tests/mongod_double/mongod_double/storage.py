@@ -365,7 +365,9 @@ class Storage:
             target = f"{db}.{op['o'][name]}" if isinstance(op["o"][name], str) else None
             if name == "create" and target in self.catalog:
                 return
-            if name in ("drop", "createIndexes", "dropIndexes") and target not in self.catalog:
+            if name in ("drop", "createIndexes", "dropIndexes", "collMod") and (
+                target not in self.catalog
+            ):
                 return
             if name == "createIndexes" and any(
                 i["name"] == op["o"].get("name") for i in self.catalog[target].indexes
@@ -406,6 +408,14 @@ class Storage:
             meta.indexes = [i for i in meta.indexes if i["name"] != o["index"]]
         elif name == "renameCollection":
             self._rename(o["renameCollection"], o["to"], bool(o.get("dropTarget")))
+        elif name == "collMod":  # an index's expireAfterSeconds (applyOps); nothing else
+            ns = f"{db}.{o['collMod']}"
+            change = o.get("index") or {}
+            for spec in self.catalog[ns].indexes:
+                if spec["name"] == change.get("name") or spec["key"] == change.get("keyPattern"):
+                    spec["expireAfterSeconds"] = change["expireAfterSeconds"]
+                    self.collection(ns).drop_index(spec["name"])
+                    self._engine_index(ns, spec)
         elif name == "replSetTruncateOplogAfter":  # rollback; journaled, never in the oplog
             capped = self.capped.get(OPLOG_NS)
             if capped is not None:

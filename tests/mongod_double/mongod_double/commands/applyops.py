@@ -12,8 +12,9 @@ update is an upsert unless ``alwaysUpsert: false`` (then a missing document fail
 UpdateOperationFailed), a delete of a missing document succeeds. Updates are replacements
 (``o`` without operators), ``$v: 2`` diffs (``{diff: {u, i, d, s<field>}}``, arrays with
 ``a: true``, ``l``, ``u<n>``, ``s<n>``) or ``$set``/``$unset`` documents. Commands: create,
-drop, createIndexes, dropIndexes/deleteIndexes, renameCollection, dropDatabase and a nested
-applyOps; collMod and the others are NotImplemented (238), never ignored.
+drop, createIndexes, dropIndexes/deleteIndexes, renameCollection, dropDatabase, collMod of an
+index's expireAfterSeconds (a TTL change) and a nested applyOps; other collMod changes and other
+commands are NotImplemented (238), never ignored.
 
 Under access control it needs the cluster's internal action (only ``__system``, or a role with
 anyAction on anyResource, as mongorestore's documentation asks for --oplogReplay).
@@ -30,6 +31,7 @@ from mongod_double.commands.ddl import _validate_index_spec, check_db_name
 from mongod_double.errors import (
     BAD_VALUE,
     FAILED_TO_PARSE,
+    INDEX_NOT_FOUND,
     NAMESPACE_EXISTS,
     NAMESPACE_NOT_FOUND,
     TYPE_MISMATCH,
@@ -193,8 +195,35 @@ def _apply_command(inv: Invocation, db: str, o: object, always_upsert: bool) -> 
     elif name == "dropDatabase":
         if storage.collections(db):
             storage.command_op(db, {"dropDatabase": 1})
+    elif name == "collMod":
+        _coll_mod(inv, db, o)
     else:
         raise NotImplementedError(f"applyOps command entry {name!r}")
+
+
+def _coll_mod(inv: Invocation, db: str, o: dict) -> None:
+    """collMod of an index's expireAfterSeconds (what a TTL change logs); other changes
+    (validators, hidden indexes, unique conversion...) are NotImplemented."""
+    ns = f"{db}.{o['collMod']}"
+    storage = inv.server.storage
+    change = o.get("index")
+    others = set(o) - {"collMod", "index"}
+    if others or not isinstance(change, dict) or set(change) - {"name", "keyPattern",
+                                                                 "expireAfterSeconds"}:  # fmt: skip
+        raise NotImplementedError(f"collMod other than an index's expireAfterSeconds: {o}")
+    if not storage.exists(ns):
+        raise CommandError(NAMESPACE_NOT_FOUND, f"ns does not exist: {ns}")
+    expire = change.get("expireAfterSeconds")
+    if not isinstance(expire, (int, float)) or isinstance(expire, bool) or expire < 0:
+        raise CommandError(BAD_VALUE, "expireAfterSeconds must be a number >= 0")
+    found = [
+        s for s in storage.index_specs(ns)
+        if s["name"] == change.get("name") or s["key"] == change.get("keyPattern")
+    ]  # fmt: skip
+    if not found:
+        raise CommandError(INDEX_NOT_FOUND, f"cannot find index {change} for ns {ns}")
+    storage.command_op(db, {"collMod": o["collMod"], "index": {"name": found[0]["name"],
+                       "expireAfterSeconds": expire}}, ns)  # fmt: skip
 
 
 # -- updates as the oplog records them ----------------------------------------------------
