@@ -414,3 +414,43 @@ def test_without_an_agent_a_backup_playbook_runs_as_a_job(
     backups.tick(platform.store, settings)
     (failed,) = platform.catalogue()["snapshots"]
     assert (failed["status"], failed["reason"]) == ("failed", "mongod unreachable")
+
+
+def test_an_agent_killed_mid_backup_leaves_no_upload_open_and_no_snapshot(
+    platform: Backups,
+) -> None:
+    """The agent took the command, started the archive's multipart upload and died (a process
+    killed never aborts its own upload): past BACKUP_TIMEOUT the backup is failed, the upload
+    aborted, and the next backup runs."""
+    platform.policy()
+    platform.agent_alive()
+    cluster = platform.cluster["_id"]
+    snapshot = platform.api("POST", f"/clusters/{cluster}/backups").get_json()
+    headers = {"Authorization": f"Bearer {platform.token}"}
+    (command,) = platform.client.get("/api/v1/agent/commands", headers=headers).get_json()[
+        "commands"
+    ]
+    progress = {"message": "dumping", "fraction": 0.2}
+    platform.client.post(f"/api/v1/agent/commands/{command['id']}/progress", json=progress,
+                         headers=headers)  # fmt: skip
+    key = f"{snapshot['prefix']}/rs0.archive.gz"
+    upload = platform.s3.create_multipart_upload(Bucket=BUCKET, Key=key)
+    platform.s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], PartNumber=1,
+                            Body=b"p" * (5 * 1024 * 1024))  # fmt: skip
+
+    def open_uploads() -> list[Any]:
+        listed = platform.s3.list_multipart_uploads(Bucket=BUCKET, Prefix=snapshot["prefix"])
+        return listed.get("Uploads", [])
+
+    assert backups.tick(platform.store, platform.settings)["settled"] == []  # still running
+    assert len(open_uploads()) == 1
+    late = snapshot["started_at"] + backups.BACKUP_TIMEOUT + 1
+    assert backups.tick(platform.store, platform.settings, at=late)["settled"] == [snapshot["id"]]
+    (failed,) = platform.catalogue()["snapshots"]
+    assert failed["status"] == "failed"
+    assert failed["reason"] == (
+        "no outcome within 24 h: its agent stopped (running when given up);"
+        " 1 open upload(s) aborted, 0 object(s) deleted"
+    )
+    assert open_uploads() == [] and platform.stored_keys() == []
+    assert platform.api("POST", f"/clusters/{cluster}/backups").status_code == 202

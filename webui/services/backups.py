@@ -47,6 +47,7 @@ RUNNING, DONE, FAILED = "running", "done", "failed"
 STATUSES = (RUNNING, DONE, FAILED)
 COMPRESSIONS = ("gzip", "zstd", "none")
 PLAYBOOK = "backup_cluster.yml"  # a cluster without an agent is backed up by this job
+BACKUP_TIMEOUT = 24 * 3600.0  # a backup with no outcome after this long is failed
 S3_TIMEOUT = 10.0  # seconds the platform waits for S3 to connect or answer
 AGENT_FRESH = 300.0  # seconds since an agent was last heard of for it to take a backup
 MIN_INTERVAL = 3600.0  # a schedule may not fire more often than hourly
@@ -422,10 +423,55 @@ def _finish(store: Store, entry: dict[str, Any], update: dict[str, Any]) -> None
     )  # fmt: skip
 
 
-def settle(store: Store, settings: Settings, entry: dict[str, Any], s3: S3Factory) -> str:
-    """Bring a running backup's entry up to date from its command or job; its status after."""
+def _clean(s3: Any, bucket: str, prefix: str) -> str:
+    """What a failed backup left under its prefix, removed: multipart uploads still open (an
+    agent killed mid-upload never aborts its own) and objects (an archive without its manifest).
+    What was done, or why it could not be."""
+    try:
+        aborted = 0
+        pages = s3.get_paginator("list_multipart_uploads").paginate(
+            Bucket=bucket, Prefix=prefix + "/"
+        )
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                s3.abort_multipart_upload(
+                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+                aborted += 1
+        deleted = _delete_objects(s3, bucket, prefix)
+    except Exception as exc:
+        from wap_agent.backup.s3 import failure_reason
+
+        return f"what it left in the store could not be removed: {failure_reason(exc)}"
+    return (
+        f"{aborted} open upload(s) aborted, {deleted} object(s) deleted"
+        if aborted or deleted
+        else ""
+    )
+
+
+def _fail(
+    store: Store, settings: Settings, entry: dict[str, Any], s3: S3Factory, reason: str, at: float
+) -> str:
+    """The backup failed: what it left in the store removed, the reason (and the removal) kept."""
+    left = _clean(s3(store, settings, entry["store"]), entry["store"]["bucket"], entry["prefix"])
+    _finish(store, entry, {"status": FAILED, "finished_at": at,
+                           "reason": f"{reason}; {left}" if left else reason})  # fmt: skip
+    return FAILED
+
+
+def settle(
+    store: Store,
+    settings: Settings,
+    entry: dict[str, Any],
+    s3: S3Factory,
+    at: float | None = None,
+) -> str:
+    """Bring a running backup's entry up to date from its command or job; its status after. One
+    with no outcome after BACKUP_TIMEOUT is failed; a failed one's leftovers are removed."""
     if entry["status"] != RUNNING:
         return entry["status"]
+    at = now() if at is None else at
     if entry.get("via") == "agent":
         work = store.agent_commands.find_one({"_id": entry.get("command_id")}) or {}
         state = work.get("state", "gone")
@@ -438,19 +484,24 @@ def settle(store: Store, settings: Settings, entry: dict[str, Any], s3: S3Factor
         finished = state in (*jobs.FINISHED, "gone")
         succeeded = state == "successful"
         reason = work.get("reason") or f"the backup job ended {state}"
+    if not finished and at - entry["started_at"] > BACKUP_TIMEOUT:
+        finished, reason = (
+            True,
+            (
+                f"no outcome within {BACKUP_TIMEOUT / 3600:.0f} h: its {entry.get('via')} stopped"
+                f" ({state} when given up)"
+            ),
+        )
     if not finished:
         return RUNNING
     if not succeeded:
-        _finish(store, entry, {"status": FAILED, "finished_at": now(), "reason": reason})
-        return FAILED
+        return _fail(store, settings, entry, s3, reason, at)
     try:
         made = snapshots.read(s3(store, settings, entry["store"]), entry["store"]["bucket"],
                               entry["manifest_key"])  # fmt: skip
     except (OSError, ValueError) as exc:
-        _finish(store, entry, {"status": FAILED, "finished_at": now(),
-                               "reason": f"the backup reported success but its manifest"
-                                         f" cannot be read: {exc}"})  # fmt: skip
-        return FAILED
+        reason = f"the backup reported success but its manifest cannot be read: {exc}"
+        return _fail(store, settings, entry, s3, reason, at)
     _finish(
         store, entry,
         {"status": DONE, "started_at": made.started_at, "finished_at": made.finished_at,
@@ -566,7 +617,7 @@ def tick(
             audit.record(store, SYSTEM, "backup.start", project.get("name", ""), "refused",
                          {"cluster_id": policy["cluster_id"], "reason": error.message})  # fmt: skip
     for entry in list(_snapshots(store).find({"status": RUNNING})):
-        if settle(store, settings, entry, s3) != RUNNING:
+        if settle(store, settings, entry, s3, at) != RUNNING:
             report["settled"].append(entry["_id"])
     for policy in list(_policies(store).find({"retention_at": {"$lte": at}})):
         claimed = _policies(store).update_one(
