@@ -47,7 +47,7 @@ MAX_MESSAGE = 2000
 MAX_RESULT_BYTES = 512 * 1024
 MAX_POLL_WAIT = 60.0
 MAX_PER_POLL = 20
-LOOK_EVERY = 5.0  # seconds: a waiting poll looks at the store at least this often
+LOOK_EVERY = 10.0  # seconds: a waiting poll looks at the store at least this often
 
 
 def _no_args(args: dict[str, Any]) -> None:
@@ -212,13 +212,11 @@ def list_for_host(
 # -- the agent's side -------------------------------------------------------------------------
 
 
-def _waiting(store: Store, agent: AgentIdentity) -> list[dict[str, Any]]:
-    expire(store, {"host_id": agent.host_id})
-    cursor = (
-        store.agent_commands.find({"host_id": agent.host_id, "state": {"$in": list(WAITING)}})
-        .sort("created_at", 1)
-        .limit(MAX_PER_POLL)
-    )
+def _waiting(
+    store: Store, agent: AgentIdentity, states: tuple[str, ...] = WAITING
+) -> list[dict[str, Any]]:
+    query = {"host_id": agent.host_id, "state": {"$in": list(states)}, "expires_at": {"$gt": now()}}
+    cursor = store.agent_commands.find(query).sort("created_at", 1).limit(MAX_PER_POLL)
     return list(cursor)
 
 
@@ -232,13 +230,14 @@ def poll(
     """The commands waiting for this agent's host (for no other host), oldest first, now `sent`.
     With none, waits up to `wait` seconds for one to be queued: woken through Redis when it was
     queued with `wake`, else found by a look at the store every LOOK_EVERY seconds."""
+    expire(store, {"host_id": agent.host_id})
     commands = _waiting(store, agent)
     deadline = time.monotonic() + min(wait, MAX_POLL_WAIT)
     key = _wake_key(wake_prefix, agent.host_id)
     if not commands and wait > 0 and wake is not None:
         with contextlib.suppress(RedisError):
             wake.delete(key)  # wakes for commands already given
-        commands = _waiting(store, agent)  # one queued between the two looks
+        commands = _waiting(store, agent, (QUEUED,))  # one queued between the two looks
     while not commands and (left := deadline - time.monotonic()) > 0:
         # Woken at once through Redis by enqueue(wake=...); a command queued without a wake (or
         # while Redis is away) is found by the look that ends each slice.
@@ -249,7 +248,7 @@ def poll(
             wake.blpop([key], timeout=max(1, round(slice_)))
         except RedisError:
             time.sleep(slice_)
-        commands = _waiting(store, agent)
+        commands = _waiting(store, agent, (QUEUED,))
     ids = [c["_id"] for c in commands if c["state"] == QUEUED]
     if ids:
         at = now()
