@@ -143,6 +143,14 @@ def test_rollups_equal_the_raw_samples_and_expire_on_time(platform: Platform) ->
     assert series["host_id"] == platform.host["id"] and series["labels"] == cpu1
     assert series["mean"] == series["min"] == series["max"] == series["last"]
     assert len(series["t"]) == HOUR // INTERVAL
+    in_hour = [s for b in batches for s in b["samples"]
+               if s["n"] == "host_cpu" and s["l"] == cpu1 and s["t"] < T0 + HOUR]  # fmt: skip
+    assert (series["t"], series["last"]) == ([s["t"] for s in in_hour], [s["v"] for s in in_hour])
+    # the same hour read from the raw samples (its columns gone) answers the same
+    store.db.rollups.delete_many({"tier": "raw"})
+    store.db.meta.delete_one({"_id": "rollup:1m"})
+    assert chart(store, project, T0, T0 + HOUR, 600, at)["series"] == [series]
+    rollups.run(store, RETENTION, at)
     assert rollups.cursor(store, "1m") == T0 + SPAN - 5 * MINUTE
     by_minute = chart(store, project, T0, T0 + SPAN, SPAN // (5 * MINUTE), at)
     assert by_minute["tier"] == "1m" and by_minute["step"] == 5 * MINUTE
@@ -155,7 +163,9 @@ def test_rollups_equal_the_raw_samples_and_expire_on_time(platform: Platform) ->
     later = T0 + SPAN + DAY
     expired = rollups.run(store, RETENTION, later)
     assert expired is not None and expired["expired"]["raw"] == len(batches)
+    assert expired["expired"]["raw columns"] > 0
     assert store.samples.count_documents({}) == 0
+    assert store.db.rollups.count_documents({"tier": "raw"}) == 0
     day_after = chart(store, project, T0, T0 + 6 * HOUR, 600, later)
     assert day_after["tier"] == "1m"
     assert_same(as_windows(day_after["series"][0]), {t: w for t, w in minutes.items()
@@ -178,7 +188,7 @@ def test_a_round_is_not_rolled_twice_and_one_process_rolls_at_a_time(platform: P
     rollups.run(store, RETENTION, at)
     first = sorted(d["_id"] for d in store.db.rollups.find({}, {"_id": 1}))
     assert first
-    nothing = {"1m": 0, "1h": 0, "expired": {"raw": 0, "1m": 0, "1h": 0}}
+    nothing = {"1m": 0, "1h": 0, "expired": {"raw": 0, "raw columns": 0, "1m": 0, "1h": 0}}
     assert rollups.run(store, RETENTION, at) == nothing
     assert sorted(d["_id"] for d in store.db.rollups.find({}, {"_id": 1})) == first
     assert rollups._take_lease(store, "someone-else")

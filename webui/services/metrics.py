@@ -355,7 +355,7 @@ def query(
             )
             rollups.gather_raw(docs, width, lo, hi, keep, out)
 
-    def rolled(tier_: str, lo: float, hi: float, width: float, out: Gathered) -> None:
+    def rolled(tier_: str, lo: float, hi: float, width: float | None, out: Gathered) -> None:
         if lo < hi:
             label_match = {f"l.{k}": v for k, v in want_labels.items()}
             docs = store.db.rollups.find(
@@ -367,7 +367,9 @@ def query(
     gathered: Gathered = {}
     step = rollups.step_for(tier, start, end, max_points)
     if tier == "raw":
-        raw(start, end, None, gathered)
+        minutes = rollups.cursor(store, "1m") or 0.0
+        rolled("raw", start, min(end, minutes), None, gathered)
+        raw(max(start, minutes), end, None, gathered)
     else:
         width = rollups.WIDTHS[tier]
         lo = start

@@ -41,6 +41,7 @@ from webui.store import Store
 
 MINUTE, HOUR = 60, 3600
 WIDTHS = {"1m": MINUTE, "1h": HOUR}
+RAW_END = 0.001  # a raw column ends just after its last sample
 # Seconds a minute's window is left open for samples still on their way: an agent delivers what it
 # queued during a short outage of the platform within a few minutes, and charts read the windows
 # not rolled yet from the raw samples, so waiting costs nothing a chart shows.
@@ -141,22 +142,39 @@ def gather_raw(
 
 def gather_rollups(
     docs: Iterable[dict[str, Any]],
-    width: float,
+    width: float | None,
     lo: float,
     hi: float,
     out: Gathered | None = None,
 ) -> Gathered:
-    """Windows of rollup documents starting in [lo, hi), per series, folded into `width`."""
+    """Windows (or a raw column's samples) of rollup documents starting in [lo, hi), per series,
+    folded into `width` (None: one window per sample)."""
     out = {} if out is None else out
     for doc in docs:
         series = _series(out, doc["host_id"], doc["project_id"], doc["n"], doc["l"])
+        values = doc.get("v")
         for i, t in enumerate(doc["t"]):
             if not lo <= t < hi:
                 continue
-            count = doc["count"][i]
-            # the last value's time is not kept: a later window's last is later
-            agg = [doc["min"][i], doc["max"][i], doc["mean"][i] * count, count, doc["last"][i], t]
-            fold(series.windows, t - t % width, agg)
+            if values is not None:
+                v = values[i]
+                agg = [v, v, v, 1, v, t]
+            else:
+                count = doc["count"][i]
+                # the last value's time is not kept: a later window's last is later
+                agg = [doc["min"][i], doc["max"][i], doc["mean"][i] * count, count,
+                       doc["last"][i], t]  # fmt: skip
+            fold(series.windows, t if width is None else t - t % width, agg)
+    return out
+
+
+def refold(gathered: Gathered, width: float) -> Gathered:
+    """The same series with their windows folded into windows of `width` seconds."""
+    out: Gathered = {}
+    for key, series in gathered.items():
+        wider = out[key] = Series(series.host_id, series.project_id, series.name, series.labels)
+        for t, agg in series.windows.items():
+            fold(wider.windows, t - t % width, agg)
     return out
 
 
@@ -168,7 +186,7 @@ def rollup_documents(tier: str, gathered: Gathered) -> Iterator[dict[str, Any]]:
         aggs = [series.windows[t] for t in times]
         key = json.dumps(series_key(series.name, series.labels), separators=(",", ":"))
         digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-        yield {
+        document = {
             "_id": f"{tier}:{series.host_id}:{times[0]:.0f}:{digest}",
             "tier": tier,
             "host_id": series.host_id,
@@ -176,14 +194,20 @@ def rollup_documents(tier: str, gathered: Gathered) -> Iterator[dict[str, Any]]:
             "n": series.name,
             "l": series.labels,
             "t0": times[0],
-            "t1": times[-1] + WIDTHS[tier],
+            "t1": times[-1] + WIDTHS.get(tier, RAW_END),
             "t": times,
-            "min": [a[0] for a in aggs],
-            "max": [a[1] for a in aggs],
-            "mean": [a[2] / a[3] for a in aggs],
-            "last": [a[4] for a in aggs],
-            "count": [a[3] for a in aggs],
         }
+        if tier == "raw":
+            document["v"] = [a[4] for a in aggs]
+        else:
+            document.update(
+                min=[a[0] for a in aggs],
+                max=[a[1] for a in aggs],
+                mean=[a[2] / a[3] for a in aggs],
+                last=[a[4] for a in aggs],
+                count=[a[3] for a in aggs],
+            )
+        yield document
 
 
 def cursor(store: Store, tier: str) -> float | None:
@@ -238,10 +262,13 @@ def roll_minutes(store: Store, retention: Retention, at: float) -> int:
             {"t": {"$gte": until - MINUTE, "$lt": stop + MINUTE}},
             {"host_id": 1, "project_id": 1, "samples": 1},
         )
-        documents = list(rollup_documents("1m", gather_raw(docs, MINUTE, until, stop)))
-        _write(store, "1m", until, documents)
+        raw = gather_raw(docs, None, until, stop)
+        columns = list(rollup_documents("raw", raw))
+        minutes = list(rollup_documents("1m", refold(raw, MINUTE)))
+        _write(store, "raw", until, columns)
+        _write(store, "1m", until, minutes)
         _set_cursor(store, "1m", stop)
-        written += len(documents)
+        written += len(minutes)
         until = stop
     return written
 
@@ -277,6 +304,9 @@ def expire(store: Store, retention: Retention, at: float) -> dict[str, int]:
     """Remove raw batches and rollup slices wholly past their tier's retention."""
     return {
         "raw": store.samples.delete_many({"t": {"$lt": at - retention.raw}}).deleted_count,
+        "raw columns": store.db.rollups.delete_many(
+            {"tier": "raw", "t1": {"$lte": at - retention.raw}}
+        ).deleted_count,
         "1m": store.db.rollups.delete_many(
             {"tier": "1m", "t1": {"$lte": at - retention.minute}}
         ).deleted_count,
