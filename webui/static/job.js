@@ -4,13 +4,16 @@
 // last counter held is ignored.
 //
 // Under load (thousands of lines a second) the page does per event only what is cheap: keep the
-// line's text and fold the event into the counts and the timeline. Drawing happens once per
-// animation frame, in one batch, and the log's DOM keeps the latest MAX_LINES lines: earlier ones
-// stay in memory, a click away ("Show earlier lines"), and the whole log is a plain-text link.
+// line's text and fold the event into the counts and the timeline. Drawing happens in one batch
+// per animation frame, at most every DRAW_EVERY ms (each drawing lays out and paints the log, the
+// browser's main cost under a burst; ten a second still reads as live), and the log's DOM keeps
+// the latest MAX_LINES lines: earlier ones stay in memory, a click away ("Show earlier lines"),
+// and the whole log is a plain-text link.
 (function () {
   "use strict";
   const MAX_LINES = 2000; // lines in the DOM while following the end
   const EARLIER_STEP = 2000; // lines one "Show earlier lines" click brings back
+  const DRAW_EVERY = 100; // ms between two drawings of the log while events arrive
   const TIMELINE_EVERY = 500; // ms between two drawings of the timeline while events arrive
   const LANE = 6; // px per host lane in a task's bars
   const NS = "http://www.w3.org/2000/svg";
@@ -40,6 +43,9 @@
   let limit = MAX_LINES;
   let following = true;
   let frame = 0;
+  let drawTimer = 0;
+  let drawnAt = 0;
+  const shownCounts = {};
 
   window.wapJob = {
     lines: () => last,
@@ -49,6 +55,9 @@
   };
 
   function setText(id, value) { document.getElementById(id).textContent = String(value); }
+  function setCount(id, value) { // only what changed: each write costs a layout
+    if (shownCounts[id] !== value) { shownCounts[id] = value; setText(id, value); }
+  }
 
   // ---- the timeline: the same fold as webui/jobs/timeline.py ---------------------------------
   const tl = { plays: [], tasks: new Map(), hosts: [], start: null, end: null, finished: false };
@@ -250,11 +259,12 @@
 
   function flush() {
     frame = 0;
-    setText("tasks-done", counts.tasks);
-    setText("hosts-ok", counts.ok);
-    setText("hosts-changed", counts.changed);
-    setText("hosts-failed", counts.failed);
-    setText("hosts-unreachable", counts.unreachable);
+    drawnAt = performance.now();
+    setCount("tasks-done", counts.tasks);
+    setCount("hosts-ok", counts.ok);
+    setCount("hosts-changed", counts.changed);
+    setCount("hosts-failed", counts.failed);
+    setCount("hosts-unreachable", counts.unreachable);
     if (drawn < lines.length) {
       const from = Math.max(drawn, lines.length - limit);
       if (from > drawn) { // more new lines than the DOM keeps: what is in view goes
@@ -295,7 +305,12 @@
     }, wait);
   }
 
-  function schedule() { if (!frame) frame = requestAnimationFrame(flush); }
+  function schedule() {
+    if (frame || drawTimer) return;
+    const wait = DRAW_EVERY - (performance.now() - drawnAt);
+    if (wait <= 0) { frame = requestAnimationFrame(flush); return; }
+    drawTimer = setTimeout(() => { drawTimer = 0; frame = requestAnimationFrame(flush); }, wait);
+  }
 
   function take(ev) {
     if (ev.counter <= last) return;
