@@ -420,8 +420,8 @@ def test_an_agent_killed_mid_backup_leaves_no_upload_open_and_no_snapshot(
     platform: Backups,
 ) -> None:
     """The agent took the command, started the archive's multipart upload and died (a process
-    killed never aborts its own upload): past BACKUP_TIMEOUT the backup is failed, the upload
-    aborted, and the next backup runs."""
+    killed never aborts its own upload): with no word from it for AGENT_STALL the backup is
+    failed, the upload aborted, and the next backup runs."""
     platform.policy()
     platform.agent_alive()
     cluster = platform.cluster["_id"]
@@ -444,13 +444,17 @@ def test_an_agent_killed_mid_backup_leaves_no_upload_open_and_no_snapshot(
 
     assert backups.tick(platform.store, platform.settings)["settled"] == []  # still running
     assert len(open_uploads()) == 1
-    late = snapshot["started_at"] + backups.BACKUP_TIMEOUT + 1
-    assert backups.tick(platform.store, platform.settings, at=late)["settled"] == [snapshot["id"]]
+    hour_ago = time.time() - backups.AGENT_STALL - 1  # its last word, an hour ago
+    platform.store.agent_commands.update_one(
+        {"_id": command["id"]},
+        {"$set": {"created_at": hour_ago, "started_at": hour_ago, "progress.at": hour_ago}},
+    )
+    assert backups.tick(platform.store, platform.settings)["settled"] == [snapshot["id"]]
     (failed,) = platform.catalogue()["snapshots"]
     assert failed["status"] == "failed"
     assert failed["reason"] == (
-        "no outcome within 24 h: its agent stopped (running when given up);"
-        " 1 open upload(s) aborted, 0 object(s) deleted"
+        "no word from its agent for 60 min (running when given up): the agent stopped or lost"
+        " the command; 1 open upload(s) aborted, 0 object(s) deleted"
     )
     assert open_uploads() == [] and platform.stored_keys() == []
     assert platform.api("POST", f"/clusters/{cluster}/backups").status_code == 202

@@ -47,7 +47,10 @@ RUNNING, DONE, FAILED = "running", "done", "failed"
 STATUSES = (RUNNING, DONE, FAILED)
 COMPRESSIONS = ("gzip", "zstd", "none")
 PLAYBOOK = "backup_cluster.yml"  # a cluster without an agent is backed up by this job
-BACKUP_TIMEOUT = 24 * 3600.0  # a backup with no outcome after this long is failed
+# A backup through an agent with no word from it (taken, progress, outcome) for this long is
+# failed: the engine reports progress as it goes, so silence means the agent stopped. A job's
+# backup ends with its job (the reaper marks a job whose worker died lost).
+AGENT_STALL = 3600.0
 S3_TIMEOUT = 10.0  # seconds the platform waits for S3 to connect or answer
 AGENT_FRESH = 300.0  # seconds since an agent was last heard of for it to take a backup
 MIN_INTERVAL = 3600.0  # a schedule may not fire more often than hourly
@@ -468,7 +471,7 @@ def settle(
     at: float | None = None,
 ) -> str:
     """Bring a running backup's entry up to date from its command or job; its status after. One
-    with no outcome after BACKUP_TIMEOUT is failed; a failed one's leftovers are removed."""
+    whose agent went silent for AGENT_STALL is failed; a failed one's leftovers are removed."""
     if entry["status"] != RUNNING:
         return entry["status"]
     at = now() if at is None else at
@@ -484,14 +487,15 @@ def settle(
         finished = state in (*jobs.FINISHED, "gone")
         succeeded = state == "successful"
         reason = work.get("reason") or f"the backup job ended {state}"
-    if not finished and at - entry["started_at"] > BACKUP_TIMEOUT:
-        finished, reason = (
-            True,
-            (
-                f"no outcome within {BACKUP_TIMEOUT / 3600:.0f} h: its {entry.get('via')} stopped"
-                f" ({state} when given up)"
-            ),
-        )
+    if not finished and entry.get("via") == "agent":
+        heard = max(float(work.get(k) or 0) for k in ("created_at", "started_at"))
+        heard = max(heard, float((work.get("progress") or {}).get("at") or 0))
+        if now() - heard > AGENT_STALL:  # the agent's records are stamped by the clock
+            finished = True
+            reason = (
+                f"no word from its agent for {AGENT_STALL / 60:.0f} min ({state} when given up):"
+                " the agent stopped or lost the command"
+            )
     if not finished:
         return RUNNING
     if not succeeded:
