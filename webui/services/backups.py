@@ -21,7 +21,8 @@ is stored), settles running backups from their command or job (a succeeded one i
 its manifest is read from the store: a snapshot without its manifest is not a snapshot) and
 expires what the retention no longer keeps (a policy's retention is looked at every
 RETENTION_EVERY seconds, and at the next tick after a backup of its cluster is done), deleting the
-S3 objects, then the catalogue entry, on the audit log.
+S3 objects, then the catalogue entry, on the audit log. A backup whose agent is silent for
+AGENT_STALL fails; a failed backup's leftovers (open multipart uploads, objects) are removed.
 
 S3 is reached with the store's credential through `credentials.reveal`: in `tick()` (the worker's
 side), and from a request to check a policy's store when it is saved and to delete a snapshot by
