@@ -16,6 +16,7 @@ from tests.waiting import wait_until
 from tests.webui.helpers import PASSWORD
 from tests.webui.test_agent_ingest import Platform
 from webui import create_app
+from webui.api import agent_commands as agent_commands_api
 from webui.config import Settings
 from webui.services import accounts, agent_commands, audit, projects
 from webui.services.audit import Actor
@@ -130,6 +131,25 @@ def test_a_waiting_poll_is_woken_by_the_command(platform: Commands) -> None:
     command = platform.ask("collect").get_json()
     poller.join(40)
     assert not poller.is_alive()
+    assert [c["id"] for c in answers[0].get_json()["commands"]] == [command["id"]]
+
+
+def test_past_the_waiting_polls_bound_a_poll_is_answered_at_once(
+    platform: Commands, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_commands_api, "_waiting_polls", threading.BoundedSemaphore(1))
+    answers: list[Any] = []
+    waiting = threading.Thread(target=lambda: answers.append(platform.poll(wait=30)))
+    waiting.start()
+    wait_until(
+        lambda: agent_commands_api._waiting_polls._value == 0, timeout=30,
+        what="the first poll holding the one slot",
+    )  # fmt: skip
+    # another agent's poll gets no thread to wait in: answered without waiting, nothing lost
+    other = platform.poll(token=platform.other_token, wait=30)
+    assert other.get_json() == {"commands": []} and waiting.is_alive()
+    command = platform.ask("ping").get_json()
+    waiting.join(40)
     assert [c["id"] for c in answers[0].get_json()["commands"]] == [command["id"]]
 
 

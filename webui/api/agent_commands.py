@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,12 @@ pull_bp = Blueprint(
     description="What agents pull and report (authenticated by a host's agent token)",
 )
 # webui.security.OWN_CREDENTIAL_ENDPOINTS names pull_bp's endpoints: they check the agent token.
+
+# A waiting poll holds a server thread. Past this many at once in this process, polls are
+# answered at once (the agent then asks again after its poll_wait), so that agents never take
+# every thread from the console: half of the 100 threads webui/README.md runs gunicorn with.
+WAITING_POLLS = 50
+_waiting_polls = threading.BoundedSemaphore(WAITING_POLLS)
 
 
 class CommandIn(Strict):
@@ -164,7 +171,14 @@ def poll_commands(agent: agents.AgentIdentity) -> Response:
         raise Malformed("wait must be a number of seconds") from None
     if not 0 <= wait <= agent_commands.MAX_POLL_WAIT:
         raise Malformed(f"wait must be 0 to {agent_commands.MAX_POLL_WAIT:.0f} seconds")
-    found = agent_commands.poll(get_store(), agent, wait, _wake(), _wake_prefix())
+    held = wait > 0 and _waiting_polls.acquire(blocking=False)
+    try:
+        found = agent_commands.poll(
+            get_store(), agent, wait if held else 0, _wake(), _wake_prefix()
+        )
+    finally:
+        if held:
+            _waiting_polls.release()
     commands = [{"id": c.pop("_id"), **c} for c in found]
     return jsonify({"commands": commands})
 

@@ -121,6 +121,7 @@ class CommandRunner:
         backoff = Backoff(self.config.backoff_min, self.config.backoff_max, self.stop,
                           "polling for commands")  # fmt: skip
         while not self.stop.is_set():
+            asked = time.monotonic()
             try:
                 answer = self.poller.poll(self.config.poll_wait)
             except Unreachable as exc:
@@ -132,24 +133,29 @@ class CommandRunner:
                 continue
             backoff.succeeded()
             commands = answer.body.get("commands")
+            taken = 0
             for item in commands if isinstance(commands, list) else []:
                 try:
-                    self.take(item)
+                    taken += self.take(item)
                 except Exception as exc:  # a full disk, a bug: logged; the platform gives it again
                     log.exception("command %r could not be taken: %s", item, exc)
                     with self._lock:
                         self._taken.discard(str(item.get("id")))
+            if not taken and time.monotonic() - asked < self.config.poll_wait / 2:
+                # answered at once with nothing new (a platform with no thread to hold the poll
+                # with, or commands given again before our reports reached it): no busy loop
+                self.stop.wait(self.config.poll_wait)
         self.poller.close()
 
-    def take(self, item: Any) -> None:
-        """A command the platform gave: run or refused, once."""
+    def take(self, item: Any) -> bool:
+        """A command the platform gave: run or refused, once. False when it was not new."""
         command_id = str(item.get("id", "")) if isinstance(item, dict) else ""
         if not COMMAND_ID.match(command_id):
             log.error("the platform gave a command without a usable id: %r", item)
-            return
+            return False
         with self._lock:
             if command_id in self._taken or command_id in self._reported:
-                return  # given again before our report reached the platform
+                return False  # given again before our report reached the platform
             self._taken.add(command_id)
         name, args = item.get("name"), item.get("args")
         record = {"id": command_id, "name": str(name)[:64], "args": args,
@@ -161,12 +167,13 @@ class CommandRunner:
         except Refused as refusal:
             log.warning("command %s refused: %s", command_id, refusal.reason)
             self._finish(record, {"state": "refused", "reason": refusal.reason})
-            return
+            return True
         log.info("command %s: %s, asked by %s", command_id, command.name, record["asked_by"])
         threading.Thread(
             target=self._run, args=(record, command, checked), daemon=True,
             name=f"command-{command.name}-{command_id[:8]}",
         ).start()  # fmt: skip
+        return True
 
     def _run(self, record: dict[str, Any], command: Any, args: dict[str, Any]) -> None:
         with self._slots:
