@@ -147,7 +147,9 @@ def enqueue(
     wake_prefix: str = "",
 ) -> dict[str, Any]:
     """Queue `name` with `args` for the host's agent (operators and owners of its project); the
-    command as stored. `wake`, when given, wakes the agent's waiting poll at once."""
+    command as stored. `wake` (Redis), when given, wakes the agent's waiting poll at once; else
+    the poll finds it within LOOK_EVERY seconds. `args` are shown to the project's readers and
+    kept in the agent's outbox: never a secret in them (name a stored credential instead)."""
     project = projects.require(store, actor, project_id, "operator")
     host = _host(store, project_id, host_id)
     target = f"{project['name']}/{host['name']}"
