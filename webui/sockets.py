@@ -158,11 +158,11 @@ def register(socketio: SocketIO) -> None:
             job["_id"],
             job["project_id"],
         )
-        events = jobs.events_after(store, job["_id"], after)
+        events = jobs.events_after(store, job["_id"], after, jobs.FOLLOW_PAGE)
         job = jobs.current(store, job)
         return {
             "ok": True,
             "events": events,
-            "more": len(events) >= jobs.EVENT_PAGE,
+            "more": len(events) >= jobs.FOLLOW_PAGE,
             "job": {k: job.get(k) for k in ("status", "reason", "rc", "stats")},
         }

@@ -29,6 +29,7 @@ FINISHED = ("successful", "failed", "canceled", "lost")
 PLAYBOOK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.ya?ml$")
 CLUSTER_GROUP = "mongodb"  # the group a cluster's hosts form (the deploy playbooks' default)
 EVENT_PAGE = 1000
+FOLLOW_PAGE = 5000  # events per answer to a page catching up (a reload mid-job: fewer round trips)
 RQ_FAILURE_TTL = 7 * 24 * 3600
 RQ_RESULT_TTL = 24 * 3600
 
