@@ -49,6 +49,7 @@ SNAPSHOT_FORMAT = 1
 JOURNAL_COMPACT_BYTES = 64 * 1024 * 1024
 OPLOG_NS = "local.oplog.rs"
 FCV_ID = "featureCompatibilityVersion"
+FCV_NS = "admin.system.version"
 EXIT_DBPATH_PROBLEM = 100
 EXIT_NEED_UPGRADE = 62
 
@@ -134,6 +135,7 @@ class Storage:
         # then told the entry was written (see OplogHook).
         self.oplog_hook: OplogHook | None = None
         self.fcv = version.fcv
+        self.fcv_document: dict = {"version": version.fcv}
         self.fresh = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -317,6 +319,8 @@ class Storage:
                 self._apply_to_engine(op)
             if entry is not None:
                 self._apply_to_engine({"op": "i", "ns": OPLOG_NS, "o": entry})
+            if op["ns"] == FCV_NS:
+                self._read_fcv()
             self._journal(op, entry)
             if entry is not None and replicated is None:
                 self.oplog_hook.logged(entry)
@@ -617,22 +621,30 @@ class Storage:
             self.insert(ns, {"_id": FCV_ID, "version": self.version.fcv})
             self.fcv = self.version.fcv
             return
-        fcv = doc.get("version")
-        if fcv not in self.version.startable_fcvs:
-            raise StartupError(
-                EXIT_NEED_UPGRADE,
-                20573,
-                "Wrong mongod version",
-                {"error": fcv_startup_error(self.version, doc)},
-            )
-        self.fcv = fcv
+        # A transition's targetVersion / previousVersion must be versions this binary knows too.
+        for name in ("version", "targetVersion", "previousVersion"):
+            if name in doc and doc[name] not in self.version.startable_fcvs:
+                raise StartupError(
+                    EXIT_NEED_UPGRADE,
+                    20573,
+                    "Wrong mongod version",
+                    {"error": fcv_startup_error(self.version, doc, doc[name])},
+                )
+        self._read_fcv()
 
-    def set_fcv(self, fcv: str) -> None:
-        self.replace("admin.system.version", FCV_ID, {"_id": FCV_ID, "version": fcv})
-        self.fcv = fcv
+    def set_fcv(self, document: dict) -> None:
+        """Write the FCV document (``version``, and ``targetVersion``/``previousVersion`` in
+        a transition); every member's in-memory FCV follows the document as it is applied."""
+        self.replace(FCV_NS, FCV_ID, {"_id": FCV_ID, **document})
+
+    def _read_fcv(self) -> None:
+        doc = self.collection(FCV_NS).find_one({"_id": FCV_ID}) if FCV_NS in self.catalog else None
+        if doc is not None:
+            self.fcv = doc.get("version", self.fcv)
+            self.fcv_document = {k: v for k, v in doc.items() if k != "_id"}
 
 
-def fcv_startup_error(version: Version, doc: dict) -> str:
+def fcv_startup_error(version: Version, doc: dict, invalid: object = None) -> str:
     """mongod's "UPGRADE PROBLEM" text for an FCV document this binary cannot run."""
     lts = version.last_lts
     compat = (
@@ -644,7 +656,8 @@ def fcv_startup_error(version: Version, doc: dict) -> str:
         "UPGRADE PROBLEM: Found an invalid featureCompatibilityVersion document (ERROR: "
         "Location4926900: Invalid featureCompatibilityVersion document in admin.system.version: "
         f"{{ {shown} }}. See {compat}. :: caused by :: Invalid feature compatibility version "
-        f"value '{doc.get('version')}'; expected {expected}. See {compat}.). If the current "
+        f"value '{doc.get('version') if invalid is None else invalid}'; expected {expected}. "
+        f"See {compat}.). If the current "
         f"featureCompatibilityVersion is below {lts}, see the documentation on upgrading at "
         f"https://docs.mongodb.com/master/release-notes/{lts}/#upgrade-procedures."
     )

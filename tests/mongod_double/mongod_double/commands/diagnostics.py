@@ -250,7 +250,7 @@ def get_cmd_line_opts(inv: Invocation) -> dict:
 def get_parameter(inv: Invocation) -> dict:
     server = inv.server
     show_details = isinstance(inv.arg, dict) and bool(inv.arg.get("showDetails"))
-    fcv = {"version": server.storage.fcv}
+    fcv = dict(server.storage.fcv_document)
     values: dict = {
         "featureCompatibilityVersion": {
             "value": fcv,
@@ -368,7 +368,17 @@ def set_fcv(inv: Invocation) -> dict:
                 },
                 ctx=inv.ctx.thread_name,
             )
-            server.storage.set_fcv(requested)
+            # Through the transitional document first, as mongod does: an upgrade is
+            # {version: old, targetVersion: new}, a downgrade {version: new, targetVersion: new,
+            # previousVersion: old}; a node stopped between the two restarts in the transition.
+            old = server.storage.fcv
+            if requested > old:
+                server.storage.set_fcv({"version": old, "targetVersion": requested})
+            else:
+                server.storage.set_fcv(
+                    {"version": requested, "targetVersion": requested, "previousVersion": old}
+                )
+            server.storage.set_fcv({"version": requested})
     return {}
 
 
