@@ -10,7 +10,6 @@ answer is a 503 (the agent tries again), never a 500.
 from __future__ import annotations
 
 import functools
-import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,14 +19,14 @@ from flask_smorest import Blueprint
 from marshmallow import fields, validate
 from pymongo.errors import PyMongoError
 from redis import Redis
-from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from webui.api import PREFIX, _blueprint, error_response
+from webui.api.agents import _body
 from webui.api.schemas import Strict
 from webui.security import current_actor, get_settings, get_store
 from webui.services import agent_commands, agents
-from webui.services.agents import Malformed, TooLarge
+from webui.services.agents import Malformed
 from webui.services.errors import ServiceError
 
 commands_bp = _blueprint("agent-commands", "Commands for a host's agent")
@@ -147,16 +146,8 @@ def _as_agent(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _report() -> Any:
-    limit = get_settings().agent_max_body
-    if request.content_length is not None and request.content_length > limit:
-        raise TooLarge(f"the request has {request.content_length} bytes, more than {limit}")
-    request.max_content_length = limit
-    try:
-        return json.loads(request.get_data())
-    except RequestEntityTooLarge:
-        raise TooLarge(f"the request is larger than the {limit} bytes accepted") from None
-    except (ValueError, RecursionError) as exc:
-        raise Malformed(f"the body is not JSON: {str(exc)[:200]}") from None
+    """The body, bounded as the ingest's is (WAP_AGENT_MAX_BODY, 413) and parsed (400)."""
+    return _body(get_settings().agent_max_body)
 
 
 @pull_bp.route("/agent/commands")
