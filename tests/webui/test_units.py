@@ -96,3 +96,17 @@ def test_the_stats_event_keeps_what_the_playbook_reported_masked() -> None:
     routers = [{"role": "mongos", "private_ip": "10.0.2.9", "port": 27017}]
     assert connection_string({"topology": "sharded"}, routers) == "mongodb://10.0.2.9:27017/"
     assert "artifact_data" not in trim({"counter": 1, "event": "playbook_on_stats"}, Redactor([]))
+
+
+def test_events_are_stored_in_batches_with_the_recap_alone() -> None:
+    from webui.jobs import store as records
+
+    ok = [{"counter": n, "event": "runner_on_ok", "stdout": f"ok {n}"} for n in (1, 2, 3)]
+    recap = {"counter": 4, "event": "playbook_on_stats", "stdout": "", "stats": {"ok": {"a": 3}}}
+    last = {"counter": 5, "event": "playbook_on_end", "stdout": ""}
+    events = [*ok, recap, last]
+    docs = records.documents("j", events, records.encode(events))
+    assert [(d["counter"], d.get("last")) for d in docs] == [(1, 3), (4, None), (5, 5)]
+    assert {d["job_id"] for d in docs} == {"j"} and docs[1]["stats"] == {"ok": {"a": 3}}
+    assert [e for d in docs for e in records.events_of(dict(d))] == events
+    assert records.documents("j", ok, "[…]")[0]["events_json"] == "[…]"  # encoded once, kept

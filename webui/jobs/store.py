@@ -128,7 +128,8 @@ def insert_events(store: Store, job_id: str, events: list[dict[str, Any]], text:
     store.job_events.insert_many(documents(job_id, events, text), ordered=True)
 
 
-def _unpacked(doc: dict[str, Any]) -> list[dict[str, Any]]:
+def events_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events a stored document holds (a batch, or one event as it is), without job_id."""
     if "events_json" in doc:
         return json.loads(doc["events_json"])
     doc.pop("job_id", None)
@@ -152,12 +153,12 @@ def events_after(store: Store, job_id: str, after: int, limit: int) -> list[dict
             {"job_id": job_id, "counter": {"$lte": after}}, sort=[("counter", DESCENDING)]
         )
         if doc and doc.get("last", 0) > after:
-            found = [e for e in _unpacked(doc) if e["counter"] > after]
+            found = [e for e in events_of(doc) if e["counter"] > after]
     cursor = store.job_events.find({"job_id": job_id, "counter": {"$gt": after}}, {"_id": 0})
     for doc in cursor.sort("counter", 1).limit(limit).batch_size(16):
         if len(found) >= limit:
             break
-        found += _unpacked(doc)
+        found += events_of(doc)
     return found[:limit]
 
 
@@ -172,7 +173,7 @@ def all_events(store: Store, job_id: str, page: int = 200) -> Iterator[list[dict
         )
         if not docs:
             return
-        yield [e for doc in docs for e in _unpacked(doc)]
+        yield [e for doc in docs for e in events_of(doc)]
         after = docs[-1]["counter"]
 
 
