@@ -164,6 +164,9 @@ def test_a_backup_through_the_agent_lands_in_the_catalogue(platform: Backups) ->
                                                                           "manual")  # fmt: skip
     again = platform.api("POST", f"/clusters/{cluster}/backups")
     assert again.status_code == 409 and "running" in again.get_json()["message"]
+    assert platform.policy(keep_last=3).status_code == 200  # saving the policy keeps the lock
+    again = platform.api("POST", f"/clusters/{cluster}/backups")
+    assert again.status_code == 409 and "running" in again.get_json()["message"]
 
     payload = b"z" * 6000
     args = platform.agent_backs_up(payload)
@@ -176,8 +179,10 @@ def test_a_backup_through_the_agent_lands_in_the_catalogue(platform: Backups) ->
     assert (done["status"], done["size"], done["documents"]) == ("done", len(payload), 42)
     assert done["oplog"] == {"start": {"t": 1, "i": 1}, "end": {"t": 2, "i": 1}}
     assert done["mongodb_version"] == "7.0.14" and done["duration"] is not None
-    actions = [e["action"] for e in platform.audit("backup.")]
-    assert actions[:3] == ["backup.done", "backup.start", "backup.start"]  # the 409 was refused
+    actions = [(e["action"], e["outcome"]) for e in platform.audit("backup.")]
+    assert actions[:5] == [("backup.done", "ok"), ("backup.start", "refused"),
+                           ("backup.policy", "ok"), ("backup.start", "refused"),
+                           ("backup.start", "ok")]  # fmt: skip
     everything = str(platform.catalogue()) + str(platform.audit(""))
     assert FAKE_SECRET not in everything and FAKE_KEY not in everything
 

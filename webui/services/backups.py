@@ -207,6 +207,7 @@ def save_policy(
         cluster_id=cluster["_id"],
         next_run_at=next_run(policy["schedule"], at) if policy["enabled"] else None,
         retention_at=0.0,  # the next tick applies it
+        running=before.get("running"),  # a backup running goes on holding its cluster
         updated_at=at,
         updated_by=actor.username,
         created_at=before.get("created_at", at),
@@ -279,9 +280,34 @@ def _start(
     policy = _policies(store).find_one({"_id": cluster["_id"]})
     if policy is None:
         raise Conflict("the cluster has no backup policy: save one first (where to write)")
-    if _snapshots(store).find_one({"cluster_id": cluster["_id"], "status": RUNNING}):
-        raise Conflict("a backup of this cluster is running: wait for it to end")
     snapshot_id = snapshots.snapshot_id(at)
+    # One backup of a cluster at a time, even when a click and a schedule meet: the policy holds
+    # the running one, taken in one update and given back when it ends (or cannot start).
+    taken = _policies(store).update_one(
+        {"_id": cluster["_id"], "running": {"$in": [None, ""]}}, {"$set": {"running": snapshot_id}}
+    )
+    if taken.modified_count != 1 or _snapshots(store).find_one(
+        {"cluster_id": cluster["_id"], "status": RUNNING}
+    ):
+        if taken.modified_count == 1:
+            _release(store, cluster["_id"], snapshot_id)
+        raise Conflict("a backup of this cluster is running: wait for it to end")
+    try:
+        return _launch(store, settings, actor, cluster, project, policy, trigger, at, snapshot_id)
+    except BaseException:
+        _release(store, cluster["_id"], snapshot_id)
+        raise
+
+
+def _release(store: Store, cluster_id: str, snapshot_id: str) -> None:
+    _policies(store).update_one({"_id": cluster_id, "running": snapshot_id},
+                                {"$set": {"running": None}})  # fmt: skip
+
+
+def _launch(
+    store: Store, settings: Settings, actor: Actor, cluster: dict[str, Any],
+    project: dict[str, Any], policy: dict[str, Any], trigger: str, at: float, snapshot_id: str,
+) -> dict[str, Any]:  # fmt: skip
     layout = _layout(policy)
     compression = None if policy["compression"] == "none" else policy["compression"]
     entry: dict[str, Any] = {
@@ -417,6 +443,7 @@ def check_store(
 
 def _finish(store: Store, entry: dict[str, Any], update: dict[str, Any]) -> None:
     _snapshots(store).update_one({"_id": entry["_id"], "status": RUNNING}, {"$set": update})
+    _release(store, entry["cluster_id"], entry["_id"])
     project = store.projects.find_one({"_id": entry["project_id"]}) or {}
     audit.record(
         store, SYSTEM, f"backup.{update['status']}",
