@@ -195,6 +195,13 @@ def test_a_platform_restart_mid_command_loses_nothing(
         and c["progress"]["message"] == "holding",
         timeout=30, what="the long command running", seen=lambda: asker.command(long),
     )  # fmt: skip
+    # while it runs and says nothing new, its agent is still heard from (the heartbeat)
+    runner.heartbeat = 0.2
+    first_word = asker.command(long)["progress"]["at"]
+    wait_for(lambda: asker.command(long)["progress"]["at"] > first_word, timeout=30,
+             what="the running command's progress sent again")  # fmt: skip
+    assert asker.command(long)["progress"]["message"] == "holding"
+    runner.heartbeat = 60
     # it holds up neither a ping nor anything else; a command that raises fails, said why
     assert asker.outcome(asker.ask("ping"))["state"] == "succeeded"
     boom = asker.outcome(asker.ask("restore"))

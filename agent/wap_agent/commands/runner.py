@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 COMMAND_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_REASON = 2000
+HEARTBEAT = 60.0  # seconds: a running command's latest progress is sent again this often
 REMEMBERED = 10_000  # ids of commands reported, so that an answer given twice runs them once
 
 
@@ -90,6 +91,11 @@ class CommandRunner:
         self._taken: set[str] = set()  # in the outbox
         self._reported: OrderedDict[str, None] = OrderedDict()
         self._progress: dict[str, dict[str, Any]] = {}  # the latest not yet sent, per command
+        self._latest: dict[str, dict[str, Any]] = {}  # the latest of each running command
+        # sent again every heartbeat while a command runs, so that a long one that says nothing
+        # new is still heard from (the platform sees when its agent last spoke of it)
+        self.heartbeat = HEARTBEAT
+        self._beat_at = time.monotonic()
         self._results: dict[str, dict[str, Any]] = {}  # reports not yet acknowledged, in order
         self._wake = threading.Event()
         self._slots = threading.BoundedSemaphore(config.command_workers)
@@ -203,14 +209,15 @@ class CommandRunner:
         self.outbox.save(record)
         with self._lock:
             self._progress.pop(record["id"], None)
+            self._latest.pop(record["id"], None)
             self._results[record["id"]] = report
         self._wake.set()
 
     def _progress_of(self, command_id: str, message: str, fraction: float | None) -> None:
         with self._lock:
             if command_id not in self._results:
-                self._progress[command_id] = {"message": message[:MAX_REASON],
-                                              "fraction": fraction}  # fmt: skip
+                document = {"message": message[:MAX_REASON], "fraction": fraction}
+                self._progress[command_id] = self._latest[command_id] = document
         self._wake.set()
 
     # -- reporting --------------------------------------------------------------------------
@@ -222,7 +229,8 @@ class CommandRunner:
             self._wake.clear()
             item = self._next_report()
             if item is None:
-                self._wake.wait(1.0)
+                self._wake.wait(min(1.0, self.heartbeat))
+                self._beat()
                 continue
             kind, command_id, document = item
             try:
@@ -237,6 +245,14 @@ class CommandRunner:
             backoff.succeeded()
             self._answered(kind, command_id, document, answer)
         self.reporter.close()
+
+    def _beat(self) -> None:
+        if time.monotonic() - self._beat_at < self.heartbeat:
+            return
+        self._beat_at = time.monotonic()
+        with self._lock:
+            for command_id, document in self._latest.items():
+                self._progress.setdefault(command_id, dict(document))
 
     def _next_report(self) -> tuple[str, str, dict[str, Any]] | None:
         with self._lock:
