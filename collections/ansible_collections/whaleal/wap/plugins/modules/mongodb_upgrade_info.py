@@ -1,0 +1,368 @@
+#!/usr/bin/python
+# Copyright: WAP developers
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: mongodb_upgrade_info
+short_description: The members' versions, the pre-checks and the path of a rolling upgrade
+version_added: 0.2.0
+description:
+  - Reads every member of a replica set (state, health, binary version from C(buildInfo), lag
+    behind the primary), the feature compatibility version with any interrupted transition, and
+    the primary's oplog window.
+  - With O(target_version), plans the way there as MongoDB allows it (one major at a time, the
+    FCV raised before the next major, a patch release in one step) and runs the pre-checks:
+    every member healthy, lag under O(max_lag_seconds), FCV equal to the running major (or the
+    set in the middle of a step), oplog window of at least O(min_oplog_window_hours) once the
+    oplog is full. A refused target or a failed check fails the module with the reason.
+  - With O(wait_member), waits until that member serves again (PRIMARY or SECONDARY), runs
+    O(wait_version) and has caught up (lag under O(max_lag_seconds)).
+  - Changes nothing.
+author: WAP developers (@whaleal)
+options:
+  target_version:
+    description: The release to reach, V(X.Y.Z).
+    type: str
+  releases:
+    description:
+      - The release to run for each major passed through on the way, for example
+        V({"7.0": "7.0.14"}) for 6.0 to 8.0.
+    type: dict
+    default: {}
+  upgrade_fcv:
+    description:
+      - V(now) raises the target major's FCV at the end; V(finalize) leaves it for a later run
+        (the FCVs of the majors passed through are always raised).
+    type: str
+    choices: [now, finalize]
+    default: now
+  max_lag_seconds:
+    description: The most a secondary may lag behind the primary, in seconds.
+    type: int
+    default: 10
+  min_oplog_window_hours:
+    description:
+      - The oplog window the primary must keep once its oplog is full (the time a member may
+        be down and still catch up). V(0) skips the check.
+    type: float
+    default: 1.0
+  wait_member:
+    description: A member (V(host:port)) to wait for instead of planning.
+    type: str
+  wait_version:
+    description: The version O(wait_member) must run.
+    type: str
+  wait_timeout:
+    description: Seconds to wait for O(wait_member).
+    type: int
+    default: 300
+extends_documentation_fragment:
+  - whaleal.wap.mongodb
+attributes:
+  check_mode:
+    support: full
+    description: Reads only.
+  diff_mode:
+    support: none
+    description: Changes nothing.
+"""
+
+EXAMPLES = r"""
+- name: Plan 6.0 to 8.0 and check the set
+  whaleal.wap.mongodb_upgrade_info:
+    target_version: 8.0.4
+    releases: {"7.0": "7.0.14"}
+    replica_set: rs0
+    login_user: admin
+    login_password: "{{ mongodb_admin_password }}"
+  register: upgrade
+
+- name: Show the plan
+  ansible.builtin.debug:
+    msg: "{{ upgrade.plan.steps | map(attribute='description') | list }}"
+"""
+
+RETURN = r"""
+members:
+  description: Every member with its state, health, version and lag.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{host: "db1:27017", state: PRIMARY, health: 1, version: 7.0.14, lag_seconds: 0}]
+primary:
+  description: The primary's host:port (empty when none).
+  returned: always
+  type: str
+fcv:
+  description: The feature compatibility version.
+  returned: always
+  type: str
+  sample: "7.0"
+fcv_target:
+  description: The FCV document's targetVersion when a change was interrupted, else empty.
+  returned: always
+  type: str
+oplog_window_hours:
+  description: Hours between the primary's oldest and newest oplog entries.
+  returned: always
+  type: float
+oplog_full:
+  description: Whether the primary's oplog reached its size (only then is its window a limit).
+  returned: always
+  type: bool
+checks:
+  description: The pre-checks with their outcome.
+  returned: when O(target_version) is given
+  type: list
+  elements: dict
+  sample: [{check: members healthy, ok: true, detail: "3 of 3"}]
+plan:
+  description: The steps (V(binaries) on members, or V(fcv)) and notes.
+  returned: when O(target_version) is given
+  type: dict
+  sample: {steps: [{action: binaries, version: 8.0.4, members: ["db1:27017"], confirm: false,
+           description: "binaries 8.0.4 on db1:27017, one at a time"}], notes: []}
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.whaleal.wap.plugins.module_utils.mongodb import (
+    MONGODB_REQUIRED_TOGETHER,
+    PyMongoError,
+    connect,
+    mongodb_argument_spec,
+)
+from ansible_collections.whaleal.wap.plugins.module_utils.upgrade_plan import (
+    UpgradeRefused,
+    plan_upgrade,
+)
+
+SERVING = ("PRIMARY", "SECONDARY")
+# An oplog this close to its maximum size has started dropping its oldest entries.
+OPLOG_FULL_RATIO = 0.9
+
+
+def lag_seconds(status: dict) -> dict[str, float]:
+    """Each member's lag behind the primary, in seconds, from replSetGetStatus (pure)."""
+    members = status.get("members", [])
+    primary = next((m for m in members if m.get("stateStr") == "PRIMARY"), None)
+    if primary is None:
+        return {}
+    top = primary["optimeDate"]
+    return {
+        m["name"]: max(0.0, (top - m["optimeDate"]).total_seconds())
+        for m in members
+        if m.get("optimeDate") is not None and m.get("stateStr") in SERVING
+    }
+
+
+def pre_checks(members: list[dict], fcv: str, max_lag: float, window: dict, min_hours: float):
+    """The pre-checks as [{check, ok, detail}] (pure)."""
+    unhealthy = [
+        f"{m['host']} {m['state']}"
+        for m in members
+        if m["health"] != 1 or m["state"] not in (*SERVING, "ARBITER")
+    ]
+    lagging = [
+        f"{m['host']} {m['lag_seconds']:.0f} s"
+        for m in members
+        if m.get("lag_seconds") is not None and m["lag_seconds"] > max_lag
+    ]
+    series = sorted({".".join(m["version"].split(".")[:2]) for m in members if m["version"]})
+    checks = [
+        {
+            "check": "members healthy",
+            "ok": not unhealthy and len(series) > 0,
+            "detail": ", ".join(unhealthy) or f"{len(members)} of {len(members)}",
+        },
+        {
+            "check": f"lag under {max_lag} s",
+            "ok": not lagging,
+            "detail": ", ".join(lagging) or "every member",
+        },
+        {
+            "check": "FCV equal to the running major",
+            "ok": fcv in series[:1],
+            "detail": f"FCV {fcv}, binaries {', '.join(series)}",
+        },
+    ]
+    if min_hours > 0:
+        hours = window["hours"]
+        checks.append(
+            {
+                "check": f"oplog window at least {min_hours} h",
+                "ok": not window["full"] or hours >= min_hours,
+                "detail": f"{hours:.2f} h" + ("" if window["full"] else " (oplog not full yet)"),
+            }
+        )
+    return checks
+
+
+class Reader:
+    def __init__(self, module, conn):
+        self.module = module
+        self.conn = conn
+
+    def version_of(self, host: str) -> str:
+        try:
+            with self.conn.member_client(host) as client:
+                return client.admin.command("buildInfo")["version"]
+        except PyMongoError:
+            return ""
+
+    def read(self) -> dict:
+        admin = self.conn.client.admin
+        status = admin.command("replSetGetStatus")
+        lags = lag_seconds(status)
+        members = []
+        for m in status.get("members", []):
+            state = m.get("stateStr", "UNKNOWN")
+            members.append(
+                {
+                    "host": m["name"],
+                    "state": state,
+                    "health": int(m.get("health", 0)),
+                    "version": self.version_of(m["name"]) if m.get("health") == 1 else "",
+                    "lag_seconds": lags.get(m["name"]),
+                }
+            )
+        document = admin.command("getParameter", 1, featureCompatibilityVersion=1)[
+            "featureCompatibilityVersion"
+        ]
+        primary = next((m["host"] for m in members if m["state"] == "PRIMARY"), "")
+        return {
+            "members": members,
+            "primary": primary,
+            "fcv": document.get("version", ""),
+            "fcv_target": document.get("targetVersion", ""),
+            **self.oplog(),
+        }
+
+    def oplog(self) -> dict:
+        local = self.conn.client.local
+        oldest = local.oplog.rs.find_one(sort=[("$natural", 1)])
+        newest = local.oplog.rs.find_one(sort=[("$natural", -1)])
+        hours = 0.0
+        if oldest and newest:
+            hours = (newest["ts"].time - oldest["ts"].time) / 3600.0
+        stats = local.command("collStats", "oplog.rs")
+        full = bool(stats.get("maxSize")) and stats.get("size", 0) >= OPLOG_FULL_RATIO * float(
+            stats["maxSize"]
+        )
+        return {"oplog_window_hours": round(hours, 3), "oplog_full": full}
+
+    def wait(self, host: str, version: str | None, timeout: int, max_lag: float) -> dict:
+        deadline = time.monotonic() + timeout
+        seen: dict = {}
+        while True:
+            try:
+                seen = self.read()
+                member = next((m for m in seen["members"] if m["host"] == host), None)
+                if member is None:
+                    self.module.fail_json(msg=f"{host} is not a member of the set", **seen)
+                ready = (
+                    member["state"] in SERVING
+                    and member["health"] == 1
+                    and (not version or member["version"] == version)
+                    and (member["lag_seconds"] or 0) <= max_lag
+                    and seen["primary"]
+                )
+                if ready:
+                    return seen
+            except PyMongoError as exc:
+                seen = dict(seen, last_error=str(exc))
+            if time.monotonic() >= deadline:
+                self.module.fail_json(
+                    msg=f"{host} did not serve again at {version or 'its version'}, caught up "
+                    f"within {self.module.params['max_lag_seconds']} s, in {timeout} s",
+                    **seen,
+                )
+            time.sleep(1)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=mongodb_argument_spec(
+            target_version=dict(type="str"),
+            releases=dict(type="dict", default={}),
+            upgrade_fcv=dict(type="str", default="now", choices=["now", "finalize"]),
+            max_lag_seconds=dict(type="int", default=10),
+            min_oplog_window_hours=dict(type="float", default=1.0),
+            wait_member=dict(type="str"),
+            wait_version=dict(type="str"),
+            wait_timeout=dict(type="int", default=300),
+        ),
+        required_together=MONGODB_REQUIRED_TOGETHER,
+        mutually_exclusive=[("target_version", "wait_member")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    conn = connect(module)
+    reader = Reader(module, conn)
+    try:
+        if params["wait_member"]:
+            seen = reader.wait(
+                params["wait_member"],
+                params["wait_version"],
+                params["wait_timeout"],
+                params["max_lag_seconds"],
+            )
+            module.exit_json(changed=False, **seen)
+        seen = reader.read()
+    except PyMongoError as exc:
+        module.fail_json(msg=f"Could not read the replica set: {exc}")
+    finally:
+        conn.close()
+    result = dict(changed=False, **seen)
+    if not params["target_version"]:
+        module.exit_json(**result)
+    window = {"hours": seen["oplog_window_hours"], "full": seen["oplog_full"]}
+    result["checks"] = pre_checks(
+        seen["members"],
+        seen["fcv"],
+        params["max_lag_seconds"],
+        window,
+        params["min_oplog_window_hours"],
+    )
+    if not result["checks"][0]["ok"]:
+        module.fail_json(
+            msg=f"Pre-checks failed, nothing changed: members healthy: "
+            f"{result['checks'][0]['detail']}",
+            **result,
+        )
+    data = [m for m in seen["members"] if m["state"] != "ARBITER"]
+    try:
+        plan = plan_upgrade(
+            {m["host"]: m["version"] for m in data},
+            seen["fcv"],
+            params["target_version"],
+            releases={str(k): str(v) for k, v in params["releases"].items()},
+            fcv_mode=params["upgrade_fcv"],
+            fcv_target=seen["fcv_target"] or None,
+        )
+    except UpgradeRefused as exc:
+        module.fail_json(msg=f"Upgrade to {params['target_version']} refused: {exc}", **result)
+    result["plan"] = plan.as_dict()
+    # A set in the middle of a step, or whose FCV the plan raises first, is resumed.
+    mixed = len({m["version"] for m in data}) > 1
+    resuming = bool(plan.steps) and (mixed or plan.steps[0].action == "fcv")
+    failed = [
+        c
+        for c in result["checks"]
+        if not c["ok"] and not (resuming and c["check"].startswith("FCV"))
+    ]
+    if failed and plan.steps:
+        module.fail_json(
+            msg="Pre-checks failed, nothing changed: "
+            + "; ".join(f"{c['check']}: {c['detail']}" for c in failed),
+            **result,
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
