@@ -183,14 +183,14 @@ class CommandRunner:
 
     def _run(self, record: dict[str, Any], command: Any, args: dict[str, Any]) -> None:
         with self._slots:
-            record["state"] = "running"
-            self.outbox.save(record)
             context = Context(
                 self.config, record["id"],
                 lambda message, fraction: self._progress_of(record["id"], message, fraction),
             )  # fmt: skip
-            context.progress("started")
             try:
+                record["state"] = "running"
+                self.outbox.save(record)
+                context.progress("started")
                 result = command.run(args, context)
                 if not isinstance(result, dict):
                     raise TypeError(f"the command gave a {type(result).__name__}, not an object")
@@ -206,7 +206,10 @@ class CommandRunner:
         if "reason" in report:
             report["reason"] = report["reason"][:MAX_REASON]
         record.update(state="done", report=report)
-        self.outbox.save(record)
+        try:
+            self.outbox.save(record)
+        except OSError as exc:  # a full disk: reported all the same, if the agent lives on
+            log.error("command %s: its result cannot be kept on disk (%s)", record["id"], exc)
         with self._lock:
             self._progress.pop(record["id"], None)
             self._latest.pop(record["id"], None)
