@@ -16,14 +16,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bson
 import pymongo
 import pytest
 from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 
 from tests.mongod_double.conftest import Launcher
 from tests.waiting import wait_until
+from wap_agent.backup.archive import ArchiveWriter, Header, Namespace
 from wap_agent.backup.dump import DumpOptions, dump
 from wap_agent.backup.hashing import collection_hash
+from wap_agent.backup.metadata import CollectionMetadata
 from wap_agent.backup.restore import RestoreError, RestoreOptions, restore
 
 COMPAT = Path(__file__).parent / "compat" / "mongorestore"
@@ -294,3 +297,31 @@ def test_command_line_pipes_a_backup_into_a_restore(source, launcher, tmp_path):
     )  # fmt: skip
     assert again.returncode == 1
     assert "wap-agent restore:" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_collection_created_as_the_dump_began_is_restored_once(launcher):
+    """The window opens before the listing: a collection created in between is both dumped and
+    created by the oplog; the replay must not fail on it, nor lose what the dump copied."""
+    out = io.BytesIO()
+    writer = ArchiveWriter(out)
+    meta = CollectionMetadata("new", indexes=[{"v": 2, "key": {"_id": 1}, "name": "_id_"}])
+    writer.write_prelude(
+        Header(), [Namespace("app", "new", meta.to_json()), Namespace("", "oplog")]
+    )
+    writer.write_documents("app", "new", [bson.encode({"_id": 1, "v": "dumped"})])
+    writer.finish("app", "new")
+    oplog = [
+        {"ts": Timestamp(100, 1), "op": "c", "ns": "app.$cmd", "o": {"create": "new"}},
+        {"ts": Timestamp(100, 2), "op": "i", "ns": "app.new", "o": {"_id": 1, "v": "first"}},
+        {"ts": Timestamp(100, 3), "op": "u", "ns": "app.new", "o2": {"_id": 1},
+         "o": {"$v": 2, "diff": {"u": {"v": "dumped"}}}},
+        {"ts": Timestamp(100, 4), "op": "i", "ns": "app.new", "o": {"_id": 2, "v": "after"}},
+    ]  # fmt: skip
+    writer.write_documents("", "oplog", [bson.encode(e) for e in oplog])
+    writer.finish("", "oplog")
+    target = launcher.start()
+    out.seek(0)
+    result = restore(target.uri, out, options=RestoreOptions(oplog_replay=True))
+    assert result["oplog"]["applied"] == 3 and result["oplog"]["last"] == {"t": 100, "i": 4}
+    docs = list(target.client().app.new.find(sort=[("_id", 1)]))
+    assert docs == [{"_id": 1, "v": "dumped"}, {"_id": 2, "v": "after"}]

@@ -102,6 +102,13 @@ class _Target:
     def collection(self) -> str:
         return self.ns.split(".", 1)[1]
 
+    @property
+    def data_collection(self) -> str:
+        """Where the documents go: a time series' are its buckets."""
+        if self.meta.type == "timeseries":
+            return f"system.buckets.{self.collection}"
+        return self.collection
+
 
 def parse_oplog_limit(text: str) -> Timestamp:
     """``<seconds>[:<ordinal>]``, as mongorestore's --oplogLimit."""
@@ -253,7 +260,7 @@ class Restorer:
         try:
             if self.failures:
                 return
-            collection = self.client[target.db][target.collection]
+            collection = self.client[target.db][target.data_collection]
             collection.insert_many(
                 [RawBSONDocument(doc) for doc in batch],
                 ordered=False,
@@ -379,10 +386,13 @@ class Restorer:
             specs = command.get("indexes") or [{k: v for k, v in command.items() if k != name}]
             self.index_builds.setdefault(f"{db}.{coll}", []).extend(specs)
             return
-        if name == "create" and self.options.drop:
-            # created during the dump: not among the snapshot's collections that --drop dropped
-            self.flush_oplog()
-            self.client[db].drop_collection(command["create"])
+        if name == "create":
+            created = f"{db}.{command['create']}"
+            if any(t.ns == created for t in self.targets.values()):
+                return  # created after the window opened, before the listing: already restored
+            if self.options.drop:  # not among the snapshot's collections --drop dropped
+                self.flush_oplog()
+                self.client[db].drop_collection(command["create"])
         if name in ("dropIndexes", "deleteIndexes"):
             pending = self.index_builds.get(f"{db}.{command[name]}", [])
             self.index_builds[f"{db}.{command[name]}"] = [
