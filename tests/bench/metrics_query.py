@@ -1,6 +1,7 @@
 """Chart query bench: metrics.query p50/p99 for the last hour (raw), 24 h (1-minute rollups),
 30 days and a year (1-hour rollups), of one series and of a 12-series dashboard, on the embedded
-store (nx-27017); and the stored bytes per point of each tier (BSON). Not a test: figures only.
+store (nx-27017); and the stored bytes per point of each tier (BSON: the rounds' documents and
+the raw columns hold the same samples). Not a test: figures only.
 
 The host has 100 series every 10 s for the last 24 h, rolled up by webui.services.rollups as
 the workers do; the older 1-minute (13 days) and 1-hour (a year) slices are written with the same
@@ -84,7 +85,7 @@ def fill(store: Store, at: float) -> None:
             t += every
 
     slices("1m", MINUTE, 600, start - 13 * DAY - start % 600, start - start % 600)
-    hours_from = rollups.cursor(store, "1h") or (start - start % HOUR_SLICE)
+    hours_from = start - start % HOUR_SLICE  # where roll_hours began with the raw day's windows
     slices("1h", HOUR, HOUR_SLICE, hours_from - 365 * DAY, hours_from)
     if older:
         store.db.rollups.insert_many(older)
@@ -92,8 +93,10 @@ def fill(store: Store, at: float) -> None:
 
 def bytes_per_point(store: Store) -> dict[str, float]:
     raw = list(store.samples.find({}).limit(200))
-    out = {"raw": sum(len(bson.encode(d)) for d in raw) / sum(len(d["samples"]) for d in raw)}
-    for tier in ("1m", "1h"):
+    out = {
+        "raw rounds": sum(len(bson.encode(d)) for d in raw) / sum(len(d["samples"]) for d in raw)
+    }
+    for tier in ("raw", "1m", "1h"):
         docs = list(store.db.rollups.find({"tier": tier}).limit(2000))
         out[tier] = sum(len(bson.encode(d)) for d in docs) / sum(len(d["t"]) for d in docs)
     return out
