@@ -194,10 +194,12 @@ def test_dump_with_writes_during_it_restores_to_the_source_state(source, launche
 
 
 def test_directory_dump_with_zstd_restores_under_new_names(source, launcher, tmp_path):
-    summary = dump(source["uri"], tmp_path / "dump", options=DumpOptions(
+    primary = source["nodes"][0]  # a URI with directConnection=true names its member
+    summary = dump(primary.uri, tmp_path / "dump", options=DumpOptions(
         directory=True, compression="zstd", include=["app.*"],
     ))  # fmt: skip
     assert {c["ns"] for c in summary["collections"]} == {"app.people", "app.log"}
+    assert summary["member"] == f"127.0.0.1:{primary.port}"
     assert (tmp_path / "dump" / "app" / "people.bson.zst").is_file()
     assert (tmp_path / "dump" / "app" / "people.metadata.json.zst").is_file()
     target = launcher.start()

@@ -123,10 +123,12 @@ def client_for(uri: str, member: str | None = None, **extra: Any) -> pymongo.Mon
 
 
 def choose_member(uri: str, member: str | None) -> str:
-    """The member to read: the one named, else a secondary, else the primary (one-member set
-    or standalone)."""
+    """The member to read: the one named (or the URI's own with directConnection=true), else a
+    secondary, else the primary (one-member set or standalone)."""
     if member:
         return member
+    if uri_parser.parse_uri(uri)["options"].get("directConnection"):
+        return _first_host(uri)  # the URI names its member itself
     with client_for(uri) as client:
         hello = client.admin.command("hello")
     if hello.get("msg") == "isdbgrid":
