@@ -1,9 +1,9 @@
 """Commands the platform asks of an agent, against a running platform (`wap web`, a real process):
 `wap-agent run` takes a ping and a collect asked through the API for its host (and not another
 host's), runs them and the results come back; what is not on its allow-list, or unknown to it, is
-refused and the platform shows why. The command runner in this process, with commands of the
-test's whose end it controls: a long command does not hold up a ping, one that raises is
-reported failed and the agent goes on, and a platform stopped and started while a command runs
+refused and the platform shows why. The agent in this process, with commands of the test's
+whose end it controls: a long command holds up neither collection nor a ping, one that raises
+is reported failed and the agent goes on, and a platform stopped and started while a command runs
 loses nothing (its result arrives once the platform is back, the command run once); an agent
 stopped while a command ran reports it failed on its next start."""
 
@@ -43,6 +43,7 @@ from wap_agent.commands import (
 )
 from wap_agent.commands.runner import CommandRunner
 from wap_agent.config import AgentConfig, ConfigError, load
+from wap_agent.run import Agent as AgentLoop
 
 FINAL = ("succeeded", "failed", "refused", "expired")
 
@@ -154,20 +155,22 @@ class Boom:
 
 
 @pytest.fixture
-def runner_for(
-    platform: Platform,  # noqa: F811
-    tmp_path: Path,
-) -> Iterator[Callable[[CommandRegistry], CommandRunner]]:
-    stops: list[threading.Event] = []
+def config(platform: Platform, tmp_path: Path) -> AgentConfig:  # noqa: F811
     token = tmp_path / "token"
     token.write_text(platform.token)
+    return AgentConfig(
+        url=platform.url, token_file=token, queue_dir=tmp_path / "queue", interval=0.5,
+        backoff_min=0.05, backoff_max=0.3, request_timeout=5, poll_wait=1,
+        commands_allow=("ping", "backup", "restore"),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def runner_for(config: AgentConfig) -> Iterator[Callable[[CommandRegistry], CommandRunner]]:
+    """The command runner alone (no collecting loop), with the test's commands."""
+    stops: list[threading.Event] = []
 
     def make(registry: CommandRegistry) -> CommandRunner:
-        config = AgentConfig(
-            url=platform.url, token_file=token, queue_dir=tmp_path / "queue",
-            backoff_min=0.05, backoff_max=0.3, request_timeout=5, poll_wait=1,
-            commands_allow=("ping", "backup", "restore"),
-        )  # fmt: skip
         stops.append(threading.Event())
         runner = CommandRunner(config, registry, stops[-1])
         runner.start()
@@ -178,23 +181,38 @@ def runner_for(
         stop.set()
 
 
+@pytest.fixture
+def running_agent(config: AgentConfig) -> Iterator[tuple[AgentLoop, threading.Thread]]:
+    """`wap-agent run`'s Agent in this process, collecting every 0.5 s and taking commands."""
+    agent = AgentLoop(config)
+    loop = threading.Thread(target=agent.run, daemon=True)
+    yield agent, loop
+    agent.stop.set()
+    loop.join(30)
+
+
 def test_a_platform_restart_mid_command_loses_nothing(
     platform: Platform,  # noqa: F811
     asker: Asker,
-    runner_for: Callable[[CommandRegistry], CommandRunner],
+    running_agent: tuple[AgentLoop, threading.Thread],
     start_web: Callable[[], str],  # noqa: F811
     processes: list[Proc],  # noqa: F811
 ) -> None:
     hold = Hold()
-    commands = builtin(Registry, time.monotonic())
-    commands.add(hold, Boom())
-    runner = runner_for(commands)
+    agent, loop = running_agent
+    agent.commands.registry.add(hold, Boom())
+    loop.start()
+    runner = agent.commands
     long = asker.ask("backup", database="shop")
     wait_for(
         lambda: (c := asker.command(long))["state"] == "running"
         and c["progress"]["message"] == "holding",
         timeout=30, what="the long command running", seen=lambda: asker.command(long),
     )  # fmt: skip
+    # collection goes on meanwhile
+    collected = max(platform.seqs() or [0])
+    wait_for(lambda: max(platform.seqs() or [0]) >= collected + 2, timeout=30,
+             what="rounds collected while the command runs")  # fmt: skip
     # while it runs and says nothing new, its agent is still heard from (the heartbeat)
     runner.heartbeat = 0.2
     first_word = asker.command(long)["progress"]["at"]
