@@ -36,6 +36,7 @@ from tests.webui.helpers import PLAYBOOKS, wait_for
 from wap.lab import Lab, LabError
 from webui.config import REPO_ROOT
 from webui.jobs.runner import inventory_for
+from webui.jobs.store import all_events
 from webui.store import Store
 
 
@@ -214,7 +215,7 @@ def main() -> None:
             cpu_after = service_cpu()
             service_seconds.append({k: cpu_after.get(k, 0) - v for k, v in cpu_before.items()})
             events = done["last_counter"]
-            stored = [e["created"] for e in store.job_events.find({"job_id": job["id"]})]
+            stored = [e["created"] for page in all_events(store, job["id"]) for e in page]
             phases.append((
                 done["started_at"] - start, min(stored) - done["started_at"],
                 max(stored) - min(stored), done["finished_at"] - max(stored),
