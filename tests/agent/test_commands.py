@@ -41,6 +41,8 @@ from wap_agent.commands import (
     builtin,
     no_arguments,
 )
+from wap_agent.commands.collect import Collect
+from wap_agent.commands.ping import Ping
 from wap_agent.commands.runner import CommandRunner
 from wap_agent.config import AgentConfig, ConfigError, load
 from wap_agent.run import Agent as AgentLoop
@@ -188,7 +190,8 @@ def running_agent(config: AgentConfig) -> Iterator[tuple[AgentLoop, threading.Th
     loop = threading.Thread(target=agent.run, daemon=True)
     yield agent, loop
     agent.stop.set()
-    loop.join(30)
+    if loop.is_alive():
+        loop.join(30)
 
 
 def test_a_platform_restart_mid_command_loses_nothing(
@@ -200,7 +203,8 @@ def test_a_platform_restart_mid_command_loses_nothing(
 ) -> None:
     hold = Hold()
     agent, loop = running_agent
-    agent.commands.registry.add(hold, Boom())
+    # the test's stand-ins for a backup and a restore, in place of the agent's own
+    agent.commands.registry = CommandRegistry([Ping(time.monotonic()), hold, Boom()])
     loop.start()
     runner = agent.commands
     long = asker.ask("backup", database="shop")
@@ -264,8 +268,8 @@ def test_an_agent_stopped_mid_command_says_so_on_its_next_start(
 
 
 def test_the_registry_refuses_with_the_reason() -> None:
-    commands = builtin(Registry, time.monotonic())
-    assert commands.names == ["collect", "ping"]
+    assert {"collect", "ping"} <= set(builtin(Registry, time.monotonic()).names)
+    commands = CommandRegistry([Ping(time.monotonic()), Collect(Registry)])
     for name, args, allow, reason in (
         ("sh", {}, ["ping"], "this agent has no command 'sh' (it has: collect, ping)"),
         (["ping"], {}, ["ping"], "this agent has no command"),
