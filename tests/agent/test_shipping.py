@@ -97,6 +97,7 @@ class Agent:
         for key, value in options.items():
             section, _, name = key.partition("__")
             sections.setdefault(section, {})[name] = value
+        self.sections = sections
         self.config.write_text(
             "".join(
                 f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
@@ -265,12 +266,18 @@ def test_the_queue_bound_drops_the_oldest_and_the_platform_learns_it(
     # the oldest of the outage went: one run from a batch not delivered before it
     assert missing and missing == list(range(missing[0], missing[0] + len(missing))), arrived
     assert missing[0] >= dropped_from
-    assert last["dropped"]["batches"] == len(missing) and last["dropped"]["samples"] > 0
+    # Every batch the platform lacks is counted as dropped. The count may also hold the batches of
+    # the one request whose answer the stop cut off (stored, never acknowledged, then the oldest
+    # in the queue): the agent cannot tell those from batches never sent.
+    counted = last["dropped"]["batches"]
+    in_flight = int(agent.sections["sender"]["batches_per_request"])
+    assert len(missing) <= counted <= len(missing) + in_flight, (counted, missing)
+    assert last["dropped"]["samples"] > 0
     wait_for(
-        lambda: platform.agent().get("dropped_batches", 0) >= len(missing),
+        lambda: platform.agent().get("dropped_batches", 0) >= counted,
         timeout=30, what="the drop on the host", seen=platform.agent,
     )  # fmt: skip
-    assert platform.agent()["dropped_batches"] == len(missing)
+    assert platform.agent()["dropped_batches"] == counted
 
 
 def start_web_with(
