@@ -22,9 +22,11 @@ from tests.deploy.deployment import (
     Deployment,
     PrimaryWatch,
     build_agent_wheelhouse,
+    build_double_tarball,
     home_is_private,
     wait_healthy,
 )
+from tests.deploy.writes import WriteCounter
 from tests.waiting import wait_until
 from tests.webui.conftest import (  # noqa: F401 (fixtures, found by pytest)
     allowed_endpoints,
@@ -346,3 +348,78 @@ def test_info_and_role_modules_on_the_set(rs: Deployment) -> None:
     assert rs.module("lab1", "mongodb_role", state="absent", **role)["changed"] is True
     with rs.client(replicaSet="rs0") as client:
         assert client.app.command("rolesInfo", "reporting")["roles"] == []
+
+
+UPGRADE_TO = "8.0.4"
+
+
+@pytest.fixture(scope="module")
+def upgrade_vars(rs: Deployment, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """upgrade_cluster.yml's variables for the set's members (four, after the tests above): the
+    double's 8.0 tarball."""
+    tarball = build_double_tarball(tmp_path_factory.mktemp("double80"), UPGRADE_TO)
+    members = config_members(rs)
+    return {"wap_upgrade_hosts": [h for h in rs.lab.hosts if rs.address(h) in members],
+            "mongodb_upgrade_version": UPGRADE_TO,
+            "mongodb_upgrade_tarballs": [str(tarball)]}  # fmt: skip
+
+
+def versions_and_fcvs(rs: Deployment, hosts: list[str]) -> dict[str, tuple[str, str]]:
+    out = {}
+    for host in hosts:
+        with rs.client(host, directConnection=True) as client:
+            fcv = client.admin.command("getParameter", 1, featureCompatibilityVersion=1)
+            version = client.admin.command("buildInfo")["version"]
+            out[host] = (version, fcv["featureCompatibilityVersion"]["version"])
+    return out
+
+
+def test_upgrade_check_mode_shows_the_plan_and_a_downgrade_past_the_fcv_is_refused(
+    rs: Deployment, upgrade_vars: dict
+) -> None:
+    hosts = upgrade_vars["wap_upgrade_hosts"]
+    check = rs.run("upgrade_cluster.yml", REPLICASET, check=True, **upgrade_vars)
+    assert check.returncode == 0, check.failures()
+    plan = check.results("Show the plan (check mode stops here)")["lab1"]["msg"]
+    members = ", ".join(rs.address(h) for h in hosts)
+    assert plan == [f"upgrade of rs0 to {UPGRADE_TO}:",
+                    f"binaries {UPGRADE_TO} on {members}, one at a time",
+                    "FCV 8.0 (confirm: true)"]  # fmt: skip
+    refused = rs.run("upgrade_cluster.yml", REPLICASET, **dict(upgrade_vars,
+                     mongodb_upgrade_version="6.0.20"))  # fmt: skip
+    assert refused.returncode != 0
+    assert "Upgrade to 6.0.20 refused: 6.0.20 cannot start on data files of FCV 7.0" in (
+        refused.failures()
+    )
+    # Nothing moved: not the versions, not the FCV, not the binaries on the hosts.
+    assert set(versions_and_fcvs(rs, hosts).values()) == {("7.0.14", "7.0")}
+    assert rs.lab.ssh("lab2", "ls /opt/mongodb").stdout.split() == ["7.0.14"]
+
+
+def test_upgrade_to_8_0_keeps_every_acknowledged_write_and_a_second_run_changes_nothing(
+    rs: Deployment, upgrade_vars: dict
+) -> None:
+    hosts = upgrade_vars["wap_upgrade_hosts"]
+    watched = [rs.address(h) for h in hosts]
+    with (
+        rs.client(replicaSet="rs0", user=APP, authSource="app") as app,
+        PrimaryWatch(watched, rs.secrets / "ca.pem") as watch,
+        WriteCounter(app) as counter,
+    ):
+        upgrade = rs.run("upgrade_cluster.yml", REPLICASET, **upgrade_vars)
+    assert upgrade.returncode == 0, upgrade.failures()
+    assert versions_and_fcvs(rs, hosts) == {h: (UPGRADE_TO, "8.0") for h in hosts}
+    assert len(counter.acknowledged) > 20
+    with rs.client(replicaSet="rs0", user=APP, authSource="app") as app:
+        assert counter.missing(app) == []
+    # Every member restarted once; only the primary, restarted last, was stepped down.
+    restarts = upgrade.every("Restart the member on the new release, 8.0.4")
+    assert [r.get("changed") for _, r in restarts] == [True] * len(hosts)
+    stepdowns = upgrade.every("Step the member down if it is the primary")
+    assert [r["changed"] for _, r in stepdowns] == [False] * (len(hosts) - 1) + [True]
+    assert watch.samples > 10 and watch.primaries
+    with rs.client(replicaSet="rs0") as client:
+        wait_healthy(client, 4)
+    again = rs.run("upgrade_cluster.yml", REPLICASET, **upgrade_vars)
+    assert again.returncode == 0, again.failures()
+    assert set(again.changed().values()) == {0}
