@@ -52,9 +52,11 @@ def fill(store: Store, at: float) -> None:
     stream = uuid.uuid4().hex
     for seq, k in enumerate(range(int(DAY // INTERVAL)), start=1):
         t = start + k * INTERVAL
-        docs.append({"_id": f"h0:{stream}:{seq}", "host_id": "h0", "project_id": "p", "stream":
-                     stream, "seq": seq, "t": t, "received_at": t, "errors": {},
-                     "dropped": {}, "samples": samples(t, rng)})  # fmt: skip
+        w = rollups.slot(t)
+        docs.append({"_id": f"h0:{stream}:{seq}", "host_id": "h0", "project_id": "p",
+                     "stream": stream, "seq": seq, "t": t, "w": w, "hw": f"h0:{w}",
+                     "pw": f"p:{w}", "received_at": t, "errors": {}, "dropped": {},
+                     "samples": samples(t, rng)})  # fmt: skip
         if len(docs) == 500:
             store.samples.insert_many(docs)
             docs = []

@@ -174,10 +174,14 @@ def store_batches(
     received = now()
     held, duplicates = [], 0
     for batch in batches:
+        w = rollups.slot(batch["time"])
         document = {
             "_id": f"{agent.host_id}:{batch['stream']}:{batch['seq']}",
             "host_id": agent.host_id,
             "project_id": agent.project_id,
+            "w": w,
+            "hw": f"{agent.host_id}:{w}",
+            "pw": f"{agent.project_id}:{w}",
             "stream": batch["stream"],
             "seq": batch["seq"],
             "t": batch["time"],
@@ -348,21 +352,26 @@ def query(
         )
 
     def raw(lo: float, hi: float, width: float | None, out: Gathered) -> None:
-        if lo < hi:
-            docs = store.samples.find(
-                {**where, "t": {"$gte": lo - rollups.MINUTE, "$lt": hi + rollups.MINUTE}},
-                {"host_id": 1, "project_id": 1, "samples": 1},
-            )
+        for w in rollups.slots(lo, hi) if lo < hi else ():
+            key = {"hw": f"{host_id}:{w}"} if host_id is not None else {"pw": f"{project_id}:{w}"}
+            docs = store.samples.find(key, {"host_id": 1, "project_id": 1, "samples": 1})
             rollups.gather_raw(docs, width, lo, hi, keep, out)
 
     def rolled(tier_: str, lo: float, hi: float, width: float | None, out: Gathered) -> None:
-        if lo < hi:
-            label_match = {f"l.{k}": v for k, v in want_labels.items()}
-            docs = store.db.rollups.find(
-                {**where, **label_match, "tier": tier_, "n": {"$in": names},
-                 "t1": {"$gt": lo}, "t0": {"$lt": hi}}
+        if lo >= hi:
+            return
+        for name in names:
+            key = (
+                {"k": rollups.host_key(tier_, host_id, name)}
+                if host_id is not None
+                else {"pk": rollups.project_key(tier_, project_id, name)}
+            )
+            docs = store.db.rollups.find({**key, "t1": {"$gt": lo}})
+            matching = (
+                d for d in docs
+                if d["t0"] < hi and all(d["l"].get(k) == v for k, v in want_labels.items())
             )  # fmt: skip
-            rollups.gather_rollups(docs, width, lo, hi, out)
+            rollups.gather_rollups(matching, width, lo, hi, out)
 
     gathered: Gathered = {}
     step = rollups.step_for(tier, start, end, max_points)

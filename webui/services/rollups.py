@@ -42,6 +42,8 @@ from webui.store import Store
 MINUTE, HOUR = 60, 3600
 WIDTHS = {"1m": MINUTE, "1h": HOUR}
 RAW_END = 0.001  # a raw column ends just after its last sample
+SLOT = 600.0
+EXPIRE_EVERY = 300.0  # an expiry reads by time ranges, which the embedded store scans: not often
 # Seconds a minute's window is left open for samples still on their way: an agent delivers what it
 # queued during a short outage of the platform within a few minutes, and charts read the windows
 # not rolled yet from the raw samples, so waiting costs nothing a chart shows.
@@ -80,6 +82,30 @@ def series_key(name: str, labels: dict[str, str]) -> SeriesKey:
     """One key per series: its name and its labels in a stable order (a tuple: ingest makes one
     per sample, and a tuple costs a tenth of a JSON string)."""
     return name, tuple(sorted(labels.items()))
+
+
+def host_key(tier: str, host_id: str, name: str) -> str:
+    """A rollup document's one-field key by host (the embedded store uses an index for equality
+    on one field only: a find on host, tier and name together scanned every document, 100 ms of
+    store CPU for 60,000 of them against 8 ms by this key, measured)."""
+    return f"{tier}:{host_id}:{name}"
+
+
+def project_key(tier: str, project_id: str, name: str) -> str:
+    return f"{tier}:{project_id}:{name}"
+
+
+def slot(t: float) -> float:
+    """The 10-minute slot of a round document (`w`), keyed by host (`hw`) and project (`pw`)
+    for the same reason."""
+    return t - t % SLOT
+
+
+def slots(lo: float, hi: float) -> list[float]:
+    """The slots holding round documents of times in [lo, hi), with a minute's margin for
+    samples timed apart from their round."""
+    first, last = slot(lo - MINUTE), slot(hi + MINUTE)
+    return [first + SLOT * i for i in range(int((last - first) // SLOT) + 1)]
 
 
 def fold(windows: dict[float, Agg], at: float, agg: Agg) -> None:
@@ -191,6 +217,8 @@ def rollup_documents(tier: str, gathered: Gathered) -> Iterator[dict[str, Any]]:
             "tier": tier,
             "host_id": series.host_id,
             "project_id": series.project_id,
+            "k": host_key(tier, series.host_id, series.name),
+            "pk": project_key(tier, series.project_id, series.name),
             "n": series.name,
             "l": series.labels,
             "t0": times[0],
@@ -258,11 +286,10 @@ def roll_minutes(store: Store, retention: Retention, at: float) -> int:
         stop = until + every
         if stop > upto:
             break
-        docs = store.samples.find(
-            {"t": {"$gte": until - MINUTE, "$lt": stop + MINUTE}},
-            {"host_id": 1, "project_id": 1, "samples": 1},
-        )
-        raw = gather_raw(docs, None, until, stop)
+        raw: Gathered = {}
+        for w in slots(until, stop):
+            docs = store.samples.find({"w": w}, {"host_id": 1, "project_id": 1, "samples": 1})
+            gather_raw(docs, None, until, stop, out=raw)
         columns = list(rollup_documents("raw", raw))
         minutes = list(rollup_documents("1m", refold(raw, MINUTE)))
         _write(store, "raw", until, columns)
@@ -344,7 +371,11 @@ def run(store: Store, retention: Retention, at: float) -> dict[str, Any] | None:
     try:
         minutes = roll_minutes(store, retention, at)
         hours = roll_hours(store)
-        expired = expire(store, retention, at)
+        last = store.db.meta.find_one({"_id": "rollup:expired"}) or {}
+        expired = {}
+        if not last.get("at", 0) <= at < last.get("at", 0) + EXPIRE_EVERY:
+            expired = expire(store, retention, at)
+            store.db.meta.update_one({"_id": "rollup:expired"}, {"$set": {"at": at}}, upsert=True)
     finally:
         _release(store, owner)
     return {"1m": minutes, "1h": hours, "expired": expired}

@@ -89,6 +89,12 @@ def _metrics_tiers(db: Database[dict[str, Any]]) -> None:
     )
     db.rollups.create_index([("tier", ASCENDING), ("t1", ASCENDING)])
     db.rollups.create_index([("tier", ASCENDING), ("t0", ASCENDING)])
+    # one-field keys, which the embedded store's finds use (webui.services.rollups.host_key)
+    db.rollups.create_index([("k", ASCENDING), ("t1", ASCENDING)])
+    db.rollups.create_index([("pk", ASCENDING), ("t1", ASCENDING)])
+    db.samples.create_index("w")
+    db.samples.create_index("hw")
+    db.samples.create_index("pw")
 
 
 def _backups(db: Database[dict[str, Any]]) -> None:
