@@ -13,7 +13,7 @@ description:
     behind the primary), the feature compatibility version with any interrupted transition, and
     the primary's oplog window.
   - With O(target_version), plans the way there as MongoDB allows it (one major at a time, the
-    FCV raised before the next major, a patch release in one step) and runs the pre-checks:
+    FCV raised before the next major, a patch release in one step) and runs the pre-checks,
     every member healthy, lag under O(max_lag_seconds), FCV equal to the running major (or the
     set in the middle of a step), oplog window of at least O(min_oplog_window_hours) once the
     oplog is full. A refused target or a failed check fails the module with the reason.
@@ -27,8 +27,8 @@ options:
     type: str
   releases:
     description:
-      - The release to run for each major passed through on the way, for example
-        V({"7.0": "7.0.14"}) for 6.0 to 8.0.
+      - The release to run for each major passed through on the way, keyed by major (for 6.0 to 8.0,
+        major V(7.0) mapped to V(7.0.14) for instance).
     type: dict
     default: {}
   upgrade_fcv:
