@@ -26,7 +26,7 @@ import contextlib
 import datetime
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +67,10 @@ class RestoreError(RuntimeError):
 
 @dataclass
 class RestoreOptions:
-    """``directory``: ``source`` is a dump directory (a path) rather than an archive stream."""
+    """``directory``: ``source`` is a dump directory (a path) rather than an archive stream.
+    ``more_oplog``: batches of raw oplog entries replayed after the snapshot's own, under the
+    same limit and with the same transactions pending (a point-in-time restore's followed oplog).
+    """
 
     directory: bool = False
     drop: bool = False
@@ -82,6 +85,7 @@ class RestoreOptions:
     batch_docs: int = 1000
     batch_bytes: int = 4 << 20
     progress: Progress | None = None
+    more_oplog: Iterable[list[bytes]] | None = None
 
 
 @dataclass
@@ -488,6 +492,10 @@ class Restorer:
             )
         if not data_done:
             self.finish_data(reader)
+        if replaying and self.options.more_oplog is not None:
+            for docs in self.options.more_oplog:
+                if not self.replay(docs):
+                    break
         self.flush_oplog()
         self.build_replayed_indexes()
         self.pool.shutdown()
