@@ -156,6 +156,59 @@ def test_builtin_roles_are_enforced(launcher):
     assert _error(lambda: c["anyreader"].local.startup_log.find_one()).code == 13
 
 
+def test_authorized_collections_and_collstats_without_find(launcher):
+    """listCollections with authorizedCollections and nameOnly runs for a user with any privilege
+    in the database and lists the collections that user may act on; without them it needs
+    listCollections. $collStats needs collStats on the collection, not find. So clusterMonitor
+    (collStats and dbStats on every normal database, no listCollections, no find) lists and
+    sizes every collection without reading one.
+
+    Sources: https://www.mongodb.com/docs/manual/reference/command/listCollections/
+    (authorizedCollections: "if a user has find or any other action on the database resource,
+    the command lists all collections in the database"),
+    https://www.mongodb.com/docs/manual/reference/privilege-actions/ (find: aggregate "for all
+    pipeline operations except $collStats, $out, and $indexStats"; collStats: the $collStats
+    stage), https://www.mongodb.com/docs/manual/reference/built-in-roles/ (clusterMonitor).
+    """
+    node = _auth_node(launcher)
+    root = node.client(**ROOT)
+    for name in ("events", "users"):
+        root.app[name].insert_one({"x": 1})
+    root.other.c.insert_one({})
+    root.app.command(
+        "createRole",
+        "eventReader",
+        privileges=[{"resource": {"db": "app", "collection": "events"}, "actions": ["find"]}],
+        roles=[],
+    )
+    root.admin.command("createUser", "monitor", pwd="p", roles=["clusterMonitor"])
+    root.admin.command("createUser", "events", pwd="p", roles=[{"role": "eventReader",
+                                                                 "db": "app"}])  # fmt: skip
+    monitor = node.client(username="monitor", password="p")
+    events = node.client(username="events", password="p")
+
+    def names(client, db: str, **options) -> list[str]:
+        return sorted(client[db].list_collection_names(**options))
+
+    authorized = {"authorizedCollections": True}
+    assert names(monitor, "app", **authorized) == ["events", "users"]
+    assert names(monitor, "other", **authorized) == ["c"]
+    refused = _error(lambda: names(monitor, "app"))
+    assert refused.code == 13 and "listCollections" in refused.details["errmsg"]
+    # An exact namespace lists that collection alone; a database it has nothing in, none.
+    assert names(events, "app", **authorized) == ["events"]
+    assert _error(lambda: names(events, "other", **authorized)).code == 13
+    assert _error(lambda: names(events, "app")).code == 13
+    # Without nameOnly, authorizedCollections does not open listCollections.
+    full = _error(lambda: list(events.app.list_collections(authorizedCollections=True)))
+    assert full.code == 13
+
+    stats = list(monitor.app.events.aggregate([{"$collStats": {"storageStats": {}}}]))
+    assert stats[0]["storageStats"]["count"] == 1
+    assert _error(lambda: list(monitor.app.events.aggregate([{"$match": {}}]))).code == 13
+    assert _error(lambda: monitor.app.events.find_one()).code == 13
+
+
 def test_role_changes_reach_open_connections(launcher):
     """grantRolesToUser / revokeRolesFromUser take effect on connections already authenticated;
     dropUser ends the dropped user's access.

@@ -416,6 +416,29 @@ def has_privilege(privileges: Privileges, resource: tuple, action: str) -> bool:
     )
 
 
+def has_any_action(privileges: Privileges, resource: tuple) -> bool:
+    """Any action at all on ``resource`` (MongoDB's isAuthorizedForAnyActionOnResource)."""
+    wanted = set(search_list(resource))
+    return any(pattern in wanted and actions for pattern, actions in privileges)
+
+
+def any_action_in_db(privileges: Privileges, db: str) -> bool:
+    """Any privilege that reaches into ``db`` (MongoDB's isAuthorizedForAnyActionOnAnyResourceInDB):
+    on the database, on any resource, on any normal resource (not local or config), on a
+    collection name in every database, or on a namespace of ``db``."""
+    for pattern, actions in privileges:
+        if not actions:
+            continue
+        kind = pattern[0]
+        if pattern in (("db", db), ("any",)) or kind == "coll":
+            return True
+        if kind == "anyNormal" and db not in ("local", "config"):
+            return True
+        if kind == "ns" and pattern[1] == db:
+            return True
+    return False
+
+
 # -- users ------------------------------------------------------------------------------------
 
 
@@ -569,9 +592,17 @@ def _find_and_modify(inv: Invocation) -> Requirement:
     return out
 
 
+# Stages that are their pipeline's source when first: they need their own action instead of find
+# on the collection (MongoDB's LiteParsed...::requiredPrivileges; the manual's privilege actions:
+# find is for "all pipeline operations except $collStats, $out, and $indexStats").
+SOURCE_STAGE_ACTIONS = {"$collStats": "collStats", "$indexStats": "indexStats"}
+
+
 def _aggregate(inv: Invocation) -> Requirement:
-    out = [(_ns(inv), "find")]
-    for stage in inv.body.get("pipeline") or []:
+    pipeline = inv.body.get("pipeline") or []
+    first = next(iter(pipeline[0]), None) if pipeline and isinstance(pipeline[0], dict) else None
+    out = [(_ns(inv), SOURCE_STAGE_ACTIONS.get(first, "find"))]
+    for stage in pipeline:
         if isinstance(stage, dict) and "$out" in stage:
             target = stage["$out"]
             if isinstance(target, dict):
@@ -580,6 +611,18 @@ def _aggregate(inv: Invocation) -> Requirement:
                 resource = ("ns", inv.db, str(target))
             out += [(resource, "insert"), (resource, "remove")]
     return out
+
+
+def _list_collections(inv: Invocation) -> Requirement:
+    """listCollections on the database, or, with ``authorizedCollections`` and ``nameOnly``, any
+    privilege in the database (the reply then lists only the collections the user may act on:
+    ``may_see_collection``), as mongod's checkAuthorizedToListCollections does."""
+    body = inv.body
+    if body.get("authorizedCollections") and body.get("nameOnly"):
+        privileges = session_privileges(inv) if inv.ctx.authenticated_users else []
+        if any_action_in_db(privileges, inv.db):
+            return []
+    return [(_db(inv), "listCollections")]
 
 
 def _get_more(inv: Invocation) -> Requirement:
@@ -700,7 +743,7 @@ REQUIREMENTS: dict[str, Callable[[Invocation], Requirement]] = {
     "dropDatabase": _on_db("dropDatabase"),
     "renameCollection": _rename,
     "listDatabases": _nothing,  # filtered to what the user may see (authorizedDatabases)
-    "listCollections": _on_db("listCollections"),
+    "listCollections": _list_collections,
     "createIndexes": _on_ns("createIndex"),
     "listIndexes": _on_ns("listIndexes"),
     "dropIndexes": _on_ns("dropIndex"),
@@ -826,6 +869,13 @@ def check(inv: Invocation) -> None:
                 UNAUTHORIZED,
                 f"not authorized on {inv.db} to execute command {shell_text(body)}",
             )
+
+
+def may_see_collection(inv: Invocation, db: str, coll: str) -> bool:
+    """listCollections with authorizedCollections: a collection the user may do anything on."""
+    if not inv.ctx.authenticated_users:
+        return False
+    return has_any_action(session_privileges(inv), ("ns", db, coll))
 
 
 def may_see_database(inv: Invocation, db: str) -> bool:

@@ -181,9 +181,13 @@ def list_collections(inv: Invocation) -> dict:
     storage = inv.server.storage
     name_only = bool(inv.body.get("nameOnly"))
     query = inv.body.get("filter") or {}
+    # authorizedCollections: only the collections the user may act on (mongod, access control on).
+    only_authorized = inv.server.security.auth_enabled and inv.body.get("authorizedCollections")
     results = []
     with storage.lock:
         for coll in storage.collections(inv.db):
+            if only_authorized and not authz.may_see_collection(inv, inv.db, coll):
+                continue
             ns = f"{inv.db}.{coll}"
             meta = storage.catalog[ns]
             full = {

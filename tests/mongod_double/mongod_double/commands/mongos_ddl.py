@@ -16,6 +16,7 @@ https://www.mongodb.com/docs/manual/reference/command/listDatabases/
 
 from __future__ import annotations
 
+from mongod_double import authz
 from mongod_double.commands import Invocation
 from mongod_double.commands.crud import collection_name, open_cursor
 from mongod_double.commands.mongos_crud import Target, run, run_cursor, shard_body
@@ -106,6 +107,8 @@ def _primary_or_config(inv: Invocation):
 def list_collections(inv: Invocation) -> dict:
     db = _primary_or_config(inv)
     docs = run_cursor(db, shard_body(inv.body)) if db is not None else []
+    if inv.server.security.auth_enabled and inv.body.get("authorizedCollections"):
+        docs = [d for d in docs if authz.may_see_collection(inv, inv.db, d["name"])]
     batch_size = (inv.body.get("cursor") or {}).get("batchSize")
     return open_cursor(inv, f"{inv.db}.$cmd.listCollections", docs, batch_size)
 
