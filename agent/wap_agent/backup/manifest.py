@@ -203,7 +203,7 @@ class Manifest:
         return {"kind": "wap-snapshot", "format_version": FORMAT_VERSION, **body}
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), indent=1, sort_keys=True).encode() + b"\n"
+        return json.dumps(self.to_dict(), indent=1).encode() + b"\n"  # an index key keeps its order
 
 
 def _need(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
