@@ -111,7 +111,8 @@ class CommandRegistry:
 def builtin(make_registry: Callable[[], Registry], started: float) -> CommandRegistry:
     """The commands every agent has: ``ping`` (``started``: time.monotonic() at the agent's
     start) and ``collect`` (a round of the collectors ``make_registry`` makes)."""
+    from wap_agent.commands.backup import Backup, Restore
     from wap_agent.commands.collect import Collect
     from wap_agent.commands.ping import Ping
 
-    return CommandRegistry([Ping(started), Collect(make_registry)])
+    return CommandRegistry([Ping(started), Collect(make_registry), Backup(), Restore()])

@@ -1,0 +1,277 @@
+"""``backup`` and ``restore``: the backup engine run for the platform, next to the data.
+
+Both read and write the snapshot store with the host's own AWS credentials (boto3's chain: the
+instance role, the service's environment), never with a key in their arguments: arguments are
+kept in the agent's outbox and shown to the project's readers (agent/docs/backup-storage.md says
+why). MongoDB is reached with the agent's own URI (the first of ``[mongodb] uris``), whose user
+needs the ``backup`` role to back up and ``restore`` to restore.
+
+The engine's progress events become the command's progress: collections done of all, documents
+and bytes so far, and a fraction of the bytes expected. ``backup``'s result is what the platform's
+``backups.tick()`` settles the snapshot from (its id, manifest key, size, SHA-256, documents).
+``restore`` reads the snapshot's manifest, streams its archive into the agent's deployment
+(the archive's SHA-256 checked against the manifest as it is read), and returns, per restored
+collection, what was copied from the archive (count, content hash) and what the target then holds
+(count, content hash, indexes, read back from the server once the oplog is replayed), for the
+platform to compare with the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import threading
+import time
+from typing import Any
+
+from wap_agent.commands import BadArguments, Context
+
+NAME = re.compile(r"^[A-Za-z0-9_.:/=-]{0,200}$")
+SNAPSHOT = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+MEMBER = re.compile(r"^([A-Za-z0-9.-]+(:\d{1,5})?)?$")
+ENDPOINT = re.compile(r"^(https?://[A-Za-z0-9.:\[\]-]+/?)?$")
+NAMESPACE = re.compile(r"^[^\x00 ]{1,255}$")  # as --nsInclude, --nsFrom ($var$) take
+LOCATION = ("bucket", "region", "endpoint_url")
+PROGRESS_EVERY = 1.0  # seconds between two progress messages
+
+
+def _text(args: dict[str, Any], key: str, pattern: re.Pattern, what: str, required: bool) -> str:
+    value = args.get(key, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str) or not pattern.match(value) or (required and not value):
+        raise BadArguments(f"{key}: {what}")
+    return value
+
+
+def _location(args: dict[str, Any]) -> dict[str, str]:
+    return {
+        "bucket": _text(args, "bucket", NAME, "an S3 bucket name", True),
+        "region": _text(args, "region", NAME, "an AWS region, or empty", False),
+        "endpoint_url": _text(
+            args, "endpoint_url", ENDPOINT, "http(s)://host[:port], or empty", False
+        ),
+    }
+
+
+def _flag(args: dict[str, Any], key: str, default: bool) -> bool:
+    value = args.get(key, default)
+    if not isinstance(value, bool):
+        raise BadArguments(f"{key}: true or false")
+    return value
+
+
+def _patterns(args: dict[str, Any], key: str) -> list[str]:
+    value = args.get(key) or []
+    if not isinstance(value, list) or len(value) > 100:
+        raise BadArguments(f"{key}: a list of at most 100 namespace patterns such as 'shop.*'")
+    for item in value:
+        if not isinstance(item, str) or not NAMESPACE.match(item):
+            raise BadArguments(f"{key}: {str(item)[:80]!r} is not a namespace pattern")
+    return list(value)
+
+
+def _uri(context: Context) -> str:
+    uris = context.config.mongodb_uris if context.config is not None else ()
+    if not uris:
+        raise RuntimeError("this agent has no MongoDB URI ([mongodb] uris) to read or write with")
+    return uris[0]
+
+
+def _s3(location: dict[str, str]) -> Any:
+    from wap_agent.backup import s3
+
+    return s3.client(location["endpoint_url"] or None, location["region"] or None)
+
+
+class Progress:
+    """The engine's progress events summed up as the command's progress: at most one message a
+    second (the engine reports every batch), and each collection's end at once."""
+
+    def __init__(self, context: Context, verb: str) -> None:
+        self.context, self.verb = context, verb
+        self.lock = threading.Lock()
+        self.collections = self.done = self.documents = self.bytes = self.expected = 0
+        self.said = 0.0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            kind = event.get("event")
+            if kind == "start":
+                self.collections = int(event.get("collections") or 0)
+                self.expected = int(event.get("bytes") or 0)
+            elif kind == "documents":
+                self.documents += int(event.get("count") or 0)
+                self.bytes += int(event.get("bytes") or 0)
+            elif kind == "collection":
+                self.done += 1
+            elif kind == "oplog":
+                self.say(f"{self.verb}: oplog, {int(event.get('count') or 0):,} entries", None)
+                return
+            else:
+                return
+            if kind == "documents" and time.monotonic() - self.said < PROGRESS_EVERY:
+                return
+            fraction = min(0.99, self.bytes / self.expected) if self.expected else None
+            self.say(
+                f"{self.verb}: {self.done} of {self.collections} collections,"
+                f" {self.documents:,} documents, {self.bytes / 1e6:,.1f} MB",
+                fraction,
+            )
+
+    def say(self, message: str, fraction: float | None) -> None:
+        self.said = time.monotonic()
+        self.context.progress(message, fraction)
+
+
+class Backup:
+    name = "backup"
+
+    def check(self, args: dict[str, Any]) -> dict[str, Any]:
+        from wap_agent.backup.manifest import COMMAND_ARGS
+
+        unknown = sorted(set(args) - set(COMMAND_ARGS))
+        if unknown:
+            raise BadArguments(f"unknown argument(s): {', '.join(unknown)}")
+        checked: dict[str, Any] = _location(args)
+        checked["snapshot_id"] = _text(args, "snapshot_id", SNAPSHOT,
+                                       "YYYYMMDDTHHMMSSZ-<6 hex>", True)  # fmt: skip
+        for key in ("project_id", "cluster_id"):
+            checked[key] = _text(args, key, NAME, "an id", True)
+        checked["prefix"] = _text(args, "prefix", NAME, "folders split by '/', or empty", False)
+        checked["cluster_name"] = _text(args, "cluster_name", NAME, "a cluster's name", False)
+        checked["member"] = _text(args, "member", MEMBER, "host:port, or empty", False)
+        compression = args.get("compression")
+        if compression not in (None, "gzip", "zstd"):
+            raise BadArguments("compression: gzip, zstd or null")
+        checked["compression"] = compression
+        checked["oplog"] = _flag(args, "oplog", True)
+        return checked
+
+    def run(self, args: dict[str, Any], context: Context) -> dict[str, Any]:
+        from wap_agent.backup.manifest import back_up
+
+        context.progress("backup: starting")
+        return back_up(_uri(context), args, s3=_s3(args), progress=Progress(context, "backup"))
+
+
+class _Checked(io.RawIOBase):
+    """A stream read through, its SHA-256 and size kept."""
+
+    def __init__(self, source: Any) -> None:
+        super().__init__()
+        self.source, self.digest, self.size = source, hashlib.sha256(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:  # type: ignore[override]
+        count = self.source.readinto(buffer)
+        self.digest.update(memoryview(buffer)[:count])
+        self.size += count
+        return count
+
+
+def found(
+    client: Any, namespaces: list[str], timeseries: frozenset[str] = frozenset()
+) -> dict[str, dict[str, Any]]:
+    """What the server holds per namespace: count, content hash (a time series': of its buckets,
+    as the dump reads it), indexes (name and key)."""
+    from wap_agent.backup.hashing import collection_hash
+
+    held = {}
+    for ns in namespaces:
+        db, _, name = ns.partition(".")
+        collection = client[db][name]
+        data = client[db][f"system.buckets.{name}"] if ns in timeseries else collection
+        held[ns] = {
+            **collection_hash(data),
+            "indexes": sorted(
+                (
+                    {"name": i["name"], "key": [list(k) for k in i["key"].items()]}
+                    for i in collection.list_indexes()
+                ),
+                key=lambda i: i["name"],
+            ),
+        }
+    return held
+
+
+class Restore:
+    name = "restore"
+
+    def check(self, args: dict[str, Any]) -> dict[str, Any]:
+        known = {*LOCATION, "manifest_key", "drop", "include", "exclude", "rename_from",
+                 "rename_to", "oplog_replay", "restore_id"}  # fmt: skip
+        unknown = sorted(set(args) - known)
+        if unknown:
+            raise BadArguments(f"unknown argument(s): {', '.join(unknown)}")
+        checked: dict[str, Any] = _location(args)
+        checked["manifest_key"] = _text(args, "manifest_key", NAME, "the manifest's key", True)
+        if not checked["manifest_key"].endswith("/manifest.json"):
+            raise BadArguments("manifest_key: the key of a snapshot's manifest.json")
+        checked["restore_id"] = _text(args, "restore_id", NAME, "an id, or empty", False)
+        checked["drop"] = _flag(args, "drop", False)
+        for key in ("include", "exclude", "rename_from", "rename_to"):
+            checked[key] = _patterns(args, key)
+        if len(checked["rename_from"]) != len(checked["rename_to"]):
+            raise BadArguments("rename_from and rename_to: as many of one as of the other")
+        selecting = any(checked[k] for k in ("include", "exclude", "rename_from"))
+        checked["oplog_replay"] = _flag(args, "oplog_replay", not selecting)
+        if checked["oplog_replay"] and selecting:
+            raise BadArguments("oplog_replay cannot be used with a selection of namespaces")
+        return checked
+
+    def run(self, args: dict[str, Any], context: Context) -> dict[str, Any]:
+        from wap_agent.backup.dump import client_for
+        from wap_agent.backup.manifest import read
+        from wap_agent.backup.restore import RestoreError, RestoreOptions, restore
+        from wap_agent.backup.s3 import S3Download
+
+        uri, s3 = _uri(context), _s3(args)
+        context.progress("restore: reading the manifest")
+        manifest = read(s3, args["bucket"], args["manifest_key"])
+        if len(manifest.files) != 1:
+            raise RestoreError(
+                f"the snapshot has {len(manifest.files)} archives (a sharded cluster's): restore"
+                " each replica set's archive on a host of the matching target set"
+            )
+        (stored,) = manifest.files
+        options = RestoreOptions(
+            drop=args["drop"], oplog_replay=args["oplog_replay"], include=args["include"],
+            exclude=args["exclude"], rename_from=args["rename_from"],
+            rename_to=args["rename_to"], progress=Progress(context, "restore"),
+        )  # fmt: skip
+        with S3Download(s3, args["bucket"], stored.key) as source:
+            checked = _Checked(source)
+            summary = restore(uri, io.BufferedReader(checked, 1 << 20), options=options)
+        if checked.digest.hexdigest() != stored.sha256 or checked.size != stored.size:
+            raise RestoreError(
+                f"{stored.key} read {checked.size} bytes with SHA-256 {checked.digest.hexdigest()}"
+                f", the manifest says {stored.size} bytes, {stored.sha256}: the snapshot's archive"
+                " is not the one its manifest describes; the restored data cannot be trusted"
+            )
+        context.progress("restore: verifying", 0.99)
+        copied = {c["ns"]: c for c in summary["collections"]}
+        kinds = {c.ns: c.type for c in manifest.collections}
+        series = frozenset(ns for ns, c in copied.items() if kinds.get(c["source"]) == "timeseries")
+        with client_for(uri) as client:
+            held = found(client, sorted(copied), series)
+        return {
+            "snapshot_id": manifest.snapshot_id,
+            "restore_id": args["restore_id"],
+            "duration_seconds": summary["duration_seconds"],
+            "documents": sum(c["count"] for c in summary["collections"]),
+            "bytes": sum(c["bytes"] for c in summary["collections"]),
+            "oplog": summary.get("oplog"),
+            "collections": [
+                {
+                    "ns": ns,
+                    "source": copied[ns]["source"],
+                    **held[ns],
+                    "copied": {"count": copied[ns]["count"], "hash": copied[ns]["hash"]},
+                }
+                for ns in sorted(held)
+            ],
+        }
