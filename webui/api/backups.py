@@ -146,4 +146,90 @@ def delete_snapshot(data: dict[str, Any], snapshot_id: str) -> None:
     )
 
 
+class RestoreIn(Strict):
+    target = fields.String(
+        required=True, validate=validate.OneOf(backups.RESTORE_TARGETS),
+        metadata={"description": "cluster (another of the project's), same, or new"},
+    )  # fmt: skip
+    cluster_id = fields.String(load_default="", metadata={"description": "target: cluster"})
+    confirm = fields.String(load_default="", metadata={"description": "target same: its name"})
+    include = fields.List(fields.String(), load_default=list,
+                          metadata={"description": "namespace patterns: shop.*"})  # fmt: skip
+    renames = fields.List(fields.String(), load_default=list,
+                          metadata={"description": "from=to: shop.*=shop_copy.*"})  # fmt: skip
+    drop = fields.Boolean(load_default=False, metadata={"description": "drop what exists"})
+    deployment = fields.Dict(
+        load_default=dict, metadata={"description": "target new: the cluster to deploy, as for"
+                                     " POST /projects/{id}/clusters"},
+    )  # fmt: skip
+
+
+class RestoreOut(Strict):
+    id = fields.String(attribute="_id")
+    project_id = fields.String()
+    snapshot_id = fields.String()
+    source_cluster_id = fields.String()
+    source_cluster_name = fields.String()
+    cluster_id = fields.String()
+    cluster_name = fields.String()
+    target = fields.String()
+    include = fields.List(fields.String())
+    rename_from = fields.List(fields.String())
+    rename_to = fields.List(fields.String())
+    drop = fields.Boolean()
+    status = fields.String(metadata={"description": "waiting, running, done or failed"})
+    deploy_job_id = fields.String(allow_none=True)
+    host_id = fields.String()
+    command_id = fields.String()
+    progress = fields.Dict(allow_none=True, metadata={"description": "{message, fraction, at}"})
+    started_at = fields.Float()
+    finished_at = fields.Float(allow_none=True)
+    documents = fields.Integer(allow_none=True)
+    bytes = fields.Integer(allow_none=True)
+    duration_seconds = fields.Float(allow_none=True)
+    verification = fields.Dict(
+        allow_none=True,
+        metadata={"description": "equal, and per collection: count, hash, indexes against the"
+                  " manifest"},
+    )  # fmt: skip
+    reason = fields.String()
+    created_by = fields.String()
+
+
+class DownloadOut(Strict):
+    expires_at = fields.Float()
+    links = fields.List(fields.Dict(), metadata={"description": "key, name, size, url"})
+    command = fields.String(metadata={"description": "a mongorestore command for the archive"})
+
+
+@bp.route("/snapshots/<snapshot_id>/restores", methods=["POST"])
+@bp.arguments(RestoreIn)
+@bp.response(202, RestoreOut)
+def restore(data: dict[str, Any], snapshot_id: str) -> dict[str, Any]:
+    """Restore the snapshot (operators): into another cluster, the same (typing its name) or a new
+    one deployed first; optionally only some namespaces, renamed. Ends verified."""
+    return backups.start_restore(get_store(), get_settings(), current_actor(), snapshot_id, data)
+
+
+@bp.route("/snapshots/<snapshot_id>/restores")
+@bp.response(200, RestoreOut(many=True))
+def restores(snapshot_id: str) -> list[dict[str, Any]]:
+    """The snapshot's restores, newest first, with their verification reports."""
+    return backups.list_restores(get_store(), current_actor(), snapshot_id)
+
+
+@bp.route("/restores/<restore_id>")
+@bp.response(200, RestoreOut)
+def get_restore(restore_id: str) -> dict[str, Any]:
+    """A restore: its progress while it runs, its verification report once done."""
+    return backups.get_restore(get_store(), current_actor(), restore_id)
+
+
+@bp.route("/snapshots/<snapshot_id>/download", methods=["POST"])
+@bp.response(200, DownloadOut)
+def download(snapshot_id: str) -> dict[str, Any]:
+    """Time-limited links (an hour) to the snapshot's objects, for a manual mongorestore."""
+    return backups.download_link(get_store(), get_settings(), current_actor(), snapshot_id)
+
+
 BLUEPRINTS = (bp,)

@@ -31,7 +31,9 @@ hand; nothing secret is returned, logged or audited.
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -104,6 +106,13 @@ def _integer(value: Any, low: int, high: int) -> int | None:
     return value
 
 
+def _boolean(value: Any) -> bool:
+    """A flag from JSON or a form's text (a checkbox sends 'on')."""
+    if isinstance(value, str):
+        return value.lower() in ("1", "on", "true", "yes")
+    return bool(value)
+
+
 def validate_policy(store: Store, project_id: str, data: dict[str, Any]) -> dict[str, Any]:
     """A policy as it will be stored, or Invalid naming each field that is wrong and why."""
     errors: dict[str, list[str]] = {}
@@ -149,9 +158,7 @@ def validate_policy(store: Store, project_id: str, data: dict[str, Any]) -> dict
     member = str(data.get("member") or "").strip()
     if member and not re.match(r"^[A-Za-z0-9.-]+(:\d{1,5})?$", member):
         errors["member"] = ["host:port of the member to read from, or empty for a secondary"]
-    enabled = data.get("enabled", True)
-    if isinstance(enabled, str):
-        enabled = enabled.lower() in ("1", "on", "true", "yes")
+    enabled = _boolean(data.get("enabled", True))
     if errors:
         raise Invalid("the backup policy cannot be saved as given", errors)
     assert credential is not None
@@ -244,6 +251,19 @@ def _agent_host(store: Store, cluster: dict[str, Any], at: float) -> dict[str, A
         {"_id": {"$in": cluster.get("host_ids", [])}, "agent.last_seen": {"$gte": at - AGENT_FRESH}}
     )
     return next(iter(sorted(hosts, key=lambda h: h["name"])), None)
+
+
+def _wake(settings: Settings) -> dict[str, Any]:
+    """What wakes the agent's waiting poll when a command is queued for it, so that it does not
+    wait for its next look at the store (webui.services.agent_commands.enqueue)."""
+    if not settings.redis_url:
+        return {}
+    from redis import Redis
+
+    return {
+        "wake": Redis.from_url(settings.redis_url, socket_timeout=5),
+        "wake_prefix": f"wap:{settings.queue_name}:agent-commands",
+    }
 
 
 def _layout(policy: dict[str, Any]) -> snapshots.Layout:
@@ -344,7 +364,7 @@ def _launch(
             "oplog": True,
         }
         command = agent_commands.enqueue(
-            store, actor, cluster["project_id"], host["_id"], "backup", args
+            store, actor, cluster["project_id"], host["_id"], "backup", args, **_wake(settings)
         )
         entry.update(via="agent", host_id=host["_id"], command_id=command["_id"])
     elif PLAYBOOK in jobs.list_playbooks(settings):
@@ -658,6 +678,7 @@ def tick(
         )
         if claimed.modified_count == 1:
             report["expired"] += apply_retention(store, settings, policy, at, s3)
+    report["restored"] = tick_restores(store, settings, at, s3)
     return report
 
 
@@ -681,3 +702,410 @@ def timeline(entries: list[dict[str, Any]], at: float, days: int = 30) -> dict[s
         for e in shown
     ]
     return {"since": since, "until": at, "days": days, "marks": marks}
+
+
+# -- restores --------------------------------------------------------------------------------
+#
+# A restore takes a done snapshot into a target: another cluster of the project (one deployed
+# for it by the wizard first: the restore waits for its deploy job and an agent on its hosts), or
+# the snapshot's own cluster (typing its name); optionally only some namespaces, renamed. It runs
+# as the agent command `restore` on a host of the target (the engine next to the data, reading
+# the store with the host's own AWS credentials: nothing secret in its arguments); its progress
+# is the command's. It ends with a verification report: what the target holds per restored
+# collection (count, content hash, index set, read back by the agent) compared with the
+# snapshot's manifest, read here with the project's credential. The report is stored with the
+# restore and shown on the snapshot. Every step is on the audit log.
+
+WAITING = "waiting"  # for the target's deploy job and its agent
+RESTORE_TARGETS = ("cluster", "same", "new")
+DOWNLOAD_TTL = 3600  # seconds a download link is good for
+NS_RE = re.compile(r"^[^\x00 ]{1,255}$")  # the engine checks patterns and $var$s
+
+
+def _restores(store: Store) -> Any:
+    return store.db.restores
+
+
+def _namespaces(value: Any) -> list[str] | None:
+    """A list of namespace patterns from a list or from text (commas, spaces or lines)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = [v for v in re.split(r"[\s,]+", value) if v]
+    if not isinstance(value, list) or len(value) > 100:
+        return None
+    if not all(isinstance(v, str) and NS_RE.match(v) for v in value):
+        return None
+    return value
+
+
+def _renames(value: Any) -> tuple[list[str], list[str]] | None:
+    """Renames as 'from=to' lines (or a list of them): mongorestore's --nsFrom/--nsTo pairs."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.splitlines() if v.strip()]
+    pairs = [str(v).split("=", 1) for v in value or []]
+    if any(len(p) != 2 for p in pairs):
+        return None
+    sources = _namespaces([p[0].strip() for p in pairs])
+    targets = _namespaces([p[1].strip() for p in pairs])
+    if sources is None or targets is None:
+        return None
+    return sources, targets
+
+
+def check_restore(store: Store, snapshot: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """The restore as it will run, or Invalid naming each field that is wrong and why."""
+    errors: dict[str, list[str]] = {}
+    target = str(data.get("target") or "")
+    cluster = None
+    if target not in RESTORE_TARGETS:
+        errors["target"] = ["cluster (another of the project's), same (typing its name) or new"]
+    elif target == "same":
+        cluster = store.clusters.find_one({"_id": snapshot["cluster_id"]})
+        if cluster is None:
+            errors["target"] = ["the snapshot's cluster no longer exists: restore into another"]
+        elif str(data.get("confirm") or "") != cluster["name"]:
+            errors["confirm"] = [f"type the cluster's name, {cluster['name']}, to restore into it"]
+    elif target == "cluster":
+        cluster = store.clusters.find_one(
+            {"_id": str(data.get("cluster_id") or ""), "project_id": snapshot["project_id"]}
+        )
+        if cluster is None:
+            errors["cluster_id"] = ["a cluster of the snapshot's project"]
+        elif cluster["_id"] == snapshot["cluster_id"]:
+            errors["cluster_id"] = ["the snapshot's own cluster: choose target 'same'"]
+    include = _namespaces(data.get("include"))
+    if include is None:
+        errors["include"] = ["namespace patterns such as shop.* or shop.orders, at most 100"]
+    renames = _renames(data.get("renames"))
+    if renames is None:
+        errors["renames"] = ["lines of from=to, mongorestore's --nsFrom/--nsTo: shop.$c$=copy.$c$"]
+    drop = _boolean(data.get("drop", False))
+    if errors:
+        raise Invalid("the restore cannot start as given", errors)
+    assert include is not None and renames is not None
+    return {
+        "target": target,
+        "cluster": cluster,
+        "include": include,
+        "rename_from": renames[0],
+        "rename_to": renames[1],
+        "drop": bool(drop),
+    }
+
+
+def start_restore(
+    store: Store, settings: Settings, actor: Actor, snapshot_id: str, data: dict[str, Any],
+    deploy: Callable[..., tuple[dict[str, Any], dict[str, Any]]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Restore a done snapshot (operators of its project): the restore's entry, `running` (or
+    `waiting` for a new cluster's deployment). Audited, refused ones too."""
+    snapshot = get_snapshot(store, actor, snapshot_id)
+    project = projects.require(store, actor, snapshot["project_id"], "operator")
+    where = f"{project['name']}/{snapshot['cluster_name']}"
+    try:
+        if snapshot["status"] != DONE:
+            raise Conflict(f"the snapshot is {snapshot['status']}: only a done one restores")
+        plan = check_restore(store, snapshot, data)
+        job = None
+        if plan["target"] == "new":
+            from webui.services import deployments
+
+            plan["cluster"], job = (deploy or deployments.create)(
+                store, settings, actor, snapshot["project_id"], dict(data.get("deployment") or {})
+            )
+        cluster = plan.pop("cluster")
+        entry: dict[str, Any] = {
+            "_id": uuid.uuid4().hex,
+            "project_id": snapshot["project_id"],
+            "snapshot_id": snapshot_id,
+            "source_cluster_id": snapshot["cluster_id"],
+            "source_cluster_name": snapshot["cluster_name"],
+            "cluster_id": cluster["_id"],
+            "cluster_name": cluster["name"],
+            **plan,
+            "status": WAITING if job else RUNNING,
+            "deploy_job_id": job["_id"] if job else None,
+            "started_at": now(),
+            "finished_at": None,
+            "created_by": actor.username,
+            "reason": "",
+            "verification": None,
+        }
+        if job is None:
+            _enqueue_restore(store, settings, actor, entry, snapshot)
+    except (Conflict, Invalid) as error:
+        audit.record(store, actor, "backup.restore", where, "refused",
+                     {"snapshot_id": snapshot_id, "reason": error.message})  # fmt: skip
+        raise
+    _restores(store).insert_one(entry)
+    audit.record(
+        store, actor, "backup.restore", where,
+        detail={"restore_id": entry["_id"], "snapshot_id": snapshot_id, "target": plan["target"],
+                "cluster": cluster["name"], "include": plan["include"], "drop": plan["drop"],
+                "renames": len(plan["rename_from"])},
+    )  # fmt: skip
+    return entry
+
+
+def _enqueue_restore(
+    store: Store, settings: Settings, actor: Actor, entry: dict[str, Any], snapshot: dict[str, Any]
+) -> None:
+    """The restore command for an agent on the target's hosts; Conflict when none is heard of."""
+    cluster = store.clusters.find_one({"_id": entry["cluster_id"]})
+    host = _agent_host(store, cluster, now()) if cluster else None
+    if host is None:
+        raise Conflict(
+            f"no agent on the hosts of {entry['cluster_name']!r} was heard of in the last"
+            f" {int(AGENT_FRESH)} s: deploy the agent (deploy_agent.yml) on one of its hosts"
+        )
+    args = {
+        "restore_id": entry["_id"],
+        "bucket": snapshot["store"]["bucket"],
+        "region": snapshot["store"].get("region", ""),
+        "endpoint_url": snapshot["store"].get("endpoint_url", ""),
+        "manifest_key": snapshot["manifest_key"],
+        "drop": entry["drop"],
+        "include": entry["include"],
+        "rename_from": entry["rename_from"],
+        "rename_to": entry["rename_to"],
+    }
+    command = agent_commands.enqueue(
+        store, actor, entry["project_id"], host["_id"], "restore", args, **_wake(settings)
+    )
+    entry.update(status=RUNNING, host_id=host["_id"], command_id=command["_id"])
+
+
+def _index_set(indexes: list[dict[str, Any]]) -> list[str]:
+    """Indexes as comparable text: name and key in its order (a number of a key as a float: 1
+    and 1.0 are one direction)."""
+
+    def key(value: Any) -> list[list[Any]]:
+        pairs = value.items() if isinstance(value, dict) else value
+        return [[k, float(v) if isinstance(v, (int, float)) else v] for k, v in pairs]
+
+    return sorted(json.dumps([i["name"], key(i["key"])]) for i in indexes)
+
+
+def verification(
+    manifest: snapshots.Manifest, result: dict[str, Any], selected: bool = False
+) -> dict[str, Any]:
+    """The agent's report of a restore against the snapshot's manifest, per collection: what was
+    copied from the archive (count and content hash) and what the target holds once restored
+    (count, content hash, index set, read back from the server); `equal` when all agree.
+
+    Entries of the snapshot's oplog replayed after the copy change what the target holds (the
+    writes made while the dump ran): a collection the replay changed is equal when its copy
+    equals the manifest, and the report says the replay changed it. Without a selection
+    (`selected`), a collection of the manifest missing from the restore is a difference."""
+    expected = {c.ns: c for c in manifest.collections}
+    replayed = int((result.get("oplog") or {}).get("applied") or 0)
+    rows = []
+    for found in result.get("collections") or []:
+        wanted = expected.get(found.get("source", ""))
+        row: dict[str, Any] = {"ns": found.get("ns"), "source": found.get("source")}
+        if wanted is None:
+            row.update(equal=False, differences=["not in the snapshot's manifest"])
+            rows.append(row)
+            continue
+        digest = wanted.hash.rsplit(":", 1)[-1]
+        copied = found.get("copied") or {}
+        differences = []
+        if copied and (copied.get("count"), copied.get("hash")) != (wanted.count, digest):
+            differences.append(
+                f"the copy: {copied.get('count')} documents, the manifest says {wanted.count}"
+                + ("" if copied.get("hash") == digest else ", content hash differs")
+            )
+        held = []
+        if wanted.count != found.get("count"):
+            held.append(f"count {found.get('count')}, the manifest says {wanted.count}")
+        if digest != found.get("hash"):
+            held.append("content hash differs")
+        if _index_set(wanted.indexes) != _index_set(found.get("indexes") or []):
+            held.append("index set differs")
+        changed = bool(held) and replayed > 0 and bool(copied)
+        if not changed:
+            differences.extend(held)
+        row.update(count=found.get("count"), expected_count=wanted.count,
+                   hash=found.get("hash"), indexes=len(found.get("indexes") or []),
+                   equal=not differences, differences=differences,
+                   changed_by_replay=held if changed else [])  # fmt: skip
+        rows.append(row)
+    if not selected:
+        restored = {r["source"] for r in rows}
+        for wanted in manifest.collections:
+            if wanted.type == "view" or wanted.db in ("admin", "config", "local"):
+                continue
+            if wanted.ns not in restored:
+                rows.append({"ns": wanted.ns, "source": wanted.ns, "equal": False,
+                             "expected_count": wanted.count,
+                             "differences": ["in the snapshot, not restored"]})  # fmt: skip
+    changed = sum(1 for r in rows if r.get("changed_by_replay"))
+    return {
+        "equal": bool(rows) and all(r["equal"] for r in rows),
+        "collections": sorted(rows, key=lambda r: str(r["ns"])),
+        "documents": sum(r.get("count") or 0 for r in rows),
+        "oplog_applied": replayed,
+        "note": (
+            f"{replayed} oplog entries were replayed after the copy"
+            + (f", changing {changed} collection(s) since the dump read them" if changed else "")
+            if replayed
+            else ""
+        ),
+    }
+
+
+def _finish_restore(store: Store, entry: dict[str, Any], update: dict[str, Any]) -> str:
+    done = _restores(store).update_one(
+        {"_id": entry["_id"], "status": {"$in": [RUNNING, WAITING]}}, {"$set": update}
+    )
+    if done.modified_count == 1:
+        project = store.projects.find_one({"_id": entry["project_id"]}) or {}
+        report = update.get("verification") or {}
+        audit.record(
+            store, SYSTEM, f"backup.restore.{update['status']}",
+            f"{project.get('name', entry['project_id'])}/{entry['cluster_name']}",
+            "ok" if update["status"] == DONE else "failed",
+            {"restore_id": entry["_id"], "snapshot_id": entry["snapshot_id"],
+             **({"equal": report["equal"]} if report else {}),
+             **({"reason": update["reason"][:300]} if update.get("reason") else {})},
+        )  # fmt: skip
+    return str(update["status"])
+
+
+def _restore_failed(store: Store, entry: dict[str, Any], at: float, reason: str) -> str:
+    return _finish_restore(store, entry, {"status": FAILED, "finished_at": at, "reason": reason})
+
+
+def _start_waiting(store: Store, settings: Settings, entry: dict[str, Any], at: float) -> str:
+    """A restore waiting for its new cluster: started once the deployment succeeded and an agent
+    on its hosts is heard of; failed with the deployment, or without an agent after AGENT_FRESH."""
+    job = store.jobs.find_one({"_id": entry.get("deploy_job_id")}) or {}
+    status = job.get("status", "gone")
+    if status in (*jobs.FINISHED, "gone") and status != "successful":
+        return _restore_failed(store, entry, at, f"the target's deployment ended {status}")
+    if status != "successful":
+        return WAITING
+    snapshot = _snapshots(store).find_one({"_id": entry["snapshot_id"]})
+    if snapshot is None:
+        return _restore_failed(store, entry, at, "the snapshot was deleted meanwhile")
+    try:
+        _enqueue_restore(store, settings, SYSTEM, entry, snapshot)
+    except Conflict:
+        if at - float(job.get("finished_at") or at) > AGENT_FRESH:
+            return _restore_failed(
+                store, entry, at, "no agent was heard of on the deployed cluster's hosts"
+            )
+        return WAITING
+    _restores(store).update_one(
+        {"_id": entry["_id"], "status": WAITING},
+        {"$set": {k: entry[k] for k in ("status", "host_id", "command_id")}},
+    )
+    return RUNNING
+
+
+def settle_restore(
+    store: Store, settings: Settings, entry: dict[str, Any], s3: S3Factory,
+    at: float | None = None,
+) -> str:  # fmt: skip
+    """Bring a restore up to date: a waiting one starts once its cluster is deployed, a running
+    one ends with its command, verified against the manifest (done only when equal)."""
+    at = now() if at is None else at
+    if entry["status"] == WAITING:
+        return _start_waiting(store, settings, entry, at)
+    if entry["status"] != RUNNING:
+        return entry["status"]
+    work = store.agent_commands.find_one({"_id": entry.get("command_id")}) or {}
+    state = work.get("state", "gone")
+    if state not in (*agent_commands.OUTCOMES, agent_commands.EXPIRED, "gone"):
+        heard = max(float(work.get(k) or 0) for k in ("created_at", "started_at"))
+        heard = max(heard, float((work.get("progress") or {}).get("at") or 0))
+        if now() - heard <= AGENT_STALL:
+            return RUNNING
+        return _restore_failed(
+            store, entry, at, f"no word from its agent for {AGENT_STALL / 60:.0f} min"
+        )
+    if state != agent_commands.SUCCEEDED:
+        return _restore_failed(store, entry, at, work.get("reason") or f"its command {state}")
+    result = json.loads(work["result"]) if isinstance(work.get("result"), str) else {}
+    snapshot = _snapshots(store).find_one({"_id": entry["snapshot_id"]}) or {}
+    try:
+        made = snapshots.read(s3(store, settings, snapshot["store"]), snapshot["store"]["bucket"],
+                              snapshot["manifest_key"])  # fmt: skip
+    except (OSError, ValueError, KeyError) as exc:
+        return _restore_failed(
+            store, entry, at, f"restored, but the manifest to verify against cannot be read: {exc}"
+        )
+    report = verification(made, result, selected=bool(entry.get("include")))
+    update = {
+        "status": DONE if report["equal"] else FAILED,
+        "finished_at": at,
+        "verification": report,
+        **{k: result.get(k) for k in ("documents", "bytes", "duration_seconds")},
+    }
+    if not report["equal"]:
+        update["reason"] = "the restored data differs from the snapshot's manifest" + (
+            f" ({report['note']})" if report["note"] else ""
+        )
+    return _finish_restore(store, entry, update)
+
+
+def get_restore(store: Store, actor: Actor, restore_id: str) -> dict[str, Any]:
+    """A restore, with its command's latest progress while it runs."""
+    entry = _restores(store).find_one({"_id": restore_id})
+    if entry is None:
+        raise NotFound("no such restore")
+    projects.require(store, actor, entry["project_id"], "read-only")
+    command = store.agent_commands.find_one({"_id": entry.get("command_id")}) or {}
+    entry["progress"] = command.get("progress")
+    return entry
+
+
+def list_restores(store: Store, actor: Actor, snapshot_id: str) -> list[dict[str, Any]]:
+    """A snapshot's restores, newest first."""
+    snapshot = get_snapshot(store, actor, snapshot_id)
+    found = _restores(store).find({"snapshot_id": snapshot["_id"]}).sort("started_at", -1)
+    return list(found.limit(100))
+
+
+def download_link(
+    store: Store, settings: Settings, actor: Actor, snapshot_id: str, s3: S3Factory = s3_client,
+    ttl: int = DOWNLOAD_TTL,
+) -> dict[str, Any]:  # fmt: skip
+    """Time-limited links (presigned GETs) to a done snapshot's archives and manifest, for a
+    manual mongorestore (operators). Audited without the links: each one is a bearer's right to
+    read the object until it expires."""
+    snapshot = get_snapshot(store, actor, snapshot_id)
+    project = projects.require(store, actor, snapshot["project_id"], "operator")
+    if snapshot["status"] != DONE:
+        raise Conflict(f"the snapshot is {snapshot['status']}: only a done one downloads")
+    client = s3(store, settings, snapshot["store"])
+    bucket = snapshot["store"]["bucket"]
+    made = snapshots.read(client, bucket, snapshot["manifest_key"])
+    objects = [(f.key, f.size) for f in made.files] + [(snapshot["manifest_key"], None)]
+    links = [
+        {"key": key, "name": key.rsplit("/", 1)[-1], "size": size,
+         "url": client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                              ExpiresIn=ttl)}
+        for key, size in objects
+    ]  # fmt: skip
+    audit.record(store, actor, "backup.download", f"{project['name']}/{snapshot['cluster_name']}",
+                 detail={"snapshot_id": snapshot_id, "expires_in": ttl})  # fmt: skip
+    name = links[0]["name"]
+    if made.compression == "zstd":  # mongorestore reads gzip only: zstd decompresses into it
+        command = f'zstd -dc {name} | mongorestore --uri "$URI" --archive --oplogReplay'
+    else:
+        gzip = " --gzip" if made.compression == "gzip" else ""
+        command = f'mongorestore --uri "$URI" --archive={name}{gzip} --oplogReplay'
+    return {"expires_at": now() + ttl, "links": links, "command": command}
+
+
+def tick_restores(
+    store: Store, settings: Settings, at: float | None = None, s3: S3Factory = s3_client
+) -> list[str]:
+    """Restores waiting or running brought up to date; the ids of those that ended."""
+    ended = []
+    for entry in list(_restores(store).find({"status": {"$in": [RUNNING, WAITING]}})):
+        if settle_restore(store, settings, entry, s3, at) not in (RUNNING, WAITING):
+            ended.append(entry["_id"])
+    return ended

@@ -1,0 +1,271 @@
+"""Backups and restores through the agent's own commands (wap_agent.commands.backup), the
+platform's API and moto's S3 on 127.0.0.1, against one-member sets of the mongod double: the
+agent's ``backup`` command writes a snapshot the catalogue settles, with its progress on the
+platform; the restore wizard's API takes it into another cluster through that cluster's agent and
+the verification report is equal; a second restore into the now non-empty target is refused with
+the reason; the same cluster takes only the namespaces asked for, renamed, once its name is typed;
+a download link reads the archive the manifest describes. No secret in any answer."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.aws.cloud import FAKE_KEY, FAKE_SECRET
+from tests.mongod_double.conftest import launcher  # noqa: F401 (a fixture, found by pytest)
+from tests.waiting import wait_until
+from tests.webui.test_agent_ingest import batch, body
+from tests.webui.test_backups import BUCKET, Backups, moto, platform  # noqa: F401 (fixtures)
+from wap_agent.backup import manifest as mf
+from wap_agent.backup.hashing import collection_hash
+from wap_agent.commands import BadArguments, Context
+from wap_agent.commands.backup import Backup, Restore
+from wap_agent.config import AgentConfig
+from webui.services import backups, projects
+from webui.services.audit import Actor
+
+
+def replica_set(launcher: Any, name: str) -> tuple[Any, str]:  # noqa: F811
+    node = launcher.start("--replSet", name)
+    client = node.client()
+    client.admin.command("replSetInitiate", {"_id": name, "members": [
+        {"_id": 0, "host": f"127.0.0.1:{node.port}"}]})  # fmt: skip
+    wait_until(lambda: client.admin.command("hello").get("isWritablePrimary"), timeout=30,
+               what=f"a primary of {name}")  # fmt: skip
+    return client, f"mongodb://127.0.0.1:{node.port}/?directConnection=true"
+
+
+class Agent:
+    """One host's agent as the platform sees it: its token, its commands pulled, each run with the
+    agent's own command object and its progress and outcome reported through the API."""
+
+    def __init__(self, web: Backups, token: str, uri: str, tmp: Path) -> None:
+        self.platform, self.token, self.uri = web, token, uri
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.config = AgentConfig(url="http://platform", token_file=tmp / "token",
+                                  queue_dir=tmp / "queue", mongodb_uris=(uri,))  # fmt: skip
+        self.progress: list[str] = []
+
+    def alive(self) -> None:
+        assert self.platform.send(body(batch(1)), token=self.token).status_code == 200
+
+    def run(self, command: Any) -> dict[str, Any]:
+        (asked,) = [
+            c for c in self.platform.client.get("/api/v1/agent/commands", headers=self.headers)
+            .get_json()["commands"] if c["name"] == command.name
+        ]  # fmt: skip
+        client = self.platform.client
+        base = f"/api/v1/agent/commands/{asked['id']}"
+
+        def report(message: str, fraction: float | None) -> None:
+            self.progress.append(message)
+            answer = client.post(f"{base}/progress", headers=self.headers,
+                                 json={"message": message, "fraction": fraction})  # fmt: skip
+            assert answer.status_code == 200, answer.get_json()
+
+        context = Context(self.config, asked["id"], report)
+        try:
+            outcome = {"state": "succeeded",
+                       "result": command.run(command.check(asked["args"]), context)}  # fmt: skip
+        except Exception as exc:  # as the agent's runner reports a command that raises
+            outcome = {"state": "failed", "reason": str(exc)}
+        answer = client.post(f"{base}/result", headers=self.headers, json=outcome)
+        assert answer.status_code == 200, answer.get_json()
+        return outcome
+
+
+def second_host(web: Backups, uri: str, tmp: Path) -> tuple[Agent, dict[str, Any]]:
+    """Host db2 with its agent, and a cluster on it to restore into."""
+    project = web.project["id"]
+    host = web.api("POST", f"/projects/{project}/hosts",
+                        json={"name": "db2", "address": "10.0.0.2"}).get_json()  # fmt: skip
+    token = web.api("POST", f"/projects/{project}/hosts/{host['id']}/agent-token")
+    agent = Agent(web, token.get_json()["token"], uri, tmp)
+    agent.alive()
+    admin = Actor(None, "admin", "admin", "tests")
+    cluster = projects.create_cluster(web.store, admin, project, "orders-copy", [host["id"]],
+                                      "steps.yml")  # fmt: skip
+    return agent, cluster
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's host's own AWS credentials (boto3's chain reads the environment)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
+
+
+def no_secret(*answers: Any) -> None:
+    for answer in answers:
+        assert FAKE_SECRET not in answer.get_data(as_text=True)
+
+
+def test_backup_and_restore_through_the_agents_commands_verified(
+    platform: Backups,  # noqa: F811 (the fixture)
+    launcher: Any,  # noqa: F811 (the fixture)
+    aws_env: None,
+    tmp_path: Path,
+) -> None:
+    source, source_uri = replica_set(launcher, "rs0")
+    target, target_uri = replica_set(launcher, "rs1")
+    source.shop.orders.insert_many(
+        [{"n": i, "sku": f"s{i % 97}", "at": i * 1.5, "tags": ["a", i], "sub": {"x": i}}
+         for i in range(2000)]
+    )  # fmt: skip
+    source.shop.orders.create_index("n", unique=True)
+    source.shop.orders.create_index([("sku", 1), ("at", -1)])
+    source.crm.people.insert_many([{"name": f"p{i}"} for i in range(150)])
+    platform.policy(compression="gzip")
+    agent = Agent(platform, platform.token, source_uri, tmp_path / "db1")
+    agent.alive()
+    snapshot = platform.api("POST", f"/clusters/{platform.cluster['_id']}/backups").get_json()
+
+    backed_up = agent.run(Backup())
+    assert backed_up["state"] == "succeeded", backed_up
+    assert any("2,150 documents" in m for m in agent.progress), agent.progress
+    backups.tick(platform.store, platform.settings)
+    (done,) = platform.catalogue()["snapshots"]
+    assert (done["id"], done["status"], done["documents"]) == (snapshot["id"], "done", 2150)
+
+    # into another cluster, through its host's agent
+    other, cluster = second_host(platform, target_uri, tmp_path / "db2")
+    path = f"/snapshots/{done['id']}/restores"
+    started = platform.api("POST", path, json={"target": "cluster", "cluster_id": cluster["_id"]})
+    assert started.status_code == 202, started.get_json()
+    restore = started.get_json()
+    assert (restore["status"], restore["cluster_name"]) == ("running", "orders-copy")
+    assert other.run(Restore())["state"] == "succeeded"
+    seen = platform.api("GET", f"/restores/{restore['id']}").get_json()
+    assert seen["progress"]["message"].startswith("restore:")
+    assert restore["id"] in backups.tick(platform.store, platform.settings)["restored"]
+    report = platform.api("GET", f"/restores/{restore['id']}").get_json()
+    assert report["status"] == "done", report["verification"]["collections"]
+    assert report["verification"]["equal"]
+    rows = {r["ns"]: r for r in report["verification"]["collections"]}
+    assert {ns: r["count"] for ns, r in rows.items()} == {"crm.people": 150, "shop.orders": 2000}
+    assert rows["shop.orders"]["indexes"] == 3
+    for ns in rows:
+        db, name = ns.split(".")
+        assert collection_hash(target[db][name]) == collection_hash(source[db][name])
+    assert platform.api("GET", path).get_json()[0]["verification"]["equal"]
+
+    # again into the same target, now holding documents: refused, nothing reported done
+    again = platform.api("POST", path, json={"target": "cluster", "cluster_id": cluster["_id"]})
+    refused = other.run(Restore())
+    assert refused["state"] == "failed" and "shop.orders" in refused["reason"], refused
+    backups.tick(platform.store, platform.settings)
+    failed = platform.api("GET", f"/restores/{again.get_json()['id']}").get_json()
+    assert failed["status"] == "failed" and failed["reason"] == refused["reason"]
+    assert failed["verification"] is None
+
+    # the same cluster: its name typed; only shop, renamed
+    wrong = platform.api("POST", path, json={"target": "same", "confirm": "order"})
+    assert wrong.status_code == 422 and "orders" in str(wrong.get_json())
+    same = platform.api("POST", path, json={"target": "same", "confirm": "orders",
+                                            "include": ["shop.*"],
+                                            "renames": ["shop.$c$=shop_copy.$c$"]})  # fmt: skip
+    assert same.status_code == 202, same.get_json()
+    assert agent.run(Restore())["state"] == "succeeded"
+    backups.tick(platform.store, platform.settings)
+    copied = platform.api("GET", f"/restores/{same.get_json()['id']}").get_json()
+    assert copied["verification"]["equal"], copied
+    assert [r["ns"] for r in copied["verification"]["collections"]] == ["shop_copy.orders"]
+    assert collection_hash(source.shop_copy.orders) == collection_hash(source.shop.orders)
+
+    # a time-limited link to the archive, as the manifest describes it
+    link = platform.api("POST", f"/snapshots/{done['id']}/download")
+    stored = mf.read(platform.s3, BUCKET, done["manifest_key"])
+    with urllib.request.urlopen(link.get_json()["links"][0]["url"], timeout=30) as answer:
+        assert hashlib.sha256(answer.read()).hexdigest() == stored.files[0].sha256
+    assert "--gzip" in link.get_json()["command"]
+    actions = [(e["action"], e["outcome"]) for e in platform.audit("backup.")]
+    assert ("backup.download", "ok") in actions and ("backup.restore.done", "ok") in actions
+    assert ("backup.restore.failed", "failed") in actions
+    assert ("backup.restore", "refused") in actions  # the name typed wrong
+    no_secret(link, started, same, platform.api("GET", path),
+              platform.api("GET", "/audit?action=backup."))  # fmt: skip
+
+
+def test_the_commands_check_their_arguments() -> None:
+    good = {"snapshot_id": "20261207T070000Z-abcdef", "bucket": "b", "project_id": "p",
+            "cluster_id": "c", "compression": "zstd"}  # fmt: skip
+    assert Backup().check(good)["oplog"] is True
+    for bad, says in (
+        ({**good, "secret_access_key": "x"}, "unknown argument(s): secret_access_key"),
+        ({**good, "snapshot_id": "../x"}, "snapshot_id"),
+        ({**good, "compression": "lz4"}, "compression: gzip, zstd or null"),
+        ({**good, "endpoint_url": "file:///etc/passwd"}, "endpoint_url"),
+    ):
+        with pytest.raises(BadArguments, match=r"^" + says.split("(")[0]):
+            Backup().check(bad)
+    restore = {"bucket": "b", "manifest_key": "p/c/snapshots/s/manifest.json"}
+    assert Restore().check(restore)["oplog_replay"] is True
+    assert Restore().check({**restore, "include": ["shop.*"]})["oplog_replay"] is False
+    with pytest.raises(BadArguments, match="as many of one as of the other"):
+        Restore().check({**restore, "rename_from": ["a.*"]})
+    with pytest.raises(BadArguments, match="manifest_key"):
+        Restore().check({**restore, "manifest_key": "p/c/snapshots/s/rs0.archive"})
+
+
+def test_the_verification_report_tells_a_replayed_change_from_a_wrong_copy() -> None:
+    index = [{"v": 2, "key": {"_id": 1}, "name": "_id_"},
+             {"v": 2, "key": {"sku": 1, "at": -1}, "name": "sku_1_at_-1"}]  # fmt: skip
+    made = mf.Manifest(
+        snapshot_id="s", project_id="p", cluster_id="c", cluster_name="n", topology="replicaset",
+        mongodb_version="8.0.4", fcv="8.0", started_at=1.0, finished_at=2.0, oplog_start=None,
+        oplog_end=None, files=[],
+        collections=[mf.Collection("shop", "orders", 10, 100, "blake2b64-sum:aa", indexes=index),
+                     mf.Collection("shop", "items", 5, 50, "blake2b64-sum:bb", indexes=index[:1]),
+                     mf.Collection("shop", "recent", 0, 0, "", type="view")],
+    )  # fmt: skip
+    keys = [{"name": "_id_", "key": [["_id", 1]]}, {"name": "sku_1_at_-1",
+                                                    "key": [["sku", 1], ["at", -1]]}]  # fmt: skip
+    orders = {"ns": "shop.orders", "source": "shop.orders", "count": 10, "hash": "aa",
+              "indexes": keys, "copied": {"count": 10, "hash": "aa"}}  # fmt: skip
+    items = {"ns": "shop.items", "source": "shop.items", "count": 5, "hash": "bb",
+             "indexes": [{"name": "_id_", "key": [["_id", 1]]}],
+             "copied": {"count": 5, "hash": "bb"}}  # fmt: skip
+    report = backups.verification(made, {"collections": [orders, items]})
+    assert report["equal"] and report["documents"] == 15 and not report["note"]
+
+    # a compound key in another order is another index
+    turned = {
+        **orders,
+        "indexes": [keys[0], {"name": "sku_1_at_-1", "key": [["at", -1], ["sku", 1]]}],
+    }
+    report = backups.verification(made, {"collections": [turned, items]})
+    assert not report["equal"]
+    assert report["collections"][1]["differences"] == ["index set differs"]
+
+    # writes made during the dump, replayed after the copy: equal, and said
+    replayed = {**orders, "count": 12, "hash": "cc"}
+    report = backups.verification(made, {"collections": [replayed, items], "oplog": {"applied": 4}})
+    assert report["equal"], report
+    assert (
+        report["note"] == "4 oplog entries were replayed after the copy, changing 1"
+        " collection(s) since the dump read them"
+    )
+    assert report["collections"][1]["changed_by_replay"][0] == "count 12, the manifest says 10"
+
+    # a copy that differs from the manifest is a difference, replay or not
+    wrong = {**replayed, "copied": {"count": 9, "hash": "aa"}}
+    report = backups.verification(made, {"collections": [wrong, items], "oplog": {"applied": 4}})
+    assert report["collections"][1]["differences"] == [
+        "the copy: 9 documents, the manifest says 10"
+    ]
+
+    # a collection of the snapshot left out of a whole restore; not when some were selected
+    report = backups.verification(made, {"collections": [orders]})
+    assert not report["equal"]
+    assert report["collections"][0] == {
+        "ns": "shop.items",
+        "source": "shop.items",
+        "equal": False,
+        "expected_count": 5,
+        "differences": ["in the snapshot, not restored"],
+    }
+    assert backups.verification(made, {"collections": [orders]}, selected=True)["equal"]
