@@ -20,6 +20,7 @@ from tests.mongod_double.conftest import launcher  # noqa: F401 (a fixture, foun
 from tests.waiting import wait_until
 from tests.webui.test_agent_ingest import batch, body
 from tests.webui.test_backups import BUCKET, Backups, moto, platform  # noqa: F401 (fixtures)
+from tests.webui.test_web import csrf, login
 from wap_agent.backup import manifest as mf
 from wap_agent.backup.hashing import collection_hash
 from wap_agent.commands import BadArguments, Context
@@ -269,3 +270,68 @@ def test_the_verification_report_tells_a_replayed_change_from_a_wrong_copy() -> 
         "differences": ["in the snapshot, not restored"],
     }
     assert backups.verification(made, {"collections": [orders]}, selected=True)["equal"]
+
+
+def test_the_restore_wizard_and_the_verification_on_the_snapshot(platform: Backups) -> None:  # noqa: F811
+    client = platform.client
+    assert login(client, "admin") == 302
+    platform.policy()
+    platform.agent_alive()
+    started = platform.api("POST", f"/clusters/{platform.cluster['_id']}/backups").get_json()
+    platform.agent_backs_up(b"z" * 5000)
+    backups.tick(platform.store, platform.settings)
+    cluster_page = client.get(f"/clusters/{platform.cluster['_id']}/backups").get_data(True)
+    assert "never restored" in cluster_page
+    path = f"/snapshots/{started['id']}"
+    page = client.get(path).get_data(as_text=True)
+    assert 'id="restore-form"' in page and "Never restored yet" in page
+
+    # refused: the name typed wrong, kept with the reason; a new cluster without its fields
+    form = {"csrf_token": csrf(client, path), "target": "same", "confirm": "ordres",
+            "include": "shop.*", "renames": "shop.$c$=copy.$c$"}  # fmt: skip
+    refused = client.post(f"{path}/restore", data=form)
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 422
+    assert "type the cluster&#39;s name, orders, to restore into it" in text
+    assert 'value="ordres"' in text and "shop.$c$=copy.$c$</textarea>" in text
+    new = client.post(f"{path}/restore", data={**form, "target": "new", "new_name": "",
+                                               "new_replica_set": "rs9"})  # fmt: skip
+    text = new.get_data(as_text=True)
+    assert new.status_code == 422 and 'id="r-new_name"' in text
+    assert "1 to 63 letters" in text and "pick 1, 3, 5 or 7 hosts" in text
+    assert 'value="rs9"' in text
+
+    # started from the wizard: the restore's page follows it; the agent reports; verified
+    answer = client.post(f"{path}/restore", data={**form, "confirm": "orders"})
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    restore_path = answer.headers["Location"]
+    headers = {"Authorization": f"Bearer {platform.token}"}
+    (command,) = [c for c in client.get("/api/v1/agent/commands", headers=headers)
+                  .get_json()["commands"] if c["name"] == "restore"]  # fmt: skip
+    assert command["args"]["rename_to"] == ["copy.$c$"]
+    client.post(f"/api/v1/agent/commands/{command['id']}/progress", headers=headers,
+                json={"message": "restore: 0 of 1 collections", "fraction": 0.25})  # fmt: skip
+    page = client.get(restore_path).get_data(as_text=True)
+    assert 'data-status="running"' in page and "restore: 0 of 1 collections" in page
+    assert 'value="0.25"' in page
+    held = {"ns": "copy.orders", "source": "shop.orders", "count": 42, "hash": "0a",
+            "indexes": [], "copied": {"count": 42, "hash": "0a"}}  # fmt: skip
+    client.post(f"/api/v1/agent/commands/{command['id']}/result", headers=headers,
+                json={"state": "succeeded", "result": {"collections": [held]}})  # fmt: skip
+    backups.tick(platform.store, platform.settings)
+    page = client.get(restore_path).get_data(as_text=True)
+    assert 'data-status="done"' in page and 'data-ns="copy.orders" data-equal="yes"' in page
+    snapshot_page = client.get(path).get_data(as_text=True)
+    assert 'data-equal="yes"' in snapshot_page and "equal to the snapshot" in snapshot_page
+    cluster_page = client.get(f"/clusters/{platform.cluster['_id']}/backups").get_data(True)
+    assert f'href="{restore_path}">equal</a>' in cluster_page
+
+    # the download links, shown once on the snapshot's page
+    links = client.post(f"{path}/download", data={"csrf_token": csrf(client, path)})
+    text = links.get_data(as_text=True)
+    assert 'id="download-links"' in text and "rs.archive.gz</a>" in text
+    assert "mongorestore --uri" in text and "--gzip" in text
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in text  # Signature Version 4
+    assert FAKE_SECRET not in text  # a link names the key's id, as any presigned link does
+    for shown in (snapshot_page, page, cluster_page):
+        assert FAKE_SECRET not in shown and FAKE_KEY not in shown

@@ -428,15 +428,31 @@ def s3_client(store: Store, settings: Settings, entry_store: dict[str, Any]) -> 
     """An S3 client with the store's credential (revealed here, never kept)."""
     from wap_agent.backup.s3 import client
 
+    return client(*_access(store, settings, entry_store), max_attempts=3, timeout=S3_TIMEOUT)
+
+
+def _access(store: Store, settings: Settings, entry_store: dict[str, Any]) -> tuple[Any, ...]:
+    """Endpoint, region, access key id and secret of a snapshot store."""
     secret = credentials.reveal(store, settings.credential_key, entry_store["credential_id"])
-    return client(
+    return (
         entry_store.get("endpoint_url") or secret.get("endpoint_url"),
         entry_store.get("region") or "us-east-1",
         secret["access_key_id"],
         secret["secret_access_key"],
-        max_attempts=3,
-        timeout=S3_TIMEOUT,
     )
+
+
+def presigner(store: Store, settings: Settings, entry_store: dict[str, Any]) -> Any:
+    """An S3 client that signs links with Signature Version 4 (botocore signs a presigned GET
+    with version 2 unless told, which regions opened since 2014 refuse)."""
+    import boto3
+    from botocore.config import Config
+
+    endpoint, region, key, secret = _access(store, settings, entry_store)
+    return boto3.client(
+        "s3", endpoint_url=endpoint or None, region_name=region, aws_access_key_id=key,
+        aws_secret_access_key=secret, config=Config(signature_version="s3v4"),
+    )  # fmt: skip
 
 
 def check_store(
@@ -1068,13 +1084,23 @@ def list_restores(store: Store, actor: Actor, snapshot_id: str) -> list[dict[str
     return list(found.limit(100))
 
 
+def latest_restores(store: Store, cluster_id: str) -> dict[str, dict[str, Any]]:
+    """The newest restore of each of a cluster's snapshots, by snapshot id: the snapshot list's
+    verification column."""
+    found: dict[str, dict[str, Any]] = {}
+    for entry in _restores(store).find({"source_cluster_id": cluster_id}).sort("started_at", 1):
+        found[entry["snapshot_id"]] = entry
+    return found
+
+
 def download_link(
     store: Store, settings: Settings, actor: Actor, snapshot_id: str, s3: S3Factory = s3_client,
-    ttl: int = DOWNLOAD_TTL,
+    ttl: int = DOWNLOAD_TTL, sign: S3Factory = presigner,
 ) -> dict[str, Any]:  # fmt: skip
-    """Time-limited links (presigned GETs) to a done snapshot's archives and manifest, for a
-    manual mongorestore (operators). Audited without the links: each one is a bearer's right to
-    read the object until it expires."""
+    """Time-limited links (presigned GETs, Signature Version 4) to a done snapshot's archives and
+    manifest, for a manual mongorestore (operators). Audited without the links: each one is a
+    bearer's right to read the object until it expires. A link names the access key's id (as any
+    presigned link does: AWS treats it as an identifier), never its secret."""
     snapshot = get_snapshot(store, actor, snapshot_id)
     project = projects.require(store, actor, snapshot["project_id"], "operator")
     if snapshot["status"] != DONE:
@@ -1083,6 +1109,7 @@ def download_link(
     bucket = snapshot["store"]["bucket"]
     made = snapshots.read(client, bucket, snapshot["manifest_key"])
     objects = [(f.key, f.size) for f in made.files] + [(snapshot["manifest_key"], None)]
+    client = sign(store, settings, snapshot["store"])
     links = [
         {"key": key, "name": key.rsplit("/", 1)[-1], "size": size,
          "url": client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},

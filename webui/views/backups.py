@@ -1,6 +1,9 @@
 """Backups: every cluster's protection at a glance, and per cluster its snapshots (a timeline of
-when each ran and its size, then the list), its policy form and "back up now". The policy is
-checked by webui.services.backups, as for the API."""
+when each ran and its size, then the list with each one's last verification), its policy form and
+"back up now". A snapshot's page holds its restores with their verification reports, a download
+link and the restore wizard (into another cluster, the same one by typing its name, or a new one
+deployed first; some namespaces, renamed); a restore's page follows it live. Policies and restores
+are checked by webui.services.backups, as for the API."""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ from werkzeug.wrappers import Response
 
 from webui import security
 from webui.security import login_required
-from webui.services import backups, credentials, projects
-from webui.services.errors import Invalid
+from webui.services import backups, credentials, deployments, jobs, projects
+from webui.services.errors import Conflict, Invalid
 from webui.store import now
 
 bp = Blueprint("backups", __name__)
@@ -61,6 +64,7 @@ def _page(cluster_id: str, values: dict[str, Any] | None, errors: dict[str, list
     return render_template(
         "backups/cluster.html", project=project, cluster=cluster, policy=policy,
         snapshots=[backups.public_snapshot(e) for e in entries],
+        verified=backups.latest_restores(store, cluster_id),
         timeline=backups.timeline(entries, at), operable=role in ("operator", "owner"),
         aws=aws, values=values if values is not None else _values(policy), errors=errors,
     ), status  # fmt: skip
@@ -113,3 +117,95 @@ def delete(snapshot_id: str) -> Response:
     )
     flash(f"Snapshot {snapshot_id} deleted, with its objects in the store.", "ok")
     return redirect(url_for("backups.cluster", cluster_id=entry["cluster_id"]))
+
+
+RESTORE_FIELDS = ("target", "cluster_id", "confirm", "include", "renames")
+# The new cluster's fields, named new_<field> in the form (a replica set: a snapshot restores
+# into a set; its hosts are checkboxes, its flags checkboxes too).
+NEW_FIELDS = ("name", "mongodb_version", "replica_set", "port", "mongodb_credential_id",
+              "ssh_credential_id")  # fmt: skip
+
+
+def _snapshot_page(
+    snapshot_id: str, values: dict[str, Any], errors: dict[str, list[str]], status: int = 200,
+    download: dict[str, Any] | None = None,
+):  # fmt: skip
+    store, actor, settings = security.get_store(), security.current_actor(), security.get_settings()
+    entry = backups.get_snapshot(store, actor, snapshot_id)
+    project = projects.require(store, actor, entry["project_id"], "read-only")
+    role = projects.role_in(store, actor, project["_id"])
+    clusters = [c for c in projects.list_clusters(store, project["_id"])
+                if c["_id"] != entry["cluster_id"]]  # fmt: skip
+    _, hosts = jobs.choices(settings, actor, projects.list_hosts(store, project["_id"]))
+    creds = credentials.list_public(store, project["_id"])
+    return render_template(
+        "backups/snapshot.html", project=project, snapshot=backups.public_snapshot(entry),
+        restores=backups.list_restores(store, actor, snapshot_id), clusters=clusters,
+        hosts=hosts, packages=sorted(deployments.packages(settings)),
+        by_kind={k: [c for c in creds if c["kind"] == k] for k in ("ssh_key", "mongodb")},
+        operable=role in ("operator", "owner"), values=values, errors=errors, download=download,
+    ), status  # fmt: skip
+
+
+@bp.get("/snapshots/<snapshot_id>")
+@login_required
+def snapshot(snapshot_id: str):
+    values: dict[str, Any] = {f"new_{k}": v for k, v in deployments.DEFAULTS.items()}
+    values.update(target="cluster", new_host_ids=[])
+    return _snapshot_page(snapshot_id, values, {})
+
+
+def _restore_request(form: Any) -> dict[str, Any]:
+    """The wizard's fields as the API's request (one schema: webui.services.backups)."""
+    data: dict[str, Any] = {k: form.get(k, "").strip() for k in RESTORE_FIELDS}
+    data["drop"] = form.get("drop") == "on"
+    if data["target"] == "new":
+        data["deployment"] = {
+            **{k: form.get(f"new_{k}", "").strip() for k in NEW_FIELDS},
+            "topology": "replicaset",
+            "host_ids": form.getlist("new_host_ids"),
+            "auth": bool(form.get("new_auth")),
+            "tls": bool(form.get("new_tls")),
+        }
+    return data
+
+
+@bp.post("/snapshots/<snapshot_id>/restore")
+@login_required
+def restore(snapshot_id: str):
+    """Start the restore; a refusal shows the wizard again with what was typed and the reasons
+    beside their fields (the new cluster's under its own)."""
+    data = _restore_request(request.form)
+    try:
+        entry = backups.start_restore(
+            security.get_store(), security.get_settings(), security.current_actor(), snapshot_id,
+            data,
+        )  # fmt: skip
+    except (Invalid, Conflict) as exc:
+        flash(exc.message, "error")
+        fields = exc.fields if isinstance(exc, Invalid) else {}
+        errors = {(k if k in (*RESTORE_FIELDS, "drop") else f"new_{k}"): v
+                  for k, v in fields.items()}  # fmt: skip
+        values = {**request.form.to_dict(), "new_host_ids": request.form.getlist("new_host_ids")}
+        return _snapshot_page(snapshot_id, values, errors, 422 if fields else 409)
+    flash(f"Restore into {entry['cluster_name']} started.", "ok")
+    return redirect(url_for("backups.restore_page", restore_id=entry["_id"]))
+
+
+@bp.get("/restores/<restore_id>")
+@login_required
+def restore_page(restore_id: str) -> str:
+    store, actor = security.get_store(), security.current_actor()
+    entry = backups.get_restore(store, actor, restore_id)
+    project = projects.require(store, actor, entry["project_id"], "read-only")
+    return render_template("backups/restore.html", restore=entry, project=project)
+
+
+@bp.post("/snapshots/<snapshot_id>/download")
+@login_required
+def download(snapshot_id: str):
+    """Links shown once, on the snapshot's page (they are a bearer's right until they expire)."""
+    links = backups.download_link(
+        security.get_store(), security.get_settings(), security.current_actor(), snapshot_id
+    )
+    return _snapshot_page(snapshot_id, {"target": "cluster"}, {}, download=links)
