@@ -113,6 +113,9 @@ def builtin(make_registry: Callable[[], Registry], started: float) -> CommandReg
     start) and ``collect`` (a round of the collectors ``make_registry`` makes)."""
     from wap_agent.commands.backup import Backup, Restore
     from wap_agent.commands.collect import Collect
+    from wap_agent.commands.follow import FollowOplog
     from wap_agent.commands.ping import Ping
 
-    return CommandRegistry([Ping(started), Collect(make_registry), Backup(), Restore()])
+    return CommandRegistry(
+        [Ping(started), Collect(make_registry), Backup(), Restore(), FollowOplog()]
+    )
