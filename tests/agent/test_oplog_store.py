@@ -108,6 +108,13 @@ def test_a_gap_is_one_record_per_start_with_its_newest_bounds_and_splits_the_run
     assert covered["last_durable"]["t"] == DAY + 81
 
 
+def test_records_come_in_oplog_order_not_in_the_order_of_their_names(s3):
+    store = store_for(s3, "order")
+    for inc in (10, 2, 1):  # as text, "10" sorts before "2"
+        store.record_unrestorable(at(DAY, inc), at(DAY, inc - 1), reason=f"entry {inc}")
+    assert [m["at"]["i"] for m in store.unrestorable()] == [1, 2, 10]
+
+
 def test_objects_that_do_not_follow_without_a_gap_record_show_as_a_gap(s3):
     store = store_for(s3, "unrecorded")
     store.put_chunk([entry(DAY, 1)], at(DAY - 1))

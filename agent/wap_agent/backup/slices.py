@@ -241,7 +241,12 @@ class OplogStore:
                 self.delete(key)
 
     def gaps(self) -> list[dict]:
-        return [self._get_json(k) or {} for k in sorted(self._keys("gaps/"))]
+        """The gap records, in oplog order."""
+        return self._records("gaps/", "after")
+
+    def _records(self, under: str, point: str) -> list[dict]:
+        found = [body for k in self._keys(under) if (body := self._get_json(k))]
+        return sorted(found, key=lambda body: (body[point]["t"], body[point]["i"]))
 
     def record_unrestorable(self, at: OpTime, prev: OpTime, reason: str) -> dict:
         body = {"at": at.to_dict(), "prev": prev.to_dict(), "reason": reason, "detected_at": now()}
@@ -249,7 +254,8 @@ class OplogStore:
         return body
 
     def unrestorable(self) -> list[dict]:
-        return [self._get_json(k) or {} for k in sorted(self._keys("unrestorable/"))]
+        """The unrestorable entries' records, in oplog order."""
+        return self._records("unrestorable/", "at")
 
     def roll_back(self, stored: Stored, keep: list[bytes]) -> Stored | None:
         """The set rolled back past `stored`'s end: the whole chunk goes to rolledback/ (kept for
