@@ -360,6 +360,8 @@ def members(store: Store, cluster: dict[str, Any]) -> tuple[list[dict[str, Any]]
         })  # fmt: skip
     if rows:
         return sorted(rows, key=lambda r: (str(r["replica_set"]), r["host"])), job
+    if cluster.get("taken_over"):  # as found when it was taken over (webui.services.takeover)
+        return cluster["taken_over"]["members"], job
     return _described(cluster, [hosts[h] for h in cluster.get("host_ids", []) if h in hosts]), job
 
 
@@ -391,6 +393,8 @@ def routers(store: Store, cluster: dict[str, Any]) -> list[dict[str, Any]]:
     """The mongos routers of a sharded cluster: the first `routers` hosts picked."""
     if cluster.get("topology") != "sharded":
         return []
+    if cluster.get("taken_over"):
+        return cluster["taken_over"]["routers"]
     ids = cluster.get("host_ids", [])[: cluster.get("routers") or 0]
     hosts = {h["_id"]: h for h in store.hosts.find({"_id": {"$in": ids}})}
     return [
@@ -406,6 +410,9 @@ def connection_string(store: Store, cluster: dict[str, Any]) -> str:
     if cluster.get("topology") == "sharded":
         seeds = [f"{r['address']}:{r['port']}" for r in routers(store, cluster)]
         options = []
+    elif cluster.get("taken_over"):
+        seeds = [f"{m['address']}:{m['port']}" for m in cluster["taken_over"]["members"]]
+        options = [f"replicaSet={cluster['replica_set']}"]
     elif cluster.get("topology") == "replicaset":
         hosts = {h["_id"]: h for h in store.hosts.find({"_id": {"$in": cluster["host_ids"]}})}
         seeds = [
@@ -424,6 +431,8 @@ def connection_string(store: Store, cluster: dict[str, Any]) -> str:
 def redeploy(store: Store, settings: Settings, actor: Actor, cluster_id: str) -> dict[str, Any]:
     """Deploy the cluster again (the console's button and `POST /clusters/{id}/deploy`)."""
     cluster, _ = cloud.get_cluster(store, actor, cluster_id, "operator")
+    if cluster.get("taken_over"):
+        raise Conflict("a cluster taken over was not deployed by WAP: there is nothing to redeploy")
     if cluster.get("plan") or not cluster.get("topology"):
         raise Conflict(
             "only a cluster created on registered hosts from its topology is deployed this way"

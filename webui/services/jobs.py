@@ -169,7 +169,7 @@ def validate_request(
     hosts: list[dict[str, Any]] = []
     if (
         not isinstance(host_ids, list)
-        or (not host_ids and not planned)
+        or (not host_ids and not planned and not platform)  # a platform job may run on it only
         or not all(isinstance(h, str) for h in host_ids)
     ):
         errors.setdefault("host_ids", ["pick at least one host"])

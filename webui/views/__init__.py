@@ -63,7 +63,8 @@ def register_views(app: Flask) -> None:
 
     app.register_error_handler(HTTPException, _http_error)  # replaces flask-smorest's
 
-    from webui.views import backups, overview  # the home page, `/`; the Backups area
+    from webui.views import backups, overview, takeover  # `/`, the Backups area, taking over
 
     app.register_blueprint(overview.bp)
     app.register_blueprint(backups.bp)
+    app.register_blueprint(takeover.bp)

@@ -1,0 +1,148 @@
+"""Taking over a replica set WAP did not create (issue 16): three mongod doubles on 127.0.0.1 with
+access control, set up by hand, discovered from one secondary's address by a real worker running
+takeover_cluster.yml, shown before anything is registered, then registered; the cluster page shows
+its members. A credential without clusterMonitor is refused naming the role, and nothing is
+registered from it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pymongo
+import pytest
+
+from tests.mongod_double.conftest import Launcher
+from tests.waiting import wait_until
+from tests.webui.helpers import REPO, Api, Proc, wait_for
+from webui.config import Settings
+
+KEY = "takeoverkey" + "k" * 30  # base64 characters only, as mongod requires
+ADMIN = ("ops", "ops-password-1")
+READER = ("reader", "reader-password-1")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.with_(playbooks_dir=REPO / "playbooks")
+
+
+@pytest.fixture
+def replica_set(tmp_path: Path) -> Iterator[list[str]]:
+    """A secured 3-member set of doubles (keyFile), its administrator and a user with only
+    readAnyDatabase, made through the localhost exception: the members' addresses."""
+    key = tmp_path / "keyfile"
+    key.write_text(KEY)
+    key.chmod(0o600)
+    launcher = Launcher(tmp_path)
+    try:
+        nodes = [launcher.start("--replSet", "rs0", "--keyFile", str(key)) for _ in range(3)]
+        addresses = [f"127.0.0.1:{n.port}" for n in nodes]
+        first = nodes[0].client()
+        first.admin.command("replSetInitiate", {"_id": "rs0", "members": [
+            {"_id": i, "host": a, "priority": 2 if i == 0 else 1} for i, a in enumerate(addresses)
+        ]})  # fmt: skip
+        wait_until(lambda: first.admin.command("hello").get("isWritablePrimary"), timeout=30,
+                   what="a primary", retry=pymongo.errors.PyMongoError)  # fmt: skip
+        first.admin.command("createUser", ADMIN[0], pwd=ADMIN[1], roles=["root"])
+        admin = nodes[0].client(username=ADMIN[0], password=ADMIN[1])
+        admin.admin.command("createUser", READER[0], pwd=READER[1], roles=["readAnyDatabase"])
+        yield addresses
+    finally:
+        launcher.cleanup()
+
+
+def _credential(api: Api, project_id: str, name: str, user: tuple[str, str]) -> str:
+    response = api.call("POST", f"/projects/{project_id}/credentials", json={
+        "name": name, "kind": "mongodb",
+        "fields": {"username": user[0], "password": user[1]}})  # fmt: skip
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def _discovered(api: Api, project_id: str, job_id: str) -> dict[str, Any]:
+    path = f"/projects/{project_id}/takeover/{job_id}"
+    return wait_for(
+        lambda: (a := api.call("GET", path).json())["status"] not in ("queued", "running") and a,
+        timeout=90, every=0.5, what=f"discovery {job_id} to end",
+        seen=lambda: api.call("GET", path).json()["status"],
+    )  # fmt: skip
+
+
+def test_a_set_is_discovered_from_one_address_shown_then_registered_with_its_members(
+    admin_api: Api, start_worker: Callable[[], Proc], replica_set: list[str]
+) -> None:
+    start_worker()
+    admin_api.use_token()
+    project_id = admin_api.call("POST", "/projects", json={"name": "legacy"}).json()["id"]
+    reader = _credential(admin_api, project_id, "reader", READER)
+    ops = _credential(admin_api, project_id, "ops", ADMIN)
+
+    # A credential without clusterMonitor: refused, naming the role; nothing to register.
+    started = admin_api.call("POST", f"/projects/{project_id}/takeover", json={
+        "address": replica_set[1], "mongodb_credential_id": reader})  # fmt: skip
+    assert started.status_code == 202, started.text
+    refused = _discovered(admin_api, project_id, started.json()["job"]["id"])
+    assert refused["status"] == "failed" and refused["deployment"] is None
+    assert "(reader@admin) lacks the roles needed" in refused["reason"]
+    assert "clusterMonitor on admin (its roles: readAnyDatabase@admin)" in refused["reason"]
+    again = admin_api.call("POST", f"/projects/{project_id}/takeover", json={
+        "dry_run": False, "job_id": refused["job"]["id"], "name": "legacy-rs"})  # fmt: skip
+    assert again.status_code == 409 and "discovery is failed" in again.json()["message"]
+
+    # The console's form with the administrator: the page shows what was found, nothing more.
+    form = admin_api.form(f"/projects/{project_id}/takeover",
+                          {"address": replica_set[1], "mongodb_credential_id": ops},
+                          page=f"/projects/{project_id}/takeover")  # fmt: skip
+    job_id = re.search(r"/takeover/([0-9a-f]{32})$", form.url).group(1)
+    found = _discovered(admin_api, project_id, job_id)
+    assert found["status"] == "successful", found["reason"]
+    deployment = found["deployment"]
+    assert deployment["topology"] == "replicaset" and deployment["name"] == "rs0"
+    assert [(m["host"], m["state"], m["version"], m["priority"])
+            for m in deployment["sets"][0]["members"]] == [
+        (replica_set[0], "PRIMARY", "7.0.14", 2), (replica_set[1], "SECONDARY", "7.0.14", 1),
+        (replica_set[2], "SECONDARY", "7.0.14", 1)]  # fmt: skip
+    assert deployment["fcv"] == "7.0" and deployment["hosts"] == ["127.0.0.1"]
+    assert deployment["security"]["auth"] is True
+    assert deployment["security"]["cluster_auth"] == "keyFile"
+    page = admin_api.http.get(f"{admin_api.base}/projects/{project_id}/takeover/{job_id}").text
+    assert "Replica set\nrs0, MongoDB 7.0.14, FCV 7.0" in page
+    assert "access control on" in page and "Read as ops@admin" in page
+    assert 'id="takeover-confirm"' in page
+    assert admin_api.call("GET", f"/projects/{project_id}/hosts").json() == []
+    assert admin_api.call("GET", f"/projects/{project_id}/clusters").json() == []
+
+    # Confirmed: the host and the cluster are registered, the page shows the members.
+    confirmed = admin_api.form(f"/projects/{project_id}/takeover/{job_id}", {"name": "legacy-rs"},
+                               page=f"/projects/{project_id}/takeover/{job_id}")  # fmt: skip
+    cluster_id = confirmed.url.rstrip("/").rsplit("/", 1)[1]
+    hosts = admin_api.call("GET", f"/projects/{project_id}/hosts").json()
+    assert [(h["name"], h["address"]) for h in hosts] == [("127.0.0.1", "127.0.0.1")]
+    cluster = admin_api.call("GET", f"/clusters/{cluster_id}").json()
+    assert (cluster["name"], cluster["topology"], cluster["replica_set"],
+            cluster["mongodb_version"], cluster["state"]) == (
+        "legacy-rs", "replicaset", "rs0", "7.0.14", "registered")  # fmt: skip
+    assert cluster["security"] == {"auth": True, "tls": False}
+    states = ("PRIMARY", "SECONDARY", "SECONDARY")
+    ports = [int(a.rpartition(":")[2]) for a in replica_set]
+    members = [(m["port"], m["state"]) for m in cluster["members"]]
+    assert members == list(zip(ports, states, strict=True))
+    assert cluster["connection_string"] == f"mongodb://{','.join(replica_set)}/?replicaSet=rs0"
+    shown = admin_api.http.get(f"{admin_api.base}/clusters/{cluster_id}").text
+    for address in replica_set:
+        port = address.rpartition(":")[2]
+        assert f"<td>{port}</td><td>rs0</td><td>member</td>" in shown
+    assert "took it over" in shown and 'id="deploy-form"' not in shown
+    # Once only; and the audit log says who discovered and who registered what.
+    twice = admin_api.call("POST", f"/projects/{project_id}/takeover", json={
+        "dry_run": False, "job_id": job_id, "name": "other"})  # fmt: skip
+    assert twice.status_code == 409 and "registered already" in twice.json()["message"]
+    audit = admin_api.call("GET", "/audit").json()
+    actions = [(a["action"], a["target"]) for a in audit]
+    assert ("cluster.takeover", "legacy/legacy-rs") in actions
+    assert ("host.add", "legacy/127.0.0.1") in actions
+    assert sum(a == "cluster.takeover.discover" for a, _ in actions) == 2
+    assert ADMIN[1] not in str(audit) and READER[1] not in str(audit)
