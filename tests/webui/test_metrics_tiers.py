@@ -19,7 +19,7 @@ from tests.webui.helpers import Proc, env_for, wait_for
 from tests.webui.test_agent_ingest import Platform, body, platform_settings
 from webui import create_app
 from webui.config import Settings
-from webui.services import metrics, rollups
+from webui.services import metrics, overview, rollups
 from webui.services.agents import AgentIdentity
 from webui.services.rollups import HOUR, MINUTE, Retention
 from webui.store import Store
@@ -281,6 +281,12 @@ def test_latest_keeps_series_a_round_missed_and_another_writer_s_values(
         ("mongodb_connections", None): last["samples"][0]["v"],
         ("mongodb_up", None): 1.0,
     }
+    # the names the overview reads come from the host's small summary: the same newest values
+    [summary] = metrics.latest(platform.store, project, [host], names=overview.HOME_NAMES)
+    assert summary["t"] == last["time"]
+    assert {(s["name"], s["value"]) for s in summary["samples"]} == {
+        ("mongodb_connections", last["samples"][0]["v"]), ("mongodb_up", 1.0)
+    }  # fmt: skip
 
 
 def test_a_worker_rolls_up_on_its_own(

@@ -20,7 +20,9 @@ labels, value, kind `c`/`g`, timestamp). Indexes: (host_id, t) and (project_id, 
 
 Beside the raw batches, `latest` holds one document per host with the newest value of each of
 its series (a series is a name and its labels) and when the host was last heard from: what the
-console's tables and the Prometheus endpoint show without reading history.
+console's tables and the Prometheus endpoint show without reading history. `latest_summary`
+holds, per host, the same for the few names of SUMMARY_NAMES only: what the overview's Home reads
+for every host at once (see SUMMARY_NAMES for why apart).
 
 Charts read through `query`, which picks a tier by the range asked for (see webui.services.rollups
 for the tiers and their documents): raw samples while the range is short and recent enough, else
@@ -200,6 +202,25 @@ def store_batches(
     return held, duplicates
 
 
+# The series the console reads for every host at once: the overview's Home (each host's CPU,
+# memory and disk, each MongoDB process's state, connections and operations) and a host's page.
+# They are kept apart in `latest_summary`, one small document per host written with `latest`,
+# because reading `latest` costs the store in proportion to everything a host's agent sends (a
+# few hundred series; the embedded store decodes each document it reads whole, in Python, and a
+# projection only adds a copy of it): the Home of 300 hosts spent most of its time there.
+SUMMARY_NAMES = frozenset({
+    "host_cpu_seconds_per_second",
+    "host_memory_total_bytes",
+    "host_memory_available_bytes",
+    "host_filesystem_size_bytes",
+    "host_filesystem_used_bytes",
+    "mongodb_up",
+    "mongodb_version_info",
+    "mongodb_replset_my_state",
+    "mongodb_connections",
+    "mongodb_op_counters_per_second",
+})  # fmt: skip
+
 LATEST_STALE = 300.0  # a series absent from its host's rounds for this long leaves `latest`
 # What this process last wrote to each host's `latest` document, keyed by host: the write's mark
 # and the merged samples. A request whose host this process wrote last replaces the document on
@@ -252,6 +273,9 @@ def _keep_latest(
                 store.db.latest.insert_one(document)
             except DuplicateKeyError:  # another process wrote it first
                 continue
+        summary = {**document, "samples": [s for s in merged.values() if s["n"] in SUMMARY_NAMES]}
+        del summary["w"]
+        store.db.latest_summary.replace_one({"_id": agent.host_id}, summary, upsert=True)
         with _written_lock:
             _written[agent.host_id] = (new_mark, merged)
             _written.move_to_end(agent.host_id)
@@ -268,14 +292,17 @@ def latest(
 ) -> list[dict[str, Any]]:
     """The newest value of each series of the project's hosts (or of `host_ids`), optionally only
     the series named in `names`: per host `{"host_id", "t", "last_seen", "samples": [{"name",
-    "labels", "value", "kind", "t"}]}`, hosts that never sent anything left out."""
+    "labels", "value", "kind", "t"}]}`, hosts that never sent anything left out. Names all among
+    SUMMARY_NAMES are read from the hosts' small summaries, the same values."""
     where: dict[str, Any] = {"project_id": project_id}
     if host_ids is not None:
         where["_id"] = {"$in": list(host_ids)}
     wanted = set(names) if names is not None else None
+    summary = wanted is not None and wanted <= SUMMARY_NAMES
+    kept = store.db.latest_summary if summary else store.db.latest
     hosts = {h["_id"] for h in store.hosts.find({"project_id": project_id}, {"_id": 1})}
     out = []
-    for doc in store.db.latest.find(where).sort("_id", 1):
+    for doc in kept.find(where).sort("_id", 1):
         if doc["_id"] not in hosts:  # removed since
             continue
         samples = [

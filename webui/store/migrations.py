@@ -77,10 +77,12 @@ def _agent_commands(db: Database[dict[str, Any]]) -> None:
 
 
 def _metrics_tiers(db: Database[dict[str, Any]]) -> None:
-    """The newest value of each host's series (`latest`, one document per host, read by project)
-    and the 1-minute and 1-hour rollups (webui.services.rollups): read by project or host, tier,
-    series name and time, expired by tier and time."""
+    """The newest value of each host's series (`latest`, one document per host, read by project;
+    `latest_summary`, the same for the series the overview reads) and the 1-minute and 1-hour
+    rollups (webui.services.rollups): read by project or host, tier, series name and time,
+    expired by tier and time."""
     db.latest.create_index("project_id")
+    db.latest_summary.create_index("project_id")
     db.rollups.create_index(
         [("project_id", ASCENDING), ("tier", ASCENDING), ("n", ASCENDING), ("t1", ASCENDING)]
     )
