@@ -9,6 +9,7 @@ a download link reads the archive the manifest describes. No secret in any answe
 from __future__ import annotations
 
 import hashlib
+import json
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from tests.webui.test_agent_ingest import batch, body
 from tests.webui.test_backups import BUCKET, Backups, moto, platform  # noqa: F401 (fixtures)
 from tests.webui.test_web import csrf, login
 from wap_agent.backup import manifest as mf
+from wap_agent.backup import verify
 from wap_agent.backup.hashing import collection_hash
+from wap_agent.cli import main
 from wap_agent.commands import BadArguments, Context
 from wap_agent.commands.backup import Backup, Restore
 from wap_agent.config import AgentConfig
@@ -230,7 +233,7 @@ def test_the_verification_report_tells_a_replayed_change_from_a_wrong_copy() -> 
     items = {"ns": "shop.items", "source": "shop.items", "count": 5, "hash": "bb",
              "indexes": [{"name": "_id_", "key": [["_id", 1]]}],
              "copied": {"count": 5, "hash": "bb"}}  # fmt: skip
-    report = backups.verification(made, {"collections": [orders, items]})
+    report = verify.verification(made, {"collections": [orders, items]})
     assert report["equal"] and report["documents"] == 15 and not report["note"]
 
     # a compound key in another order is another index
@@ -238,13 +241,13 @@ def test_the_verification_report_tells_a_replayed_change_from_a_wrong_copy() -> 
         **orders,
         "indexes": [keys[0], {"name": "sku_1_at_-1", "key": [["at", -1], ["sku", 1]]}],
     }
-    report = backups.verification(made, {"collections": [turned, items]})
+    report = verify.verification(made, {"collections": [turned, items]})
     assert not report["equal"]
     assert report["collections"][1]["differences"] == ["index set differs"]
 
     # writes made during the dump, replayed after the copy: equal, and said
     replayed = {**orders, "count": 12, "hash": "cc"}
-    report = backups.verification(made, {"collections": [replayed, items], "oplog": {"applied": 4}})
+    report = verify.verification(made, {"collections": [replayed, items], "oplog": {"applied": 4}})
     assert report["equal"], report
     assert (
         report["note"] == "4 oplog entries were replayed after the copy, changing 1"
@@ -254,13 +257,13 @@ def test_the_verification_report_tells_a_replayed_change_from_a_wrong_copy() -> 
 
     # a copy that differs from the manifest is a difference, replay or not
     wrong = {**replayed, "copied": {"count": 9, "hash": "aa"}}
-    report = backups.verification(made, {"collections": [wrong, items], "oplog": {"applied": 4}})
+    report = verify.verification(made, {"collections": [wrong, items], "oplog": {"applied": 4}})
     assert report["collections"][1]["differences"] == [
         "the copy: 9 documents, the manifest says 10"
     ]
 
     # a collection of the snapshot left out of a whole restore; not when some were selected
-    report = backups.verification(made, {"collections": [orders]})
+    report = verify.verification(made, {"collections": [orders]})
     assert not report["equal"]
     assert report["collections"][0] == {
         "ns": "shop.items",
@@ -269,7 +272,7 @@ def test_the_verification_report_tells_a_replayed_change_from_a_wrong_copy() -> 
         "expected_count": 5,
         "differences": ["in the snapshot, not restored"],
     }
-    assert backups.verification(made, {"collections": [orders]}, selected=True)["equal"]
+    assert verify.verification(made, {"collections": [orders]}, selected=True)["equal"]
 
 
 def test_the_restore_wizard_and_the_verification_on_the_snapshot(platform: Backups) -> None:  # noqa: F811
@@ -335,3 +338,32 @@ def test_the_restore_wizard_and_the_verification_on_the_snapshot(platform: Backu
     assert FAKE_SECRET not in text  # a link names the key's id, as any presigned link does
     for shown in (snapshot_page, page, cluster_page):
         assert FAKE_SECRET not in shown and FAKE_KEY not in shown
+
+
+def test_wap_agent_backup_to_and_restore_from_a_store_on_a_terminal(
+    moto: str,  # noqa: F811 (the fixture)
+    launcher: Any,  # noqa: F811 (the fixture)
+    aws_env: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What the playbooks run on a member: the snapshot in the platform's layout, with its
+    manifest; restored from it into another set, verified; exit 1 when the target is not empty."""
+    source, source_uri = replica_set(launcher, "rs3")
+    target, target_uri = replica_set(launcher, "rs4")
+    source.app.events.insert_many([{"i": i, "at": i * 0.5} for i in range(700)])
+    source.app.events.create_index([("at", -1), ("i", 1)])
+    store = ["--endpointUrl", moto, "--region", "eu-west-1"]
+    assert main(["backup", "--uri", source_uri, "--oplog", "--zstd", "--quiet", *store,
+                 "--to", f"s3://{BUCKET}/terminal", "--project", "p9", "--cluster", "c9",
+                 "--clusterName", "events"]) == 0  # fmt: skip
+    made = json.loads(capsys.readouterr().out)
+    assert made["manifest_key"].startswith("terminal/p9/c9/snapshots/")
+    assert made["documents"] == 700
+    url = f"s3://{BUCKET}/{made['manifest_key']}"
+    assert main(["restore", "--uri", target_uri, "--oplogReplay", "--quiet", *store,
+                 "--from", url]) == 0  # fmt: skip
+    restored = json.loads(capsys.readouterr().out)
+    assert restored["verification"]["equal"], restored["verification"]
+    assert collection_hash(target.app.events) == collection_hash(source.app.events)
+    assert main(["restore", "--uri", target_uri, "--quiet", *store, "--from", url]) == 1
+    assert "the target is not empty: app.events (700 documents)" in capsys.readouterr().err

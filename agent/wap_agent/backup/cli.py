@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from wap_agent.backup.metadata import MetadataError
 from wap_agent.backup.namespaces import NamespaceError
 from wap_agent.backup.restore import RestoreError, RestoreOptions, parse_oplog_limit, restore
 
+URI_ENV = "WAP_AGENT_URI"
 FAILURES = (
     DumpError,
     RestoreError,
@@ -77,7 +79,13 @@ class Progress:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--uri", required=True, help="the MongoDB connection string")
+    parser.add_argument(
+        "--uri",
+        default=os.environ.get(URI_ENV),
+        required=URI_ENV not in os.environ,
+        help=f"the MongoDB connection string (default: ${URI_ENV}, which keeps a password out of"
+        " the host's process list)",
+    )
     parser.add_argument(
         "--archive",
         nargs="?",
@@ -146,6 +154,12 @@ def add_parsers(commands) -> None:
         action="store_true",
         help="include admin.system.users and admin.system.roles",
     )
+    _store(backup, "--to", "s3://BUCKET[/PREFIX]", "write a snapshot there, with its manifest, "
+           "as the platform lays it out (the host's AWS credentials)")  # fmt: skip
+    backup.add_argument("--project", default="", help="with --to: the project's id (the layout)")
+    backup.add_argument("--cluster", default="", help="with --to: the cluster's id (the layout)")
+    backup.add_argument("--clusterName", default="", help="with --to: the cluster's name")
+    backup.add_argument("--snapshotId", default="", help="with --to: the id (default: made)")
     backup.set_defaults(handler=run_backup)
     back = commands.add_parser(
         "restore",
@@ -175,7 +189,16 @@ def add_parsers(commands) -> None:
         action="store_true",
         help="restore admin.system.users and admin.system.roles",
     )
+    _store(back, "--from", "s3://BUCKET/KEY/manifest.json",
+           "restore the snapshot this manifest describes, checked against it; print the"
+           " verification (exit 1 unless equal)")  # fmt: skip
     back.set_defaults(handler=run_restore)
+
+
+def _store(parser: argparse.ArgumentParser, flag: str, metavar: str, text: str) -> None:
+    parser.add_argument(flag, dest="store", metavar=metavar, help=text)
+    parser.add_argument("--endpointUrl", default="", help="an S3-compatible store's endpoint")
+    parser.add_argument("--region", default="", help="the bucket's AWS region")
 
 
 def _compression(args: argparse.Namespace) -> str | None:
@@ -195,7 +218,78 @@ def _fail(name: str, exc: BaseException) -> int:
     return 1
 
 
+def _s3_url(text: str) -> tuple[str, str]:
+    if not text.startswith("s3://") or not text[5:].split("/", 1)[0]:
+        raise ValueError(f"{text!r}: expected s3://BUCKET/...")
+    bucket, _, key = text[5:].partition("/")
+    return bucket, key.strip("/")
+
+
+def _to_store(args: argparse.Namespace) -> int:
+    """The platform's backup command, run from a terminal: the snapshot and its manifest in the
+    store's layout; its result (id, manifest key, size, SHA-256, documents) on standard output."""
+    from wap_agent.backup import s3
+    from wap_agent.backup.manifest import back_up, snapshot_id
+
+    bucket, prefix = _s3_url(args.store)
+    store = {"bucket": bucket, "prefix": prefix, "region": args.region,
+             "endpoint_url": args.endpointUrl}  # fmt: skip
+    command = {**store, "snapshot_id": args.snapshotId or snapshot_id(time.time()),
+               "project_id": args.project, "cluster_id": args.cluster,
+               "cluster_name": args.clusterName, "compression": _compression(args),
+               "member": args.member or "", "oplog": args.oplog}  # fmt: skip
+    client = s3.client(args.endpointUrl or None, args.region or None)
+    result = back_up(args.uri, command, s3=client, progress=Progress("dumping", args.quiet))
+    print(json.dumps(result))
+    return _finish(args, result)
+
+
+def _from_store(args: argparse.Namespace) -> int:
+    """The platform's restore command, run from a terminal, then its verification against the
+    manifest; the report on standard output."""
+    from wap_agent.backup import s3
+    from wap_agent.backup.manifest import read
+    from wap_agent.backup.verify import verification
+    from wap_agent.commands import BadArguments
+    from wap_agent.commands.backup import Restore, restore_snapshot
+
+    bucket, key = _s3_url(args.store)
+    try:
+        checked = Restore().check(
+            {"bucket": bucket, "manifest_key": key, "region": args.region,
+             "endpoint_url": args.endpointUrl, "drop": args.drop, "include": args.nsInclude,
+             "exclude": args.nsExclude, "rename_from": args.nsFrom, "rename_to": args.nsTo,
+             "oplog_replay": args.oplogReplay}
+        )  # fmt: skip
+    except BadArguments as exc:
+        print(f"wap-agent restore: {exc}", file=sys.stderr)
+        return 2
+    client = s3.client(args.endpointUrl or None, args.region or None)
+    result = restore_snapshot(args.uri, checked, client, Progress("restoring", args.quiet))
+    report = verification(read(client, bucket, key), result, selected=bool(args.nsInclude))
+    print(json.dumps({**result, "verification": report}))
+    _finish(args, result)
+    if not report["equal"]:
+        print("wap-agent restore: the restored data differs from the snapshot's manifest"
+              " (the report's differences say where)", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def _with_store(name: str, clash: str, elsewhere: Any, run: Any) -> int:
+    if elsewhere:
+        print(f"wap-agent {name}: {clash}", file=sys.stderr)
+        return 2
+    try:
+        return run()
+    except (*FAILURES, ValueError) as exc:
+        return _fail(name, exc)
+
+
 def run_backup(args: argparse.Namespace) -> int:
+    if args.store:
+        return _with_store("backup", "--to excludes --archive and --dir", args.archive or args.dir,
+                           lambda: _to_store(args))  # fmt: skip
     if args.archive and args.dir:
         print("wap-agent backup: --archive and --dir exclude each other", file=sys.stderr)
         return 2
@@ -230,6 +324,9 @@ def run_backup(args: argparse.Namespace) -> int:
 
 def run_restore(args: argparse.Namespace) -> int:
     directory = args.dir or args.source
+    if args.store:
+        return _with_store("restore", "--from excludes --archive and a directory",
+                           args.archive or directory, lambda: _from_store(args))  # fmt: skip
     if args.archive and directory:
         print("wap-agent restore: --archive and a directory exclude each other", file=sys.stderr)
         return 2

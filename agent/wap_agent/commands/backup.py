@@ -106,6 +106,9 @@ class Progress:
                 self.bytes += int(event.get("bytes") or 0)
             elif kind == "collection":
                 self.done += 1
+            elif kind == "step":
+                self.say(str(event.get("message")), event.get("fraction"))
+                return
             elif kind == "oplog":
                 self.say(f"{self.verb}: oplog, {int(event.get('count') or 0):,} entries", None)
                 return
@@ -224,54 +227,61 @@ class Restore:
         return checked
 
     def run(self, args: dict[str, Any], context: Context) -> dict[str, Any]:
-        from wap_agent.backup.dump import client_for
-        from wap_agent.backup.manifest import read
-        from wap_agent.backup.restore import RestoreError, RestoreOptions, restore
-        from wap_agent.backup.s3 import S3Download
+        return restore_snapshot(_uri(context), args, _s3(args), Progress(context, "restore"))
 
-        uri, s3 = _uri(context), _s3(args)
-        context.progress("restore: reading the manifest")
-        manifest = read(s3, args["bucket"], args["manifest_key"])
-        if len(manifest.files) != 1:
-            raise RestoreError(
-                f"the snapshot has {len(manifest.files)} archives (a sharded cluster's): restore"
-                " each replica set's archive on a host of the matching target set"
-            )
-        (stored,) = manifest.files
-        options = RestoreOptions(
-            drop=args["drop"], oplog_replay=args["oplog_replay"], include=args["include"],
-            exclude=args["exclude"], rename_from=args["rename_from"],
-            rename_to=args["rename_to"], progress=Progress(context, "restore"),
-        )  # fmt: skip
-        with S3Download(s3, args["bucket"], stored.key) as source:
-            checked = _Checked(source)
-            summary = restore(uri, io.BufferedReader(checked, 1 << 20), options=options)
-        if checked.digest.hexdigest() != stored.sha256 or checked.size != stored.size:
-            raise RestoreError(
-                f"{stored.key} read {checked.size} bytes with SHA-256 {checked.digest.hexdigest()}"
-                f", the manifest says {stored.size} bytes, {stored.sha256}: the snapshot's archive"
-                " is not the one its manifest describes; the restored data cannot be trusted"
-            )
-        context.progress("restore: verifying", 0.99)
-        copied = {c["ns"]: c for c in summary["collections"]}
-        kinds = {c.ns: c.type for c in manifest.collections}
-        series = frozenset(ns for ns, c in copied.items() if kinds.get(c["source"]) == "timeseries")
-        with client_for(uri) as client:
-            held = found(client, sorted(copied), series)
-        return {
-            "snapshot_id": manifest.snapshot_id,
-            "restore_id": args["restore_id"],
-            "duration_seconds": summary["duration_seconds"],
-            "documents": sum(c["count"] for c in summary["collections"]),
-            "bytes": sum(c["bytes"] for c in summary["collections"]),
-            "oplog": summary.get("oplog"),
-            "collections": [
-                {
-                    "ns": ns,
-                    "source": copied[ns]["source"],
-                    **held[ns],
-                    "copied": {"count": copied[ns]["count"], "hash": copied[ns]["hash"]},
-                }
-                for ns in sorted(held)
-            ],
-        }
+
+def restore_snapshot(uri: str, args: dict[str, Any], s3: Any, progress: Any) -> dict[str, Any]:
+    """Restore the snapshot whose manifest `args` name (Restore.check's arguments) into `uri`:
+    its archive streamed from the store, its SHA-256 checked against the manifest as it is read;
+    the result holds, per restored collection, what was copied and what the server then holds.
+    `progress(event)` is given the engine's events, and the command's own steps as ``step``."""
+    from wap_agent.backup.dump import client_for
+    from wap_agent.backup.manifest import read
+    from wap_agent.backup.restore import RestoreError, RestoreOptions, restore
+    from wap_agent.backup.s3 import S3Download
+
+    progress({"event": "step", "message": "restore: reading the manifest"})
+    manifest = read(s3, args["bucket"], args["manifest_key"])
+    if len(manifest.files) != 1:
+        raise RestoreError(
+            f"the snapshot has {len(manifest.files)} archives (a sharded cluster's): restore"
+            " each replica set's archive on a host of the matching target set"
+        )
+    (stored,) = manifest.files
+    options = RestoreOptions(
+        drop=args["drop"], oplog_replay=args["oplog_replay"], include=args["include"],
+        exclude=args["exclude"], rename_from=args["rename_from"],
+        rename_to=args["rename_to"], progress=progress,
+    )  # fmt: skip
+    with S3Download(s3, args["bucket"], stored.key) as source:
+        checked = _Checked(source)
+        summary = restore(uri, io.BufferedReader(checked, 1 << 20), options=options)
+    if checked.digest.hexdigest() != stored.sha256 or checked.size != stored.size:
+        raise RestoreError(
+            f"{stored.key} read {checked.size} bytes with SHA-256 {checked.digest.hexdigest()}"
+            f", the manifest says {stored.size} bytes, {stored.sha256}: the snapshot's archive"
+            " is not the one its manifest describes; the restored data cannot be trusted"
+        )
+    progress({"event": "step", "message": "restore: verifying", "fraction": 0.99})
+    copied = {c["ns"]: c for c in summary["collections"]}
+    kinds = {c.ns: c.type for c in manifest.collections}
+    series = frozenset(ns for ns, c in copied.items() if kinds.get(c["source"]) == "timeseries")
+    with client_for(uri) as client:
+        held = found(client, sorted(copied), series)
+    return {
+        "snapshot_id": manifest.snapshot_id,
+        "restore_id": args.get("restore_id", ""),
+        "duration_seconds": summary["duration_seconds"],
+        "documents": sum(c["count"] for c in summary["collections"]),
+        "bytes": sum(c["bytes"] for c in summary["collections"]),
+        "oplog": summary.get("oplog"),
+        "collections": [
+            {
+                "ns": ns,
+                "source": copied[ns]["source"],
+                **held[ns],
+                "copied": {"count": copied[ns]["count"], "hash": copied[ns]["hash"]},
+            }
+            for ns in sorted(held)
+        ],
+    }
