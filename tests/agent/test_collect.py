@@ -229,7 +229,7 @@ def test_sizes_of_many_collections_stay_within_the_command_budget(launcher):
     client.other.big.insert_many([{"pad": "z" * 1000} for _ in range(30)])
 
     log = CommandLog()
-    survey = SizeSurvey(dbstats_per_round=10, collections_per_round=20, top_collections=5)
+    survey = SizeSurvey(dbstats_per_round=10, collections_per_round=20, top_collections=5, every=0)
     collector = MongoCollector(node.uri, sizes=survey, client_options={"event_listeners": [log]})
     budget = 1 + 1 + 10 + 20  # serverStatus, listDatabases, dbStats lane, collection lane
     rounds = []
@@ -264,7 +264,7 @@ def test_database_stats_rotate_when_there_are_more_databases_than_the_budget(lau
     for i in range(12):
         client[f"db{i:02d}"].items.insert_one({"i": i})
     log = CommandLog()
-    survey = SizeSurvey(dbstats_per_round=4, collections_per_round=1)
+    survey = SizeSurvey(dbstats_per_round=4, collections_per_round=1, every=0)
     collector = MongoCollector(node.uri, sizes=survey, client_options={"event_listeners": [log]})
     try:
         for _ in range(4):  # 12 databases and admin (config and local are empty here)
@@ -276,6 +276,32 @@ def test_database_stats_rotate_when_there_are_more_databases_than_the_budget(lau
         collector.close()
     listed = {d["name"] for d in client.admin.command("listDatabases")["databases"]}
     assert set(survey.databases) == listed
+
+
+def test_sizes_are_read_at_most_once_a_minute_whatever_the_interval(launcher):
+    """Rounds within ``every`` seconds of the survey's last run report the sizes known (with
+    the time each was read) and send no size command; the next run comes once a minute has
+    passed."""
+    node = launcher.start()
+    node.client().app.items.insert_many([{"i": i} for i in range(5)])
+    now = [1_000_000.0]
+    log = CommandLog()
+    survey = SizeSurvey(clock=lambda: now[0])
+    collector = MongoCollector(node.uri, sizes=survey, client_options={"event_listeners": [log]})
+    sizes = ("listDatabases", "dbStats", "listCollections", "aggregate")
+    try:
+        runs = []
+        for advance in (0, 1, 30, 28.5, 0.5):  # 0, 1, 31, 59.5, then 60 s after the first
+            now[0] += advance
+            log.names.clear()
+            samples = collector.collect()
+            runs.append(sum(log.names.count(name) for name in sizes))
+            assert values(samples, "mongodb_collection_documents", db="app") == [5.0]
+            assert values(samples, "mongodb_db_objects", db="app") == [5.0]
+        # aggregate also reads the oplog's $collStats in a replica set: not here (standalone)
+        assert runs[0] > 0 and runs[1:4] == [0, 0, 0] and runs[4] > 0, runs
+    finally:
+        collector.close()
 
 
 def test_prometheus_output_parses(member):

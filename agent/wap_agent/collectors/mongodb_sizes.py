@@ -1,7 +1,10 @@
-"""Database and collection sizes at a bounded cost per round.
+"""Database and collection sizes at a bounded cost per round and per minute.
 
-Each round costs at most ``1 + dbstats_per_round + collections_per_round`` commands, whatever
-the number of databases and collections:
+Sizes change slowly: the survey runs at most once every ``every`` seconds (default 60; the
+rounds between report what is known and cost no command), so a 1 s interval does not read them
+sixty times more often than a minute needs. A run costs at most
+``1 + dbstats_per_round + collections_per_round`` commands, whatever the number of databases and
+collections:
 
 - ``listDatabases`` (nameOnly) once;
 - ``dbStats`` for every database, or for the next ``dbstats_per_round`` of them in rotation when
@@ -12,9 +15,10 @@ the number of databases and collections:
 
 Every figure is kept with the time it was read, and each round reports the ``top_databases`` and
 ``top_collections`` largest (data plus indexes on disk) from what is known, each with the
-timestamp of its own reading. With 10,000 collections and 20 per round, each collection is read
-again every 500 rounds; the largest ones are reported every round. ``local`` has no collection
-lane (its one large collection, the oplog, has series of its own).
+timestamp of its own reading. With 10,000 collections and 20 per run, each collection is read
+again every 500 runs (about 8 hours at one run a minute); the largest ones are reported every
+round. ``local`` has no collection lane (its one large collection, the oplog, has series of its
+own).
 """
 
 from __future__ import annotations
@@ -40,9 +44,12 @@ class SizeSurvey:
         top_databases: int = 20,
         top_collections: int = 20,
         clock: Callable[[], float] = time.time,
+        every: float = 60.0,
     ) -> None:
         if dbstats_per_round < 1 or collections_per_round < 1:
             raise ValueError("the size survey needs at least one command per round for each lane")
+        self.every = every
+        self._last_run: float | None = None
         self.dbstats_per_round = dbstats_per_round
         self.collections_per_round = collections_per_round
         self.top_databases = top_databases
@@ -56,8 +63,13 @@ class SizeSurvey:
         self.commands = 0  # commands of the last round
 
     def run(self, client: MongoClient, errors: list[str]) -> None:
-        """One round: refresh what the budget allows. Errors are appended, never raised."""
+        """One round: refresh what the budget allows, when ``every`` seconds have passed since
+        the last run. Errors are appended, never raised."""
         self.commands = 0
+        now = self.clock()
+        if self._last_run is not None and 0 <= now - self._last_run < self.every:
+            return
+        self._last_run = now
         names = self._list_databases(client, errors)
         if names is None:
             return
