@@ -412,6 +412,10 @@ def test_without_an_agent_a_backup_playbook_runs_as_a_job(
     variables = platform.store.jobs.find_one({"_id": entry["job_id"]})["extra_vars"]
     assert variables["wap_backup"]["snapshot_id"] == entry["_id"]
     assert variables["wap_backup"]["bucket"] == BUCKET
+    assert (variables["wap_backup"]["project_id"], variables["wap_backup"]["cluster_id"]) == (
+        platform.project["id"],
+        platform.cluster["_id"],
+    )  # the layout backup_cluster.yml writes
     assert FAKE_SECRET not in str(variables) and FAKE_KEY not in str(variables)
     platform.store.jobs.update_one(  # as the worker ends a job whose playbook failed
         {"_id": entry["job_id"]}, {"$set": {"status": "failed", "reason": "mongod unreachable"}}

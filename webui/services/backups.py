@@ -267,6 +267,15 @@ def _wake(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _engine_vars(settings: Settings) -> dict[str, Any]:
+    """The agent's wheelhouse, for backup_cluster.yml to install the engine on a host that has
+    no agent (its role, whaleal.wap.mongodb_backup, runs the agent's install when there is one)."""
+    wheelhouse = settings.agent_wheelhouse
+    if wheelhouse is None or not any(wheelhouse.glob("wap_agent-*.whl")):
+        return {}
+    return {"mongodb_backup_wheelhouse": str(wheelhouse)}
+
+
 def _layout(policy: dict[str, Any]) -> snapshots.Layout:
     return snapshots.Layout(policy["store"]["prefix"], policy["project_id"], policy["cluster_id"])
 
@@ -369,16 +378,27 @@ def _launch(
         )
         entry.update(via="agent", host_id=host["_id"], command_id=command["_id"])
     elif PLAYBOOK in jobs.list_playbooks(settings):
+        # The cluster's own credentials (its SSH key, its administrator) beside the store's:
+        # backup_cluster.yml logs in to a member's host and reads the set as the deploy did.
         data = {
             "playbook": PLAYBOOK,
             "cluster_id": cluster["_id"],
-            "credential_ids": [policy["store"]["credential_id"]],
-        }
+            "credential_ids": list(dict.fromkeys(
+                [policy["store"]["credential_id"], *cluster.get("credential_ids", [])])),
+        }  # fmt: skip
+        deployed = cluster.get("deploy_vars") or {}
         job = jobs.create_job(
             store, settings, actor, cluster["project_id"], data,
-            action="backup", platform_vars={"wap_backup": {**entry["store"], **{
-                "snapshot_id": snapshot_id, "prefix": policy["store"]["prefix"],
-                "compression": compression, "member": policy.get("member", "")}}},
+            action="backup", platform_vars={
+                "wap_backup": {**entry["store"], **{
+                    "snapshot_id": snapshot_id, "prefix": policy["store"]["prefix"],
+                    "compression": compression, "member": policy.get("member", ""),
+                    "project_id": cluster["project_id"], "cluster_id": cluster["_id"],
+                    "cluster_name": cluster["name"]}},
+                **{k: deployed[k] for k in ("mongodb_replicaset_name", "mongodb_replicaset_port",
+                                            "mongodb_replicaset_tls") if k in deployed},
+                **_engine_vars(settings),
+            },
         )  # fmt: skip
         entry.update(via="job", job_id=job["_id"])
     else:
