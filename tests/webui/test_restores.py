@@ -8,15 +8,18 @@ a download link reads the archive the manifest describes. No secret in any answe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import urllib.request
 from pathlib import Path
+from time import time
 from typing import Any
 
 import pytest
 
 from tests.aws.cloud import FAKE_KEY, FAKE_SECRET
+from tests.labhosts import REPO
 from tests.mongod_double.conftest import launcher  # noqa: F401 (a fixture, found by pytest)
 from tests.waiting import wait_until
 from tests.webui.test_agent_ingest import batch, body
@@ -367,3 +370,50 @@ def test_wap_agent_backup_to_and_restore_from_a_store_on_a_terminal(
     assert collection_hash(target.app.events) == collection_hash(source.app.events)
     assert main(["restore", "--uri", target_uri, "--quiet", *store, "--from", url]) == 1
     assert "the target is not empty: app.events (700 documents)" in capsys.readouterr().err
+
+
+def test_a_restore_into_a_new_cluster_waits_for_its_deployment_and_agent(
+    platform: Backups,  # noqa: F811 (the fixture)
+) -> None:
+    platform.policy()
+    platform.agent_alive()
+    snapshot = platform.api("POST", f"/clusters/{platform.cluster['_id']}/backups").get_json()
+    platform.agent_backs_up()
+    backups.tick(platform.store, platform.settings)
+    project = platform.project["id"]
+    host = platform.api("POST", f"/projects/{project}/hosts",
+                        json={"name": "db3", "address": "10.0.0.3"}).get_json()  # fmt: skip
+    token = platform.api("POST", f"/projects/{project}/hosts/{host['id']}/agent-token")
+    new = {"name": "orders-new", "host_ids": [host["id"]], "mongodb_version": "7.0.14",
+           "auth": False, "tls": False}  # fmt: skip
+    # the repository's playbooks (the test app's dir has stand-ins only)
+    settings = dataclasses.replace(platform.settings, playbooks_dir=REPO / "playbooks")
+    admin = Actor(None, "admin", "admin", "tests")
+    restore = backups.start_restore(platform.store, settings, admin, snapshot["id"],
+                                    {"target": "new", "deployment": new})  # fmt: skip
+    assert (restore["status"], restore["cluster_name"]) == ("waiting", "orders-new")
+    job = {"_id": restore["deploy_job_id"]}
+    assert platform.store.jobs.find_one(job)["playbook"] == "deploy_replicaset.yml"
+
+    def status() -> str:
+        backups.tick(platform.store, platform.settings)
+        return platform.api("GET", f"/restores/{restore['_id']}").get_json()["status"]
+
+    assert status() == "waiting"  # its deployment is queued
+    platform.store.jobs.update_one(job, {"$set": {"status": "successful", "finished_at": time()}})
+    assert status() == "waiting"  # deployed, but no agent on db3 heard of yet
+    assert platform.send(body(batch(1)), token=token.get_json()["token"]).status_code == 200
+    assert status() == "running"
+    headers = {"Authorization": f"Bearer {token.get_json()['token']}"}
+    given = platform.client.get("/api/v1/agent/commands", headers=headers).get_json()["commands"]
+    assert [(c["name"], c["args"]["restore_id"]) for c in given] == [("restore", restore["_id"])]
+
+    # a deployment that fails fails its restore, saying so
+    again = {**new, "name": "orders-new2"}
+    failing = backups.start_restore(platform.store, settings, admin, snapshot["id"],
+                                    {"target": "new", "deployment": again})  # fmt: skip
+    platform.store.jobs.update_one({"_id": failing["deploy_job_id"]},
+                                   {"$set": {"status": "failed"}})  # fmt: skip
+    backups.tick(platform.store, platform.settings)
+    ended = platform.api("GET", f"/restores/{failing['_id']}").get_json()
+    assert (ended["status"], ended["reason"]) == ("failed", "the target's deployment ended failed")
