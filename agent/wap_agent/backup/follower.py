@@ -107,6 +107,7 @@ class Follower:
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.pending_since = 0.0
+        self.retry_at = 0.0
         self.gap: tuple[OpTime, OpTime] | None = None  # open: (last stored, first read after)
         self.member: str | None = None
 
@@ -130,6 +131,7 @@ class Follower:
                 self.event(event="interrupted", member=self.member, error=str(exc)[:300])
                 self.drop_pending()
                 stop.wait(self.options.retry_seconds)
+        self.retry_at = 0.0
         self.flush()
 
     def resume_point(self) -> OpTime | None:
@@ -165,6 +167,7 @@ class Follower:
         oplog = client.local.get_collection("oplog.rs", codec_options=RAW)
         self.position(oplog)
         assert self.last is not None
+        self.read_last = self.last
         cursor = oplog.find(
             {"ts": {"$gte": self.last.ts}}, cursor_type=CursorType.TAILABLE_AWAIT
         ).max_await_time_ms(self.options.await_ms)
@@ -173,7 +176,10 @@ class Follower:
         first = True
         with cursor:
             while cursor.alive and not stop.is_set():
-                entry = cursor.try_next()
+                try:
+                    entry = cursor.next()
+                except StopIteration:  # nothing new within await_ms; the cursor stays open
+                    entry = None
                 if self.member is None and cursor.address:
                     self.member = f"{cursor.address[0]}:{cursor.address[1]}"
                 if entry is None:
@@ -308,10 +314,13 @@ class Follower:
         """Store the pending entries as a chunk; False (kept, retried later) if the store fails."""
         if not self.pending:
             return True
+        if time.monotonic() < self.retry_at:  # the store failed lately: not before retry_at
+            return False
         prev = None if self.gap else self.last
         try:
             chunk = self.store.put_chunk(self.pending, prev)
         except Exception as exc:  # any store failure: keep the entries, retry
+            self.retry_at = time.monotonic() + self.options.retry_seconds
             self.event(event="store_failed", error=str(exc)[:300], pending=len(self.pending))
             return False
         period = self.last.ts.time // self.options.slice_seconds if self.last else None

@@ -1,0 +1,351 @@
+"""Continuous backup: the oplog follower against a 3-member set of doubles on 127.0.0.1 (1 MB
+oplogs) and moto's S3 on 127.0.0.1.
+
+A writer keeps changing documents with w: majority and keeps a shadow of what was acknowledged.
+The follower, started from a base snapshot's end, is stopped and started again (from its
+checkpoint), the primary steps down and the member it reads is killed: the store then holds the
+set's oplog after the snapshot, every entry once and in order, and a restore to the timestamp of
+an acknowledged write equals the shadow as it was then. A follower stopped while the oplogs roll
+over records a gap with its bounds; an FCV change ends a restorable window, with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime
+import signal
+import threading
+import time
+from typing import Any
+
+import pymongo
+import pytest
+from bson.timestamp import Timestamp
+
+from tests.agent.test_backup_restore import one_member_set
+from tests.agent.test_oplog_store import BUCKET, moto_bucket
+from tests.aws.cloud import FAKE_KEY, FAKE_SECRET, REGION, free_port
+from tests.mongod_double.conftest import Launcher
+from tests.waiting import member_states, wait_until
+from wap_agent.backup import manifest
+from wap_agent.backup import s3 as s3mod
+from wap_agent.backup.coverage import coverage
+from wap_agent.backup.follower import Follower, FollowerError, FollowerOptions
+from wap_agent.backup.manifest import Layout
+from wap_agent.backup.pitr import restore_to
+from wap_agent.backup.slices import OplogStore, OpTime
+from wap_agent.commands import BadArguments, Context
+from wap_agent.commands.follow import FollowOplog
+from wap_agent.config import AgentConfig
+
+ARGS = ("--replSet", "rs0", "--oplogSize", "1")
+FAST = {"chunk_seconds": 0.3, "slice_seconds": 2, "await_ms": 200, "retry_seconds": 0.3}
+
+
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory):
+    launch = Launcher(tmp_path_factory.mktemp("follower"))
+    try:
+        yield launch
+    finally:
+        launch.cleanup()
+
+
+@pytest.fixture(scope="module")
+def s3() -> Any:
+    with moto_bucket() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def rs(launcher):
+    nodes = [launcher.start(*ARGS) for _ in range(3)]
+    first = nodes[0].client()
+    members = [{"_id": i, "host": f"127.0.0.1:{n.port}"} for i, n in enumerate(nodes)]
+    first.admin.command("replSetInitiate", {"_id": "rs0", "members": members})
+    uri = "mongodb://" + ",".join(f"127.0.0.1:{n.port}" for n in nodes) + "/?replicaSet=rs0"
+    client = pymongo.MongoClient(uri, w="majority", wTimeoutMS=30_000, socketTimeoutMS=60_000)
+    wait_until(lambda: client.app.items.insert_one({"_id": "seed"}), timeout=60,
+               what="a primary taking majority writes", retry=pymongo.errors.PyMongoError,
+               seen=lambda: states(nodes))  # fmt: skip
+    yield {"uri": uri, "nodes": nodes, "client": client}
+    client.close()
+
+
+def states(nodes) -> str:
+    return member_states(
+        {f"127.0.0.1:{n.port}": pymongo.MongoClient(f"127.0.0.1:{n.port}", directConnection=True,
+                                                    serverSelectionTimeoutMS=1000)
+         for n in nodes}, close=True,
+    )  # fmt: skip
+
+
+class Writer(threading.Thread):
+    """Sets and deletes documents by _id with w: majority (idempotent, so a write retried after
+    an election leaves the same state); after each acknowledged write, the shadow and the
+    write's operationTime."""
+
+    def __init__(self, client: pymongo.MongoClient) -> None:
+        super().__init__(daemon=True)
+        self.coll = client.app.items
+        self.shadow: dict[Any, dict] = {"seed": {"_id": "seed"}}
+        self.history: list[tuple[Timestamp, dict]] = []
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        n = 0
+        with self.coll.database.client.start_session() as session:
+            while not self.stop.is_set():
+                key = n % 97
+                if n % 5 == 4:
+                    self._write(
+                        session, lambda s, k=key: self.coll.delete_one({"_id": k}, session=s)
+                    )
+                    self.shadow.pop(key, None)
+                else:
+                    doc = {"_id": key, "n": n, "pad": "x" * (n % 50)}
+                    self._write(session, lambda s, d=doc: self.coll.replace_one(
+                        {"_id": d["_id"]}, d, upsert=True, session=s))  # fmt: skip
+                    self.shadow[key] = doc
+                self.history.append((session.operation_time, dict(self.shadow)))
+                n += 1
+
+    def _write(self, session, write) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                write(session)
+                return
+            except pymongo.errors.PyMongoError as exc:  # an election: the same write again
+                self.errors.append(str(exc)[:200])
+                if time.monotonic() > deadline:
+                    raise
+                self.stop.wait(0.2)
+
+    def wait_for(self, count: int) -> None:
+        start = len(self.history)
+        wait_until(lambda: len(self.history) >= start + count or not self.is_alive(),
+                   timeout=120, what=f"{count} more acknowledged writes",
+                   seen=lambda: (len(self.history), self.errors[-3:]))  # fmt: skip
+        assert self.is_alive(), f"the writer stopped: {self.errors[-3:]}"
+
+
+class Running:
+    """A follower in a thread, stopped on leaving."""
+
+    def __init__(self, follower: Follower) -> None:
+        self.follower = follower
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=follower.run, args=(self.stop,), daemon=True)
+
+    def __enter__(self) -> Follower:
+        self.thread.start()
+        return self.follower
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "the follower did not stop"
+
+
+def durable_to(store: OplogStore, ts: Timestamp, what: str) -> None:
+    wait_until(lambda: (c := store.checkpoint()) is not None and c.ts >= ts, timeout=120,
+               what=what, seen=store.checkpoint)  # fmt: skip
+
+
+def stored(store: OplogStore) -> list[OpTime]:
+    return [OpTime.of(e) for o in store.objects() for e in store.entries(o)]
+
+
+def base_snapshot(uri: str, s3: Any, layout: Layout) -> manifest.Manifest:
+    args = {"snapshot_id": manifest.snapshot_id(time.time()), "bucket": BUCKET,
+            "prefix": layout.prefix, "project_id": layout.project_id,
+            "cluster_id": layout.cluster_id, "compression": "zstd"}  # fmt: skip
+    made = manifest.back_up(uri, args, s3=s3)
+    return manifest.read(s3, BUCKET, made["manifest_key"])
+
+
+def test_every_entry_once_in_order_through_restarts_and_elections_and_pitr(rs, s3, launcher):
+    layout = Layout("pitr", "p1", "c1")
+    client = rs["client"]
+    store = OplogStore(s3, BUCKET, layout, "rs0", compression="gzip")
+    writer = Writer(rs["client"])
+    writer.start()
+    try:
+        writer.wait_for(50)
+        base = base_snapshot(rs["uri"], s3, layout)
+        base_end = Timestamp(base.oplog_end["t"], base.oplog_end["i"])
+        with Running(Follower(rs["uri"], store, base_end, FollowerOptions(**FAST))):
+            writer.wait_for(150)
+        events: list[dict] = []
+        options = FollowerOptions(**FAST, on_event=events.append)
+        with Running(Follower(rs["uri"], store, None, options)) as follower:
+            writer.wait_for(100)
+            primary = rs["client"].primary
+            with pymongo.MongoClient(f"{primary[0]}:{primary[1]}", directConnection=True) as old:
+                old.admin.command("replSetStepDown", 10, secondaryCatchUpPeriodSecs=5)
+            wait_until(lambda: client.primary not in (None, primary), timeout=60,
+                       what="another primary", seen=lambda: states(rs["nodes"]))  # fmt: skip
+            writer.wait_for(100)
+            read = wait_until(lambda: follower.member, timeout=30, what="the member read")
+            node = next(n for n in rs["nodes"] if read.endswith(f":{n.port}"))
+            node.stop(signal.SIGKILL)
+            wait_until(lambda: follower.member not in (None, read), timeout=60,
+                       what="the follower on another member", seen=lambda: events[-3:])  # fmt: skip
+            writer.wait_for(100)
+            launcher.start(*ARGS, dbpath=node.dbpath, port=node.port)
+            writer.wait_for(100)
+            writer.stop.set()
+            writer.join(90)
+            last = writer.history[-1][0]
+            durable_to(store, last, "the last acknowledged write durable in the store")
+    finally:
+        writer.stop.set()
+    source = [OpTime.of(e) for e in client.local["oplog.rs"].find({"ts": {"$gt": base_end}})]
+    kept = stored(store)
+    assert len(kept) == len(set(kept)), "an entry stored twice"
+    assert kept == source[: len(kept)] and kept[-1].ts >= last, (kept[-3:], source[-3:])
+    assert store.slices(), "no chunks were compacted into slices"
+    assert len({o.term for o in kept}) >= 2, "the step-down's new term is not among the entries"
+    assert any(e["event"] == "interrupted" and e["member"] == read for e in events), events
+
+    covered = coverage(s3, BUCKET, layout)["replica_sets"]["rs0"]
+    assert covered["gaps"] == []
+    [window] = covered["windows"]
+    assert (window["from"]["t"], window["from"]["i"]) == (base_end.time, base_end.inc)
+    assert (window["until"]["t"], window["until"]["i"]) == (kept[-1].ts.time, kept[-1].ts.inc)
+
+    # restored to an acknowledged write's timestamp, to a UTC second, to the last write: each
+    # equals the shadow as it was then (a UTC second: after the last write of that second)
+    after = [(ts, shadow) for ts, shadow in writer.history if ts > base_end]
+    middle = after[len(after) // 2][0]
+    second = datetime.datetime.fromtimestamp(after[len(after) // 3][0].time, datetime.UTC)
+    for target, expected in (
+        (middle, after[len(after) // 2][1]),
+        (second, [s for ts, s in after if ts.time <= second.timestamp()][-1]),
+        (after[-1][0], after[-1][1]),
+    ):
+        into = one_member_set(launcher)
+        done = restore_to(into.uri, s3, BUCKET, layout, "rs0", target)
+        assert done["snapshot_id"] == base.snapshot_id and done["oplog_applied"] > 0
+        restored = {d["_id"]: d for d in into.client().app.items.find()}
+        assert restored == expected, f"restored to {target}"
+        into.stop()
+
+
+def test_a_gap_is_recorded_with_its_bounds_and_an_fcv_change_ends_a_window(rs, s3):
+    layout = Layout("pitr", "p1", "c2")
+    store = OplogStore(s3, BUCKET, layout, "rs0")
+    client = rs["client"]
+    newest = client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
+    with Running(Follower(rs["uri"], store, newest, FollowerOptions(**FAST))):
+        client.app.gap.insert_many([{"_id": i} for i in range(20)])
+        durable_to(store, client.app.gap.database.client.local["oplog.rs"].find_one(
+            sort=[("$natural", -1)])["ts"], "the writes before the stop")  # fmt: skip
+    before = store.checkpoint()
+    for i in range(60):  # 3 MB through 1 MB oplogs, on every member (w: majority)
+        client.app.big.insert_one({"_id": i, "pad": "y" * 50_000})
+    assert client.local["oplog.rs"].find_one({"ts": before.ts}) is None
+    base = base_snapshot(rs["uri"], s3, layout)
+    fcv = client.admin.command("getParameter", 1, featureCompatibilityVersion=1)
+    lower = {"8.0": "7.0", "7.0": "6.0", "6.0": "5.0"}[
+        fcv["featureCompatibilityVersion"]["version"]
+    ]
+    with Running(Follower(rs["uri"], store, None, FollowerOptions(**FAST))):
+        client.app.gap.insert_one({"_id": "after the snapshot"})
+        client.admin.command("setFeatureCompatibilityVersion", lower, confirm=True)
+        client.app.gap.insert_one({"_id": "after the change"})
+        durable_to(store, client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"],
+                   "the writes after the FCV change")  # fmt: skip
+
+    covered = coverage(s3, BUCKET, layout)["replica_sets"]["rs0"]
+    [gap] = covered["gaps"]
+    assert OpTime.from_dict(gap["after"]) == before
+    resumed = OpTime.from_dict(gap["resumed"])
+    objects = store.objects()
+    first_after = next(o for o in objects if o.first.ts > before.ts)
+    assert first_after.prev is None and first_after.first == resumed
+    [window] = covered["windows"]
+    assert window["snapshot_id"] == base.snapshot_id
+    mark = covered["unrestorable"][0]  # the FCV document changes more than once
+    assert "admin.system.version" in mark["reason"] and window["ends"].startswith("unrestorable")
+    assert (window["until"]["t"], window["until"]["i"]) == (mark["prev"]["t"], mark["prev"]["i"])
+    end = Timestamp(base.oplog_end["t"], base.oplog_end["i"])
+    assert Timestamp(mark["at"]["t"], mark["at"]["i"]) > end
+
+
+def test_a_store_unreachable_for_a_while_loses_nothing_and_opens_no_gap(rs, s3):
+    layout = Layout("pitr", "p1", "c4")
+    store = OplogStore(s3, BUCKET, layout, "rs0")
+    client = rs["client"]
+    newest = client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
+    events: list[dict] = []
+    options = FollowerOptions(**FAST, on_event=events.append)
+    with Running(Follower(rs["uri"], store, newest, options)):
+        client.app.outage.insert_one({"_id": "before"})
+        durable_to(store, client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"],
+                   "the write before the outage")  # fmt: skip
+        # nothing listens there: connections are refused, as by a store that is down
+        store.s3 = s3mod.client(f"http://127.0.0.1:{free_port()}", REGION, FAKE_KEY, FAKE_SECRET,
+                                max_attempts=1, timeout=2)  # fmt: skip
+        for i in range(20):
+            client.app.outage.insert_one({"_id": i})
+        wait_until(lambda: [e for e in events if e["event"] == "store_failed"], timeout=60,
+                   what="the follower failing to store", seen=lambda: events[-3:])  # fmt: skip
+        store.s3 = s3
+        last = client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
+        durable_to(store, last, "the writes made during the outage")
+    source = [OpTime.of(e) for e in client.local["oplog.rs"].find({"ts": {"$gt": newest}})]
+    kept = stored(store)
+    assert kept == source[: len(kept)] and kept[-1].ts >= last
+    assert store.gaps() == [] and not [e for e in events if e["event"] == "gap"]
+
+
+def test_the_platform_starts_and_stops_a_follower_through_the_agent_command(
+    rs, s3, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY)  # the host's own credentials
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
+    command = FollowOplog()
+    with pytest.raises(BadArguments, match="action: one of start, stop, status"):
+        command.check({})
+    asked = {"action": "start", "bucket": BUCKET, "endpoint_url": s3.meta.endpoint_url,
+             "region": REGION, "prefix": "cmd", "project_id": "p1", "cluster_id": "c3",
+             "chunk_seconds": 0.3}  # fmt: skip
+    with pytest.raises(BadArguments, match=r"start: a BSON timestamp \{t, i\}"):
+        command.check({**asked, "start": {"t": "yesterday"}})
+    with pytest.raises(BadArguments, match="unknown argument"):
+        command.check({**asked, "secret_access_key": "x"})
+    config = AgentConfig(url="http://platform", token_file=tmp_path / "token",
+                         queue_dir=tmp_path / "queue", mongodb_uris=(rs["uri"],))  # fmt: skip
+    context = Context(config)
+    with pytest.raises(FollowerError, match="give the start"):
+        command.run(command.check(asked), context)  # nothing stored yet, no start given
+
+    client = rs["client"]
+    newest = client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
+    start = command.check({**asked, "start": {"t": newest.time, "i": newest.inc}})
+    started = command.run(start, context)
+    assert started["started"] and started["followers"][0]["key"] == "c3/rs0"
+    assert command.run(start, context)["started"] is False, "a second follower of the same set"
+    client.app.cmd.insert_many([{"_id": i} for i in range(10)])
+    last = client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
+    status = command.check({"action": "status", "cluster_id": "c3"})
+
+    def durable() -> bool:
+        [shown] = command.run(status, context)["followers"]
+        return shown["last_durable"] is not None and (
+            Timestamp(shown["last_durable"]["t"], shown["last_durable"]["i"]) >= last
+        )
+
+    wait_until(durable, timeout=60, what="the command's follower storing the inserts",
+               seen=lambda: command.run(status, context))  # fmt: skip
+    [stopped] = command.run(command.check({"action": "stop", "cluster_id": "c3"}), context)[
+        "followers"
+    ]
+    assert stopped["running"] is False and stopped["error"] == ""
+    assert command.run(status, context)["followers"] == []
+    store = OplogStore(s3, BUCKET, Layout("cmd", "p1", "c3"), "rs0")
+    source = [OpTime.of(e) for e in client.local["oplog.rs"].find({"ts": {"$gt": newest}})]
+    kept = stored(store)
+    assert kept == source[: len(kept)] and kept[-1].ts >= last
