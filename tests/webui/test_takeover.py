@@ -62,13 +62,16 @@ def _credential(api: Api, project_id: str, name: str, user: tuple[str, str]) -> 
     return response.json()["id"]
 
 
-def _discovered(api: Api, project_id: str, job_id: str) -> dict[str, Any]:
-    path = f"/projects/{project_id}/takeover/{job_id}"
+def ended(api: Api, path: str) -> dict[str, Any]:
+    """GET path until its status is no longer queued or running (a discovery, a plan)."""
     return wait_for(
         lambda: (a := api.call("GET", path).json())["status"] not in ("queued", "running") and a,
-        timeout=90, every=0.5, what=f"discovery {job_id} to end",
-        seen=lambda: api.call("GET", path).json()["status"],
+        timeout=90, every=0.5, what=f"{path} to end", seen=lambda: api.call("GET", path).json(),
     )  # fmt: skip
+
+
+def _discovered(api: Api, project_id: str, job_id: str) -> dict[str, Any]:
+    return ended(api, f"/projects/{project_id}/takeover/{job_id}")
 
 
 def test_a_set_is_discovered_from_one_address_shown_then_registered_with_its_members(

@@ -331,9 +331,18 @@ def list_audit(query: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def register_api(api: Api) -> None:
-    from webui.api import agent_commands, agents, backups, coverage, metrics, takeover, topology
+    from webui.api import (
+        agent_commands,
+        agents,
+        backups,
+        coverage,
+        member_ops,
+        metrics,
+        takeover,
+        topology,
+    )
 
     for bp in (me_bp, projects_bp, jobs_bp, admin_bp, *agents.BLUEPRINTS, *backups.BLUEPRINTS,
                *agent_commands.BLUEPRINTS, *metrics.BLUEPRINTS, *topology.BLUEPRINTS,
-               *takeover.BLUEPRINTS, *coverage.BLUEPRINTS):  # fmt: skip
+               *takeover.BLUEPRINTS, *coverage.BLUEPRINTS, *member_ops.BLUEPRINTS):  # fmt: skip
         api.register_blueprint(bp)

@@ -63,8 +63,9 @@ def register_views(app: Flask) -> None:
 
     app.register_error_handler(HTTPException, _http_error)  # replaces flask-smorest's
 
-    from webui.views import backups, overview, takeover  # `/`, the Backups area, taking over
+    from webui.views import backups, member_ops, overview, takeover
 
     app.register_blueprint(overview.bp)
     app.register_blueprint(backups.bp)
     app.register_blueprint(takeover.bp)
+    app.register_blueprint(member_ops.bp)

@@ -1,0 +1,65 @@
+"""A member's operations from the cluster's page (webui.services.member_ops, which the API calls
+too): the form on the page, the plan's page (the steps from the live set, or why it is refused),
+then the job once the operator confirms by typing the member's address."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from webui import security
+from webui.security import login_required
+from webui.services import member_ops, projects
+from webui.services.errors import Invalid
+
+bp = Blueprint("member_ops", __name__)
+FIELDS = ("member", "new_member", "operation", "priority", "votes", "hidden")
+
+
+@bp.app_context_processor
+def operations() -> dict:
+    """The operations the cluster page's form offers (templates/member_ops/_form.html)."""
+    return {"member_operations": member_ops.OPERATIONS}
+
+
+@bp.post("/clusters/<cluster_id>/members/plan")
+@login_required
+def plan(cluster_id: str) -> Response:
+    store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
+    data = {name: request.form.get(name, "").strip() for name in FIELDS}
+    if data["operation"] == "add":
+        data["member"] = data["new_member"]
+    try:
+        job = member_ops.plan(store, settings, actor, cluster_id, data)
+    except Invalid as exc:
+        flash(f"{exc.message}: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.fields.items()),
+              "error")  # fmt: skip
+        return redirect(url_for("clusters.show", cluster_id=cluster_id) + "#member-ops")
+    return redirect(url_for("member_ops.show", cluster_id=cluster_id, job_id=job["_id"]))
+
+
+@bp.get("/clusters/<cluster_id>/members/plan/<job_id>")
+@login_required
+def show(cluster_id: str, job_id: str) -> str:
+    store, actor = security.get_store(), security.current_actor()
+    answer = member_ops.planned(store, actor, cluster_id, job_id)
+    cluster = store.clusters.find_one({"_id": cluster_id})
+    role = projects.role_in(store, actor, cluster["project_id"])
+    return render_template(
+        "member_ops/show.html", cluster=cluster, answer=answer, job=answer["job"],
+        variables=answer["job"]["extra_vars"], labels=member_ops.OPERATIONS,
+        can_operate=role in ("operator", "owner"),
+    )  # fmt: skip
+
+
+@bp.post("/clusters/<cluster_id>/members/plan/<job_id>")
+@login_required
+def run(cluster_id: str, job_id: str) -> Response:
+    store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
+    try:
+        job = member_ops.run(store, settings, actor, cluster_id, job_id,
+                             request.form.get("confirm", ""))  # fmt: skip
+    except Invalid as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("member_ops.show", cluster_id=cluster_id, job_id=job_id))
+    return redirect(url_for("jobs.show", job_id=job["_id"]))
