@@ -276,6 +276,11 @@ def test_the_verification_report_tells_a_replayed_change_from_a_wrong_copy() -> 
         "differences": ["in the snapshot, not restored"],
     }
     assert verify.verification(made, {"collections": [orders]}, selected=True)["equal"]
+    nothing = verify.verification(made, {"collections": []}, selected=True)
+    assert not nothing["equal"]
+    assert nothing["note"] == "the namespaces selected match no collection of the snapshot"
+    empty = dataclasses.replace(made, collections=made.collections[2:])  # a view only
+    assert verify.verification(empty, {"collections": []})["equal"]
 
 
 def test_the_restore_wizard_and_the_verification_on_the_snapshot(platform: Backups) -> None:  # noqa: F811

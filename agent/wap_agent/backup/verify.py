@@ -79,15 +79,19 @@ def verification(
                              "expected_count": wanted.count,
                              "differences": ["in the snapshot, not restored"]})  # fmt: skip
     changed = sum(1 for r in rows if r.get("changed_by_replay"))
+    note = (
+        f"{replayed} oplog entries were replayed after the copy"
+        + (f", changing {changed} collection(s) since the dump read them" if changed else "")
+        if replayed
+        else ""
+    )
+    if selected and not rows:
+        note = "the namespaces selected match no collection of the snapshot"
     return {
-        "equal": bool(rows) and all(r["equal"] for r in rows),
+        # a whole restore of a snapshot without collections is equal; an empty selection is not
+        "equal": all(r["equal"] for r in rows) and (bool(rows) or not selected),
         "collections": sorted(rows, key=lambda r: str(r["ns"])),
         "documents": sum(r.get("count") or 0 for r in rows),
         "oplog_applied": replayed,
-        "note": (
-            f"{replayed} oplog entries were replayed after the copy"
-            + (f", changing {changed} collection(s) since the dump read them" if changed else "")
-            if replayed
-            else ""
-        ),
+        "note": note,
     }
