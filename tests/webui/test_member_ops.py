@@ -119,3 +119,21 @@ def test_a_member_change_is_planned_shown_then_run_and_a_stop_without_majority_r
     audit = admin_api.call("GET", "/audit").json()
     assert [a["target"] for a in audit if a["action"] == "cluster.member"] == [
         f"rs/{replica_set[2]}"]  # fmt: skip
+
+    # Stop managing a member: its mongod keeps running, no operation is planned on it.
+    left = admin_api.call("POST", f"/clusters/{cluster_id}/members/managed", json={
+        "member": replica_set[2], "managed": False})  # fmt: skip
+    assert left.json() == {"unmanaged": [replica_set[2]]}
+    not_planned = admin_api.call("POST", f"/clusters/{cluster_id}/member-operations", json={
+        "member": replica_set[2], "operation": "restart"})  # fmt: skip
+    assert not_planned.status_code == 409
+    assert f"WAP no longer manages {replica_set[2]}" in not_planned.json()["message"]
+    shown = admin_api.http.get(admin_api.base + page).text
+    assert f'{replica_set[2]} <span class="muted">not managed</span>' in shown
+    with _client(replica_set[2]) as client:
+        assert client.admin.command("hello")["secondary"]
+    back = admin_api.form(f"{page}/members/managed", {"member": replica_set[2], "managed": "1"},
+                          page=page)  # fmt: skip
+    assert f"WAP manages {replica_set[2]} again." in back.text
+    actions = [a["action"] for a in admin_api.call("GET", "/audit").json()]
+    assert "cluster.member.unmanage" in actions and "cluster.member.manage" in actions

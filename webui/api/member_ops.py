@@ -70,4 +70,24 @@ def member_plan(cluster_id: str, job_id: str) -> dict[str, Any]:
     return _out(member_ops.planned(get_store(), current_actor(), cluster_id, job_id))
 
 
+class ManagedIn(Strict):
+    member = fields.String(required=True, validate=SHORT, metadata={"description": "host:port"})
+    managed = fields.Boolean(required=True, metadata={"description": "false: stop managing it"})
+
+
+class ManagedOut(Strict):
+    unmanaged = fields.List(fields.String(), metadata={"description": "members WAP leaves alone"})
+
+
+@bp.route("/clusters/<cluster_id>/members/managed", methods=["POST"])
+@bp.arguments(ManagedIn)
+@bp.response(200, ManagedOut)
+def member_managed(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    """Stop managing a member (its process keeps running; no operation is planned on it) or
+    manage it again."""
+    cluster = member_ops.set_managed(get_store(), current_actor(), cluster_id, data["member"],
+                                     data["managed"])  # fmt: skip
+    return {"unmanaged": cluster.get("unmanaged") or []}
+
+
 BLUEPRINTS = (bp,)

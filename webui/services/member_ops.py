@@ -107,6 +107,9 @@ def plan(
     """Start the plan job (changes nothing): the job."""
     cluster = _cluster(store, actor, cluster_id, "operator")
     variables = check(cluster, data)
+    if variables["wap_member"] in (cluster.get("unmanaged") or []):
+        raise Conflict(f"WAP no longer manages {variables['wap_member']}: manage it again first",
+                       {"member": ["not managed"]})  # fmt: skip
     return _start(store, settings, actor, cluster, {**variables, "wap_member_plan_only": True},
                   PLAN_ACTION)  # fmt: skip
 
@@ -150,3 +153,19 @@ def run(
                  detail={"operation": variables["wap_member_operation"], "job": job["_id"],
                          "steps": answer["steps"]})  # fmt: skip
     return job
+
+
+def set_managed(
+    store: Store, actor: Actor, cluster_id: str, member: str, managed: bool
+) -> dict[str, Any]:
+    """Stop managing a member (its process keeps running, as it is; WAP plans no operation on it
+    until it is managed again), or manage it again: the cluster."""
+    cluster = _cluster(store, actor, cluster_id, "operator")
+    if not MEMBER_RE.match(member):
+        raise Invalid("which member?", {"member": ["host:port of the member as the set names it"]})
+    unmanaged = [m for m in cluster.get("unmanaged") or [] if m != member]
+    unmanaged += [] if managed else [member]
+    store.clusters.update_one({"_id": cluster_id}, {"$set": {"unmanaged": unmanaged}})
+    audit.record(store, actor, "cluster.member.manage" if managed else "cluster.member.unmanage",
+                 f"{cluster['name']}/{member}")  # fmt: skip
+    return store.clusters.find_one({"_id": cluster_id}) or cluster

@@ -63,3 +63,16 @@ def run(cluster_id: str, job_id: str) -> Response:
         flash(exc.message, "error")
         return redirect(url_for("member_ops.show", cluster_id=cluster_id, job_id=job_id))
     return redirect(url_for("jobs.show", job_id=job["_id"]))
+
+
+@bp.post("/clusters/<cluster_id>/members/managed")
+@login_required
+def managed(cluster_id: str) -> Response:
+    """Stop managing a member (its mongod keeps running) or manage it again."""
+    store, actor = security.get_store(), security.current_actor()
+    member = request.form.get("member", "").strip()
+    again = request.form.get("managed") == "1"
+    member_ops.set_managed(store, actor, cluster_id, member, again)
+    flash(f"WAP manages {member} again." if again else f"WAP no longer manages {member}; its "
+          "mongod keeps running as it is.", "ok")  # fmt: skip
+    return redirect(url_for("clusters.show", cluster_id=cluster_id) + "#member-ops")
