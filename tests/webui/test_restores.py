@@ -99,6 +99,24 @@ def second_host(web: Backups, uri: str, tmp: Path) -> tuple[Agent, dict[str, Any
     return agent, cluster
 
 
+def done_snapshot(platform: Backups) -> dict[str, Any]:  # noqa: F811 (the fixture's type)
+    """A snapshot of the platform's cluster, backed up now by its agent and settled."""
+    platform.policy()
+    platform.agent_alive()
+    snapshot = platform.api("POST", f"/clusters/{platform.cluster['_id']}/backups").get_json()
+    platform.agent_backs_up()
+    backups.tick(platform.store, platform.settings)
+    return snapshot
+
+
+def new_host(platform: Backups, name: str) -> tuple[str, dict[str, Any]]:  # noqa: F811
+    """The project's id and a new host of it (no agent)."""
+    project = platform.project["id"]
+    host = platform.api("POST", f"/projects/{project}/hosts",
+                        json={"name": name, "address": "10.0.0.9"}).get_json()  # fmt: skip
+    return project, host
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The agent's host's own AWS credentials (boto3's chain reads the environment)."""
@@ -380,14 +398,8 @@ def test_wap_agent_backup_to_and_restore_from_a_store_on_a_terminal(
 def test_a_restore_into_a_new_cluster_waits_for_its_deployment_and_agent(
     platform: Backups,  # noqa: F811 (the fixture)
 ) -> None:
-    platform.policy()
-    platform.agent_alive()
-    snapshot = platform.api("POST", f"/clusters/{platform.cluster['_id']}/backups").get_json()
-    platform.agent_backs_up()
-    backups.tick(platform.store, platform.settings)
-    project = platform.project["id"]
-    host = platform.api("POST", f"/projects/{project}/hosts",
-                        json={"name": "db3", "address": "10.0.0.3"}).get_json()  # fmt: skip
+    snapshot = done_snapshot(platform)
+    project, host = new_host(platform, "db3")
     token = platform.api("POST", f"/projects/{project}/hosts/{host['id']}/agent-token")
     new = {"name": "orders-new", "host_ids": [host["id"]], "mongodb_version": "7.0.14",
            "auth": False, "tls": False}  # fmt: skip
@@ -422,3 +434,48 @@ def test_a_restore_into_a_new_cluster_waits_for_its_deployment_and_agent(
     backups.tick(platform.store, platform.settings)
     ended = platform.api("GET", f"/restores/{failing['_id']}").get_json()
     assert (ended["status"], ended["reason"]) == ("failed", "the target's deployment ended failed")
+
+
+def test_without_an_agent_a_restore_runs_restore_cluster_yml_as_a_job(
+    platform: Backups,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    """The target's hosts have no agent: the restore is a job on the target cluster with the
+    store's credential and the request in its variables (no secret), verified from the result
+    the role reports with set_stats."""
+    snapshot = done_snapshot(platform)
+    project, host = new_host(platform, "db4")
+    admin = Actor(None, "admin", "admin", "tests")
+    cluster = projects.create_cluster(platform.store, admin, project, "orders-job",
+                                      [host["id"]], "steps.yml")  # fmt: skip
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / backups.RESTORE_PLAYBOOK).write_text("- hosts: all\n  tasks: []\n")
+    settings = dataclasses.replace(platform.settings, playbooks_dir=playbooks)
+    restore = backups.start_restore(
+        platform.store, settings, admin, snapshot["id"],
+        {"target": "cluster", "cluster_id": cluster["_id"], "include": ["shop.*"],
+         "renames": "shop.$c$=copy.$c$"},
+    )  # fmt: skip
+    assert (restore["status"], restore["via"]) == ("running", "job")
+    job = platform.store.jobs.find_one({"_id": restore["job_id"]})
+    assert (job["playbook"], job["cluster_id"]) == ("restore_cluster.yml", cluster["_id"])
+    assert job["credential_ids"] == [platform.credential["id"]]
+    variables = job["extra_vars"]
+    assert variables["mongodb_backup_renames"] == [{"from": "shop.$c$", "to": "copy.$c$"}]
+    assert variables["mongodb_backup_manifest_key"].endswith("/manifest.json")
+    assert FAKE_SECRET not in str(variables) and FAKE_KEY not in str(variables)
+    assert backups.tick_restores(platform.store, settings) == []  # the job runs
+
+    held = {"ns": "copy.orders", "source": "shop.orders", "count": 42, "hash": "0a",
+            "indexes": [], "copied": {"count": 42, "hash": "0a"}}  # fmt: skip
+    ended = {"$set": {"status": "successful", "finished_at": time()}}
+    platform.store.jobs.update_one({"_id": job["_id"]}, ended)
+    platform.store.job_events.insert_one(  # the recap, with what the role reported
+        {"job_id": job["_id"], "counter": 9, "event": "playbook_on_stats",
+         "artifact_data": {"wap_backup_result": {"collections": [held], "documents": 42}}}
+    )  # fmt: skip
+    assert backups.tick_restores(platform.store, settings) == [restore["_id"]]
+    done = platform.api("GET", f"/restores/{restore['_id']}").get_json()
+    assert (done["status"], done["via"], done["documents"]) == ("done", "job", 42)
+    assert done["verification"]["equal"], done["verification"]

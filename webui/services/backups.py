@@ -267,13 +267,25 @@ def _wake(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _engine_vars(settings: Settings) -> dict[str, Any]:
-    """The agent's wheelhouse, for backup_cluster.yml to install the engine on a host that has
-    no agent (its role, whaleal.wap.mongodb_backup, runs the agent's install when there is one)."""
+def _job_request(playbook: str, cluster: dict[str, Any], store_credential: str) -> dict[str, Any]:
+    """A backup or restore job on the cluster: the store's credential beside the cluster's own
+    (its SSH key, its administrator), as the playbook logs in to a member's host and reads or
+    writes the set as the deploy did."""
+    wanted = [store_credential, *cluster.get("credential_ids", [])]
+    return {"playbook": playbook, "cluster_id": cluster["_id"],
+            "credential_ids": list(dict.fromkeys(wanted))}  # fmt: skip
+
+
+def _cluster_vars(settings: Settings, cluster: dict[str, Any]) -> dict[str, Any]:
+    """The set's own settings from its deploy (name, port, TLS), and the agent's wheelhouse for
+    the role (whaleal.wap.mongodb_backup) to install the engine on a host that has no agent."""
+    deployed = cluster.get("deploy_vars") or {}
+    found = {k: deployed[k] for k in ("mongodb_replicaset_name", "mongodb_replicaset_port",
+                                      "mongodb_replicaset_tls") if k in deployed}  # fmt: skip
     wheelhouse = settings.agent_wheelhouse
-    if wheelhouse is None or not any(wheelhouse.glob("wap_agent-*.whl")):
-        return {}
-    return {"mongodb_backup_wheelhouse": str(wheelhouse)}
+    if wheelhouse is not None and any(wheelhouse.glob("wap_agent-*.whl")):
+        found["mongodb_backup_wheelhouse"] = str(wheelhouse)
+    return found
 
 
 def _layout(policy: dict[str, Any]) -> snapshots.Layout:
@@ -378,15 +390,7 @@ def _launch(
         )
         entry.update(via="agent", host_id=host["_id"], command_id=command["_id"])
     elif PLAYBOOK in jobs.list_playbooks(settings):
-        # The cluster's own credentials (its SSH key, its administrator) beside the store's:
-        # backup_cluster.yml logs in to a member's host and reads the set as the deploy did.
-        data = {
-            "playbook": PLAYBOOK,
-            "cluster_id": cluster["_id"],
-            "credential_ids": list(dict.fromkeys(
-                [policy["store"]["credential_id"], *cluster.get("credential_ids", [])])),
-        }  # fmt: skip
-        deployed = cluster.get("deploy_vars") or {}
+        data = _job_request(PLAYBOOK, cluster, policy["store"]["credential_id"])
         job = jobs.create_job(
             store, settings, actor, cluster["project_id"], data,
             action="backup", platform_vars={
@@ -395,9 +399,7 @@ def _launch(
                     "compression": compression, "member": policy.get("member", ""),
                     "project_id": cluster["project_id"], "cluster_id": cluster["_id"],
                     "cluster_name": cluster["name"]}},
-                **{k: deployed[k] for k in ("mongodb_replicaset_name", "mongodb_replicaset_port",
-                                            "mongodb_replicaset_tls") if k in deployed},
-                **_engine_vars(settings),
+                **_cluster_vars(settings, cluster),
             },
         )  # fmt: skip
         entry.update(via="job", job_id=job["_id"])
@@ -755,6 +757,7 @@ def timeline(entries: list[dict[str, Any]], at: float, days: int = 30) -> dict[s
 
 WAITING = "waiting"  # for the target's deploy job and its agent
 RESTORE_TARGETS = ("cluster", "same", "new")
+RESTORE_PLAYBOOK = "restore_cluster.yml"  # a target without an agent is restored by this job
 DOWNLOAD_TTL = 3600  # seconds a download link is good for
 NS_RE = re.compile(r"^[^\x00 ]{1,255}$")  # the engine checks patterns and $var$s
 
@@ -886,17 +889,37 @@ def start_restore(
 
 
 def _enqueue_restore(
-    store: Store, settings: Settings, actor: Actor, entry: dict[str, Any], snapshot: dict[str, Any]
-) -> None:
-    """The restore command for an agent on the target's hosts; Conflict when none is heard of."""
+    store: Store, settings: Settings, actor: Actor, entry: dict[str, Any],
+    snapshot: dict[str, Any], job_fallback: bool = True,
+) -> None:  # fmt: skip
+    """The restore command for an agent on the target's hosts; without one, a job running
+    restore_cluster.yml when the platform has it (and `job_fallback`); else Conflict."""
     cluster = store.clusters.find_one({"_id": entry["cluster_id"]})
     host = _agent_host(store, cluster, now()) if cluster else None
+    if (
+        host is None
+        and cluster
+        and job_fallback
+        and RESTORE_PLAYBOOK in jobs.list_playbooks(settings)
+    ):
+        _restore_job(store, settings, actor, entry, snapshot, cluster)
+        return
     if host is None:
         raise Conflict(
             f"no agent on the hosts of {entry['cluster_name']!r} was heard of in the last"
-            f" {int(AGENT_FRESH)} s: deploy the agent (deploy_agent.yml) on one of its hosts"
+            f" {int(AGENT_FRESH)} s, and the platform has no {RESTORE_PLAYBOOK} to restore"
+            " without one: deploy the agent (deploy_agent.yml) on one of its hosts"
         )
-    args = {
+    command = agent_commands.enqueue(
+        store, actor, entry["project_id"], host["_id"], "restore", _restore_args(entry, snapshot),
+        **_wake(settings),
+    )  # fmt: skip
+    entry.update(status=RUNNING, via="agent", host_id=host["_id"], command_id=command["_id"])
+
+
+def _restore_args(entry: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The agent's restore command's arguments: where the snapshot is, what to restore."""
+    return {
         "restore_id": entry["_id"],
         "bucket": snapshot["store"]["bucket"],
         "region": snapshot["store"].get("region", ""),
@@ -907,10 +930,44 @@ def _enqueue_restore(
         "rename_from": entry["rename_from"],
         "rename_to": entry["rename_to"],
     }
-    command = agent_commands.enqueue(
-        store, actor, entry["project_id"], host["_id"], "restore", args, **_wake(settings)
-    )
-    entry.update(status=RUNNING, host_id=host["_id"], command_id=command["_id"])
+
+
+def _restore_job(
+    store: Store, settings: Settings, actor: Actor, entry: dict[str, Any],
+    snapshot: dict[str, Any], cluster: dict[str, Any],
+) -> None:  # fmt: skip
+    """restore_cluster.yml as a job on the target cluster, with the store's credential and the
+    cluster's own; its role reports the engine's result with set_stats (wap_backup_result)."""
+    data = _job_request(RESTORE_PLAYBOOK, cluster, snapshot["store"]["credential_id"])
+    args = _restore_args(entry, snapshot)
+    renames = zip(args.pop("rename_from"), args.pop("rename_to"), strict=True)
+    del args["restore_id"]
+    request = {
+        **{f"mongodb_backup_{k}": v for k, v in args.items()},
+        "mongodb_backup_renames": [{"from": f, "to": t} for f, t in renames],
+        **_cluster_vars(settings, cluster),
+    }
+    job = jobs.create_job(store, settings, actor, entry["project_id"], data, action="restore",
+                          platform_vars=request)  # fmt: skip
+    entry.update(status=RUNNING, via="job", job_id=job["_id"])
+
+
+def _job_outcome(store: Store, entry: dict[str, Any], at: float) -> dict[str, Any] | str:
+    """A restore job's result (the role's set_stats), or the restore's status when there is none
+    to verify yet (running) or ever (failed)."""
+    job = store.jobs.find_one({"_id": entry.get("job_id")}) or {}
+    status = job.get("status", "gone")
+    if status not in (*jobs.FINISHED, "gone"):
+        return RUNNING
+    if status != "successful":
+        return _restore_failed(store, entry, at, job.get("reason") or f"its job ended {status}")
+    from webui.jobs import store as job_records
+
+    stats = (job_records.recap(store, entry["job_id"]) or {}).get("artifact_data") or {}
+    result = stats.get("wap_backup_result")
+    if not isinstance(result, dict):
+        return _restore_failed(store, entry, at, "its job reported no result to verify")
+    return result
 
 
 def _finish_restore(store: Store, entry: dict[str, Any], update: dict[str, Any]) -> str:
@@ -947,8 +1004,9 @@ def _start_waiting(store: Store, settings: Settings, entry: dict[str, Any], at: 
     snapshot = _snapshots(store).find_one({"_id": entry["snapshot_id"]})
     if snapshot is None:
         return _restore_failed(store, entry, at, "the snapshot was deleted meanwhile")
-    try:
-        _enqueue_restore(store, settings, SYSTEM, entry, snapshot)
+    try:  # its agent is given AGENT_FRESH to be heard of before a job restores without it
+        late = at - float(job.get("finished_at") or at) > AGENT_FRESH
+        _enqueue_restore(store, settings, SYSTEM, entry, snapshot, job_fallback=late)
     except Conflict:
         if at - float(job.get("finished_at") or at) > AGENT_FRESH:
             return _restore_failed(
@@ -957,8 +1015,9 @@ def _start_waiting(store: Store, settings: Settings, entry: dict[str, Any], at: 
         return WAITING
     _restores(store).update_one(
         {"_id": entry["_id"], "status": WAITING},
-        {"$set": {k: entry[k] for k in ("status", "host_id", "command_id")}},
-    )
+        {"$set": {k: entry[k] for k in ("status", "host_id", "command_id", "via", "job_id")
+                  if k in entry}},
+    )  # fmt: skip
     return RUNNING
 
 
@@ -973,6 +1032,11 @@ def settle_restore(
         return _start_waiting(store, settings, entry, at)
     if entry["status"] != RUNNING:
         return entry["status"]
+    if entry.get("via") == "job":
+        outcome = _job_outcome(store, entry, at)
+        if isinstance(outcome, str):
+            return outcome
+        return _verify_restore(store, settings, entry, outcome, s3, at)
     work = store.agent_commands.find_one({"_id": entry.get("command_id")}) or {}
     state = work.get("state", "gone")
     if state not in (*agent_commands.OUTCOMES, agent_commands.EXPIRED, "gone"):
@@ -986,6 +1050,14 @@ def settle_restore(
     if state != agent_commands.SUCCEEDED:
         return _restore_failed(store, entry, at, work.get("reason") or f"its command {state}")
     result = json.loads(work["result"]) if isinstance(work.get("result"), str) else {}
+    return _verify_restore(store, settings, entry, result, s3, at)
+
+
+def _verify_restore(
+    store: Store, settings: Settings, entry: dict[str, Any], result: dict[str, Any],
+    s3: S3Factory, at: float,
+) -> str:  # fmt: skip
+    """A restore's end: the engine's result against the snapshot's manifest, done when equal."""
     snapshot = _snapshots(store).find_one({"_id": entry["snapshot_id"]}) or {}
     try:
         made = snapshots.read(s3(store, settings, snapshot["store"]), snapshot["store"]["bucket"],
