@@ -24,9 +24,14 @@ RETENTION_EVERY seconds, and at the next tick after a backup of its cluster is d
 S3 objects, then the catalogue entry, on the audit log. A backup whose agent is silent for
 AGENT_STALL fails; a failed backup's leftovers (open multipart uploads, objects) are removed.
 
+A **restore** (the section "restores" below) takes a done snapshot into another cluster, the same
+one or a new one deployed first, through the target's agent (command `restore`) or, without one,
+a `restore_cluster.yml` job; `tick()` settles it with a verification report against the
+snapshot's manifest (wap_agent.backup.verify). Download links are presigned GETs.
+
 S3 is reached with the store's credential through `credentials.reveal`: in `tick()` (the worker's
-side), and from a request to check a policy's store when it is saved and to delete a snapshot by
-hand; nothing secret is returned, logged or audited.
+side), and from a request to check a policy's store when it is saved, to delete a snapshot by
+hand or to sign its download links; nothing secret is returned, logged or audited.
 """
 
 from __future__ import annotations
@@ -750,8 +755,9 @@ def timeline(entries: list[dict[str, Any]], at: float, days: int = 30) -> dict[s
 # the snapshot's own cluster (typing its name); optionally only some namespaces, renamed. It runs
 # as the agent command `restore` on a host of the target (the engine next to the data, reading
 # the store with the host's own AWS credentials: nothing secret in its arguments); its progress
-# is the command's. It ends with a verification report: what the target holds per restored
-# collection (count, content hash, index set, read back by the agent) compared with the
+# is the command's. A target without an agent is restored by a restore_cluster.yml job instead.
+# It ends with a verification report: per restored collection, what was copied and what the
+# target holds (count, content hash, index set, read back by the engine) compared with the
 # snapshot's manifest, read here with the project's credential. The report is stored with the
 # restore and shown on the snapshot. Every step is on the audit log.
 
