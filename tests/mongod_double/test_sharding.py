@@ -330,3 +330,22 @@ def test_tarball_mongos_routes(launcher, tarballs):
     client.admin.command("addShard", cluster.shard_host("shard1"))
     client.app.c.insert_one({"_id": 1})
     assert cluster.shard_client("shard1").app.c.count_documents({}) == 1
+
+
+def test_each_router_records_itself_in_config_mongos(launcher):
+    """Every mongos writes {_id: "<host name>:<port>", ping, up, waiting, mongoVersion} into
+    config.mongos on the config servers when it starts (and every 30 s after), which sh.status
+    and tools read to list the routers.
+
+    Source: https://www.mongodb.com/docs/manual/reference/config-database/#mongodb-data-config.mongos
+    """
+    cluster = start_cluster(launcher, 2)
+    config = cluster.config.client().config
+    names = {r.client().admin.command("serverStatus")["host"] for r in cluster.routers}
+    found = wait_until(lambda: len(docs := list(config.mongos.find())) == 2 and docs,
+                       timeout=10, what="two routers in config.mongos")  # fmt: skip
+    assert {d["_id"] for d in found} == names
+    assert {d["_id"].rpartition(":")[2] for d in found} == {str(r.port) for r in cluster.routers}
+    for doc in found:
+        assert doc["mongoVersion"] == "7.0.14" and doc["waiting"] is True
+        assert doc["up"] >= 0 and doc["ping"] is not None

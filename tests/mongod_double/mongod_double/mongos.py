@@ -9,6 +9,8 @@ documents live on the shards. The balancer runs in the routers (see ``sharding/b
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import threading
 import time
 
@@ -26,6 +28,8 @@ from mongod_double.version import Version
 
 CONFIG_SERVER_PORT = 27019
 CLOSE_TIMEOUT_SECONDS = 1.0
+# mongos records itself in config.mongos at start-up and then every 30 seconds (its "ping").
+PING_SECONDS = 30.0
 USER_SYNC_SECONDS = 0.5
 LOGIN_COMMANDS = ("saslStart", "saslContinue", "authenticate")
 
@@ -68,6 +72,22 @@ class Router(Server):
         self._bind()
         self.balancer = Balancer(self)
         self.balancer.start()
+        self._pinged = threading.Event()
+        threading.Thread(target=self._ping_loop, name="Uptime-reporter", daemon=True).start()
+
+    def _ping_loop(self) -> None:
+        """config.mongos: {_id: "<host name>:<port>", ping, up (seconds), waiting, mongoVersion,
+        advisoryHostFQDNs}, as mongos's uptime reporter writes it (sh.status lists them)."""
+        while not self._pinged.is_set():
+            with contextlib.suppress(Exception):  # the config servers may be away: next time
+                self.cluster.config.mongos.update_one(
+                    {"_id": self.host},
+                    {"$set": {"ping": datetime.datetime.now(datetime.UTC),
+                              "up": int(time.time() - self.started), "waiting": True,
+                              "mongoVersion": self.version.text, "advisoryHostFQDNs": []}},
+                    upsert=True,
+                )  # fmt: skip
+            self._pinged.wait(PING_SECONDS)
 
     def _start_security(self) -> None:
         from mongod_double.security import Security
@@ -136,6 +156,8 @@ class Router(Server):
         self._users_synced = 0.0
 
     def shutdown(self) -> None:
+        if getattr(self, "_pinged", None) is not None:
+            self._pinged.set()
         if self.balancer is not None:
             self.balancer.stop()
         super().shutdown()

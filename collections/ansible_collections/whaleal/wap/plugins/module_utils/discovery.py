@@ -230,15 +230,27 @@ class Discoverer:
         sets = [self.replica_set(seeds, "config servers")]
         for shard in shards:
             sets.append(self.replica_set(split_seeds(shard["host"])[1], "shard"))
+        # Each mongos records itself in config.mongos (_id host:port, mongoVersion): read it on
+        # the config servers' primary.
+        primary = next((m["host"] for m in sets[0]["members"] if m["state"] == "PRIMARY"), seeds[0])
         try:
-            found = self._client(router)["config"]["mongos"].find({}, {"_id": 1})
-            routers = sorted({doc["_id"] for doc in found})
+            found = self._client(primary)["config"]["mongos"].find({}, {"mongoVersion": 1})
+            routers = [{"host": d["_id"], "version": d.get("mongoVersion") or ""}
+                       for d in sorted(found, key=lambda d: d["_id"])]  # fmt: skip
         except self.errors:
             routers = []
-        routers = routers or [router]
+        try:  # the router given, as it names itself there: kept under the address given
+            itself = self._admin(router, "serverStatus", repl=0, metrics=0, locks=0)["host"]
+        except self.errors:
+            itself = router
+        if ":" not in itself:  # on port 27017 serverStatus names the host alone
+            itself = f"{itself}:{router.rpartition(':')[2]}"
+        routers = [r for r in routers if r["host"] not in (itself, router)]
+        routers.append({"host": router, "version": self._version(router)})
+        routers.sort(key=lambda r: r["host"])
         return {
             "topology": "sharded",
             "name": name,
             "sets": sets,
-            "routers": [{"host": r, "version": self._version(r)} for r in routers],
+            "routers": routers,
         }
