@@ -75,7 +75,7 @@ def set_members(config: dict, status: dict | None) -> list[dict]:
 
 def split_seeds(connection: str) -> tuple[str, list[str]]:
     """``set/host1:port,host2:port`` -> ("set", ["host1:port", "host2:port"])."""
-    name, _, hosts = connection.rpartition("/")
+    name, _slash, hosts = connection.rpartition("/")
     return name, [h for h in hosts.split(",") if h]
 
 
