@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.aws.cloud import FAKE_KEY, FAKE_SECRET
+from tests.aws.cloud import FAKE_KEY, FAKE_SECRET, REGION
 from tests.labhosts import REPO
 from tests.mongod_double.conftest import launcher  # noqa: F401 (a fixture, found by pytest)
 from tests.waiting import wait_until
@@ -26,11 +26,12 @@ from tests.webui.test_agent_ingest import batch, body
 from tests.webui.test_backups import BUCKET, Backups, moto, platform  # noqa: F401 (fixtures)
 from tests.webui.test_web import csrf, login
 from wap_agent.backup import manifest as mf
+from wap_agent.backup import s3 as s3mod
 from wap_agent.backup import verify
 from wap_agent.backup.hashing import collection_hash
 from wap_agent.cli import main
 from wap_agent.commands import BadArguments, Context
-from wap_agent.commands.backup import Backup, Restore
+from wap_agent.commands.backup import Backup, Restore, restore_snapshot
 from wap_agent.config import AgentConfig
 from webui.services import backups, projects
 from webui.services.audit import Actor
@@ -479,3 +480,40 @@ def test_without_an_agent_a_restore_runs_restore_cluster_yml_as_a_job(
     done = platform.api("GET", f"/restores/{restore['_id']}").get_json()
     assert (done["status"], done["via"], done["documents"]) == ("done", "job", 42)
     assert done["verification"]["equal"], done["verification"]
+
+
+def test_writes_made_during_the_backup_are_replayed_and_the_report_says_so(
+    moto: str,  # noqa: F811 (the fixture)
+    launcher: Any,  # noqa: F811 (the fixture)
+    aws_env: None,
+) -> None:
+    """The agent's commands' own functions: writes made while the dump reads come back by the
+    oplog's replay; the copy equals the manifest, the target the source, and the report is
+    equal, saying which collection the replay changed."""
+    source, source_uri = replica_set(launcher, "rs9")
+    target, target_uri = replica_set(launcher, "rs10")
+    source.app.people.insert_many([{"_id": i, "v": "x" * 200} for i in range(3000)])
+    source.app.quiet.insert_many([{"_id": i} for i in range(10)])
+    wrote: list[bool] = []
+
+    def midway(event: dict[str, Any]) -> None:
+        if event.get("event") == "documents" and event.get("ns") == "app.people" and not wrote:
+            wrote.append(True)
+            source.app.people.insert_one({"_id": 5000, "v": "late"})
+            source.app.people.delete_one({"_id": 7})
+
+    client = s3mod.client(moto, REGION, FAKE_KEY, FAKE_SECRET)
+    args = {"snapshot_id": mf.snapshot_id(time()), "bucket": BUCKET, "prefix": "during",
+            "project_id": "p", "cluster_id": "c", "cluster_name": "people",
+            "compression": "gzip", "oplog": True}  # fmt: skip
+    made = mf.back_up(source_uri, args, s3=client, progress=midway)
+    assert wrote
+    checked = Restore().check({"bucket": BUCKET, "manifest_key": made["manifest_key"]})
+    result = restore_snapshot(target_uri, checked, client, lambda event: None)
+    report = verify.verification(mf.read(client, BUCKET, made["manifest_key"]), result)
+    assert report["equal"], report
+    assert report["note"].endswith("changing 1 collection(s) since the dump read them")
+    rows = {r["ns"]: r for r in report["collections"]}
+    assert rows["app.people"]["changed_by_replay"] and not rows["app.quiet"]["changed_by_replay"]
+    for name in ("people", "quiet"):
+        assert collection_hash(target.app[name]) == collection_hash(source.app[name])
