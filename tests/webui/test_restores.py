@@ -517,3 +517,48 @@ def test_writes_made_during_the_backup_are_replayed_and_the_report_says_so(
     assert rows["app.people"]["changed_by_replay"] and not rows["app.quiet"]["changed_by_replay"]
     for name in ("people", "quiet"):
         assert collection_hash(target.app[name]) == collection_hash(source.app[name])
+
+
+def test_an_agent_that_refuses_backups_is_replaced_by_the_playbooks_jobs(
+    platform: Backups,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    """An agent without backup or restore on its allow-list refuses the command; the platform's
+    backup_cluster.yml and restore_cluster.yml jobs do the work instead, with the same request."""
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    for name in (backups.PLAYBOOK, backups.RESTORE_PLAYBOOK):
+        (playbooks / name).write_text("- hosts: all\n  tasks: []\n")
+    settings = dataclasses.replace(platform.settings, playbooks_dir=playbooks)
+    headers = {"Authorization": f"Bearer {platform.token}"}
+
+    def refuse(name: str) -> None:
+        (command,) = [c for c in platform.client.get("/api/v1/agent/commands", headers=headers)
+                      .get_json()["commands"] if c["name"] == name]  # fmt: skip
+        answer = platform.client.post(
+            f"/api/v1/agent/commands/{command['id']}/result", headers=headers,
+            json={"state": "refused", "reason": f"{name!r} is not on this agent's allow-list"},
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.get_json()
+
+    snapshot = done_snapshot(platform)
+    restore = platform.api("POST", f"/snapshots/{snapshot['id']}/restores",
+                           json={"target": "same", "confirm": "orders",
+                                 "renames": ["shop.$c$=copy.$c$"]}).get_json()  # fmt: skip
+    refuse("restore")
+    backups.tick(platform.store, settings)
+    shown = platform.api("GET", f"/restores/{restore['id']}").get_json()
+    assert (shown["status"], shown["via"]) == ("running", "job")
+    job = platform.store.jobs.find_one({"_id": shown["job_id"]})
+    assert job["playbook"] == backups.RESTORE_PLAYBOOK
+    assert job["extra_vars"]["mongodb_backup_renames"] == [{"from": "shop.$c$", "to": "copy.$c$"}]
+
+    # a backup now (one at a time per cluster: done_snapshot's has ended)
+    started = platform.api("POST", f"/clusters/{platform.cluster['_id']}/backups").get_json()
+    refuse("backup")
+    backups.tick(platform.store, settings)
+    entry = backups.get_snapshot(platform.store, Actor(None, "admin", "admin", "t"), started["id"])
+    assert (entry["status"], entry["via"]) == ("running", "job")
+    job = platform.store.jobs.find_one({"_id": entry["job_id"]})
+    assert job["playbook"] == backups.PLAYBOOK
+    assert job["extra_vars"]["wap_backup"]["snapshot_id"] == started["id"]

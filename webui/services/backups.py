@@ -395,19 +395,7 @@ def _launch(
         )
         entry.update(via="agent", host_id=host["_id"], command_id=command["_id"])
     elif PLAYBOOK in jobs.list_playbooks(settings):
-        data = _job_request(PLAYBOOK, cluster, policy["store"]["credential_id"])
-        job = jobs.create_job(
-            store, settings, actor, cluster["project_id"], data,
-            action="backup", platform_vars={
-                "wap_backup": {**entry["store"], **{
-                    "snapshot_id": snapshot_id, "prefix": policy["store"]["prefix"],
-                    "compression": compression, "member": policy.get("member", ""),
-                    "project_id": cluster["project_id"], "cluster_id": cluster["_id"],
-                    "cluster_name": cluster["name"]}},
-                **_cluster_vars(settings, cluster),
-            },
-        )  # fmt: skip
-        entry.update(via="job", job_id=job["_id"])
+        _backup_job(store, settings, actor, cluster, entry, policy.get("member", ""))
     else:
         raise Conflict(
             f"no agent on the cluster's hosts was heard of in the last {int(AGENT_FRESH)} s, and"
@@ -421,6 +409,46 @@ def _launch(
                 **({"job_id": entry["job_id"]} if entry.get("job_id") else {})},
     )  # fmt: skip
     return entry
+
+
+def _backup_job(
+    store: Store, settings: Settings, actor: Actor, cluster: dict[str, Any],
+    entry: dict[str, Any], member: str,
+) -> None:  # fmt: skip
+    """backup_cluster.yml as a job on the cluster, writing the entry's snapshot."""
+    data = _job_request(PLAYBOOK, cluster, entry["store"]["credential_id"])
+    job = jobs.create_job(
+        store, settings, actor, cluster["project_id"], data,
+        action="backup", platform_vars={
+            "wap_backup": {**entry["store"], **{
+                "snapshot_id": entry["_id"], "compression": entry["compression"],
+                "member": member, "project_id": cluster["project_id"],
+                "cluster_id": cluster["_id"], "cluster_name": cluster["name"]}},
+            **_cluster_vars(settings, cluster),
+        },
+    )  # fmt: skip
+    entry.update(via="job", job_id=job["_id"])
+
+
+def _instead_of_agent(store: Store, settings: Settings, entry: dict[str, Any], kind: str) -> bool:
+    """An agent refused the command (backup or restore not on its allow-list, say): the job of
+    the playbook does it instead when the platform has the playbook; True when started."""
+    playbook = PLAYBOOK if kind == "backup" else RESTORE_PLAYBOOK
+    cluster = store.clusters.find_one({"_id": entry["cluster_id"]})
+    if cluster is None or playbook not in jobs.list_playbooks(settings):
+        return False
+    if kind == "backup":
+        policy = _policies(store).find_one({"_id": entry["cluster_id"]}) or {}
+        _backup_job(store, settings, SYSTEM, cluster, entry, policy.get("member", ""))
+        found = _snapshots(store)
+    else:
+        snapshot = _snapshots(store).find_one({"_id": entry["snapshot_id"]})
+        if snapshot is None:
+            return False
+        _restore_job(store, settings, SYSTEM, entry, snapshot, cluster)
+        found = _restores(store)
+    found.update_one({"_id": entry["_id"]}, {"$set": {"via": "job", "job_id": entry["job_id"]}})
+    return True
 
 
 def list_snapshots(
@@ -570,6 +598,8 @@ def settle(
     if entry.get("via") == "agent":
         work = store.agent_commands.find_one({"_id": entry.get("command_id")}) or {}
         state = work.get("state", "gone")
+        if state == agent_commands.REFUSED and _instead_of_agent(store, settings, entry, "backup"):
+            return RUNNING
         finished = state in (*agent_commands.OUTCOMES, agent_commands.EXPIRED, "gone")
         succeeded = state == agent_commands.SUCCEEDED
         reason = work.get("reason") or f"the agent's command {state}"
@@ -1045,6 +1075,8 @@ def settle_restore(
         return _verify_restore(store, settings, entry, outcome, s3, at)
     work = store.agent_commands.find_one({"_id": entry.get("command_id")}) or {}
     state = work.get("state", "gone")
+    if state == agent_commands.REFUSED and _instead_of_agent(store, settings, entry, "restore"):
+        return RUNNING
     if state not in (*agent_commands.OUTCOMES, agent_commands.EXPIRED, "gone"):
         heard = max(float(work.get(k) or 0) for k in ("created_at", "started_at"))
         heard = max(heard, float((work.get("progress") or {}).get("at") or 0))
