@@ -300,6 +300,9 @@ def test_sizes_are_read_at_most_once_a_minute_whatever_the_interval(launcher):
             assert values(samples, "mongodb_db_objects", db="app") == [5.0]
         # aggregate also reads the oplog's $collStats in a replica set: not here (standalone)
         assert runs[0] > 0 and runs[1:4] == [0, 0, 0] and runs[4] > 0, runs
+        # What is kept between runs is the figures reported, not whole replies.
+        kept = {"size", "storageSize", "totalIndexSize", "count"}
+        assert set(survey.collections[("app", "items")][1]) == kept
     finally:
         collector.close()
 

@@ -111,7 +111,7 @@ class SizeSurvey:
             except PyMongoError as exc:
                 errors.append(f"dbStats {name}: {exc}")
                 continue
-            self.databases[name] = (self.clock(), reply)
+            self.databases[name] = (self.clock(), _kept(reply, DB_FIELDS))
 
     def _collection_lane(self, client: MongoClient, names: list[str], errors: list[str]) -> None:
         spent = 0
@@ -161,7 +161,8 @@ class SizeSurvey:
             errors.append(f"$collStats {db}.{coll}: {exc}")
             return
         if docs and isinstance(docs[0].get("storageStats"), dict):
-            self.collections[(db, coll)] = (self.clock(), docs[0]["storageStats"])
+            stats = _kept(docs[0]["storageStats"], COLLECTION_FIELDS)
+            self.collections[(db, coll)] = (self.clock(), stats)
 
     def samples(self, labels: dict[str, str]) -> list[Sample]:
         out: list[Sample] = []
@@ -203,6 +204,12 @@ COLLECTION_FIELDS = (
     ("totalIndexSize", "mongodb_collection_index_size_bytes"),
     ("count", "mongodb_collection_documents"),
 )
+
+
+def _kept(reply: dict, fields: tuple[tuple[str, str], ...]) -> dict:
+    """Only the figures reported: mongod's storageStats also holds the whole WiredTiger section
+    and each index's (hundreds of values), which 10,000 collections would keep in memory."""
+    return {field: reply[field] for field, _metric in fields if field in reply}
 
 
 def _db_size(stats: Any) -> float:
