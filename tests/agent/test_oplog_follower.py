@@ -32,7 +32,7 @@ from wap_agent.backup.coverage import coverage
 from wap_agent.backup.follower import Follower, FollowerError, FollowerOptions
 from wap_agent.backup.manifest import Layout
 from wap_agent.backup.pitr import restore_to
-from wap_agent.backup.slices import OplogStore, OpTime
+from wap_agent.backup.slices import OplogStore, OpTime, Stored
 from wap_agent.commands import BadArguments, Context
 from wap_agent.commands.follow import FollowOplog
 from wap_agent.config import AgentConfig
@@ -193,7 +193,8 @@ def test_every_entry_once_in_order_through_restarts_and_elections_and_pitr(rs, s
             wait_until(lambda: follower.member not in (None, read), timeout=60,
                        what="the follower on another member", seen=lambda: events[-3:])  # fmt: skip
             writer.wait_for(100)
-            launcher.start(*ARGS, dbpath=node.dbpath, port=node.port)
+            back = launcher.start(*ARGS, dbpath=node.dbpath, port=node.port)
+            rs["nodes"][rs["nodes"].index(node)] = back  # the set's member from now on
             writer.wait_for(100)
             writer.stop.set()
             writer.join(90)
@@ -349,3 +350,56 @@ def test_the_platform_starts_and_stops_a_follower_through_the_agent_command(
     source = [OpTime.of(e) for e in client.local["oplog.rs"].find({"ts": {"$gt": newest}})]
     kept = stored(store)
     assert kept == source[: len(kept)] and kept[-1].ts >= last
+
+
+def test_entries_the_set_rolls_back_are_set_aside_and_following_goes_on(rs, s3, launcher):
+    """The member read takes writes no other member gets (they are down), and is killed; the
+    others come back and elect one of them: the follower had stored those writes, finds them
+    absent from the member it reads next, and moves them to rolledback/. Last in the module:
+    the old primary comes back and rolls them back too."""
+    client = rs["client"]
+    primary = "{}:{}".format(*client.primary)
+    [old] = [n for n in rs["nodes"] if primary.endswith(f":{n.port}")]
+    layout = Layout("pitr", "p1", "c5")
+    store = OplogStore(s3, BUCKET, layout, "rs0")
+    newest = client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
+    events: list[dict] = []
+    options = FollowerOptions(**FAST, member=primary, on_event=events.append)
+    with Running(Follower(rs["uri"], store, newest, options)):
+        client.app.rollback.insert_one({"_id": "kept"})
+        # killed, not paused: a paused member would still read a reply already on its socket
+        others = [n for n in rs["nodes"] if n is not old]
+        for node in others:
+            node.stop(signal.SIGKILL)
+        alone = old.client(w=1)
+        alone.app.rollback.insert_many([{"_id": f"doomed {i}"} for i in range(3)])
+        doomed = alone.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
+        durable_to(store, doomed, "the writes the set will roll back")
+        old.stop(signal.SIGKILL)
+        others = [launcher.start(*ARGS, dbpath=n.dbpath, port=n.port) for n in others]
+        rs["nodes"][:] = [old, *others]
+        elected = others[0].client()
+        wait_until(lambda: elected.admin.command("replSetStepUp"), timeout=60,
+                   what="another member elected", retry=pymongo.errors.OperationFailure,
+                   seen=lambda: states(others))  # fmt: skip
+        wait_until(lambda: [e for e in events if e["event"] == "rollback" and e["rolled_back"]],
+                   timeout=60, what="the follower finding the rollback",
+                   seen=lambda: [e["event"] for e in events])  # fmt: skip
+        client.app.rollback.insert_one({"_id": "after"})
+        # the new term may reuse the rolled-back entries' timestamps: compared with their terms
+        after = OpTime.of(elected.local["oplog.rs"].find_one(sort=[("$natural", -1)]))
+        wait_until(lambda: (c := store.checkpoint()) is not None and (c == after
+                                                                      or c.ts > after.ts),
+                   timeout=60, what="the write after the election durable",
+                   seen=store.checkpoint)  # fmt: skip
+    rs["nodes"][0] = launcher.start(*ARGS, dbpath=old.dbpath, port=old.port)  # rolls back, rejoins
+
+    source = [OpTime.of(e) for e in elected.local["oplog.rs"].find({"ts": {"$gt": newest}})]
+    kept = stored(store)
+    # the elected member's oplog, without the rolled-back entries, and the write after
+    assert kept == source[: len(kept)] and after in kept
+    aside = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{store.root}/rolledback/")["Contents"]
+    point = OpTime(doomed)
+    held = [e["o"].get("_id") for a in aside
+            for e in store.entries(Stored(a["Key"], point, point, None, 0))]  # fmt: skip
+    assert {f"doomed {i}" for i in range(3)} <= set(held)
