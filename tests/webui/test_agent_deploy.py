@@ -1,17 +1,21 @@
 """What a cluster's deploy job gets for its agents (webui.services.deployments.agent_vars and
 webui.jobs.agents): the platform's URL, wheelhouse and pinned CA only when it can serve agents,
 a token per host only as a lookup of the run's environment, and one playbook importing the
-deploy playbook then deploy_agent.yml. The whole path runs on lab hosts in
-tests/webui/test_deploy_e2e.py."""
+deploy playbook then deploy_agent.yml; and deploy_agent.yml's refusal, before it changes
+anything, to go on without an administrator where access control is on. The whole path runs on
+lab hosts in tests/webui/test_deploy_e2e.py."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.labhosts import REPO, VENV_BIN, ansible_env
 from webui.config import Settings, SettingsError, load_settings
 from webui.jobs import agents
 from webui.jobs.runner import extra_vars_file, extra_vars_for
@@ -79,3 +83,24 @@ def test_one_playbook_runs_the_deploy_then_the_agents(tmp_path: Path) -> None:
     ]
     assert all(Path(p["ansible.builtin.import_playbook"]).is_file() for p in plays)
     assert json.loads(path.read_text()) == plays
+
+
+def test_deploy_agent_refuses_access_control_without_an_administrator(tmp_path: Path) -> None:
+    """The agent's MongoDB user is made by an administrator: without one the run stops at once,
+    saying which processes have access control and what to give (this machine as the host, in
+    check mode and the configure phase alone, so nothing is installed here)."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"db1 ansible_connection=local ansible_python_interpreter="
+                         f"{sys.executable}\n")  # fmt: skip
+    secured = {"port": 27018, "replica_set": "rs0", "auth": True}
+    extra = {"ansible_become": False, "wap_agent_config_dir": str(tmp_path / "etc"),
+             "wap_agent_mongodb_processes": [secured]}  # fmt: skip
+    run = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/deploy_agent.yml",
+         "--check", "--tags", "wap_agent_configure", "-e", json.dumps(extra)],
+        capture_output=True, text=True, env=ansible_env(), cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stdout[-3000:]
+    assert "Access control is on for 27018" in run.stdout
+    assert "wap_agent_mongodb_login_password" in run.stdout
+    assert "changed=0" in run.stdout and "failed=1" in run.stdout
