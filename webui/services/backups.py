@@ -421,7 +421,7 @@ def _backup_job(
         store, settings, actor, cluster["project_id"], data,
         action="backup", platform_vars={
             "wap_backup": {**entry["store"], **{
-                "snapshot_id": entry["_id"], "compression": entry["compression"],
+                "snapshot_id": entry["_id"], "compression": entry["compression"] or "none",
                 "member": member, "project_id": cluster["project_id"],
                 "cluster_id": cluster["_id"], "cluster_name": cluster["name"]}},
             **_cluster_vars(settings, cluster),
