@@ -403,3 +403,52 @@ def test_entries_the_set_rolls_back_are_set_aside_and_following_goes_on(rs, s3, 
     held = [e["o"].get("_id") for a in aside
             for e in store.entries(Stored(a["Key"], point, point, None, 0))]  # fmt: skip
     assert {f"doomed {i}" for i in range(3)} <= set(held)
+
+
+def collections_of(db: Any) -> dict[str, dict]:
+    """What a user compares: per collection, its documents and its indexes' names."""
+    return {
+        name: {
+            "documents": sorted(db[name].find(), key=str),
+            "indexes": sorted(i["name"] for i in db[name].list_indexes()),
+        }
+        for name in sorted(db.list_collection_names())
+    }
+
+
+def test_restores_to_the_moments_between_commands_hold_what_was_there_then(rs, s3, launcher):
+    """Index, collection and rename commands after the base snapshot, a collection of the
+    snapshot dropped and made again: a restore to the entry after each holds what the source
+    held then, field by field, and nothing after."""
+    layout = Layout("pitr", "p1", "c6")
+    client = rs["client"]
+    db = client.pitrcmd
+    db.a.insert_many([{"_id": i, "v": i} for i in range(5)])
+    base = base_snapshot(rs["uri"], s3, layout)
+    base_end = Timestamp(base.oplog_end["t"], base.oplog_end["i"])
+    moments: list[tuple[Timestamp, dict]] = []
+
+    def moment() -> None:
+        newest = client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
+        moments.append((newest, collections_of(db)))
+
+    store = OplogStore(s3, BUCKET, layout, "rs0")
+    with Running(Follower(rs["uri"], store, base_end, FollowerOptions(**FAST))):
+        db.a.create_index("v", name="by_v")
+        db.a.update_one({"_id": 1}, {"$set": {"v": 100}})
+        moment()
+        db.create_collection("b")
+        db.b.insert_many([{"_id": i, "w": [i, {"x": i}]} for i in range(3)])
+        moment()
+        db.b.rename("c")
+        db.c.delete_one({"_id": 0})
+        moment()
+        db.a.drop()
+        db.a.insert_one({"_id": "again"})
+        moment()
+        durable_to(store, moments[-1][0], "the last command durable")
+    for target, expected in moments:
+        into = one_member_set(launcher)
+        restore_to(into.uri, s3, BUCKET, layout, "rs0", target)
+        assert collections_of(into.client().pitrcmd) == expected, f"restored to {target}"
+        into.stop()

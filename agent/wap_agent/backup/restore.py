@@ -397,12 +397,29 @@ class Restorer:
             if self.options.drop:  # not among the snapshot's collections --drop dropped
                 self.flush_oplog()
                 self.client[db].drop_collection(command["create"])
+        if name in ("drop", "dropDatabase", "renameCollection"):
+            self.move_index_builds(db, name, command)
         if name in ("dropIndexes", "deleteIndexes"):
             pending = self.index_builds.get(f"{db}.{command[name]}", [])
             self.index_builds[f"{db}.{command[name]}"] = [
                 s for s in pending if s.get("name") != command.get("index")
             ]
         self.queue(entry, alone=True)
+
+    def move_index_builds(self, db: str, name: str, command: dict) -> None:
+        """Index builds deferred to the replay's end follow their collection: gone with a drop
+        (a collection made again under the name has none of them), moved by a rename."""
+        if name == "dropDatabase":
+            for ns in [ns for ns in self.index_builds if ns.split(".", 1)[0] == db]:
+                del self.index_builds[ns]
+            return
+        if name == "drop":
+            self.index_builds.pop(f"{db}.{command['drop']}", None)
+            return
+        moved = self.index_builds.pop(str(command["renameCollection"]), None)
+        self.index_builds.pop(str(command.get("to")), None)  # a dropped target's builds
+        if moved:
+            self.index_builds[str(command["to"])] = moved
 
     def queue(self, entry: dict, alone: bool = False) -> None:
         op = {k: v for k, v in entry.items() if k in ("op", "ns", "o", "o2", "b")}
