@@ -24,6 +24,7 @@ own).
 from __future__ import annotations
 
 import collections
+import heapq
 import time
 from typing import Any, Callable
 
@@ -50,6 +51,8 @@ class SizeSurvey:
             raise ValueError("the size survey needs at least one command per round for each lane")
         self.every = every
         self._last_run: float | None = None
+        # The largest databases and collections, found again only after a run changed them.
+        self._top: tuple[list, list] | None = None
         self.dbstats_per_round = dbstats_per_round
         self.collections_per_round = collections_per_round
         self.top_databases = top_databases
@@ -70,6 +73,7 @@ class SizeSurvey:
         if self._last_run is not None and 0 <= now - self._last_run < self.every:
             return
         self._last_run = now
+        self._top = None
         names = self._list_databases(client, errors)
         if names is None:
             return
@@ -166,15 +170,21 @@ class SizeSurvey:
 
     def samples(self, labels: dict[str, str]) -> list[Sample]:
         out: list[Sample] = []
-        dbs = sorted(self.databases.items(), key=lambda kv: -_db_size(kv[1][1]))
-        for name, (ts, stats) in dbs[: self.top_databases]:
+        if self._top is None:  # 10 ms with 10,000 collections: once a run, not every round
+            self._top = (
+                heapq.nlargest(self.top_databases, self.databases.items(),
+                               key=lambda kv: _db_size(kv[1][1])),
+                heapq.nlargest(self.top_collections, self.collections.items(),
+                               key=lambda kv: _coll_size(kv[1][1])),
+            )  # fmt: skip
+        dbs, colls = self._top
+        for name, (ts, stats) in dbs:
             db_labels = {**labels, "db": name}
             for field, metric in DB_FIELDS:
                 value = number(stats, field)
                 if value is not None:
                     out.append(Sample(metric, value, GAUGE, db_labels, ts))
-        colls = sorted(self.collections.items(), key=lambda kv: -_coll_size(kv[1][1]))
-        for (db, coll), (ts, stats) in colls[: self.top_collections]:
+        for (db, coll), (ts, stats) in colls:
             coll_labels = {**labels, "db": db, "collection": coll}
             for field, metric in COLLECTION_FIELDS:
                 value = number(stats, field)
