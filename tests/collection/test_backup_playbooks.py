@@ -46,17 +46,20 @@ def test_backup_and_restore_playbooks(moto: str, launcher: Any, tmp_path: Path) 
     source.shop.orders.insert_many([{"n": i, "sku": f"s{i % 13}"} for i in range(500)])
     source.shop.orders.create_index([("sku", 1), ("n", -1)])
     source.crm.people.insert_many([{"p": i} for i in range(40)])
+    source.admin.command("createUser", "clerk", pwd="not-a-secret-here",
+                         roles=[{"role": "read", "db": "shop"}])  # fmt: skip
     port = lambda client: client.address[1]  # noqa: E731
-    store = {"mongodb_backup_bucket": BUCKET, "mongodb_backup_endpoint_url": moto}
+    store = {"mongodb_backup_bucket": BUCKET, "mongodb_backup_endpoint_url": moto,
+             "mongodb_backup_users_and_roles": True}  # fmt: skip
     layout = {"mongodb_backup_prefix": "terminal", "mongodb_backup_project_id": "p7",
               "mongodb_backup_cluster_id": "c7", "mongodb_backup_cluster_name": "shop"}  # fmt: skip
     backed_up = play("backup_cluster.yml", tmp_path, port(source), "rs5", **store, **layout)
     assert backed_up.returncode == 0, backed_up.stdout[-3000:]
-    assert "540 documents" in backed_up.stdout
+    assert "541 documents" in backed_up.stdout  # and the user
     client = s3mod.client(moto, REGION, FAKE_KEY, FAKE_SECRET)
     listed = client.list_objects_v2(Bucket=BUCKET, Prefix="terminal/p7/c7/snapshots/")
     (key,) = [o["Key"] for o in listed["Contents"] if o["Key"].endswith("/manifest.json")]
-    assert mf.read(client, BUCKET, key).documents == 540
+    assert mf.read(client, BUCKET, key).documents == 541
 
     restore = {**store, "mongodb_backup_manifest_key": key, "mongodb_backup_include": ["shop.*"],
                "mongodb_backup_renames": [{"from": "shop.$c$", "to": "copy.$c$"}]}  # fmt: skip
@@ -65,6 +68,8 @@ def test_backup_and_restore_playbooks(moto: str, launcher: Any, tmp_path: Path) 
     assert "restored 500 documents, verified equal to the snapshot" in restored.stdout
     assert collection_hash(target.copy.orders) == collection_hash(source.shop.orders)
     assert "crm" not in target.list_database_names()
+    (user,) = target.admin.command("usersInfo", {"user": "clerk", "db": "admin"})["users"]
+    assert user["roles"] == [{"role": "read", "db": "shop"}]
 
     again = play("restore_cluster.yml", tmp_path, port(target), "rs6", **restore)
     assert again.returncode == 2

@@ -145,22 +145,26 @@ def test_backup_and_restore_through_the_agents_commands_verified(
     source.shop.orders.create_index("n", unique=True)
     source.shop.orders.create_index([("sku", 1), ("at", -1)])
     source.crm.people.insert_many([{"name": f"p{i}"} for i in range(150)])
-    platform.policy(compression="gzip")
+    source.admin.command("createUser", "reader", pwd="not-a-secret-here",
+                         roles=[{"role": "read", "db": "shop"}])  # fmt: skip
+    assert platform.policy(compression="gzip", users_and_roles=True).status_code == 200
     agent = Agent(platform, platform.token, source_uri, tmp_path / "db1")
     agent.alive()
     snapshot = platform.api("POST", f"/clusters/{platform.cluster['_id']}/backups").get_json()
 
     backed_up = agent.run(Backup())
     assert backed_up["state"] == "succeeded", backed_up
-    assert any("2,150 documents" in m for m in agent.progress), agent.progress
+    assert any("3 of 3 collections, 2,151 documents" in m for m in agent.progress), agent.progress
     backups.tick(platform.store, platform.settings)
     (done,) = platform.catalogue()["snapshots"]
-    assert (done["id"], done["status"], done["documents"]) == (snapshot["id"], "done", 2150)
+    # 2,150 documents and the user (users and roles asked in the policy)
+    assert (done["id"], done["status"], done["documents"]) == (snapshot["id"], "done", 2151)
 
     # into another cluster, through its host's agent
     other, cluster = second_host(platform, target_uri, tmp_path / "db2")
     path = f"/snapshots/{done['id']}/restores"
-    started = platform.api("POST", path, json={"target": "cluster", "cluster_id": cluster["_id"]})
+    started = platform.api("POST", path, json={"target": "cluster", "cluster_id": cluster["_id"],
+                                               "users_and_roles": True})  # fmt: skip
     assert started.status_code == 202, started.get_json()
     restore = started.get_json()
     assert (restore["status"], restore["cluster_name"]) == ("running", "orders-copy")
@@ -178,6 +182,8 @@ def test_backup_and_restore_through_the_agents_commands_verified(
         db, name = ns.split(".")
         assert collection_hash(target[db][name]) == collection_hash(source[db][name])
     assert platform.api("GET", path).get_json()[0]["verification"]["equal"]
+    (user,) = target.admin.command("usersInfo", {"user": "reader", "db": "admin"})["users"]
+    assert user["roles"] == [{"role": "read", "db": "shop"}]  # users and roles, as asked
 
     # again into the same target, now holding documents: refused, nothing reported done
     again = platform.api("POST", path, json={"target": "cluster", "cluster_id": cluster["_id"]})

@@ -39,6 +39,9 @@ class PolicyIn(Strict):
     region = fields.String(load_default="")
     credential_id = fields.String(required=True, metadata={"description": "an AWS credential"})
     member = fields.String(load_default="", metadata={"description": "host:port, or a secondary"})
+    users_and_roles = fields.Boolean(
+        load_default=False, metadata={"description": "also admin.system.users and roles"}
+    )
     enabled = fields.Boolean(load_default=True)
 
 
@@ -50,6 +53,7 @@ class PolicyOut(Strict):
     max_age_days = fields.Integer(allow_none=True)
     compression = fields.String()
     member = fields.String()
+    users_and_roles = fields.Boolean()
     enabled = fields.Boolean()
     store = fields.Nested(StoreOut)
     next_run_at = fields.Float(allow_none=True)
@@ -160,6 +164,9 @@ class RestoreIn(Strict):
     renames = fields.List(fields.String(), load_default=list,
                           metadata={"description": "from=to: shop.*=shop_copy.*"})  # fmt: skip
     drop = fields.Boolean(load_default=False, metadata={"description": "drop what exists"})
+    users_and_roles = fields.Boolean(
+        load_default=False, metadata={"description": "the snapshot's users and roles too"}
+    )
     deployment = fields.Dict(
         load_default=dict, metadata={"description": "target new: the cluster to deploy, as for"
                                      " POST /projects/{id}/clusters"},
@@ -179,6 +186,7 @@ class RestoreOut(Strict):
     rename_from = fields.List(fields.String())
     rename_to = fields.List(fields.String())
     drop = fields.Boolean()
+    users_and_roles = fields.Boolean()
     status = fields.String(metadata={"description": "waiting, running, done or failed"})
     deploy_job_id = fields.String(allow_none=True)
     via = fields.String(metadata={"description": "agent (its restore command) or job"})

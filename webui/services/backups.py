@@ -174,6 +174,7 @@ def validate_policy(store: Store, project_id: str, data: dict[str, Any]) -> dict
         "max_age_days": max_age,
         "compression": compression,
         "member": member,
+        "users_and_roles": _boolean(data.get("users_and_roles", False)),
         "enabled": bool(enabled),
         "store": {
             "bucket": bucket,
@@ -227,8 +228,8 @@ def save_policy(
     )
     _policies(store).replace_one({"_id": cluster["_id"]}, policy, upsert=True)
     changed = sorted(
-        k for k in ("schedule", "keep_last", "max_age_days", "compression", "member", "enabled",
-                    "store") if before.get(k) != policy[k]
+        k for k in ("schedule", "keep_last", "max_age_days", "compression", "member",
+                    "users_and_roles", "enabled", "store") if before.get(k) != policy[k]
     )  # fmt: skip
     audit.record(
         store, actor, "backup.policy", f"{project['name']}/{cluster['name']}",
@@ -389,13 +390,14 @@ def _launch(
             "compression": compression,
             "member": policy.get("member", ""),
             "oplog": True,
+            "users_and_roles": bool(policy.get("users_and_roles")),
         }
         command = agent_commands.enqueue(
             store, actor, cluster["project_id"], host["_id"], "backup", args, **_wake(settings)
         )
         entry.update(via="agent", host_id=host["_id"], command_id=command["_id"])
     elif PLAYBOOK in jobs.list_playbooks(settings):
-        _backup_job(store, settings, actor, cluster, entry, policy.get("member", ""))
+        _backup_job(store, settings, actor, cluster, entry, policy)
     else:
         raise Conflict(
             f"no agent on the cluster's hosts was heard of in the last {int(AGENT_FRESH)} s, and"
@@ -413,7 +415,7 @@ def _launch(
 
 def _backup_job(
     store: Store, settings: Settings, actor: Actor, cluster: dict[str, Any],
-    entry: dict[str, Any], member: str,
+    entry: dict[str, Any], policy: dict[str, Any],
 ) -> None:  # fmt: skip
     """backup_cluster.yml as a job on the cluster, writing the entry's snapshot."""
     data = _job_request(PLAYBOOK, cluster, entry["store"]["credential_id"])
@@ -422,7 +424,9 @@ def _backup_job(
         action="backup", platform_vars={
             "wap_backup": {**entry["store"], **{
                 "snapshot_id": entry["_id"], "compression": entry["compression"] or "none",
-                "member": member, "project_id": cluster["project_id"],
+                "member": policy.get("member", ""),
+                "users_and_roles": bool(policy.get("users_and_roles")),
+                "project_id": cluster["project_id"],
                 "cluster_id": cluster["_id"], "cluster_name": cluster["name"]}},
             **_cluster_vars(settings, cluster),
         },
@@ -439,7 +443,7 @@ def _instead_of_agent(store: Store, settings: Settings, entry: dict[str, Any], k
         return False
     if kind == "backup":
         policy = _policies(store).find_one({"_id": entry["cluster_id"]}) or {}
-        _backup_job(store, settings, SYSTEM, cluster, entry, policy.get("member", ""))
+        _backup_job(store, settings, SYSTEM, cluster, entry, policy)
         found = _snapshots(store)
     else:
         snapshot = _snapshots(store).find_one({"_id": entry["snapshot_id"]})
@@ -867,6 +871,7 @@ def check_restore(store: Store, snapshot: dict[str, Any], data: dict[str, Any]) 
         "rename_from": renames[0],
         "rename_to": renames[1],
         "drop": bool(drop),
+        "users_and_roles": _boolean(data.get("users_and_roles", False)),
     }
 
 
@@ -965,6 +970,7 @@ def _restore_args(entry: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, 
         "include": entry["include"],
         "rename_from": entry["rename_from"],
         "rename_to": entry["rename_to"],
+        "users_and_roles": bool(entry.get("users_and_roles")),
     }
 
 

@@ -47,6 +47,7 @@ def _values(policy: dict[str, Any] | None) -> dict[str, Any]:
                                                             "credential_id")})  # fmt: skip
     values["max_age_days"] = policy.get("max_age_days") or ""
     values["enabled"] = policy.get("enabled", True)
+    values["users_and_roles"] = policy.get("users_and_roles", False)
     return values
 
 
@@ -82,6 +83,7 @@ def save_policy(cluster_id: str):
     form = request.form
     data: dict[str, Any] = {k: form.get(k, "").strip() for k in POLICY_FIELDS}
     data["enabled"] = form.get("enabled") == "on"
+    data["users_and_roles"] = form.get("users_and_roles") == "on"
     try:
         backups.save_policy(
             security.get_store(),
@@ -159,6 +161,7 @@ def _restore_request(form: Any) -> dict[str, Any]:
     """The wizard's fields as the API's request (one schema: webui.services.backups)."""
     data: dict[str, Any] = {k: form.get(k, "").strip() for k in RESTORE_FIELDS}
     data["drop"] = form.get("drop") == "on"
+    data["users_and_roles"] = form.get("users_and_roles") == "on"
     if data["target"] == "new":
         data["deployment"] = {
             **{k: form.get(f"new_{k}", "").strip() for k in NEW_FIELDS},

@@ -237,7 +237,8 @@ def _to_store(args: argparse.Namespace) -> int:
     command = {**store, "snapshot_id": args.snapshotId or snapshot_id(time.time()),
                "project_id": args.project, "cluster_id": args.cluster,
                "cluster_name": args.clusterName, "compression": _compression(args),
-               "member": args.member or "", "oplog": args.oplog}  # fmt: skip
+               "member": args.member or "", "oplog": args.oplog,
+               "users_and_roles": args.dumpDbUsersAndRoles}  # fmt: skip
     client = s3.client(args.endpointUrl or None, args.region or None)
     result = back_up(args.uri, command, s3=client, progress=Progress("dumping", args.quiet))
     print(json.dumps(result))
@@ -259,7 +260,8 @@ def _from_store(args: argparse.Namespace) -> int:
             {"bucket": bucket, "manifest_key": key, "region": args.region,
              "endpoint_url": args.endpointUrl, "drop": args.drop, "include": args.nsInclude,
              "exclude": args.nsExclude, "rename_from": args.nsFrom, "rename_to": args.nsTo,
-             "oplog_replay": args.oplogReplay}
+             "oplog_replay": args.oplogReplay,
+             "users_and_roles": args.restoreDbUsersAndRoles}
         )  # fmt: skip
     except BadArguments as exc:
         print(f"wap-agent restore: {exc}", file=sys.stderr)

@@ -395,7 +395,8 @@ def read(s3: Any, bucket: str, key: str) -> Manifest:
 # The arguments the platform's `backup` command carries (webui.services.backups): where to write,
 # never a secret; the agent writes with its host's own AWS credentials (boto3's chain).
 COMMAND_ARGS = ("snapshot_id", "bucket", "prefix", "region", "endpoint_url", "project_id",
-                "cluster_id", "cluster_name", "compression", "member", "oplog")  # fmt: skip
+                "cluster_id", "cluster_name", "compression", "member", "oplog",
+                "users_and_roles")  # fmt: skip
 
 
 def back_up(
@@ -428,6 +429,7 @@ def back_up(
         compression=compression,
         oplog=bool(args.get("oplog", True)),
         member=args.get("member") or None,
+        users_and_roles=bool(args.get("users_and_roles", False)),
         progress=progress,
     )
     made = store_snapshot(

@@ -150,6 +150,7 @@ class Backup:
             raise BadArguments("compression: gzip, zstd or null")
         checked["compression"] = compression
         checked["oplog"] = _flag(args, "oplog", True)
+        checked["users_and_roles"] = _flag(args, "users_and_roles", False)
         return checked
 
     def run(self, args: dict[str, Any], context: Context) -> dict[str, Any]:
@@ -206,7 +207,7 @@ class Restore:
 
     def check(self, args: dict[str, Any]) -> dict[str, Any]:
         known = {*LOCATION, "manifest_key", "drop", "include", "exclude", "rename_from",
-                 "rename_to", "oplog_replay", "restore_id"}  # fmt: skip
+                 "rename_to", "oplog_replay", "restore_id", "users_and_roles"}  # fmt: skip
         unknown = sorted(set(args) - known)
         if unknown:
             raise BadArguments(f"unknown argument(s): {', '.join(unknown)}")
@@ -216,6 +217,7 @@ class Restore:
             raise BadArguments("manifest_key: the key of a snapshot's manifest.json")
         checked["restore_id"] = _text(args, "restore_id", NAME, "an id, or empty", False)
         checked["drop"] = _flag(args, "drop", False)
+        checked["users_and_roles"] = _flag(args, "users_and_roles", False)
         for key in ("include", "exclude", "rename_from", "rename_to"):
             checked[key] = _patterns(args, key)
         if len(checked["rename_from"]) != len(checked["rename_to"]):
@@ -251,7 +253,8 @@ def restore_snapshot(uri: str, args: dict[str, Any], s3: Any, progress: Any) -> 
     options = RestoreOptions(
         drop=args["drop"], oplog_replay=args["oplog_replay"], include=args["include"],
         exclude=args["exclude"], rename_from=args["rename_from"],
-        rename_to=args["rename_to"], progress=progress,
+        rename_to=args["rename_to"], users_and_roles=args.get("users_and_roles", False),
+        progress=progress,
     )  # fmt: skip
     with S3Download(s3, args["bucket"], stored.key) as source:
         checked = _Checked(source)
