@@ -5,10 +5,12 @@
 //
 // Under load (thousands of lines a second) the page does per event only what is cheap: keep the
 // line's text and fold the event into the counts and the timeline. Drawing happens in one batch
-// per animation frame, at most every DRAW_EVERY ms (each drawing lays out and paints the log, the
-// browser's main cost under a burst; ten a second still reads as live), and the log's DOM keeps
-// the latest MAX_LINES lines: earlier ones stay in memory, a click away ("Show earlier lines"),
-// and the whole log is a plain-text link.
+// per animation frame, at most every DRAW_EVERY ms and never more than a third of the time (each
+// drawing lays out and paints its new lines, the browser's main cost under a burst; while it
+// draws, arriving events wait: at 10,000 lines a second a drawing every 100 ms kept the page
+// busy and events waited seconds), and the log's DOM keeps the latest MAX_LINES lines: earlier
+// ones stay in memory, a click away ("Show earlier lines"), and the whole log is a plain-text
+// link.
 (function () {
   "use strict";
   const MAX_LINES = 2000; // lines in the DOM while following the end
@@ -45,13 +47,14 @@
   let frame = 0;
   let drawTimer = 0;
   let drawnAt = 0;
+  let drawCost = 0; // ms the last drawing took, its layout included
   const shownCounts = {};
 
   window.wapJob = {
     lines: () => last,
     received: 0,
     counters: () => lines.map((l) => l[0]), // every line the page holds, in order
-    inView: () => log.childElementCount,
+    inView: () => drawn - first,
   };
 
   function setText(id, value) { document.getElementById(id).textContent = String(value); }
@@ -242,8 +245,7 @@
   // Earlier lines back into the DOM, above what is in view, where the reader is.
   document.getElementById("log-more").addEventListener("click", () => {
     const from = Math.max(0, first - EARLIER_STEP);
-    const batch = document.createDocumentFragment();
-    for (let i = from; i < first; i++) batch.appendChild(lineNode(lines[i]));
+    const batch = chunkOf(from, first);
     const height = log.scrollHeight;
     log.insertBefore(batch, log.firstChild);
     log.scrollTop += log.scrollHeight - height;
@@ -255,6 +257,28 @@
   function showEarlier() {
     earlierEl.hidden = first === 0;
     hiddenEl.textContent = String(first);
+  }
+
+  // Lines go into the log in chunks, one per drawing: a block each (job.css), so that a drawing
+  // lays out its new lines only, not every line of one long preformatted text.
+  function chunkOf(from, to) {
+    const chunk = document.createElement("div");
+    chunk.className = "chunk";
+    for (let i = from; i < to; i++) chunk.appendChild(lineNode(lines[i]));
+    return chunk;
+  }
+
+  function dropOldest(count) { // the oldest lines leave the DOM (they stay in `lines`)
+    while (count > 0) {
+      const chunk = log.firstElementChild;
+      const size = chunk.childElementCount;
+      if (size <= count) { chunk.remove(); count -= size; continue; }
+      const range = document.createRange();
+      range.setStartBefore(chunk.firstChild);
+      range.setEndAfter(chunk.children[count - 1]);
+      range.deleteContents();
+      count = 0;
+    }
   }
 
   function flush() {
@@ -271,22 +295,18 @@
         log.textContent = "";
         first = from;
       }
-      const batch = document.createDocumentFragment();
-      for (let i = from; i < lines.length; i++) batch.appendChild(lineNode(lines[i]));
-      log.appendChild(batch);
+      log.appendChild(chunkOf(from, lines.length));
       if (window.wapJob.onDraw) window.wapJob.onDraw(lines[from][0], lines[lines.length - 1][0]);
       drawn = lines.length;
       const excess = drawn - first - limit;
-      if (excess > 0) { // the oldest lines leave the DOM (they stay in `lines`)
-        const range = document.createRange();
-        range.setStartBefore(log.firstChild);
-        range.setEndAfter(log.children[excess - 1]);
-        range.deleteContents();
+      if (excess > 0) {
+        dropOldest(excess);
         first += excess;
       }
       showEarlier();
-      if (following) log.scrollTop = log.scrollHeight;
+      if (following) log.scrollTop = log.scrollHeight; // lays the log out now
     }
+    drawCost = performance.now() - drawnAt;
     if (tlDirty) timelineSoon();
   }
 
@@ -307,7 +327,7 @@
 
   function schedule() {
     if (frame || drawTimer) return;
-    const wait = DRAW_EVERY - (performance.now() - drawnAt);
+    const wait = Math.max(DRAW_EVERY, 3 * drawCost) - (performance.now() - drawnAt);
     if (wait <= 0) { frame = requestAnimationFrame(flush); return; }
     drawTimer = setTimeout(() => { drawTimer = 0; frame = requestAnimationFrame(flush); }, wait);
   }
