@@ -20,6 +20,7 @@ from tests.deploy.deployment import (
     ADMIN,
     APP,
     Deployment,
+    PlaybookRun,
     PrimaryWatch,
     build_agent_wheelhouse,
     build_double_tarball,
@@ -419,7 +420,83 @@ def test_upgrade_to_8_0_keeps_every_acknowledged_write_and_a_second_run_changes_
     assert [r["changed"] for _, r in stepdowns] == [False] * (len(hosts) - 1) + [True]
     assert watch.samples > 10 and watch.primaries
     with rs.client(replicaSet="rs0") as client:
-        wait_healthy(client, 4)
+        wait_healthy(client, len(hosts))
     again = rs.run("upgrade_cluster.yml", REPLICASET, **upgrade_vars)
     assert again.returncode == 0, again.failures()
     assert set(again.changed().values()) == {0}
+
+
+def test_takeover_playbook_reads_the_whole_set_from_one_member(
+    rs: Deployment, upgrade_vars: dict
+) -> None:
+    """takeover_cluster.yml from a terminal, on the set as WAP's own playbooks left it: every
+    member, the version and FCV of the upgrade above, keyFile and requireTLS; the application's
+    user (readWrite on app only) is refused, naming the role it lacks."""
+    hosts = upgrade_vars["wap_upgrade_hosts"]
+    read = {"wap_takeover_address": rs.address("lab2"), "wap_takeover_tls": True,
+            "wap_takeover_tls_ca_file": str(rs.secrets / "ca.pem"),
+            "mongodb_replicaset_login_user": ADMIN[0],
+            "mongodb_replicaset_login_password": ADMIN[1]}  # fmt: skip
+    found = rs.run("takeover_cluster.yml", **read)
+    assert found.returncode == 0, found.failures()
+    deployment = found.results(f"Read the deployment, {rs.address('lab2')}")["localhost"][
+        "deployment"
+    ]
+    members = {m["host"]: (m["version"], m["state"]) for m in deployment["sets"][0]["members"]}
+    assert set(members) == {rs.address(h) for h in hosts}
+    assert {v for v, _ in members.values()} == {UPGRADE_TO}
+    assert sorted(s for _, s in members.values()) == ["PRIMARY"] + ["SECONDARY"] * (len(hosts) - 1)
+    assert (deployment["topology"], deployment["name"], deployment["fcv"]) == (
+        "replicaset", "rs0", "8.0")  # fmt: skip
+    assert deployment["security"]["auth"] is True
+    assert (deployment["security"]["cluster_auth"], deployment["security"]["tls"]) == (
+        "keyFile", "requireTLS")  # fmt: skip
+    assert deployment["hosts"] == sorted(rs.lab.hosts[h] for h in hosts)
+    refused = rs.run("takeover_cluster.yml", **dict(read, mongodb_replicaset_login_user=APP[0],
+                     mongodb_replicaset_login_password=APP[1],
+                     wap_takeover_login_database="app"))  # fmt: skip
+    assert refused.returncode != 0
+    assert (
+        "(app@app) lacks the roles needed to take the deployment over: clusterMonitor on "
+        "admin (its roles: readWrite@app)" in refused.failures().replace("\n", " ")
+    )
+
+
+def test_member_operations_restart_stop_and_start_and_a_stop_past_the_majority_is_refused(
+    rs: Deployment, upgrade_vars: dict
+) -> None:
+    """member_operation.yml on the set's hosts: a secondary restarted through its service while a
+    client sees a primary, a stop that leaves a majority, then a second stop refused with the
+    reason (nothing changed), and the stopped member started again and caught up."""
+    hosts = upgrade_vars["wap_upgrade_hosts"]
+    on = {"wap_member_hosts": hosts}
+
+    def member(host: str, operation: str, **extra) -> PlaybookRun:
+        return rs.run("member_operation.yml", REPLICASET, **on, wap_member=rs.address(host),
+                      wap_member_operation=operation, **extra)  # fmt: skip
+
+    with PrimaryWatch([rs.address(h) for h in hosts], rs.secrets / "ca.pem") as watch:
+        restart = member("lab2", "restart")
+    assert restart.returncode == 0, restart.failures()
+    shown = next(iter(restart.results("Show the plan (check mode stops here)").values()))
+    assert shown["msg"][1:] == [
+        f"stop {rs.address('lab2')}",
+        f"start {rs.address('lab2')} and wait until it serves again, caught up"]  # fmt: skip
+    assert watch.samples > 3 and not watch.without_primary
+    stop = member("lab3", "stop")
+    assert stop.returncode == 0, stop.failures()
+    state = rs.lab.ssh("lab3", "systemctl is-active mongod@rs0.service", check=False)
+    assert state.stdout.strip() == "inactive"
+    voters = len(hosts)
+    refused = member("lab2", "stop")
+    assert refused.returncode != 0
+    assert (
+        f"stopping {rs.address('lab2')} would leave {voters - 2} of {voters} voting members"
+        f" up: a majority needs {voters // 2 + 1}, so no primary could be elected (down "
+        f"already: {rs.address('lab3')})"
+    ) in refused.failures().replace("\n", " ")
+    assert rs.lab.ssh("lab2", "systemctl is-active mongod@rs0.service").stdout.strip() == "active"
+    start = member("lab3", "start")
+    assert start.returncode == 0, start.failures()
+    with rs.client(replicaSet="rs0") as client:
+        wait_healthy(client, voters)
