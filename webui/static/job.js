@@ -14,6 +14,7 @@
 (function () {
   "use strict";
   const MAX_LINES = 2000; // lines in the DOM while following the end
+  const DRAW_AT_MOST = 500; // new lines one drawing lays out while following: the latest ones
   const EARLIER_STEP = 2000; // lines one "Show earlier lines" click brings back
   const DRAW_EVERY = 100; // ms between two drawings of the log while events arrive
   const TIMELINE_EVERY = 500; // ms between two drawings of the timeline while events arrive
@@ -290,8 +291,11 @@
     setCount("hosts-failed", counts.failed);
     setCount("hosts-unreachable", counts.unreachable);
     if (drawn < lines.length) {
-      const from = Math.max(drawn, lines.length - limit);
-      if (from > drawn) { // more new lines than the DOM keeps: what is in view goes
+      // more new lines than a drawing takes (while following) or than the DOM keeps: what is in
+      // view goes, the latest lines come (a drawing's time, and the events waiting on it, stay
+      // bounded however fast lines arrive; nobody reads 5,000 lines a second as they pass)
+      const from = Math.max(drawn, lines.length - (following ? DRAW_AT_MOST : limit));
+      if (from > drawn) {
         log.textContent = "";
         first = from;
       }
