@@ -2,8 +2,9 @@
 webui.jobs.agents): the platform's URL, wheelhouse and pinned CA only when it can serve agents,
 a token per host only as a lookup of the run's environment, and one playbook importing the
 deploy playbook then deploy_agent.yml; and deploy_agent.yml's refusal, before it changes
-anything, to go on without an administrator where access control is on. The whole path runs on
-lab hosts in tests/webui/test_deploy_e2e.py."""
+anything, to go on without an administrator where access control is on; the agent.ini the role
+writes, whose allow-list names backup and restore only when asked. The whole path runs on lab
+hosts in tests/webui/test_deploy_e2e.py."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from tests.labhosts import REPO, VENV_BIN, ansible_env
+from wap_agent.config import load as load_agent_config
 from webui.config import Settings, SettingsError, load_settings
 from webui.jobs import agents
 from webui.jobs.runner import extra_vars_file, extra_vars_for
@@ -104,3 +106,38 @@ def test_deploy_agent_refuses_access_control_without_an_administrator(tmp_path: 
     assert "Access control is on for 27018" in run.stdout
     assert "wap_agent_mongodb_login_password" in run.stdout
     assert "changed=0" in run.stdout and "failed=1" in run.stdout
+
+
+def test_backup_and_restore_are_allowed_only_when_asked(tmp_path: Path) -> None:
+    """The role's agent.ini, rendered by Ansible with the role's defaults, read by the agent's own
+    configuration loader: ping and collect by default; backup and restore as well with
+    wap_agent_backup_commands (a -e true arrives as text)."""
+    role = REPO / "collections/ansible_collections/whaleal/wap/roles/wap_agent"
+    template = str(role / "templates/agent.ini.j2")
+    play = [{
+        "hosts": "db1", "gather_facts": False, "vars_files": [str(role / "defaults/main.yml")],
+        "tasks": [
+            {"ansible.builtin.template": {"src": template, "dest": f"{tmp_path}/default.ini"}},
+            {"ansible.builtin.template": {"src": template, "dest": f"{tmp_path}/asked.ini"},
+             "vars": {"wap_agent_backup_commands": "true"}},
+        ],
+    }]  # fmt: skip
+    (tmp_path / "play.yml").write_text(json.dumps(play))
+    extra = {"wap_agent_platform_url": "http://10.1.0.1:8080",
+             "_wap_agent_processes": [{"port": 27017, "auth": True, "tls": False}],
+             "_wap_agent_mongodb_password": "pw"}  # fmt: skip
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"db1 ansible_connection=local ansible_python_interpreter="
+                         f"{sys.executable}\n")  # fmt: skip
+    run = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(tmp_path / "play.yml"),
+         "-e", json.dumps(extra)],
+        capture_output=True, text=True, env=ansible_env(), cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    default = load_agent_config(tmp_path / "default.ini")
+    asked = load_agent_config(tmp_path / "asked.ini")
+    assert default.commands_allow == ("ping", "collect")
+    assert asked.commands_allow == ("ping", "collect", "backup", "restore")
+    assert default.mongodb_uris == asked.mongodb_uris == (
+        "mongodb://wap-agent-db1:pw@localhost:27017/?authSource=admin",)  # fmt: skip

@@ -304,7 +304,8 @@ def deploy(
 
 def agent_vars(settings: Settings) -> dict[str, Any]:
     """What deploy_agent.yml needs from the platform, for a cluster's deploy job; none (no
-    agents) without a public URL or a wheelhouse holding the agent's wheel."""
+    agents) without a public URL or a wheelhouse holding the agent's wheel. The agents' backup
+    commands stay off (wap_agent_backup_commands' default; webui/README.md says why)."""
     wheelhouse = settings.agent_wheelhouse
     if not settings.public_url or wheelhouse is None or not any(wheelhouse.glob("wap_agent-*.whl")):
         return {}
