@@ -1,18 +1,23 @@
 """Continuous backup's figures: the RPO (a write acknowledged with w: majority to its oplog entry
 durable in the store) under a steady write load, and the oplog rate the follower sustains
-against the double's own write ceiling, with the follower thread's CPU.
+against the double's own write ceiling, with the follower thread's CPU; then the stored bytes per
+million entries and a point-in-time restore's seconds per million entries replayed.
 Not a test: it prints figures and never fails on timing. Run from the repository root:
     .venv/bin/python tests/bench/oplog_rpo.py [--seconds 30] [--rate 50] [--chunk 2] [--burst 20000]
 A 3-member set of mongod doubles on 127.0.0.1 and moto's S3 on 127.0.0.1; the follower reads a
 secondary, as in production. An entry is durable when the chunk holding it is stored (the time
 put_chunk returns). The burst: documents inserted as fast as the double takes them (w: 1,
-batches of 1,000), then the seconds until the follower has stored the last one.
+batches of 1,000), then the seconds until the follower has stored the last one. Documents carry
+200 random hex characters, so that compression is not flattered. The restore's figure is bounded
+by the double's applyOps (pure Python; its inserts slow down as a collection grows), not only by
+the engine.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import os
 import pathlib
 import statistics
 import sys
@@ -21,15 +26,18 @@ import threading
 import time
 
 import pymongo
+from bson.timestamp import Timestamp
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 from tests.aws.cloud import FAKE_KEY, FAKE_SECRET, REGION, moto_server
 from tests.mongod_double.conftest import Launcher
 from tests.waiting import wait_until
+from wap_agent.backup import manifest
 from wap_agent.backup import s3 as s3mod
 from wap_agent.backup.follower import Follower, FollowerOptions
 from wap_agent.backup.manifest import Layout
+from wap_agent.backup.pitr import restore_to
 from wap_agent.backup.slices import OplogStore
 
 BUCKET = "bench-oplog"
@@ -75,9 +83,15 @@ def main() -> None:
             s3 = s3mod.client(url, REGION, FAKE_KEY, FAKE_SECRET)
             s3.create_bucket(Bucket=BUCKET,
                              CreateBucketConfiguration={"LocationConstraint": REGION})  # fmt: skip
-            store = TimedStore(s3, BUCKET, Layout("bench", "p", "c"), "rs0", compression="zstd")
-            newest = client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
-            follower = Follower(uri, store, newest, FollowerOptions(chunk_seconds=opts.chunk))
+            layout = Layout("bench", "p", "c")
+            store = TimedStore(s3, BUCKET, layout, "rs0", compression="zstd")
+            asked = {"snapshot_id": manifest.snapshot_id(time.time()), "bucket": BUCKET,
+                     "prefix": "bench", "project_id": "p", "cluster_id": "c",
+                     "compression": "zstd"}  # fmt: skip
+            base = manifest.back_up(uri, asked, s3=s3)
+            end = manifest.read(s3, BUCKET, base["manifest_key"]).oplog_end
+            base_end = Timestamp(end["t"], end["i"])
+            follower = Follower(uri, store, base_end, FollowerOptions(chunk_seconds=opts.chunk))
             stop, cpu = threading.Event(), {}
 
             def follow() -> None:
@@ -96,7 +110,7 @@ def main() -> None:
             with client.start_session() as session:
                 for n in range(int(opts.seconds * opts.rate)):
                     time.sleep(max(0.0, began + n / opts.rate - time.monotonic()))
-                    coll.insert_one({"_id": n, "pad": "x" * 200}, session=session)
+                    coll.insert_one({"_id": n, "pad": os.urandom(100).hex()}, session=session)
                     acknowledged.append((session.operation_time, time.monotonic()))
             last = acknowledged[-1][0]
             wait_until(lambda: store.durable and store.durable[-1][0] >= last, timeout=120,
@@ -115,7 +129,7 @@ def main() -> None:
                 for start in range(0, opts.burst, 1000):
                     burst.insert_many(
                         [
-                            {"_id": i, "pad": "y" * 200}
+                            {"_id": i, "pad": os.urandom(100).hex()}
                             for i in range(start, min(opts.burst, start + 1000))
                         ]
                     )
@@ -131,6 +145,26 @@ def main() -> None:
                 )
             stop.set()
             thread.join(60)
+            objects = store.objects()
+            entries = sum(o.count for o in objects)
+            size = sum(s3.head_object(Bucket=BUCKET, Key=o.key)["ContentLength"] for o in objects)
+            target = objects[-1].last.ts
+            into = launcher.start("--replSet", "target")
+            into.client().admin.command("replSetInitiate")
+            wait_until(lambda: into.client().admin.command("hello")["isWritablePrimary"],
+                       timeout=30, what="the target's primary")  # fmt: skip
+            began = time.monotonic()
+            done = restore_to(into.uri, s3, BUCKET, layout, "rs0", target)
+            took = time.monotonic() - began
+            applied = done["oplog_applied"]
+            print(
+                f"stored: {entries:,} entries in {size / 1e6:,.2f} MB (zstd): "
+                f"{size / entries * 1e6 / 1e6:,.0f} MB per million entries"
+            )
+            print(
+                f"restore to the last entry: base snapshot, then {applied:,} entries replayed "
+                f"in {took:.1f} s ({took / applied * 1e6:,.0f} s per million entries)"
+            )
             print(
                 f"follower thread CPU: {cpu.get('seconds', float('nan')):.1f} s over the "
                 f"whole run's {time.monotonic() - run_began:.0f} s"
