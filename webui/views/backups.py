@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from webui import security
 from webui.security import login_required
-from webui.services import backups, credentials, deployments, jobs, projects
+from webui.services import backups, cloud, credentials, deployments, jobs, projects
 from webui.services.errors import Conflict, Invalid
 from webui.store import now
 
@@ -54,11 +54,9 @@ def _values(policy: dict[str, Any] | None) -> dict[str, Any]:
 def _page(cluster_id: str, values: dict[str, Any] | None, errors: dict[str, list[str]],
           status: int = 200):  # fmt: skip
     store, actor = security.get_store(), security.current_actor()
-    cluster = store.clusters.find_one({"_id": cluster_id}) if cluster_id else None
+    cluster, project = cloud.get_cluster(store, actor, cluster_id)
     entries = backups.list_snapshots(store, actor, cluster_id)
     policy = backups.get_policy(store, actor, cluster_id)
-    assert cluster is not None  # list_snapshots found it
-    project = projects.require(store, actor, cluster["project_id"], "read-only")
     role = projects.role_in(store, actor, project["_id"])
     aws = [c for c in credentials.list_public(store, project["_id"]) if c["kind"] == "aws"]
     at = now()

@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 
 from webui import security
 from webui.security import login_required
-from webui.services import member_ops, projects
+from webui.services import cloud, member_ops, projects
 from webui.services.errors import Invalid
 
 bp = Blueprint("member_ops", __name__)
@@ -43,7 +43,7 @@ def plan(cluster_id: str) -> Response:
 def show(cluster_id: str, job_id: str) -> str:
     store, actor = security.get_store(), security.current_actor()
     answer = member_ops.planned(store, actor, cluster_id, job_id)
-    cluster = store.clusters.find_one({"_id": cluster_id})
+    cluster, _project = cloud.get_cluster(store, actor, cluster_id)
     role = projects.role_in(store, actor, cluster["project_id"])
     return render_template(
         "member_ops/show.html", cluster=cluster, answer=answer, job=answer["job"],
