@@ -392,7 +392,12 @@ def test_entries_the_set_rolls_back_are_set_aside_and_following_goes_on(rs, s3, 
                                                                       or c.ts > after.ts),
                    timeout=60, what="the write after the election durable",
                    seen=store.checkpoint)  # fmt: skip
-    rs["nodes"][0] = launcher.start(*ARGS, dbpath=old.dbpath, port=old.port)  # rolls back, rejoins
+    back = rs["nodes"][0] = launcher.start(*ARGS, dbpath=old.dbpath, port=old.port)
+    rejoined = back.client()
+    wait_until(lambda: rejoined.admin.command("hello").get("secondary")
+               and rejoined.app.rollback.find_one({"_id": "doomed 0"}) is None, timeout=90,
+               what="the old primary rolled back, a secondary again",
+               retry=pymongo.errors.PyMongoError, seen=lambda: states(rs["nodes"]))  # fmt: skip
 
     source = [OpTime.of(e) for e in elected.local["oplog.rs"].find({"ts": {"$gt": newest}})]
     kept = stored(store)
