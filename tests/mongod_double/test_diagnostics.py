@@ -52,6 +52,37 @@ def test_server_status_sections(client):
     assert {"resident", "virtual", "bits"} <= set(status["mem"])
 
 
+def test_server_status_cache_bytes_follow_writes(client):
+    """The cache bytes (every collection's data, the double's whole cache) follow inserts,
+    updates, deletes, renames and drops: kept per collection, measured again after a write."""
+    import bson
+
+    def cache() -> int:
+        return client.admin.command("serverStatus")["wiredTiger"]["cache"][
+            "bytes currently in the cache"
+        ]
+
+    def size(*docs: dict) -> int:
+        return sum(len(bson.encode(d)) for d in docs)
+
+    base = cache()
+    docs = [{"_id": i, "v": "x" * 10} for i in range(3)]
+    client.test.c.insert_many(docs)
+    assert cache() == base + size(*docs)
+    client.test.c.update_one({"_id": 0}, {"$set": {"v": "y" * 1000}})
+    docs[0]["v"] = "y" * 1000
+    assert cache() == base + size(*docs)
+    client.test.c.delete_one({"_id": 1})
+    assert cache() == base + size(docs[0], docs[2])
+    client.admin.command("renameCollection", "test.c", to="other.c")
+    client.other.d.insert_one({"_id": 9})
+    assert cache() == base + size(docs[0], docs[2], {"_id": 9})
+    client.other.c.drop()
+    assert cache() == base + size({"_id": 9})
+    client.drop_database("other")
+    assert cache() == base
+
+
 def test_build_info_host_info_list_commands(client):
     """buildInfo, hostInfo and listCommands shapes.
 
@@ -65,7 +96,7 @@ def test_build_info_host_info_list_commands(client):
     assert {"system", "os", "extra"} <= set(host)
     assert host["system"]["numCores"] >= 1 and host["os"]["type"] == "Linux"
     commands = client.admin.command("listCommands")["commands"]
-    assert "find" in commands and "applyOps" not in commands
+    assert "find" in commands and "compact" not in commands  # only what the double runs
 
 
 def test_get_and_set_parameter(client):

@@ -99,8 +99,7 @@ def server_status(inv: Invocation) -> dict:
     server = inv.server
     metrics = server.metrics
     uptime = time.monotonic() - server.started_monotonic
-    with server.storage.lock:
-        cache_bytes = sum(server.storage.data_size(ns) for ns in server.storage.catalog)
+    cache_bytes = server.storage.total_data_size()
     running = list(server.ops.running.values())
     with metrics.lock:
         document = {k: Int64(v) for k, v in metrics.document.items()}
