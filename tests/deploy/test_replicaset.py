@@ -224,6 +224,7 @@ def test_agents_deployed_by_the_role_ship_every_host_and_member(
         assert lines[:4] == ["active", "enabled", "/etc/wap-agent/agent.ini root:wap-agent 640",
                              "/etc/wap-agent/token wap-agent:wap-agent 600"], out  # fmt: skip
         uris = ini_uris(out)
+        assert "allow = ping, collect" in lines  # no backup nor restore unless asked
         if host == "lab4":
             assert uris == [] and "mongodb-password" not in out
             continue
@@ -264,6 +265,19 @@ def test_agents_deployed_by_the_role_ship_every_host_and_member(
             assert member["mongodb_replset_my_state"] in (1, 2)  # PRIMARY or SECONDARY
     finally:
         store.close()
+
+    # Backups by the agent, asked for on one host: its allow-list and its user's roles, once.
+    backups = {**agent_vars, "wap_agent_hosts": "lab1", "wap_agent_backup_commands": True}
+    for run in (rs.run("deploy_agent.yml", **backups), rs.run("deploy_agent.yml", **backups)):
+        assert run.returncode == 0, run.failures()
+    assert run.changed() == {"lab1": 0}
+    ini = rs.lab.ssh("lab1", "cat /etc/wap-agent/agent.ini").stdout
+    assert "allow = ping, collect, backup, restore" in ini
+    with rs.client(replicaSet="rs0") as client:
+        roles = client.admin.command("usersInfo", "wap-agent-lab1")["users"][0]["roles"]
+    assert sorted((r["role"], r["db"]) for r in roles) == [
+        ("backup", "admin"), ("clusterMonitor", "admin"), ("read", "local"),
+        ("restore", "admin")]  # fmt: skip
 
 
 def test_check_mode_reports_growth_and_changes_nothing(rs: Deployment) -> None:
