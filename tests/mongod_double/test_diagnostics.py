@@ -67,7 +67,9 @@ def test_server_status_cache_bytes_follow_writes(client):
 
     base = cache()
     docs = [{"_id": i, "v": "x" * 10} for i in range(3)]
-    client.test.c.insert_many(docs)
+    client.test.c.insert_many(docs[:2])
+    assert cache() == base + size(*docs[:2])
+    client.test.c.insert_one(docs[2])  # into a collection already measured: counted as it goes
     assert cache() == base + size(*docs)
     client.test.c.update_one({"_id": 0}, {"$set": {"v": "y" * 1000}})
     docs[0]["v"] = "y" * 1000
