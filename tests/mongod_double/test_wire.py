@@ -151,7 +151,7 @@ def test_unknown_command_is_command_not_found(client):
 
     Source: https://www.mongodb.com/docs/manual/reference/error-codes/ (59 CommandNotFound).
     """
-    for name in ("xyz", "mapReduce", "getLastError", "applyOps"):
+    for name in ("xyz", "mapReduce", "getLastError", "compact"):
         with pytest.raises(OperationFailure) as info:
             client.test.command(name)
         assert info.value.details == {

@@ -129,9 +129,10 @@ def test_gunicorn_behind_a_proxy_with_two_servers_sharing_redis(
             "event": "verbose",
             "stdout": "hello from a worker",
         }
-        Publisher(settings.redis_url or "").events(job_id, [event])
+        Publisher(settings.redis_url or "").events(job_id, json.dumps([event]))
         live = json.loads(socket.next(r'^42/jobs,\["events"')[len("42/jobs,") :])
-        assert live == ["events", [event]]
+        assert live[0] == "events" and live[1]["job_id"] == job_id
+        assert json.loads(live[1]["events_json"]) == [event]
         refused = socket.follow("no-such-job")
         assert refused == {"ok": False, "message": "no such job"}
     finally:
