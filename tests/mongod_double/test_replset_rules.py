@@ -22,6 +22,11 @@ from mongod_double import election, rsconfig
 from mongod_double.errors import CommandError
 from mongod_double.options import ServerOptions
 from mongod_double.peers import client_kwargs
+from mongod_double.replication.coordinator import ReplicationCoordinator
+from mongod_double.replication.states import PRIMARY, SECONDARY
+from mongod_double.role import Role
+from mongod_double.storage import Storage
+from mongod_double.version import parse_version
 
 
 def config(*members: dict, version: int = 1) -> dict:
@@ -184,6 +189,35 @@ def test_election_timing_and_takeover():
     assert not election.should_take_over(5, 1, mine, {"ts": Timestamp(103, 1), "t": 3})
     assert not election.should_take_over(1, 1, mine, mine)
     assert election.sees_majority(2, 2) and not election.sees_majority(1, 2)
+
+
+def test_a_primary_that_sees_a_newer_term_logs_nothing_in_it(tmp_path):
+    # mongod adopts a newer term and steps down as one step: a write that lands while a vote
+    # request or heartbeat carries the new term in is refused, never logged with the new term
+    # (the new primary's entries are in that term, and two entries of one term at one timestamp
+    # cannot be told apart by a rollback: a soak once lost a majority write that way).
+    storage = Storage(str(tmp_path), parse_version("7.0.14"))
+    repl = ReplicationCoordinator(Role.REPLICA_SET_MEMBER, "rs0", storage, 27017)
+    repl.self_host = "10.0.0.1:27017"
+    repl.config = config({}, {})
+    storage.oplog_hook = repl
+    assert repl.become_primary()
+    insert = {"op": "i", "ns": "app.docs", "o": {"_id": 1}}
+    assert repl.entry_for(insert)["t"] == 1
+    in_the_window = []
+    step_down = repl._step_down_locked
+
+    def write_then_step_down(reason):
+        in_the_window.append(code_of(lambda: repl.entry_for(insert)))
+        step_down(reason)
+
+    repl._step_down_locked = write_then_step_down
+    with repl.mutex:
+        repl._update_term(2)
+    assert in_the_window == [10107] and repl.state == SECONDARY and repl.term == 2
+    assert code_of(lambda: repl.entry_for(insert)) == 10107
+    assert repl.become_primary() and repl.state == PRIMARY  # a later election, a term its own
+    assert repl.entry_for(insert)["t"] == 3
 
 
 def test_peer_client_options_follow_keyfile_and_tls(tmp_path):

@@ -57,6 +57,7 @@ class ReplicationCoordinator(
         self.port = port
         self.config: dict | None = None
         self.term = 0
+        self.primary_term = -1  # the term this node was elected in, while it is primary
         self.state = STARTUP
         self.election_id: ObjectId | None = None
         self.election_time: Timestamp | None = None
@@ -238,6 +239,7 @@ class ReplicationCoordinator(
             elif term != self.term or self.state not in (SECONDARY, STARTUP):
                 return False
             self.election_id = ObjectId(f"7fffffff{self.term:016x}")
+            self.primary_term = self.term
             self.primary_host = self.me()
             self.initiated_here = False
             self.takeover_at = None
@@ -275,13 +277,17 @@ class ReplicationCoordinator(
         """The oplog entry for an operation about to be applied here (MongoDB 4.4+ format).
 
         Refuses (NotWritablePrimary) on a member that is not primary, so that a write racing a
-        step-down is either logged in the term it was accepted in or not applied at all. Called
-        under ``storage.lock``: reads plain attributes only, never takes ``mutex``.
+        step-down is either logged in the term it was accepted in or not applied at all. A primary
+        that has adopted a newer term (a vote request or heartbeat carried it) and not yet stepped
+        down refuses too: mongod updates its term and steps down as one step, so no entry of the
+        old primary ever carries the new term (two primaries' entries would then share a term and
+        could share a timestamp, and a rollback could not tell them apart). Called under
+        ``storage.lock``: reads plain attributes only, never takes ``mutex``.
         """
         if self.config is None:
             return None
         primary = self.state == PRIMARY
-        if not (primary or self._logging_allowed):
+        if not (primary or self._logging_allowed) or (primary and self.term != self.primary_term):
             raise CommandError(NOT_WRITABLE_PRIMARY, "not primary")
         entry = {"op": op["op"], "ns": op["ns"]}
         if "ui" in op:
@@ -290,7 +296,7 @@ class ReplicationCoordinator(
         if "o2" in op:
             entry["o2"] = op["o2"]
         ts = self.next_timestamp()
-        term = self.term if primary else -1
+        term = self.primary_term if primary else -1
         entry.update(ts=ts, t=Int64(term), v=Int64(2), wall=datetime.datetime.now(datetime.UTC))
         return entry
 
