@@ -68,6 +68,7 @@ COMMANDS: dict[str, Callable[[dict[str, Any]], None]] = {
     "collect": _no_args,
     "backup": _any_args,
     "restore": _any_args,
+    "oplog_follow": _any_args,
     "explain": _any_args,
 }
 
