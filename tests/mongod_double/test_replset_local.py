@@ -224,3 +224,48 @@ def test_members_authenticate_with_the_keyfile_over_tls(launcher, tmp_path):
         what="two SECONDARY members",
         seen=lambda: _states(nodes, **user),
     )
+
+
+def test_ttl_deletes_happen_on_the_primary_and_replicate_as_deletes(launcher):
+    # mongod's TTL monitor (https://www.mongodb.com/docs/manual/core/index-ttl/): a pass every
+    # ttlMonitorSleepSecs deletes expired documents on the primary only; a secondary removes
+    # them when it applies the primary's deletes from the oplog, never by itself.
+    args = ("--replSet", "rs0", "--setParameter", "ttlMonitorSleepSecs=1")
+    primary, secondary = launcher.start(*args), launcher.start(*args)
+    admin = primary.client().admin
+    admin.command("replSetInitiate", {"_id": "rs0", "members": [
+        {"_id": 0, "host": f"127.0.0.1:{primary.port}", "priority": 2},
+        {"_id": 1, "host": f"127.0.0.1:{secondary.port}"}]})  # fmt: skip
+    _wait(lambda: admin.command("hello")["isWritablePrimary"], what="a primary")
+    assert admin.command("getParameter", 1, ttlMonitorSleepSecs=1)["ttlMonitorSleepSecs"] == 1
+    admin.command("setParameter", 1, ttlMonitorEnabled=False)
+    coll = primary.client().app.sessions
+    coll.create_index("seen", expireAfterSeconds=3600)
+    old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=2)
+    new = datetime.datetime.now(datetime.UTC)
+    coll.insert_many([
+        {"_id": "expired", "seen": old}, {"_id": "fresh", "seen": new},
+        {"_id": "array", "seen": [new, old]},  # the earliest date counts
+        {"_id": "not a date", "seen": "2001-01-01"}, {"_id": "no field"},
+    ], )  # fmt: skip
+    on_secondary = secondary.client(readPreference="secondaryPreferred").app.sessions
+    _wait(lambda: on_secondary.count_documents({}) == 5, what="the five documents replicated")
+    status = secondary.client().admin.command("serverStatus")
+    assert status["metrics"]["ttl"]["deletedDocuments"] == 0  # the secondary deletes nothing
+    assert on_secondary.count_documents({}) == 5  # disabled on the primary: nothing expired yet
+
+    admin.command("setParameter", 1, ttlMonitorEnabled=True)
+    kept = ["fresh", "no field", "not a date"]
+    _wait(lambda: sorted(d["_id"] for d in coll.find()) == kept, what="the TTL deletes")
+    _wait(lambda: sorted(d["_id"] for d in on_secondary.find()) == kept, what="them replicated")
+    deletes = primary.client().local["oplog.rs"].find({"op": "d", "ns": "app.sessions"})
+    assert sorted(entry["o"]["_id"] for entry in deletes) == ["array", "expired"]
+    assert admin.command("serverStatus")["metrics"]["ttl"]["deletedDocuments"] == 2
+    ttl = _wait(
+        lambda: (
+            (t := secondary.client().admin.command("serverStatus")["metrics"]["ttl"])["passes"]
+            and t
+        ),
+        what="a pass of the secondary's TTL monitor",
+    )
+    assert ttl["deletedDocuments"] == 0

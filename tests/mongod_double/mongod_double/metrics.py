@@ -15,6 +15,7 @@ class Metrics:
             ("insert", "query", "update", "delete", "getmore", "command"), 0
         )
         self.document = dict.fromkeys(("deleted", "inserted", "returned", "updated"), 0)
+        self.ttl = dict.fromkeys(("deletedDocuments", "passes", "subPasses"), 0)
         self.scanned_objects = 0
         self.collection_scans = 0
         self.bytes_in = 0

@@ -39,6 +39,13 @@ def _int(value: Any) -> int:
     return int(value)
 
 
+def _positive(value: Any) -> int:
+    number = _int(value)
+    if number < 1:
+        raise ValueError("must be greater than or equal to 1")
+    return number
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, str):
         if value.lower() not in ("true", "false", "1", "0"):
@@ -69,6 +76,8 @@ class Parameters:
                 ["MONGODB-X509", "SCRAM-SHA-1", "SCRAM-SHA-256"], _mechanisms, runtime=False
             ),
             "enableLocalhostAuthBypass": Parameter(True, _bool, runtime=False),
+            "ttlMonitorEnabled": Parameter(True, _bool),
+            "ttlMonitorSleepSecs": Parameter(60, _positive),
             # Facts of the double (scram.py, storage.py, the query engine), not settable.
             "scramIterationCount": _fixed(10000),
             "scramSHA256IterationCount": _fixed(15000),

@@ -23,7 +23,7 @@ from mongod_double import authz, wire
 from mongod_double.commands import REGISTRY, CommandSpec, Invocation, dispatch, load_all
 from mongod_double.context import ConnectionContext
 from mongod_double.cursors import CursorManager
-from mongod_double.errors import CloseConnection, StartupError
+from mongod_double.errors import CloseConnection, CommandError, StartupError
 from mongod_double.logs import log
 from mongod_double.metrics import Metrics
 from mongod_double.options import ServerOptions
@@ -196,6 +196,8 @@ class Server:
                 target=self._accept_loop, args=(sock,), name="listener", daemon=True
             ).start()
         threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
+        if self.role is not Role.MONGOS:
+            threading.Thread(target=self._ttl_monitor, name="TTLMonitor", daemon=True).start()
         self.replication.start(self.options, self.shutdown_requested)
         while not self.shutdown_requested.wait(0.2):
             pass
@@ -244,6 +246,23 @@ class Server:
                 self.cursors.reap(int(self.parameters.get("cursorTimeoutMillis")))
             except OSError:
                 pass
+
+    def _ttl_monitor(self) -> None:
+        """mongod's TTL monitor: every ttlMonitorSleepSecs (60 by default), while
+        ttlMonitorEnabled, a pass that deletes expired documents, on a primary or a standalone
+        only (a secondary receives the primary's deletes through replication)."""
+        while not self.shutdown_requested.wait(float(self.parameters.get("ttlMonitorSleepSecs"))):
+            if not self.parameters.get("ttlMonitorEnabled"):
+                continue
+            self.metrics.add(self.metrics.ttl, "passes")
+            if not self.replication.is_writable_primary:
+                continue
+            self.metrics.add(self.metrics.ttl, "subPasses")
+            try:
+                deleted = self.storage.expire_ttl(datetime.datetime.now(datetime.UTC))
+            except CommandError:  # stepped down during the pass: the new primary goes on
+                continue
+            self.metrics.add(self.metrics.ttl, "deletedDocuments", deleted)
 
     # -- connections -----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ its oplog entry in one record, written at once).
 from __future__ import annotations
 
 import copy
+import datetime
 import fcntl
 import os
 import struct
@@ -457,7 +458,10 @@ class Storage:
 
     def _engine_index(self, ns: str, spec: dict) -> None:
         kwargs = {"name": spec["name"]}
-        for option in ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression"):
+        # Not expireAfterSeconds: the engine would drop expired documents by itself on any read,
+        # on secondaries too and with no oplog entry. mongod's TTL monitor deletes them on the
+        # primary through the write path, and the deletes replicate (expire_ttl).
+        for option in ("unique", "sparse", "partialFilterExpression"):
             if option in spec:
                 kwargs[option] = spec[option]
         try:
@@ -617,8 +621,7 @@ class Storage:
 
     def total_data_size(self) -> int:
         """Every collection's data size summed: kept as writes go, measured again when a write
-        could not be counted, and always for a collection with a TTL index (the engine removes
-        its expired documents by itself); capped ones keep their total as they go."""
+        could not be counted; capped ones keep their total as they go."""
         with self.lock:
             stale, self._sizes_stale = self._sizes_stale, set()
             dbs = {name for name in stale if name.endswith(".")}
@@ -630,15 +633,33 @@ class Storage:
                 if capped is not None:
                     total += capped.total_size
                     continue
-                if (
-                    ns in stale
-                    or ns not in self._sizes
-                    or f"{split_ns(ns)[0]}." in dbs
-                    or any("expireAfterSeconds" in i for i in self.catalog[ns].indexes)
-                ):
+                if ns in stale or ns not in self._sizes or f"{split_ns(ns)[0]}." in dbs:
                     self._sizes[ns] = self.data_size(ns)
                 total += self._sizes[ns]
             return total
+
+    def expire_ttl(self, now: datetime.datetime) -> int:
+        """One pass of the TTL monitor on a primary: every document whose TTL index field holds
+        a date (or an array of dates, the earliest counting) at least expireAfterSeconds before
+        ``now`` is deleted through the write path, so that each delete is in the oplog and
+        replicates (mongod 6.1+ groups a batch of them in one applyOps entry, ttlMonitorBatch
+        Deletes; the double logs one delete each, as earlier versions do). Compound and
+        non-date values are left, as mongod leaves them. Returns the number deleted."""
+        deleted = 0
+        with self.lock:
+            for ns, meta in list(self.catalog.items()):
+                for spec in meta.indexes:
+                    expire = spec.get("expireAfterSeconds")
+                    if expire is None or len(spec["key"]) != 1 or ns not in self.catalog:
+                        continue
+                    field = next(iter(spec["key"]))
+                    cutoff = now - datetime.timedelta(seconds=float(expire))
+                    for doc in self.collection(ns).find({}, {field: 1}):
+                        when = _earliest_date(_field_value(doc, field))
+                        if when is not None and when <= cutoff:
+                            self.delete(ns, doc["_id"])
+                            deleted += 1
+        return deleted
 
     def index_specs(self, ns: str) -> list[dict]:
         """All indexes of ``ns`` as listIndexes shows them (``_id_`` first)."""
@@ -741,3 +762,20 @@ def fcv_startup_error(version: Version, doc: dict, invalid: object = None) -> st
         f"featureCompatibilityVersion is below {lts}, see the documentation on upgrading at "
         f"https://docs.mongodb.com/master/release-notes/{lts}/#upgrade-procedures."
     )
+
+
+def _field_value(doc: dict, path: str):
+    value = doc
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _earliest_date(value) -> datetime.datetime | None:
+    """A TTL field's expiry base: a date, or the earliest date of an array; else None."""
+    dates = value if isinstance(value, list) else [value]
+    dates = [d if d.tzinfo else d.replace(tzinfo=datetime.UTC) for d in dates
+             if isinstance(d, datetime.datetime)]  # fmt: skip
+    return min(dates) if dates else None

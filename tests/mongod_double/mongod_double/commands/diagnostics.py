@@ -103,6 +103,7 @@ def server_status(inv: Invocation) -> dict:
     running = list(server.ops.running.values())
     with metrics.lock:
         document = {k: Int64(v) for k, v in metrics.document.items()}
+        ttl = {k: Int64(v) for k, v in metrics.ttl.items()}
         scanned_objects, scans = metrics.scanned_objects, metrics.collection_scans
         latencies = {
             k: {"latency": Int64(v[0]), "ops": Int64(v[1])} for k, v in metrics.latencies.items()
@@ -133,6 +134,7 @@ def server_status(inv: Invocation) -> dict:
                     "collectionScans": {"nonTailable": Int64(scans), "total": Int64(scans)},
                 },
                 "operation": {"scanAndOrder": Int64(0), "writeConflicts": Int64(0)},
+                "ttl": ttl,
             },
             "opLatencies": latencies,
             "opcountersRepl": {k: Int64(0) for k in reply["opcounters"]},
