@@ -776,6 +776,7 @@ REQUIREMENTS: dict[str, Callable[[Invocation], Requirement]] = {
     "replSetFreeze": _on_cluster("replSetStateChange"),
     "replSetMaintenance": _on_cluster("replSetStateChange"),
     "replSetResizeOplog": _on_cluster("replSetResizeOplog"),
+    "appendOplogNote": _on_cluster("appendOplogNote"),
     "createUser": _create_user,
     "updateUser": _update_user,
     "dropUser": _on_db("dropUser"),

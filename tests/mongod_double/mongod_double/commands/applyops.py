@@ -37,7 +37,7 @@ from mongod_double.errors import (
     TYPE_MISMATCH,
     CommandError,
 )
-from mongod_double.storage import split_ns
+from mongod_double.storage import new_uuid, split_ns
 
 UPDATE_OPERATION_FAILED = 175
 ENTRY_FIELDS = {"op", "ns", "o", "o2", "ui", "b", "ts", "t", "v", "h", "wall", "lsid", "txnNumber",
@@ -101,7 +101,7 @@ def _apply_entry(inv: Invocation, entry: object, always_upsert: bool) -> None:
     if kind == "n":
         return
     if kind == "c":
-        _apply_command(inv, db, entry.get("o"), always_upsert)
+        _apply_command(inv, db, entry.get("o"), always_upsert, entry.get("ui"))
         return
     if not coll:
         raise CommandError(FAILED_TO_PARSE, f"invalid namespace {ns!r} for op {kind!r}")
@@ -145,7 +145,10 @@ def _find(inv: Invocation, ns: str, _id: object) -> dict | None:
     return inv.server.storage.collection(ns).find_one({"_id": _id})
 
 
-def _apply_command(inv: Invocation, db: str, o: object, always_upsert: bool) -> None:
+def _apply_command(
+    inv: Invocation, db: str, o: object, always_upsert: bool, ui: object = None
+) -> None:
+    """``ui``: a create's collection UUID (kept, as mongorestore --preserveUUID relies on)."""
     if not isinstance(o, dict) or not o:
         raise CommandError(FAILED_TO_PARSE, "a command entry needs 'o' with the command")
     storage = inv.server.storage
@@ -164,7 +167,10 @@ def _apply_command(inv: Invocation, db: str, o: object, always_upsert: bool) -> 
         unsupported = set(options) - {"capped", "size", "max"}
         if unsupported:
             raise NotImplementedError(f"create option(s) {sorted(unsupported)}")
-        storage.create_collection(ns, options)
+        if ui is not None and not isinstance(ui, Binary):
+            raise CommandError(BAD_VALUE, f"ui must be a UUID, got {ui!r}")
+        storage.apply({"op": "c", "ns": f"{db}.$cmd", "ui": ui or new_uuid(),
+                       "o": {"create": arg, **options}})  # fmt: skip
     elif name == "drop":
         if storage.exists(f"{db}.{arg}"):
             storage.command_op(db, {"drop": arg}, f"{db}.{arg}")

@@ -1,6 +1,7 @@
 """Replica set commands: replSetInitiate, replSetGetStatus, replSetGetConfig, replSetReconfig,
-replSetStepDown, replSetStepUp, replSetFreeze, and the internal ones members send each other
-(replSetHeartbeat, replSetRequestVotes, replSetUpdatePosition), as mongod names them.
+replSetStepDown, replSetStepUp, replSetFreeze, appendOplogNote, and the internal ones members
+send each other (replSetHeartbeat, replSetRequestVotes, replSetUpdatePosition), as mongod names
+them.
 
 Reply shapes and error codes follow MongoDB's command reference pages of the same names.
 """
@@ -19,9 +20,11 @@ from mongod_double.errors import (
     ALREADY_INITIALIZED,
     BAD_VALUE,
     NO_REPLICATION_ENABLED,
+    NO_SUCH_KEY,
     NODE_NOT_FOUND,
     NOT_WRITABLE_PRIMARY,
     NOT_YET_INITIALIZED,
+    TYPE_MISMATCH,
     CommandError,
 )
 from mongod_double.replication import NOT_SECONDARY, PRIMARY, ReplicationCoordinator
@@ -320,4 +323,19 @@ def repl_set_update_position(inv: Invocation) -> dict:
     """Internal: a secondary reports how far it has applied and made durable the oplog."""
     repl = _initialized(inv)
     repl.process_update_position(inv.body)
+    return {}
+
+
+@command("appendOplogNote", admin_only=True, write=True)
+def append_oplog_note(inv: Invocation) -> dict:
+    """A no-op entry ``{op: "n", ns: "", o: <data>}`` written to the oplog by the primary, as
+    backup tools use it to move a set's oplog past a point (reference/command/appendOplogNote:
+    ``data`` is required and must be a document; the backup role grants the action)."""
+    _initialized(inv)
+    if "data" not in inv.body:
+        raise CommandError(NO_SUCH_KEY, 'Missing expected field "data"')
+    data = inv.body["data"]
+    if not isinstance(data, dict):
+        raise CommandError(TYPE_MISMATCH, '"data" had the wrong type. Expected object')
+    inv.server.storage.apply({"op": "n", "ns": "", "o": data})
     return {}
