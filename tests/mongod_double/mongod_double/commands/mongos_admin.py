@@ -1,16 +1,17 @@
 """mongos's sharding administration: addShard, listShards, removeShard, enableSharding,
 shardCollection, movePrimary, split, moveChunk, balancerStart/Stop/Status, getShardMap,
-flushRouterConfig.
+flushRouterConfig, setFeatureCompatibilityVersion.
 
 Sources (MongoDB 7.0 manual, reference/command/<name>/): addShard, listShards, removeShard,
 enableSharding ("Starting in MongoDB 6.0, this command is not required to shard a
 collection"), shardCollection, movePrimary, split, moveChunk, balancerStart, balancerStop,
-balancerStatus, getShardMap, flushRouterConfig.
+balancerStatus, getShardMap, flushRouterConfig, setFeatureCompatibilityVersion.
 """
 
 from __future__ import annotations
 
 import datetime
+import time
 
 import pymongo
 from bson.objectid import ObjectId
@@ -18,6 +19,7 @@ from pymongo.errors import PyMongoError
 
 from mongod_double import authz
 from mongod_double.commands import HOST_UNREACHABLE, Invocation
+from mongod_double.commands.mongos_crud import run
 from mongod_double.errors import (
     ALREADY_INITIALIZED,
     BAD_VALUE,
@@ -29,6 +31,7 @@ from mongod_double.errors import (
     CommandError,
 )
 from mongod_double.sharding.cluster import (
+    CODEC,
     NAMESPACE_NOT_SHARDED,
     Cluster,
     now_timestamp,
@@ -88,6 +91,8 @@ for _name, _rule in ROUTER_REQUIREMENTS.items():
     authz.REQUIREMENTS.setdefault(_name, _rule)
 
 FAILED_TO_PARSE = 9
+MAX_TIME_MS_EXPIRED = 50
+BALANCER_STOP_MS = 60_000
 OPERATION_FAILED = 96
 NO_SHARDING_ENABLED = 193
 IDL_MISSING_FIELD = 40414
@@ -522,19 +527,32 @@ def balancer_start(inv: Invocation) -> dict:
 
 @router_command("balancerStop", admin_only=True)
 def balancer_stop(inv: Invocation) -> dict:
-    """Turn the balancer off (mode "off"); a round in progress finishes its current move."""
-    _cluster(inv).set_balancer("off")
+    """Turn the balancer off (mode "off"), then wait, as MongoDB does, until the round in
+    progress (whichever router holds the lease) has ended: at most maxTimeMS (60,000 ms by
+    default), else MaxTimeMSExpired with the balancer left off."""
+    cluster = _cluster(inv)
+    cluster.set_balancer("off")
+    limit = inv.body.get("maxTimeMS") or BALANCER_STOP_MS
+    deadline = time.monotonic() + float(limit) / 1000.0
+    while cluster.balancer_round()["inRound"]:
+        if time.monotonic() >= deadline:
+            raise CommandError(
+                MAX_TIME_MS_EXPIRED, "operation exceeded time limit waiting for the balancer round"
+            )
+        time.sleep(0.05)
     return {}
 
 
 @router_command("balancerStatus", admin_only=True)
 def balancer_status(inv: Invocation) -> dict:
-    """The balancer's mode and whether a round is running."""
-    balancer = inv.server.balancer
+    """The balancer's mode, and whether a round is running and how many ran, for the whole
+    cluster (MongoDB's balancer runs on the config server primary, so every router answers the
+    same; the double's round state is kept with its lease in config.locks)."""
+    state = _cluster(inv).balancer_round()
     return {
         "mode": _cluster(inv).balancer_settings().get("mode", "full"),
-        "inBalancerRound": balancer.in_round,
-        "numBalancerRounds": balancer.rounds,
+        "inBalancerRound": state["inRound"],
+        "numBalancerRounds": state["rounds"],
     }
 
 
@@ -542,3 +560,28 @@ def balancer_status(inv: Invocation) -> dict:
 def flush_router_config(inv: Invocation) -> dict:
     """The double's routers cache no routing table (each command reads the catalog)."""
     return {"flushed": True}
+
+
+# -- feature compatibility version ----------------------------------------------------------
+
+
+@router_command("setFeatureCompatibilityVersion", admin_only=True)
+def set_feature_compatibility_version(inv: Invocation) -> dict:
+    """setFeatureCompatibilityVersion through mongos, the way MongoDB's manual runs it on a
+    sharded cluster: the command (with its confirm) goes to every shard's primary, then to the
+    config servers' primary, which changes its own FCV only once every shard has (SERVER-26087).
+    A shard's refusal is returned with its own code and message, the config servers unchanged;
+    running the command again finishes it (a shard already there does nothing).
+
+    Sources: https://www.mongodb.com/docs/manual/reference/command/setFeatureCompatibilityVersion/
+    and the release notes' "Upgrade a Sharded Cluster" ("run setFeatureCompatibilityVersion
+    against the admin database" of a mongos)."""
+    cluster = _cluster(inv)
+    body = {"setFeatureCompatibilityVersion": inv.arg}
+    for field in ("confirm", "writeConcern"):
+        if field in inv.body:
+            body[field] = inv.body[field]
+    for shard in cluster.shards():
+        run(cluster.shard_db(shard, "admin"), body)
+    run(cluster.config_client.get_database("admin", codec_options=CODEC), body)
+    return {}

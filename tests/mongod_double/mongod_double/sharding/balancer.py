@@ -8,6 +8,9 @@ each sharded collection (``noBalance`` unset) one chunk: off a draining shard if
 there, else from the shard with the most chunks to the one with the fewest when they differ by
 ``THRESHOLD`` or more (MongoDB's migration threshold for collections with few chunks; MongoDB
 6.0+ balances on data size, the double on chunk counts).
+A round is marked in ``config.settings`` beside the mode (``inRound``, a count of ``rounds``), as
+the config server primary's balancer is one for the whole cluster: balancerStatus through any
+router reports it, and balancerStop waits for it to end.
 Sources: https://www.mongodb.com/docs/manual/core/sharding-balancer-administration/
 https://www.mongodb.com/docs/manual/reference/command/balancerStatus/
 """
@@ -30,14 +33,14 @@ if TYPE_CHECKING:
 
 ROUND_SECONDS = 1.0
 LEASE_SECONDS = 10.0
+# A round marked begun by a router that went away counts as over after this.
+ROUND_LIMIT_SECONDS = 60.0
 THRESHOLD = 2
 
 
 class Balancer:
     def __init__(self, router: Router) -> None:
         self.router = router
-        self.rounds = 0
-        self.in_round = False
         self.process = f"{socket.gethostname()}:{router.port}:{os.getpid()}"
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -84,11 +87,12 @@ class Balancer:
         return True
 
     def balance_round(self) -> int:
-        """One round; returns the number of chunks moved."""
+        """One round; returns the number of chunks moved. The round is marked begun (only while
+        the balancer is on) and ended, so that every router's balancerStatus and balancerStop
+        see it."""
         cluster = self.router.cluster
-        if cluster.balancer_settings().get("mode", "full") == "off":
+        if not cluster.begin_balancer_round(ROUND_LIMIT_SECONDS):
             return 0
-        self.in_round = True
         moved = 0
         try:
             shards = cluster.shards()
@@ -105,8 +109,7 @@ class Balancer:
                 if self._balance_collection(routing, draining, active):
                     moved += 1
         finally:
-            self.in_round = False
-            self.rounds += 1
+            cluster.end_balancer_round()
         return moved
 
     def _balance_collection(self, routing, draining: set[str], active: list[str]) -> bool:

@@ -9,7 +9,8 @@ The sharding catalog lives in the config servers' ``config`` database as ordinar
 - ``config.collections``: ``{_id: ns, lastmodEpoch, lastmod, timestamp, uuid, key, unique,
   noBalance}``;
 - ``config.chunks``: ``{_id, uuid, min, max, shard, lastmod, onCurrentShardSince, history}``;
-- ``config.settings``: ``{_id: "balancer", mode, stopped}``; ``config.version``: the cluster id.
+- ``config.settings``: ``{_id: "balancer", mode, stopped}``, and the balancer's round state
+  (``inRound``, ``roundExpires``, ``rounds``); ``config.version``: the cluster id.
 
 The router keeps no cache: every command reads the catalog it needs, so two routers always agree
 (flushRouterConfig has nothing to flush). Connections use the vendored pymongo: a replica set
@@ -207,6 +208,38 @@ class Cluster:
             {"_id": "balancer"},
             {"$set": {"mode": mode, "stopped": mode == "off"}},
             upsert=True,
+        )
+
+    def balancer_round(self) -> dict:
+        """Whether a balancer round runs now and how many ran (a round whose router went away
+        is over once its time is up)."""
+        doc = self.balancer_settings()
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        running = bool(doc.get("inRound")) and doc.get("roundExpires", now) > now
+        return {"inRound": running, "rounds": int(doc.get("rounds", 0))}
+
+    def begin_balancer_round(self, seconds: float) -> bool:
+        """Mark a round begun, only while the balancer is on: one atomic update, so a
+        balancerStop either comes first (no round) or sees the round and waits for it."""
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        begun = self.config.settings.update_one(
+            {"_id": "balancer", "mode": {"$ne": "off"}},
+            {"$set": {"inRound": True, "roundExpires": now + datetime.timedelta(seconds=seconds)}},
+        )
+        if begun.matched_count:
+            return True
+        try:  # no settings yet: the balancer is on (mode full)
+            self.config.settings.insert_one(
+                {"_id": "balancer", "mode": "full", "stopped": False, "inRound": True,
+                 "roundExpires": now + datetime.timedelta(seconds=seconds)}
+            )  # fmt: skip
+        except DuplicateKeyError:
+            return False  # the balancer is off
+        return True
+
+    def end_balancer_round(self) -> None:
+        self.config.settings.update_one(
+            {"_id": "balancer"}, {"$set": {"inRound": False}, "$inc": {"rounds": 1}}
         )
 
     def ensure_cluster_id(self) -> None:
