@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from webui.api import _blueprint
 from webui.api.schemas import Strict
@@ -30,8 +30,9 @@ class CoverageOut(Strict):
         values=fields.Dict(),
         metadata={
             "description": "per replica set: windows [{snapshot_id, snapshots [{id, end}], from,"
-            " until, ends}], gaps [{after, resumed, reason, detected_at}], unrestorable [{at,"
-            " prev, reason}], last_durable; each point " + POINT
+            " until, ends, closes_gap}], gaps [{after, resumed, reason, detected_at, closed_by}],"
+            " unrestorable [{at, prev, reason}], last_durable, follower {last_durable,"
+            " reported_at, silent, silent_for} (null: never followed); each point " + POINT
         },
     )
 
@@ -41,6 +42,61 @@ class CoverageOut(Strict):
 def backup_coverage(cluster_id: str) -> dict[str, Any]:
     """The cluster's restorable windows and gaps, read now from its backup store."""
     return coverage.cluster_coverage(get_store(), get_settings(), current_actor(), cluster_id)
+
+
+class TargetQuery(Strict):
+    at = fields.String(
+        required=True, metadata={"description": f"the moment: {coverage.TARGET_FORMS}"}
+    )
+
+
+class TargetOut(Strict):
+    target = fields.String(metadata={"description": "the moment as given"})
+    last_entry = fields.Dict(
+        metadata={"description": "the last oplog entry a restore includes: " + POINT}
+    )
+    explained = fields.String(metadata={"description": "how the moment maps to the oplog"})
+    replica_sets = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(),
+        metadata={"description": "per replica set, the base snapshot: {snapshot_id, snapshot_end}"},
+    )
+
+
+@bp.route("/clusters/<cluster_id>/backup-coverage/target")
+@bp.arguments(TargetQuery, location="query")
+@bp.response(200, TargetOut)
+def restore_target(query: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    """Where a point-in-time restore to a moment starts (each set's base snapshot) and stops (the
+    last oplog entry replayed), explained; 422 naming the windows when it is outside them."""
+    return coverage.restore_target(
+        get_store(), get_settings(), current_actor(), cluster_id, query["at"]
+    )
+
+
+class FollowIn(Strict):
+    action = fields.String(
+        required=True,
+        validate=validate.OneOf(coverage.FOLLOW_ACTIONS),
+        metadata={"description": "start (from the newest done snapshot's end) or stop"},
+    )
+
+
+class FollowOut(Strict):
+    action = fields.String()
+    host = fields.String(metadata={"description": "the host whose agent was asked"})
+    host_id = fields.String()
+    command_id = fields.String(metadata={"description": "the agent command oplog_follow"})
+    start = fields.Dict(metadata={"description": "start: the oplog timestamp followed from"})
+
+
+@bp.route("/clusters/<cluster_id>/continuous-backup", methods=["POST"])
+@bp.arguments(FollowIn)
+@bp.response(202, FollowOut)
+def continuous_backup(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    """Turn a replica set's continuous backup on or off: its agent is asked to follow the oplog
+    into the policy's store (and keeps doing so across its restarts) or to stop."""
+    return coverage.follow(get_store(), current_actor(), cluster_id, data["action"])
 
 
 BLUEPRINTS = (bp,)

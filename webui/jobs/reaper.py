@@ -27,7 +27,7 @@ from rq.job import Job
 from webui.config import Settings
 from webui.jobs import store as records
 from webui.jobs.publish import Publisher
-from webui.services import backups, rollups
+from webui.services import backups, coverage, rollups
 from webui.store import Store, now
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,10 @@ def _reap_every(settings: Settings, wait: Callable[[float], bool], roll_up: bool
                 backups.tick(store, settings)
             except Exception as exc:
                 log.warning("backups: %s", exc)
+            try:  # a gap in a followed oplog starts a base snapshot
+                coverage.tick(store, settings)
+            except Exception as exc:
+                log.warning("backup coverage: %s", exc)
         if wait(every):
             return
 

@@ -119,6 +119,7 @@ def replica_set_coverage(store: OplogStore, bases: list[Manifest]) -> dict[str, 
         "unrestorable": marks,
         "last_durable": objects[-1].last.to_dict() if objects else None,
         "objects": len(objects),
+        "checkpoint": store.checkpoint_record(),
     }
 
 
@@ -128,8 +129,9 @@ def oplog_sets(s3: Any, bucket: str, layout: Layout) -> list[str]:
 
 
 def coverage(s3: Any, bucket: str, layout: Layout) -> dict[str, Any]:
-    """Per replica set: `windows` ({snapshot_id, from, until, ends}), `gaps`, `unrestorable`
-    and `last_durable`; points as {t, i, utc} (oplog timestamps)."""
+    """Per replica set: `windows` ({snapshot_id, from, until, ends}), `gaps`, `unrestorable`,
+    `last_durable` and the follower's `checkpoint` ({last, saved_at}); points as {t, i, utc}
+    (oplog timestamps)."""
     bases = snapshots(s3, bucket, layout)
     names = set(oplog_sets(s3, bucket, layout))
     for base in bases:

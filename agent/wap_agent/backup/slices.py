@@ -217,8 +217,13 @@ class OplogStore:
         return json.loads(answer["Body"].read())
 
     def checkpoint(self) -> OpTime | None:
-        body = self._get_json(f"{self.root}/checkpoint.json")
+        body = self.checkpoint_record()
         return OpTime.from_dict(body["last"]) if body else None
+
+    def checkpoint_record(self) -> dict | None:
+        """The checkpoint as stored: `last` and `saved_at` (UTC), which a follower also saves
+        while idle (its heartbeat): how long ago it last reported."""
+        return self._get_json(f"{self.root}/checkpoint.json")
 
     def save_checkpoint(self, last: OpTime) -> None:
         self._put_json(f"{self.root}/checkpoint.json", {"last": last.to_dict(), "saved_at": now()})
