@@ -14,6 +14,11 @@ oplog window come from the same history. The steps:
 4. With ``oplog``: note the newest entry as the window's end, check the start is still in the
    oplog (a roll-over during the dump would lose writes), and copy the entries between the two.
    Restoring the data and replaying them gives the member's state at the window's end.
+   ``oplog_end`` lets a caller choose a later end: a sharded cluster's sets all end at one
+   common point (:mod:`wap_agent.backup.sharded`).
+
+``sharding_catalogue`` (a config server's dump) adds the sharding catalogue mongodump leaves out
+with the rest of ``config``: ``config.databases``, ``collections``, ``chunks`` and ``tags``.
 
 The summary returned gives per-collection counts, bytes, order-independent content hashes
 (:mod:`wap_agent.backup.hashing`), the archive's CRCs, indexes and options, the oplog window and
@@ -54,8 +59,12 @@ SKIPPED_COLLECTIONS = {
     "system.profile", "system.indexBuilds", "system.preimages", "system.keys", "system.views",
 }  # fmt: skip
 AUTH_COLLECTIONS = {"system.users", "system.roles"}
+SHARDING_CATALOGUE = ("databases", "collections", "chunks", "tags")
 RELAXED = JSONOptions(json_mode=JSONMode.RELAXED)
 Progress = Callable[[dict], None]
+# Given the dumper and the newest entry of its member's oplog once the data is copied, the
+# timestamp the oplog is copied up to (inclusive); the member's oplog must have reached it.
+OplogEnd = Callable[["Dumper", Timestamp], Timestamp]
 
 
 class DumpError(RuntimeError):
@@ -77,6 +86,8 @@ class DumpOptions:
     parallel: int = 4
     batch_bytes: int = 1 << 20
     progress: Progress | None = None
+    sharding_catalogue: bool = False
+    oplog_end: OplogEnd | None = None
 
 
 @dataclass
@@ -149,6 +160,7 @@ class Dumper:
     def __init__(self, uri: str, out: BinaryIO | Path, options: DumpOptions) -> None:
         self.options = options
         self.selector = Selector(include=options.include, exclude=options.exclude)
+        self.uri = uri
         self.member = choose_member(uri, options.member)
         self.client = client_for(uri, self.member, readPreference="secondaryPreferred")
         self.out = out
@@ -163,6 +175,8 @@ class Dumper:
     # -- what to dump ------------------------------------------------------------------------
 
     def wanted(self, db: str, coll: str) -> bool:
+        if db == "config":
+            return self.options.sharding_catalogue and coll in SHARDING_CATALOGUE
         if coll in AUTH_COLLECTIONS and db == "admin":
             return self.options.users_and_roles
         if coll in SKIPPED_COLLECTIONS or coll.startswith(("system.buckets.", "__mdb_internal")):
@@ -175,7 +189,7 @@ class Dumper:
         items: list[_Item] = []
         views: list[tuple[str, CollectionMetadata]] = []
         for db in self.client.list_database_names():
-            if db in SKIPPED_DATABASES:
+            if db in SKIPPED_DATABASES and not (db == "config" and self.options.sharding_catalogue):
                 continue
             database = self.client[db]
             for entry in database.list_collections():
@@ -322,6 +336,8 @@ class Dumper:
             end = entries = None
             if start is not None:
                 _, end = self.oplog_ends()
+                if self.options.oplog_end is not None:
+                    end = self.options.oplog_end(self, end)
                 self.check_oplog_reaches(start)
                 entries = self.copy_oplog(writer, start, end)
             written = writer.bytes_written

@@ -142,6 +142,7 @@ class Collection:
     indexes: list[dict[str, Any]] = field(default_factory=list)
     type: str = "collection"
     options: dict[str, Any] = field(default_factory=dict)
+    replica_set: str = ""  # a sharded snapshot's: the set (shard or config) it was dumped from
 
     @property
     def ns(self) -> str:
@@ -176,6 +177,10 @@ class Manifest:
     engine: str = "wap-agent"
     engine_version: str = __version__
     replica_sets: list[str] = field(default_factory=list)
+    # A sharded snapshot's sets: {name (the shard's id, or "config"), replica_set, role ("shard"
+    # or "config"), key, member, oplog {start, end}, documents}. Every set's oplog ends at the
+    # snapshot's oplog end, the cluster time all of them reached.
+    sets: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def documents(self) -> int:
@@ -271,7 +276,23 @@ def parse(data: bytes | str) -> Manifest:
         engine=_need(engine, "name", str, "the engine's name"),
         engine_version=_need(engine, "version", str, "the engine's version"),
         replica_sets=list(body.get("replica_sets") or []),
+        sets=_sets(body.get("sets")),
     )
+
+
+def _sets(value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ManifestError("manifest field 'sets': a list of replica sets")
+    for n, item in enumerate(value):
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(k), str) and item.get(k) for k in ("name", "role", "key")
+        ):
+            raise ManifestError(f"manifest field 'sets[{n}]': an object with name, role and key")
+        if item["role"] not in ("shard", "config"):
+            raise ManifestError(f"manifest field 'sets[{n}].role': shard or config")
+    return [dict(item) for item in value]
 
 
 def collections_from(summary: Mapping[str, Any]) -> list[Collection]:
@@ -393,10 +414,11 @@ def read(s3: Any, bucket: str, key: str) -> Manifest:
 
 
 # The arguments the platform's `backup` command carries (webui.services.backups): where to write,
-# never a secret; the agent writes with its host's own AWS credentials (boto3's chain).
+# never a secret; the agent writes with its host's own AWS credentials (boto3's chain). `router`:
+# a sharded cluster's mongos (host:port), reached with the agent's own credentials.
 COMMAND_ARGS = ("snapshot_id", "bucket", "prefix", "region", "endpoint_url", "project_id",
                 "cluster_id", "cluster_name", "compression", "member", "oplog",
-                "users_and_roles")  # fmt: skip
+                "users_and_roles", "router")  # fmt: skip
 
 
 def back_up(
@@ -423,7 +445,12 @@ def back_up(
     client = s3 or s3mod.client(args.get("endpoint_url") or None, args.get("region") or None)
     if replica_set is None:  # the archive is named by its set (a sharded cluster has several)
         with client_for(uri) as mongo:
-            replica_set = str(mongo.admin.command("hello").get("setName") or "standalone")
+            hello = mongo.admin.command("hello")
+        if hello.get("msg") == "isdbgrid":
+            from wap_agent.backup.sharded import back_up_cluster
+
+            return back_up_cluster(uri, args, s3=client, progress=progress)
+        replica_set = str(hello.get("setName") or "standalone")
     layout = Layout(str(args.get("prefix") or ""), str(args["project_id"]), str(args["cluster_id"]))
     options = DumpOptions(
         compression=compression,

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 
 import bson
 import pymongo
+from bson.binary import UUID_SUBTYPE, Binary
 from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
 
@@ -70,6 +71,9 @@ class RestoreOptions:
     """``directory``: ``source`` is a dump directory (a path) rather than an archive stream.
     ``more_oplog``: batches of raw oplog entries replayed after the snapshot's own, under the
     same limit and with the same transactions pending (a point-in-time restore's followed oplog).
+    ``preserve_uuid``: collections are created with the snapshot's UUIDs (mongorestore's
+    --preserveUUID: an applyOps create with ``ui``), as a sharded collection's must be, the same
+    on every shard and in the config servers' catalogue.
     """
 
     directory: bool = False
@@ -86,6 +90,7 @@ class RestoreOptions:
     batch_bytes: int = 4 << 20
     progress: Progress | None = None
     more_oplog: Iterable[list[bytes]] | None = None
+    preserve_uuid: bool = False
 
 
 @dataclass
@@ -229,7 +234,14 @@ class Restorer:
         for target in self.targets.values():
             options = {k: v for k, v in target.meta.options.items() if k != "uuid"}
             database = self.client[target.db]
-            if not database.list_collection_names(filter={"name": target.collection}):
+            if database.list_collection_names(filter={"name": target.collection}):
+                continue
+            if self.options.preserve_uuid and target.meta.uuid:
+                entry = {"op": "c", "ns": f"{target.db}.$cmd",
+                         "ui": Binary(bytes.fromhex(target.meta.uuid), UUID_SUBTYPE),
+                         "o": {"create": target.collection, **options}}  # fmt: skip
+                self._command(target.ns, self.client.admin, "applyOps", [entry])
+            else:
                 self._command(target.ns, database, "create", target.collection, **options)
 
     def _command(self, ns: str, database, name: str, value: Any, **body: Any) -> dict:

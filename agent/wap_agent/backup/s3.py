@@ -398,3 +398,21 @@ class S3Download(io.RawIOBase):
             self._body.close()
             self._body = None
         super().close()
+
+
+class Checked(io.RawIOBase):
+    """A stream read through, its SHA-256 and size kept (a restore checks them against the
+    manifest once the archive is read)."""
+
+    def __init__(self, source: Any) -> None:
+        super().__init__()
+        self.source, self.digest, self.size = source, hashlib.sha256(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:  # type: ignore[override]
+        count = self.source.readinto(buffer)
+        self.digest.update(memoryview(buffer)[:count])
+        self.size += count
+        return count

@@ -8,6 +8,7 @@ with the restore (webui.services.backups); ``wap-agent restore --from`` prints i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -25,6 +26,31 @@ def _index_set(indexes: list[dict[str, Any]]) -> list[str]:
     return sorted(json.dumps([i["name"], key(i["key"])]) for i in indexes)
 
 
+def found(
+    client: Any, namespaces: list[str], timeseries: frozenset[str] = frozenset()
+) -> dict[str, dict[str, Any]]:
+    """What the server holds per namespace: count, content hash (a time series': of its buckets,
+    as the dump reads it), indexes (name and key)."""
+    from wap_agent.backup.hashing import collection_hash
+
+    held = {}
+    for ns in namespaces:
+        db, _, name = ns.partition(".")
+        collection = client[db][name]
+        data = client[db][f"system.buckets.{name}"] if ns in timeseries else collection
+        held[ns] = {
+            **collection_hash(data),
+            "indexes": sorted(
+                (
+                    {"name": i["name"], "key": [list(k) for k in i["key"].items()]}
+                    for i in collection.list_indexes()
+                ),
+                key=lambda i: i["name"],
+            ),
+        }
+    return held
+
+
 def verification(
     manifest: Manifest, result: dict[str, Any], selected: bool = False
 ) -> dict[str, Any]:
@@ -35,7 +61,12 @@ def verification(
     Entries of the snapshot's oplog replayed after the copy change what the target holds (the
     writes made while the dump ran): a collection the replay changed is equal when its copy
     equals the manifest, and the report says the replay changed it. Without a selection
-    (`selected`), a collection of the manifest missing from the restore is a difference."""
+    (`selected`), a collection of the manifest missing from the restore is a difference.
+
+    A sharded snapshot's restore (`result["shards"]`) is verified shard by shard against the
+    collections the manifest lists for that shard; its rows name the shard."""
+    if manifest.topology == "sharded" and "shards" in result:
+        return _sharded(manifest, result)
     expected = {c.ns: c for c in manifest.collections}
     replayed = int((result.get("oplog") or {}).get("applied") or 0)
     rows = []
@@ -94,4 +125,29 @@ def verification(
         "documents": sum(r.get("count") or 0 for r in rows),
         "oplog_applied": replayed,
         "note": note,
+    }
+
+
+def _sharded(manifest: Manifest, result: dict[str, Any]) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    replayed = 0
+    for shard in result.get("shards") or []:
+        own = [c for c in manifest.collections if c.replica_set == shard.get("shard")]
+        single = dataclasses.replace(manifest, topology="replicaset", collections=own)
+        report = verification(single, shard)
+        replayed += report["oplog_applied"]
+        rows += [{**r, "shard": shard.get("shard"), "target_shard": shard.get("target")}
+                 for r in report["collections"]]  # fmt: skip
+    restored = {s.get("shard") for s in result.get("shards") or []}
+    for wanted in manifest.sets:
+        if wanted["role"] == "shard" and wanted["name"] not in restored:
+            rows.append({"ns": "*", "source": "*", "shard": wanted["name"], "equal": False,
+                         "differences": ["a shard of the snapshot, not restored"]})  # fmt: skip
+    return {
+        "equal": all(r["equal"] for r in rows),
+        "collections": sorted(rows, key=lambda r: (str(r["ns"]), str(r.get("shard")))),
+        "documents": sum(r.get("count") or 0 for r in rows),
+        "oplog_applied": replayed,
+        "note": f"{len(restored)} shards, each replayed to the snapshot's common point"
+        + (f" ({replayed} oplog entries)" if replayed else ""),
     }

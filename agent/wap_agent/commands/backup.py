@@ -18,7 +18,6 @@ platform to compare with the manifest.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import threading
@@ -77,6 +76,17 @@ def _uri(context: Context) -> str:
     if not uris:
         raise RuntimeError("this agent has no MongoDB URI ([mongodb] uris) to read or write with")
     return uris[0]
+
+
+def _via(context: Context, args: dict[str, Any]) -> str:
+    """The agent's URI, or with ``router`` (a sharded cluster's mongos, host:port) that router
+    reached with the URI's credentials and options."""
+    uri = _uri(context)
+    if not args.get("router"):
+        return uri
+    from wap_agent.backup.sharded import with_hosts
+
+    return with_hosts(uri, args["router"])
 
 
 def _s3(location: dict[str, str]) -> Any:
@@ -145,6 +155,7 @@ class Backup:
         checked["prefix"] = _text(args, "prefix", NAME, "folders split by '/', or empty", False)
         checked["cluster_name"] = _text(args, "cluster_name", NAME, "a cluster's name", False)
         checked["member"] = _text(args, "member", MEMBER, "host:port, or empty", False)
+        checked["router"] = _text(args, "router", MEMBER, "a mongos's host:port, or empty", False)
         compression = args.get("compression")
         if compression not in (None, "gzip", "zstd"):
             raise BadArguments("compression: gzip, zstd or null")
@@ -157,49 +168,8 @@ class Backup:
         from wap_agent.backup.manifest import back_up
 
         context.progress("backup: starting")
-        return back_up(_uri(context), args, s3=_s3(args), progress=Progress(context, "backup"))
-
-
-class _Checked(io.RawIOBase):
-    """A stream read through, its SHA-256 and size kept."""
-
-    def __init__(self, source: Any) -> None:
-        super().__init__()
-        self.source, self.digest, self.size = source, hashlib.sha256(), 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:  # type: ignore[override]
-        count = self.source.readinto(buffer)
-        self.digest.update(memoryview(buffer)[:count])
-        self.size += count
-        return count
-
-
-def found(
-    client: Any, namespaces: list[str], timeseries: frozenset[str] = frozenset()
-) -> dict[str, dict[str, Any]]:
-    """What the server holds per namespace: count, content hash (a time series': of its buckets,
-    as the dump reads it), indexes (name and key)."""
-    from wap_agent.backup.hashing import collection_hash
-
-    held = {}
-    for ns in namespaces:
-        db, _, name = ns.partition(".")
-        collection = client[db][name]
-        data = client[db][f"system.buckets.{name}"] if ns in timeseries else collection
-        held[ns] = {
-            **collection_hash(data),
-            "indexes": sorted(
-                (
-                    {"name": i["name"], "key": [list(k) for k in i["key"].items()]}
-                    for i in collection.list_indexes()
-                ),
-                key=lambda i: i["name"],
-            ),
-        }
-    return held
+        progress = Progress(context, "backup")
+        return back_up(_via(context, args), args, s3=_s3(args), progress=progress)
 
 
 class Restore:
@@ -207,7 +177,8 @@ class Restore:
 
     def check(self, args: dict[str, Any]) -> dict[str, Any]:
         known = {*LOCATION, "manifest_key", "drop", "include", "exclude", "rename_from",
-                 "rename_to", "oplog_replay", "restore_id", "users_and_roles"}  # fmt: skip
+                 "rename_to", "oplog_replay", "restore_id", "users_and_roles",
+                 "router"}  # fmt: skip
         unknown = sorted(set(args) - known)
         if unknown:
             raise BadArguments(f"unknown argument(s): {', '.join(unknown)}")
@@ -216,6 +187,7 @@ class Restore:
         if not checked["manifest_key"].endswith("/manifest.json"):
             raise BadArguments("manifest_key: the key of a snapshot's manifest.json")
         checked["restore_id"] = _text(args, "restore_id", NAME, "an id, or empty", False)
+        checked["router"] = _text(args, "router", MEMBER, "a mongos's host:port, or empty", False)
         checked["drop"] = _flag(args, "drop", False)
         checked["users_and_roles"] = _flag(args, "users_and_roles", False)
         for key in ("include", "exclude", "rename_from", "rename_to"):
@@ -229,7 +201,7 @@ class Restore:
         return checked
 
     def run(self, args: dict[str, Any], context: Context) -> dict[str, Any]:
-        return restore_snapshot(_uri(context), args, _s3(args), Progress(context, "restore"))
+        return restore_snapshot(_via(context, args), args, _s3(args), Progress(context, "restore"))
 
 
 def restore_snapshot(uri: str, args: dict[str, Any], s3: Any, progress: Any) -> dict[str, Any]:
@@ -240,14 +212,26 @@ def restore_snapshot(uri: str, args: dict[str, Any], s3: Any, progress: Any) -> 
     from wap_agent.backup.dump import client_for
     from wap_agent.backup.manifest import read
     from wap_agent.backup.restore import RestoreError, RestoreOptions, restore
-    from wap_agent.backup.s3 import S3Download
+    from wap_agent.backup.s3 import Checked, S3Download
+    from wap_agent.backup.verify import found
 
     progress({"event": "step", "message": "restore: reading the manifest"})
     manifest = read(s3, args["bucket"], args["manifest_key"])
+    if manifest.topology == "sharded":
+        from wap_agent.backup.sharded import restore_cluster
+
+        if any(args.get(k) for k in ("include", "exclude", "rename_from", "drop")):
+            raise RestoreError(
+                "a sharded snapshot restores whole into a new sharded cluster: no selection of"
+                " namespaces and no --drop"
+            )
+        return restore_cluster(uri, manifest, s3, args["bucket"], restore_id=args.get(
+            "restore_id", ""), users_and_roles=args.get("users_and_roles", False),
+            progress=progress)  # fmt: skip
     if len(manifest.files) != 1:
         raise RestoreError(
-            f"the snapshot has {len(manifest.files)} archives (a sharded cluster's): restore"
-            " each replica set's archive on a host of the matching target set"
+            f"the snapshot has {len(manifest.files)} archives and is not marked sharded: its"
+            " manifest is not one this engine wrote"
         )
     (stored,) = manifest.files
     options = RestoreOptions(
@@ -257,7 +241,7 @@ def restore_snapshot(uri: str, args: dict[str, Any], s3: Any, progress: Any) -> 
         progress=progress,
     )  # fmt: skip
     with S3Download(s3, args["bucket"], stored.key) as source:
-        checked = _Checked(source)
+        checked = Checked(source)
         summary = restore(uri, io.BufferedReader(checked, 1 << 20), options=options)
     if checked.digest.hexdigest() != stored.sha256 or checked.size != stored.size:
         raise RestoreError(

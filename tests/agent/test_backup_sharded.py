@@ -1,0 +1,141 @@
+"""A sharded cluster's snapshot (wap_agent.backup.sharded) on local doubles and moto's S3: two
+shards, a config server set and a mongos on 127.0.0.1, backed up through the agent's ``backup``
+command path while writes go on, restored into a second cluster whose shards have other names.
+
+What a user checks: every document equal through the new cluster's mongos, each found by a query
+on its shard key (so it lives on the shard the restored catalogue routes to); the balancer off
+while the backup ran and as it was once it ends, also when the backup fails midway (then no
+snapshot and no upload are left); one manifest naming each set's archive with the same oplog end.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.agent.test_oplog_store import BUCKET, moto_bucket
+from tests.mongod_double.shardedset import SHARDS, start_cluster
+from wap_agent.backup.manifest import back_up, read
+from wap_agent.backup.verify import verification
+from wap_agent.commands.backup import Restore, restore_snapshot
+
+ARGS = {
+    "snapshot_id": "20261207T150000Z-0a0b0c",
+    "bucket": BUCKET,
+    "prefix": "backups",
+    "project_id": "p1",
+    "cluster_id": "c1",
+    "cluster_name": "shop",
+    "compression": "gzip",
+}
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Any]:
+    with moto_bucket() as client:
+        yield client
+
+
+def stored(s3: Any) -> tuple[list[str], list[str]]:
+    """The objects under the cluster's prefix and the multipart uploads still open."""
+    objects = s3.list_objects_v2(Bucket=BUCKET, Prefix="backups/").get("Contents", [])
+    uploads = s3.list_multipart_uploads(Bucket=BUCKET, Prefix="backups/").get("Uploads", [])
+    return sorted(o["Key"] for o in objects), [u["UploadId"] for u in uploads]
+
+
+def balancer(router) -> str:
+    return router.admin.command("balancerStatus")["mode"]
+
+
+def test_sharded_snapshot_restores_into_a_new_cluster(launcher, s3):
+    source = start_cluster(launcher)
+    router = source.router_client()
+    for name in SHARDS:
+        router.admin.command("addShard", source.shard_host(name))
+    router.admin.command("shardCollection", "shop.orders", key={"k": "hashed"})
+    router.shop.orders.insert_many([{"_id": i, "k": i, "v": 0} for i in range(300)])
+    router.shop.notes.insert_many([{"_id": i, "text": f"note {i}"} for i in range(20)])
+    router.shop.orders.create_index("v")
+    held = {name: source.shard_client(name).shop.orders.count_documents({}) for name in SHARDS}
+    assert all(held.values()) and sum(held.values()) == 300  # documents on both shards
+    assert balancer(router) == "full"
+
+    # A backup that fails midway (here: stopped at its first batch) leaves the balancer as it
+    # was and nothing in the store.
+    def fail(event: dict) -> None:
+        if event.get("event") == "documents":
+            raise RuntimeError("stopped midway")
+
+    with pytest.raises(Exception, match="stopped midway"):
+        back_up(source.routers[0].uri, ARGS, s3=s3, progress=fail)
+    assert balancer(router) == "full"
+    assert stored(s3) == ([], [])
+
+    # Writes while the dump reads: once one shard has copied shop.orders, every order changes,
+    # some are added and some deleted; only the oplog replay to the common point brings them.
+    writer = source.router_client()
+    seen: dict[str, Any] = {}
+    once = threading.Lock()
+
+    def during(event: dict) -> None:
+        if event.get("event") != "collection" or event.get("ns") != "shop.orders":
+            return
+        with once:  # the shards' dumps report from their own threads: the first one writes
+            if seen:
+                return
+            seen["balancer"] = balancer(writer)
+            writer.shop.orders.update_many({}, {"$inc": {"v": 1}})
+            writer.shop.orders.insert_many([{"_id": 1000 + i, "k": 1000 + i, "v": 5}
+                                            for i in range(30)])  # fmt: skip
+            writer.shop.orders.delete_many({"_id": {"$lt": 10}})
+            writer.shop.notes.update_one({"_id": 3}, {"$set": {"text": "changed"}})
+
+    result = back_up(source.routers[0].uri, ARGS, s3=s3, progress=during)
+    assert seen["balancer"] == "off"  # stopped while the backup ran
+    assert balancer(router) == "full"  # and back on after it
+    want_orders = list(router.shop.orders.find(sort=[("_id", 1)]))
+    want_notes = list(router.shop.notes.find(sort=[("_id", 1)]))
+    assert len(want_orders) == 320 and want_orders[0]["v"] == 1
+
+    manifest = read(s3, BUCKET, result["manifest_key"])
+    assert manifest.topology == "sharded"
+    assert [s["name"] for s in manifest.sets] == ["shard1", "shard2", "config"]
+    assert {s["role"] for s in manifest.sets} == {"shard", "config"}
+    assert all(s["oplog"]["end"] == manifest.oplog_end for s in manifest.sets)
+    keys, uploads = stored(s3)
+    assert uploads == []
+    assert sorted(keys) == sorted([*(f.key for f in manifest.files), result["manifest_key"]])
+    orders = [c for c in manifest.collections if c.ns == "shop.orders"]
+    assert sorted(c.replica_set for c in orders) == ["shard1", "shard2"]
+    chunks = [c for c in manifest.collections if c.ns == "config.chunks"]
+    assert chunks and chunks[0].replica_set == "config"
+
+    target = start_cluster(launcher)
+    trouter = target.router_client()
+    args = Restore().check({"bucket": BUCKET, "manifest_key": result["manifest_key"]})
+    trouter.admin.command("addShard", target.shard_host("shard1"), name="west")
+    with pytest.raises(Exception, match="has 2 shards, the target cluster 1"):
+        restore_snapshot(target.routers[0].uri, args, s3, lambda event: None)
+    trouter.admin.command("addShard", target.shard_host("shard2"), name="east")
+
+    restored = restore_snapshot(target.routers[0].uri, args, s3, lambda event: None)
+    report = verification(manifest, restored)
+    assert report["equal"], report
+    assert {r["shard"] for r in report["collections"]} == {"shard1", "shard2"}
+    assert sum(s["oplog"]["applied"] for s in restored["shards"]) > 0
+    assert list(trouter.shop.orders.find(sort=[("_id", 1)])) == want_orders
+    assert list(trouter.shop.notes.find(sort=[("_id", 1)])) == want_notes
+    for doc in want_orders:  # a query on the shard key goes to the one shard owning the key
+        assert trouter.shop.orders.find_one({"k": doc["k"]}) == doc
+    shards = {s["_id"] for s in trouter.admin.command("listShards")["shards"]}
+    assert {c["shard"] for c in trouter.config.chunks.find()} <= shards
+    assert trouter.config.collections.find_one({"_id": "shop.orders"})["key"] == {"k": "hashed"}
+    assert {i["name"] for i in trouter.shop.orders.list_indexes()} >= {"v_1", "k_hashed"}
+    assert balancer(trouter) == "full"  # the target's balancer on again after the restore
+
+    # A second restore into the same cluster is refused: it is not new any more.
+    with pytest.raises(Exception, match="already holds databases"):
+        restore_snapshot(target.routers[0].uri, args, s3, lambda event: None)
