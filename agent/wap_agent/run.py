@@ -22,7 +22,7 @@ from wap_agent.collectors import Registry
 from wap_agent.collectors.host import HostCollector
 from wap_agent.collectors.mongodb import MongoCollector
 from wap_agent.collectors.mongodb_sizes import SizeSurvey
-from wap_agent.commands import builtin
+from wap_agent.commands import builtin, follow
 from wap_agent.commands.collect import round_document
 from wap_agent.commands.runner import CommandRunner
 from wap_agent.config import AgentConfig
@@ -161,6 +161,7 @@ class Agent:
         sender = threading.Thread(target=self.sender.run, name="sender", daemon=True)
         sender.start()
         self.commands.start()
+        follow.resume(self.commands.registry, self.config, self.stop)  # followers it ran before
         next_round = time.monotonic()
         try:
             while not self.stop.is_set():
@@ -175,6 +176,7 @@ class Agent:
                 self.stop.wait(max(0.0, next_round - time.monotonic()))
         finally:
             self.stop.set()
+            follow.shutdown(self.commands.registry, self.config)
             sender.join(self.config.request_timeout + 5)
             self.registry.close()
         log.info("wap-agent stopped; %d batches queued for the next start", len(self.queue))

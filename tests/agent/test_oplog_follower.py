@@ -33,7 +33,7 @@ from wap_agent.backup.follower import Follower, FollowerError, FollowerOptions
 from wap_agent.backup.manifest import Layout
 from wap_agent.backup.pitr import restore_to
 from wap_agent.backup.slices import OplogStore, OpTime, Stored
-from wap_agent.commands import BadArguments, Context
+from wap_agent.commands import BadArguments, CommandRegistry, Context, follow
 from wap_agent.commands.follow import FollowOplog
 from wap_agent.config import AgentConfig
 
@@ -275,6 +275,28 @@ def test_a_gap_is_recorded_with_its_bounds_and_an_fcv_change_ends_a_window(rs, s
     assert Timestamp(mark["at"]["t"], mark["at"]["i"]) > end
 
 
+def test_an_idle_follower_saves_its_checkpoint_again_as_its_heartbeat(rs, s3):
+    """Nothing new to store: the checkpoint's `saved_at` still moves on (what the platform reads
+    to tell an idle follower from a stopped one), its `last` unchanged."""
+    store = OplogStore(s3, BUCKET, Layout("pitr", "p1", "c5"), "rs0")
+    newest = rs["client"].local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
+    options = FollowerOptions(**FAST, heartbeat_seconds=0.3)
+    seen: list[dict] = []
+
+    def beat() -> bool:
+        record = store.checkpoint_record()
+        if record is None:
+            return False
+        seen.append(record)
+        before = seen[-2] if len(seen) > 1 else None
+        return before is not None and (before["last"], before["saved_at"]) != (
+            record["last"], record["saved_at"]) and before["last"] == record["last"]  # fmt: skip
+
+    with Running(Follower(rs["uri"], store, newest, options)):
+        wait_until(beat, timeout=30, every=0.2, what="a checkpoint saved again with the same last",
+                   seen=lambda: seen[-2:])  # fmt: skip
+
+
 def test_a_store_unreachable_for_a_while_loses_nothing_and_opens_no_gap(rs, s3):
     layout = Layout("pitr", "p1", "c4")
     store = OplogStore(s3, BUCKET, layout, "rs0")
@@ -302,7 +324,7 @@ def test_a_store_unreachable_for_a_while_loses_nothing_and_opens_no_gap(rs, s3):
     assert store.gaps() == [] and not [e for e in events if e["event"] == "gap"]
 
 
-def test_the_platform_starts_and_stops_a_follower_through_the_agent_command(
+def test_the_platform_starts_a_follower_that_an_agent_restart_resumes_and_stops_it(
     rs, s3, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY)  # the host's own credentials
@@ -318,7 +340,8 @@ def test_the_platform_starts_and_stops_a_follower_through_the_agent_command(
     with pytest.raises(BadArguments, match="unknown argument"):
         command.check({**asked, "secret_access_key": "x"})
     config = AgentConfig(url="http://platform", token_file=tmp_path / "token",
-                         queue_dir=tmp_path / "queue", mongodb_uris=(rs["uri"],))  # fmt: skip
+                         queue_dir=tmp_path / "queue", mongodb_uris=(rs["uri"],),
+                         commands_allow=("oplog_follow",))  # fmt: skip
     context = Context(config)
     with pytest.raises(FollowerError, match="give the start"):
         command.run(command.check(asked), context)  # nothing stored yet, no start given
@@ -341,11 +364,26 @@ def test_the_platform_starts_and_stops_a_follower_through_the_agent_command(
 
     wait_until(durable, timeout=60, what="the command's follower storing the inserts",
                seen=lambda: command.run(status, context))  # fmt: skip
+
+    # The agent stops and starts again: its follower resumes from the checkpoint by itself.
+    follow.shutdown(CommandRegistry([command]), config)
+    client.app.cmd.insert_many([{"_id": i} for i in range(10, 20)])
+    last = client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
+    command = FollowOplog()
+    follow.resume(CommandRegistry([command]), config, threading.Event()).join(30)
+    [resumed] = command.run(status, context)["followers"]
+    assert resumed["key"] == "c3/rs0" and resumed["running"]
+    wait_until(durable, timeout=60, what="the resumed follower storing what came meanwhile",
+               seen=lambda: command.run(status, context))  # fmt: skip
+
     [stopped] = command.run(command.check({"action": "stop", "cluster_id": "c3"}), context)[
         "followers"
     ]
     assert stopped["running"] is False and stopped["error"] == ""
     assert command.run(status, context)["followers"] == []
+    again = FollowOplog()
+    follow.resume(CommandRegistry([again]), config, threading.Event()).join(30)
+    assert again.run(status, context)["followers"] == [], "stopped: not resumed"
     store = OplogStore(s3, BUCKET, Layout("cmd", "p1", "c3"), "rs0")
     source = [OpTime.of(e) for e in client.local["oplog.rs"].find({"ts": {"$gt": newest}})]
     kept = stored(store)

@@ -54,7 +54,9 @@ class FollowerError(RuntimeError):
 @dataclass
 class FollowerOptions:
     """``member``: host:port to read (else a secondary); ``buffer_bytes``: entries held while the
-    store is unreachable before reading stops (the member's oplog then holds them)."""
+    store is unreachable before reading stops (the member's oplog then holds them);
+    ``heartbeat_seconds``: while nothing new is read, the checkpoint is saved again this often,
+    so that the platform tells a follower that is idle from one that stopped."""
 
     member: str | None = None
     chunk_seconds: float = 2.0
@@ -63,6 +65,7 @@ class FollowerOptions:
     buffer_bytes: int = 64 << 20
     await_ms: int = 500
     retry_seconds: float = 1.0
+    heartbeat_seconds: float = 30.0
     on_event: Callable[[dict], None] | None = None
 
 
@@ -108,6 +111,7 @@ class Follower:
         self.pending_bytes = 0
         self.pending_since = 0.0
         self.retry_at = 0.0
+        self.saved_at = 0.0  # time.monotonic() of the last checkpoint saved
         self.gap: tuple[OpTime, OpTime] | None = None  # open: (last stored, first read after)
         self.member: str | None = None
 
@@ -184,6 +188,7 @@ class Follower:
                     self.member = f"{cursor.address[0]}:{cursor.address[1]}"
                 if entry is None:
                     self.flush_if_due()
+                    self.beat()
                     continue
                 optime = OpTime.of(entry)
                 if first:
@@ -326,13 +331,25 @@ class Follower:
         period = self.last.ts.time // self.options.slice_seconds if self.last else None
         self.last, self.gap = chunk.last, None
         self.pending, self.pending_bytes = [], 0
-        try:  # the chunk is durable: a restart without this checkpoint resumes from its end
-            self.store.save_checkpoint(chunk.last)
-        except Exception as exc:
-            self.event(event="checkpoint_failed", error=str(exc)[:300])
+        self.save_checkpoint()  # the chunk is durable: without it, a restart resumes from its end
         if period is not None and chunk.first.ts.time // self.options.slice_seconds != period:
             self.compact()
         return True
+
+    def save_checkpoint(self) -> None:
+        assert self.last is not None
+        self.saved_at = time.monotonic()  # tried: a failing store is not tried at every await
+        try:
+            self.store.save_checkpoint(self.last)
+        except Exception as exc:
+            self.event(event="checkpoint_failed", error=str(exc)[:300])
+
+    def beat(self) -> None:
+        """Idle and caught up: the checkpoint saved again, the follower's heartbeat (never
+        while a gap is open: its checkpoint stays at the gap's start)."""
+        due = time.monotonic() - self.saved_at >= self.options.heartbeat_seconds
+        if due and not self.pending and self.gap is None and self.last is not None:
+            self.save_checkpoint()
 
     def compact(self) -> None:
         try:

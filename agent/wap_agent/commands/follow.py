@@ -6,26 +6,37 @@ storing the oplog where the arguments say (wap_agent.backup.follower; the store'
 agent/docs/backup-storage.md), with the host's own AWS credentials as ``backup`` does. One
 follower per cluster and replica set: starting one that runs answers its status. ``start`` (a
 base snapshot's oplog end, ``{t, i}``) is needed only when the store holds no checkpoint for the
-set; otherwise the follower resumes after its last durable entry, so that after an agent restart
-the platform starts it again with the same arguments. ``action: status`` answers, per follower
-running here, the member read, the last durable entry and its latest events (gaps,
+set; otherwise the follower resumes after its last durable entry. The followers started are
+recorded in the agent's queue dir (``followers.json``: their arguments, nothing secret) until
+``stop``: when the agent starts again, ``resume`` starts each of them once more, and each resumes
+from its store's checkpoint without the platform asking. ``action: status`` answers, per
+follower running here, the member read, the last durable entry and its latest events (gaps,
 unrestorable entries, store failures).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 from collections import deque
+from pathlib import Path
 from typing import Any
 
-from wap_agent.commands import BadArguments, Context
+from wap_agent.commands import BadArguments, CommandRegistry, Context, Refused
 from wap_agent.commands.backup import MEMBER, NAME, _location, _s3, _text, _uri
+from wap_agent.config import AgentConfig
+
+log = logging.getLogger(__name__)
 
 ACTIONS = ("start", "stop", "status")
 STORE_ARGS = ("bucket", "region", "endpoint_url", "prefix", "project_id", "cluster_id")
 START_ARGS = (*STORE_ARGS, "replica_set", "member", "compression", "start", "chunk_seconds",
               "slice_seconds")  # fmt: skip
 EVENTS_KEPT = 20
+RECORD = "followers.json"  # in the agent's queue dir: the followers to start again
+RESUME_EVERY = 60.0  # seconds between two tries to resume a recorded follower
 
 
 def _number(args: dict[str, Any], key: str, low: float, high: float, default: float) -> float:
@@ -122,6 +133,7 @@ class FollowOplog:
                 for running in chosen:
                     if not running.thread.is_alive():
                         self.running.pop(running.key, None)
+                        _remember(context, running.key, None)
         return {"followers": [r.status() for r in chosen]}
 
     def start(self, args: dict[str, Any], context: Context) -> dict[str, Any]:
@@ -160,8 +172,102 @@ class FollowOplog:
             running = Running(follower, key)
             self.running[key] = running
             running.thread.start()
+            _remember(context, key, {**args, "replica_set": replica_set})
         context.progress(f"following the oplog of {replica_set}")
         return {"followers": [running.status()], "started": True}
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """The agent stops: each follower stores what it read and stops; the record stays, so
+        that the next start resumes them."""
+        with self.lock:
+            running = list(self.running.values())
+        for each in running:
+            each.stop.set()
+        for each in running:
+            each.thread.join(timeout)
+
+    def resume(self, context: Context) -> list[str]:
+        """Start the followers recorded by an earlier run of the agent that do not run here (each
+        from its store's checkpoint); the keys of those that could not start (logged, kept)."""
+        failed = []
+        for key, args in _recorded(context).items():
+            with self.lock:
+                found = self.running.get(key)
+                if found is not None and found.thread.is_alive():
+                    continue
+            try:
+                self.start(self.check(args), context)
+            except Exception as exc:  # the store or the set unreachable for now: tried again
+                log.warning("oplog follower %s not resumed yet: %s", key, exc)
+                failed.append(key)
+        return failed
+
+
+def _allowed(registry: CommandRegistry, config: AgentConfig) -> FollowOplog | None:
+    try:
+        command, _ = registry.prepare(FollowOplog.name, {"action": "status"},
+                                      config.commands_allow)  # fmt: skip
+    except Refused:
+        return None
+    return command if isinstance(command, FollowOplog) else None
+
+
+def resume(
+    registry: CommandRegistry, config: AgentConfig, stop: threading.Event
+) -> threading.Thread:
+    """At the agent's start: the followers it ran before, started again (while oplog_follow is
+    still on its allow-list) in a thread of their own, so that a store slow to answer delays
+    nothing else; one that cannot start is tried again every RESUME_EVERY seconds until `stop`."""
+
+    def run() -> None:
+        command = _allowed(registry, config)
+        while command is not None and command.resume(Context(config)):
+            if stop.wait(RESUME_EVERY):
+                return
+
+    thread = threading.Thread(target=run, name="oplog-resume", daemon=True)
+    thread.start()
+    return thread
+
+
+def shutdown(registry: CommandRegistry, config: AgentConfig) -> None:
+    """At the agent's stop: its followers store what they read, and stop (resumed at the next
+    start)."""
+    command = _allowed(registry, config)
+    if command is not None:
+        command.shutdown()
+
+
+def _record_path(context: Context) -> Path | None:
+    return context.config.queue_dir / RECORD if context.config is not None else None
+
+
+def _recorded(context: Context) -> dict[str, dict[str, Any]]:
+    path = _record_path(context)
+    if path is None or not path.exists():
+        return {}
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("%s cannot be read (%s): no follower resumed", path, exc)
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _remember(context: Context, key: str, args: dict[str, Any] | None) -> None:
+    """Record (or, with None, forget) a follower's start arguments, replaced in one rename."""
+    path = _record_path(context)
+    if path is None:
+        return
+    recorded = _recorded(context)
+    if args is None and recorded.pop(key, None) is None:
+        return
+    if args is not None:
+        recorded[key] = {k: v for k, v in args.items() if k != "action"} | {"action": "start"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_suffix(".part")
+    part.write_text(json.dumps(recorded, indent=1, sort_keys=True))
+    os.replace(part, path)
 
 
 def _matches(key: str, args: dict[str, Any]) -> bool:
