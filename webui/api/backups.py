@@ -43,6 +43,12 @@ class PolicyIn(Strict):
         load_default=False, metadata={"description": "also admin.system.users and roles"}
     )
     enabled = fields.Boolean(load_default=True)
+    drill_schedule = fields.String(
+        load_default="", metadata={"description": "restore drills, cron (UTC); empty: none"}
+    )
+    drill_cluster_id = fields.String(
+        load_default="", metadata={"description": "the scratch cluster each drill restores into"}
+    )
 
 
 class PolicyOut(Strict):
@@ -58,6 +64,9 @@ class PolicyOut(Strict):
     store = fields.Nested(StoreOut)
     next_run_at = fields.Float(allow_none=True)
     last_run_at = fields.Float(allow_none=True)
+    drill_schedule = fields.String()
+    drill_cluster_id = fields.String()
+    drill_next_at = fields.Float(allow_none=True)
     updated_at = fields.Float()
     updated_by = fields.String()
 
@@ -70,11 +79,9 @@ class SnapshotOut(Strict):
     status = fields.String(metadata={"description": "running, done or failed"})
     trigger = fields.String(metadata={"description": "manual or schedule"})
     via = fields.String(metadata={"description": "agent or job"})
-    via = fields.String(metadata={"description": "agent (its restore command) or job"})
     host_id = fields.String()
     command_id = fields.String()
-    job_id = fields.String(metadata={"description": "via job: restore_cluster.yml's job"})
-    job_id = fields.String()
+    job_id = fields.String(metadata={"description": "via job: backup_cluster.yml's job"})
     started_at = fields.Float()
     finished_at = fields.Float(allow_none=True)
     duration = fields.Float(allow_none=True)
@@ -85,6 +92,11 @@ class SnapshotOut(Strict):
     mongodb_version = fields.String()
     compression = fields.String(allow_none=True)
     oplog = fields.Dict(metadata={"description": "{start, end}: BSON timestamps as {t, i}"})
+    topology = fields.String(metadata={"description": "replicaset or sharded"})
+    sets = fields.List(
+        fields.Dict(),
+        metadata={"description": "a sharded snapshot's replica sets: {name, role, documents}"},
+    )
     store = fields.Nested(StoreOut)
     prefix = fields.String()
     manifest_key = fields.String()
@@ -95,6 +107,11 @@ class SnapshotOut(Strict):
 class CatalogueOut(Strict):
     policy = fields.Nested(PolicyOut, allow_none=True)
     snapshots = fields.List(fields.Nested(SnapshotOut))
+    drill = fields.Dict(
+        allow_none=True,
+        metadata={"description": "the latest restore drill: id, status, snapshot_id, scratch"
+                  " cluster_name, started_at, finished_at, equal, reason"},
+    )  # fmt: skip
 
 
 class SnapshotDeleteIn(Strict):
@@ -116,6 +133,7 @@ def catalogue(query: dict[str, Any], cluster_id: str) -> dict[str, Any]:
     return {
         "policy": backups.public_policy(policy),
         "snapshots": [backups.public_snapshot(e) for e in entries],
+        "drill": backups.public_drill(backups.latest_drill(store, cluster_id)),
     }
 
 
@@ -206,6 +224,7 @@ class RestoreOut(Strict):
     )  # fmt: skip
     reason = fields.String()
     created_by = fields.String()
+    drill = fields.Boolean(metadata={"description": "a scheduled restore drill of the policy"})
 
 
 class DownloadOut(Strict):

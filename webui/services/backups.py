@@ -119,9 +119,38 @@ def _boolean(value: Any) -> bool:
     return bool(value)
 
 
-def validate_policy(store: Store, project_id: str, data: dict[str, Any]) -> dict[str, Any]:
+def _drill_fields(
+    store: Store, project_id: str, cluster_id: str, data: dict[str, Any],
+    errors: dict[str, list[str]],
+) -> dict[str, str]:  # fmt: skip
+    """Restore drills: a schedule and the scratch cluster each drill restores the latest snapshot
+    into (its collections of the same names replaced), both or neither."""
+    schedule = " ".join(str(data.get("drill_schedule") or "").split())
+    target = str(data.get("drill_cluster_id") or "").strip()
+    if not schedule and not target:
+        return {"drill_schedule": "", "drill_cluster_id": ""}
+    if not schedule:
+        errors["drill_schedule"] = ["when to drill, a cron expression as the schedule's"]
+    elif problems := (_schedule_errors(schedule) if len(schedule) <= 100 else ["too long"]):
+        errors["drill_schedule"] = problems
+    if not target:
+        errors["drill_cluster_id"] = ["the scratch cluster each drill restores into"]
+    elif target == cluster_id:
+        errors["drill_cluster_id"] = [
+            "another cluster than the one backed up: a drill replaces the scratch cluster's"
+            " collections"
+        ]
+    elif store.clusters.find_one({"_id": target, "project_id": project_id}) is None:
+        errors["drill_cluster_id"] = ["a cluster of this project"]
+    return {"drill_schedule": schedule, "drill_cluster_id": target}
+
+
+def validate_policy(
+    store: Store, project_id: str, data: dict[str, Any], cluster_id: str = ""
+) -> dict[str, Any]:
     """A policy as it will be stored, or Invalid naming each field that is wrong and why."""
     errors: dict[str, list[str]] = {}
+    drill = _drill_fields(store, project_id, cluster_id, data, errors)
     schedule = " ".join(str(data.get("schedule") or "").split())
     problems = _schedule_errors(schedule) if len(schedule) <= 100 else ["at most 100 characters"]
     if problems:
@@ -176,6 +205,7 @@ def validate_policy(store: Store, project_id: str, data: dict[str, Any]) -> dict
         "member": member,
         "users_and_roles": _boolean(data.get("users_and_roles", False)),
         "enabled": bool(enabled),
+        **drill,
         "store": {
             "bucket": bucket,
             "prefix": prefix,
@@ -211,7 +241,7 @@ def save_policy(
     """Create or replace the cluster's policy (operators and owners), its store checked first
     (the bucket answers to the credential); audited with what changed, never a secret."""
     cluster, project = _cluster(store, actor, cluster_id, "operator")
-    policy = validate_policy(store, cluster["project_id"], data)
+    policy = validate_policy(store, cluster["project_id"], data, cluster["_id"])
     check_store(store, settings, policy["store"], s3 or s3_client)
     at = now()
     before = _policies(store).find_one({"_id": cluster["_id"]}) or {}
@@ -220,6 +250,9 @@ def save_policy(
         project_id=cluster["project_id"],
         cluster_id=cluster["_id"],
         next_run_at=next_run(policy["schedule"], at) if policy["enabled"] else None,
+        drill_next_at=next_run(policy["drill_schedule"], at)
+        if policy["enabled"] and policy["drill_schedule"]
+        else None,
         retention_at=0.0,  # the next tick applies it
         running=before.get("running"),  # a backup running goes on holding its cluster
         updated_at=at,
@@ -229,7 +262,8 @@ def save_policy(
     _policies(store).replace_one({"_id": cluster["_id"]}, policy, upsert=True)
     changed = sorted(
         k for k in ("schedule", "keep_last", "max_age_days", "compression", "member",
-                    "users_and_roles", "enabled", "store") if before.get(k) != policy[k]
+                    "users_and_roles", "enabled", "store", "drill_schedule",
+                    "drill_cluster_id") if before.get(k) != policy[k]
     )  # fmt: skip
     audit.record(
         store, actor, "backup.policy", f"{project['name']}/{cluster['name']}",
@@ -258,6 +292,19 @@ def _agent_host(store: Store, cluster: dict[str, Any], at: float) -> dict[str, A
         {"_id": {"$in": cluster.get("host_ids", [])}, "agent.last_seen": {"$gte": at - AGENT_FRESH}}
     )
     return next(iter(sorted(hosts, key=lambda h: h["name"])), None)
+
+
+def _first_router(store: Store, cluster: dict[str, Any]) -> dict[str, Any] | None:
+    """A sharded cluster's first mongos ({host, address, port}), which its backups and restores
+    go through; None for a replica set."""
+    from webui.services import deployments
+
+    return next(iter(deployments.routers(store, cluster)), None)
+
+
+def _router(store: Store, cluster: dict[str, Any]) -> str:
+    first = _first_router(store, cluster)
+    return f"{first['address']}:{first['port']}" if first else ""
 
 
 def _wake(settings: Settings) -> dict[str, Any]:
@@ -392,6 +439,8 @@ def _launch(
             "oplog": True,
             "users_and_roles": bool(policy.get("users_and_roles")),
         }
+        if cluster.get("topology") == "sharded":  # every shard and the config servers at once
+            args["router"] = _router(store, cluster)
         command = agent_commands.enqueue(
             store, actor, cluster["project_id"], host["_id"], "backup", args, **_wake(settings)
         )
@@ -428,10 +477,20 @@ def _backup_job(
                 "users_and_roles": bool(policy.get("users_and_roles")),
                 "project_id": cluster["project_id"],
                 "cluster_id": cluster["_id"], "cluster_name": cluster["name"]}},
-            **_cluster_vars(settings, cluster),
+            **_cluster_vars(settings, cluster), **_sharded_vars(store, cluster, "backup"),
         },
     )  # fmt: skip
     entry.update(via="job", job_id=job["_id"])
+
+
+def _sharded_vars(store: Store, cluster: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A sharded cluster's job (`kind`: backup or restore) runs the engine on its first router's
+    host, against the mongos there (the engine finds the shards and config servers from it)."""
+    first = _first_router(store, cluster)
+    if first is None:
+        return {}
+    return {f"wap_{kind}_host": first["host"], "mongodb_backup_port": int(first["port"]),
+            "mongodb_backup_replica_set": ""}  # fmt: skip
 
 
 def _instead_of_agent(store: Store, settings: Settings, entry: dict[str, Any], kind: str) -> bool:
@@ -637,7 +696,10 @@ def settle(
         {"status": DONE, "started_at": made.started_at, "finished_at": made.finished_at,
          "size": made.stored_size, "data_size": made.data_size, "documents": made.documents,
          "collections": len(made.collections), "mongodb_version": made.mongodb_version,
-         "oplog": {"start": made.oplog_start, "end": made.oplog_end}},
+         "oplog": {"start": made.oplog_start, "end": made.oplog_end},
+         "topology": made.topology,
+         "sets": [{"name": s["name"], "role": s["role"], "documents": s.get("documents")}
+                  for s in made.sets]},
     )  # fmt: skip
     _policies(store).update_one({"_id": entry["cluster_id"]}, {"$set": {"retention_at": 0.0}})
     return DONE
@@ -756,8 +818,72 @@ def tick(
         )
         if claimed.modified_count == 1:
             report["expired"] += apply_retention(store, settings, policy, at, s3)
+    report["drills"] = []
+    while (policy := _claim_drill(store, at)) is not None:
+        report["drills"].append(start_drill(store, settings, policy, at))
     report["restored"] = tick_restores(store, settings, at, s3)
     return report
+
+
+# -- restore drills ----------------------------------------------------------------------------
+
+
+def _claim_drill(store: Store, at: float) -> dict[str, Any] | None:
+    """One policy whose drill is due, its next drill moved on in the same update."""
+    due = {"enabled": True, "drill_next_at": {"$ne": None, "$lte": at}}
+    for policy in _policies(store).find(due):
+        claimed = _policies(store).update_one(
+            {"_id": policy["_id"], "drill_next_at": policy["drill_next_at"]},
+            {"$set": {"drill_next_at": next_run(policy["drill_schedule"], at)}},
+        )
+        if claimed.modified_count == 1:
+            return policy
+    return None
+
+
+def start_drill(store: Store, settings: Settings, policy: dict[str, Any], at: float) -> str:
+    """A restore drill: the cluster's latest done snapshot restored into the policy's scratch
+    cluster (its collections of the same names dropped first) and verified as every restore is;
+    the restore is marked as a drill. Audited as backup.drill, a drill that cannot start too.
+    Returns the restore's id, or "" when refused."""
+    cluster = store.clusters.find_one({"_id": policy["cluster_id"]}) or {}
+    project = store.projects.find_one({"_id": policy["project_id"]}) or {}
+    where = f"{project.get('name', policy['project_id'])}/{cluster.get('name', '?')}"
+    latest = next(iter(_snapshots(store).find({"cluster_id": policy["cluster_id"],
+                                               "status": DONE}).sort("started_at", -1).limit(1)),
+                  None)  # fmt: skip
+    try:
+        if latest is None:
+            raise Conflict("the cluster has no done snapshot to drill with yet")
+        entry = start_restore(store, settings, SYSTEM, latest["_id"], {
+            "target": "cluster", "cluster_id": policy["drill_cluster_id"],
+            "drop": latest.get("topology") != "sharded"})  # fmt: skip
+    except (Conflict, Invalid, NotFound) as error:
+        audit.record(store, SYSTEM, "backup.drill", where, "refused",
+                     {"at": at, "reason": error.message})  # fmt: skip
+        return ""
+    _restores(store).update_one({"_id": entry["_id"]}, {"$set": {"drill": True}})
+    audit.record(store, SYSTEM, "backup.drill", where,
+                 detail={"restore_id": entry["_id"], "snapshot_id": latest["_id"],
+                         "scratch": entry["cluster_name"]})  # fmt: skip
+    return str(entry["_id"])
+
+
+def public_drill(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    report = entry.get("verification") or {}
+    return {"id": entry["_id"], "status": entry["status"], "snapshot_id": entry["snapshot_id"],
+            "cluster_name": entry["cluster_name"], "started_at": entry["started_at"],
+            "finished_at": entry.get("finished_at"),
+            "equal": report.get("equal") if report else None,
+            "reason": entry.get("reason", "")}  # fmt: skip
+
+
+def latest_drill(store: Store, cluster_id: str) -> dict[str, Any] | None:
+    """The cluster's newest restore drill (its status, verification and reason), or None."""
+    found = _restores(store).find({"source_cluster_id": cluster_id, "drill": True})
+    return next(iter(found.sort("started_at", -1).limit(1)), None)
 
 
 def timeline(entries: list[dict[str, Any]], at: float, days: int = 30) -> dict[str, Any]:
@@ -861,6 +987,9 @@ def check_restore(store: Store, snapshot: dict[str, Any], data: dict[str, Any]) 
     if renames is None:
         errors["renames"] = ["lines of from=to, mongorestore's --nsFrom/--nsTo: shop.$c$=copy.$c$"]
     drop = _boolean(data.get("drop", False))
+    if snapshot.get("topology") == "sharded":
+        selecting = bool(include) or bool(renames and renames[0])
+        _check_sharded_restore(snapshot, data, target, cluster, errors, selecting, bool(drop))
     if errors:
         raise Invalid("the restore cannot start as given", errors)
     assert include is not None and renames is not None
@@ -873,6 +1002,37 @@ def check_restore(store: Store, snapshot: dict[str, Any], data: dict[str, Any]) 
         "drop": bool(drop),
         "users_and_roles": _boolean(data.get("users_and_roles", False)),
     }
+
+
+def shard_count(snapshot: dict[str, Any]) -> int:
+    """How many shards a sharded snapshot holds (0 for a replica set's)."""
+    return sum(1 for s in snapshot.get("sets") or [] if s.get("role") == "shard")
+
+
+def _check_sharded_restore(
+    snapshot: dict[str, Any], data: dict[str, Any], target: str, cluster: dict[str, Any] | None,
+    errors: dict[str, list[str]], selecting: bool, drop: bool,
+) -> None:  # fmt: skip
+    """A sharded snapshot restores whole into a sharded cluster with as many shards that holds
+    no database yet: a new one, or an empty one of the project."""
+    shards = shard_count(snapshot)
+    wanted = f"a sharded cluster with {shards} shards"
+    if target == "same":
+        errors["target"] = [f"a sharded snapshot restores into a new cluster: {wanted}"]
+    elif (
+        target == "cluster"
+        and cluster is not None
+        and (cluster.get("topology") != "sharded" or int(cluster.get("shards") or 0) != shards)
+    ):
+        errors["cluster_id"] = [f"{wanted}, holding no database yet"]
+    elif target == "new":
+        deployment = dict(data.get("deployment") or {})
+        if deployment.get("topology") != "sharded" or str(deployment.get("shards")) != str(shards):
+            errors["deployment"] = [f"{wanted} (the snapshot's shard count)"]
+    if selecting:
+        errors["include"] = ["a sharded snapshot restores whole: no selection, no renames"]
+    if drop:
+        errors["drop"] = ["a sharded snapshot restores into a new cluster: nothing to drop"]
 
 
 def start_restore(
@@ -951,10 +1111,12 @@ def _enqueue_restore(
             f" {int(AGENT_FRESH)} s, and the platform has no {RESTORE_PLAYBOOK} to restore"
             " without one: deploy the agent (deploy_agent.yml) on one of its hosts"
         )
+    args = _restore_args(entry, snapshot)
+    if cluster and cluster.get("topology") == "sharded":
+        args["router"] = _router(store, cluster)
     command = agent_commands.enqueue(
-        store, actor, entry["project_id"], host["_id"], "restore", _restore_args(entry, snapshot),
-        **_wake(settings),
-    )  # fmt: skip
+        store, actor, entry["project_id"], host["_id"], "restore", args, **_wake(settings)
+    )
     entry.update(status=RUNNING, via="agent", host_id=host["_id"], command_id=command["_id"])
 
 
@@ -988,6 +1150,7 @@ def _restore_job(
         **{f"mongodb_backup_{k}": v for k, v in args.items()},
         "mongodb_backup_renames": [{"from": f, "to": t} for f, t in renames],
         **_cluster_vars(settings, cluster),
+        **_sharded_vars(store, cluster, "restore"),
     }
     job = jobs.create_job(store, settings, actor, entry["project_id"], data, action="restore",
                           platform_vars=request)  # fmt: skip

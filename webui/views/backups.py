@@ -20,7 +20,8 @@ from webui.store import now
 
 bp = Blueprint("backups", __name__)
 POLICY_FIELDS = ("schedule", "keep_last", "max_age_days", "compression", "bucket", "prefix",
-                 "region", "credential_id", "member")  # fmt: skip
+                 "region", "credential_id", "member", "drill_schedule",
+                 "drill_cluster_id")  # fmt: skip
 DEFAULTS = {"schedule": "0 2 * * *", "keep_last": "7", "max_age_days": "", "compression": "gzip",
             "prefix": "wap-backups", "enabled": True}  # fmt: skip
 
@@ -66,6 +67,9 @@ def _page(cluster_id: str, values: dict[str, Any] | None, errors: dict[str, list
         verified=backups.latest_restores(store, cluster_id),
         timeline=backups.timeline(entries, at), operable=role in ("operator", "owner"),
         aws=aws, values=values if values is not None else _values(policy), errors=errors,
+        drill=backups.public_drill(backups.latest_drill(store, cluster_id)),
+        scratch=[c for c in projects.list_clusters(store, project["_id"])
+                 if c["_id"] != cluster_id],
     ), status  # fmt: skip
 
 
@@ -120,10 +124,11 @@ def delete(snapshot_id: str) -> Response:
 
 
 RESTORE_FIELDS = ("target", "cluster_id", "confirm", "include", "renames")
-# The new cluster's fields, named new_<field> in the form (a replica set: a snapshot restores
-# into a set; its hosts are checkboxes, its flags checkboxes too).
+# The new cluster's fields, named new_<field> in the form (a replica set's snapshot restores into
+# a set; a sharded one's into a sharded cluster with its shard count, new_topology and
+# new_shards fixed by the form); its hosts are checkboxes, its flags checkboxes too.
 NEW_FIELDS = ("name", "mongodb_version", "replica_set", "port", "mongodb_credential_id",
-              "ssh_credential_id")  # fmt: skip
+              "ssh_credential_id", "shards", "routers")  # fmt: skip
 
 
 def _snapshot_page(
@@ -144,6 +149,7 @@ def _snapshot_page(
         hosts=hosts, packages=sorted(deployments.packages(settings)),
         by_kind={k: [c for c in creds if c["kind"] == k] for k in ("ssh_key", "mongodb")},
         operable=role in ("operator", "owner"), values=values, errors=errors, download=download,
+        shards=backups.shard_count(entry),
     ), status  # fmt: skip
 
 
@@ -163,7 +169,8 @@ def _restore_request(form: Any) -> dict[str, Any]:
     if data["target"] == "new":
         data["deployment"] = {
             **{k: form.get(f"new_{k}", "").strip() for k in NEW_FIELDS},
-            "topology": "replicaset",
+            # a sharded snapshot's form asks for a sharded cluster with its shard count
+            "topology": form.get("new_topology") or "replicaset",
             "host_ids": form.getlist("new_host_ids"),
             "auth": bool(form.get("new_auth")),
             "tls": bool(form.get("new_tls")),
@@ -185,7 +192,7 @@ def restore(snapshot_id: str):
     except (Invalid, Conflict) as exc:
         flash(exc.message, "error")
         fields = exc.fields if isinstance(exc, Invalid) else {}
-        errors = {(k if k in (*RESTORE_FIELDS, "drop") else f"new_{k}"): v
+        errors = {(k if k in (*RESTORE_FIELDS, "drop", "deployment") else f"new_{k}"): v
                   for k, v in fields.items()}  # fmt: skip
         values = {**request.form.to_dict(), "new_host_ids": request.form.getlist("new_host_ids")}
         return _snapshot_page(snapshot_id, values, errors, 422 if fields else 409)
