@@ -278,7 +278,7 @@ def test_a_gap_is_recorded_with_its_bounds_and_an_fcv_change_ends_a_window(rs, s
 def test_an_idle_follower_saves_its_checkpoint_again_as_its_heartbeat(rs, s3):
     """Nothing new to store: the checkpoint's `saved_at` still moves on (what the platform reads
     to tell an idle follower from a stopped one), its `last` unchanged."""
-    store = OplogStore(s3, BUCKET, Layout("pitr", "p1", "c5"), "rs0")
+    store = OplogStore(s3, BUCKET, Layout("pitr", "p1", "heartbeat"), "rs0")
     newest = rs["client"].local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
     options = FollowerOptions(**FAST, heartbeat_seconds=0.3)
     seen: list[dict] = []
