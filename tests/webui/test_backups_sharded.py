@@ -6,6 +6,8 @@ target's mongos and keeps the report per shard."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -139,3 +141,25 @@ def test_a_sharded_cluster_backs_up_through_its_router_and_restores_into_one_ali
     ]  # fmt: skip
     page = client.get(f"/restores/{restore_id}").get_data(as_text=True)
     assert 'data-shard="shard2"' in page
+
+
+def test_without_an_agent_a_sharded_backup_job_runs_on_a_router_host(
+    app: Flask,
+    moto: str,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    """backup_cluster.yml for a sharded cluster: on its first router's host, against the mongos
+    port there, no replica set named (the engine finds the shards from the router)."""
+    platform = Backups(app, moto)
+    platform.cluster = sharded(platform, "shop")
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / backups.PLAYBOOK).write_text("- hosts: all\n  gather_facts: false\n  tasks: []\n")
+    settings = dataclasses.replace(platform.settings, playbooks_dir=playbooks)
+    platform.policy()
+    admin = Actor(None, "admin", "admin", "tests")
+    entry = backups.start_backup(platform.store, settings, admin, platform.cluster["_id"])
+    assert entry["via"] == "job"
+    variables = platform.store.jobs.find_one({"_id": entry["job_id"]})["extra_vars"]
+    assert (variables["wap_backup_host"], variables["mongodb_backup_port"]) == ("db1", 27017)
+    assert variables["mongodb_backup_replica_set"] == ""

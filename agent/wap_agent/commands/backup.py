@@ -97,7 +97,8 @@ def _s3(location: dict[str, str]) -> Any:
 
 class Progress:
     """The engine's progress events summed up as the command's progress: at most one message a
-    second (the engine reports every batch), and each collection's end at once."""
+    second (the engine reports every batch), and each collection's end at once; a sharded
+    cluster's sets, dumped or restored at once, are counted together."""
 
     def __init__(self, context: Context, verb: str) -> None:
         self.context, self.verb = context, verb
@@ -108,9 +109,9 @@ class Progress:
     def __call__(self, event: dict[str, Any]) -> None:
         with self.lock:
             kind = event.get("event")
-            if kind == "start":
-                self.collections = int(event.get("collections") or 0)
-                self.expected = int(event.get("bytes") or 0)
+            if kind == "start":  # a sharded cluster's sets each start: their sums
+                self.collections += int(event.get("collections") or 0)
+                self.expected += int(event.get("bytes") or 0)
             elif kind == "documents":
                 self.documents += int(event.get("count") or 0)
                 self.bytes += int(event.get("bytes") or 0)
