@@ -1,6 +1,7 @@
 """A sharded cluster's snapshot (wap_agent.backup.sharded) on local doubles and moto's S3: two
-shards, a config server set and a mongos on 127.0.0.1, backed up through the agent's ``backup``
-command path while writes go on, restored into a second cluster whose shards have other names.
+shards (the first with a secondary, which its dump reads), a config server set and a mongos on
+127.0.0.1, backed up through the agent's ``backup`` command path while writes go on, restored
+into a second cluster whose shards have other names.
 
 What a user checks: every document equal through the new cluster's mongos, each found by a query
 on its shard key (so it lives on the shard the restored catalogue routes to); the balancer off
@@ -18,6 +19,7 @@ import pytest
 
 from tests.agent.test_oplog_store import BUCKET, moto_bucket
 from tests.mongod_double.shardedset import SHARDS, start_cluster
+from tests.waiting import wait_until
 from wap_agent.backup.manifest import back_up, read
 from wap_agent.backup.verify import verification
 from wap_agent.commands.backup import Restore, restore_snapshot
@@ -52,6 +54,15 @@ def balancer(router) -> str:
 
 def test_sharded_snapshot_restores_into_a_new_cluster(launcher, s3):
     source = start_cluster(launcher)
+    # shard1 gets a secondary, which its dump reads (the primary stays the others' choice)
+    primary = source.shard_client("shard1")
+    second = launcher.start("--shardsvr", "--replSet", "shard1")
+    config = primary.admin.command("replSetGetConfig")["config"]
+    config["version"] += 1
+    config["members"].append({"_id": 1, "host": f"127.0.0.1:{second.port}", "priority": 0})
+    primary.admin.command("replSetReconfig", config)
+    wait_until(lambda: second.client().admin.command("hello").get("secondary"), timeout=30,
+               what="shard1's second member to be a secondary")  # fmt: skip
     router = source.router_client()
     for name in SHARDS:
         router.admin.command("addShard", source.shard_host(name))
@@ -105,6 +116,7 @@ def test_sharded_snapshot_restores_into_a_new_cluster(launcher, s3):
     assert [s["name"] for s in manifest.sets] == ["shard1", "shard2", "config"]
     assert {s["role"] for s in manifest.sets} == {"shard", "config"}
     assert all(s["oplog"]["end"] == manifest.oplog_end for s in manifest.sets)
+    assert manifest.sets[0]["member"] == f"127.0.0.1:{second.port}"  # the secondary
     keys, uploads = stored(s3)
     assert uploads == []
     assert sorted(keys) == sorted([*(f.key for f in manifest.files), result["manifest_key"]])
