@@ -88,6 +88,8 @@ class DumpOptions:
     progress: Progress | None = None
     sharding_catalogue: bool = False
     oplog_end: OplogEnd | None = None
+    # Set to stop the copy (another collection failed; with a sharded cluster, another set).
+    stop: threading.Event | None = None
 
 
 @dataclass
@@ -166,7 +168,7 @@ class Dumper:
         self.out = out
         self.summary: dict[str, Any] = {}
         self.errors: list[BaseException] = []
-        self.abort = threading.Event()
+        self.abort = options.stop or threading.Event()
 
     def progress(self, **event: Any) -> None:
         if self.options.progress is not None:
@@ -254,7 +256,7 @@ class Dumper:
         held = 0
         for doc in collection.find({}):
             if self.abort.is_set():
-                raise DumpError("stopped: another collection failed")
+                raise DumpError("stopped: another collection or replica set failed")
             raw = doc.raw
             batch.append(raw)
             held += len(raw)

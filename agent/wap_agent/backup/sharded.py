@@ -189,7 +189,7 @@ class CommonPoint:
         try:
             self.barrier.wait()
         except threading.BrokenBarrierError:
-            raise DumpError("stopped: another replica set's dump failed") from None
+            raise DumpError("stopped: another replica set failed") from None
         point = self.point
         if end < point:
             self.reach(dumper, point)
@@ -323,6 +323,7 @@ def _dump_all(
 ) -> dict[str, tuple[str, dict, dict]]:
     """Each set's (archive key, dump summary, stored size and SHA-256), dumped at once."""
     meeting = CommonPoint(len(sets))
+    stop = threading.Event()  # one set failing stops the others' copies at their next document
     stored: list[str] = []
     lock = threading.Lock()
 
@@ -335,11 +336,13 @@ def _dump_all(
             sharding_catalogue=rs.role == CONFIG,
             oplog_end=meeting,
             progress=progress,
+            stop=stop,
         )
         try:
             with S3Upload(s3, bucket, key) as out:
                 summary = dump(rs.uri, out, options=options)
         except BaseException:
+            stop.set()
             meeting.abort()
             raise
         with lock:
@@ -357,9 +360,7 @@ def _dump_all(
     if errors:
         _delete(s3, bucket, stored)
         # The set that failed first, not the others it stopped.
-        name, first = next(
-            ((n, e) for n, e in errors if "another replica set" not in str(e)), errors[0]
-        )
+        name, first = next(((n, e) for n, e in errors if "stopped:" not in str(e)), errors[0])
         if isinstance(first, (DumpError, pymongo.errors.PyMongoError)):
             raise DumpError(f"replica set {name}: {first}") from first
         raise first
