@@ -104,6 +104,12 @@ def test_a_sharded_cluster_backs_up_through_its_router_and_restores_into_one_ali
     assert "a new sharded cluster with 2 shards" in page
     assert 'name="new_shards" value="2"' in page and 'value="same"' not in page
 
+    links = platform.api("POST", f"/snapshots/{done['id']}/download").get_json()
+    assert [link["name"] for link in links["links"]] == [
+        "shard1.archive.gz", "shard2.archive.gz", "config.archive.gz", "manifest.json"
+    ]  # fmt: skip
+    assert links["command"].startswith('wap-agent restore --uri "$MONGOS_URI" --from s3://')
+
     path = f"/snapshots/{done['id']}/restores"
     itself = platform.api("POST", path, json={"target": "same", "confirm": "shop"})
     assert itself.status_code == 422

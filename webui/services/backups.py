@@ -1340,7 +1340,11 @@ def download_link(
     audit.record(store, actor, "backup.download", f"{project['name']}/{snapshot['cluster_name']}",
                  detail={"snapshot_id": snapshot_id, "expires_in": ttl})  # fmt: skip
     name = links[0]["name"]
-    if made.compression == "zstd":  # mongorestore reads gzip only: zstd decompresses into it
+    if made.topology == "sharded":  # mongorestore cannot map the catalogue's shard names
+        command = (f'wap-agent restore --uri "$MONGOS_URI" --from s3://{bucket}/'
+                   f'{snapshot["manifest_key"]}  # through a mongos of a new cluster with'
+                   f" {sum(1 for s in made.sets if s['role'] == 'shard')} shards")  # fmt: skip
+    elif made.compression == "zstd":  # mongorestore reads gzip only: zstd decompresses into it
         command = f'zstd -dc {name} | mongorestore --uri "$URI" --archive --oplogReplay'
     else:
         gzip = " --gzip" if made.compression == "gzip" else ""
