@@ -51,15 +51,32 @@ def runs(objects: list[Stored]) -> list[Run]:
     return found
 
 
+# Manifests already read, by version (bucket, key, ETag, time): one is written once, last
+MANIFESTS: dict[tuple[str, str, Any, str], Manifest] = {}
+MANIFESTS_MAX = 2_000
+
+
+def _manifest(s3: Any, bucket: str, item: dict[str, Any]) -> Manifest:
+    version = (bucket, item["Key"], item.get("ETag"), str(item.get("LastModified")))
+    known = MANIFESTS.get(version)
+    if known is None:
+        known = manifests.read(s3, bucket, item["Key"])
+        if len(MANIFESTS) >= MANIFESTS_MAX:
+            MANIFESTS.pop(next(iter(MANIFESTS)), None)
+        MANIFESTS[version] = known
+    return known
+
+
 def snapshots(s3: Any, bucket: str, layout: Layout) -> list[Manifest]:
-    """The cluster's snapshots (those with a manifest), oldest first."""
+    """The cluster's snapshots (those with a manifest), oldest first; a manifest is read once
+    per version, so that reading a coverage again costs the listing."""
     found = []
     for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=f"{layout.root}/snapshots/"
     ):
         for item in page.get("Contents", []):
             if item["Key"].endswith("/" + manifests.MANIFEST):
-                found.append(manifests.read(s3, bucket, item["Key"]))
+                found.append(_manifest(s3, bucket, item))
     return sorted(found, key=lambda m: m.snapshot_id)
 
 

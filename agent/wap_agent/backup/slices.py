@@ -36,6 +36,9 @@ from wap_agent.backup.s3 import S3Download
 
 RAW = CodecOptions(document_class=RawBSONDocument)
 DEFAULT_SLICE_SECONDS = 600
+# Stored objects' metadata already read, by version (bucket, key, ETag, time); at most KNOWN_MAX
+KNOWN: dict[tuple[str, str, Any, str], Stored] = {}
+KNOWN_MAX = 20_000
 
 
 class ContinuityError(RuntimeError):
@@ -167,26 +170,41 @@ class OplogStore:
         first, last = bounds(entries)
         return self._put(self.chunk_key(first, last), entries, prev)
 
-    def _keys(self, under: str) -> list[str]:
-        keys = []
+    def _listing(self, under: str) -> list[dict[str, Any]]:
+        found = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=f"{self.root}/{under}"
         ):
-            keys.extend(item["Key"] for item in page.get("Contents", []))
-        return keys
+            found.extend(page.get("Contents", []))
+        return found
 
-    def _stored(self, key: str) -> Stored:
-        meta = self.s3.head_object(Bucket=self.bucket, Key=key)["Metadata"]
+    def _keys(self, under: str) -> list[str]:
+        return [item["Key"] for item in self._listing(under)]
+
+    def _stored(self, item: dict[str, Any]) -> Stored:
+        """The object's OpTimes from its metadata: read once per version of the object (its key,
+        ETag and time as the listing gives them), as a chunk or slice is never rewritten in
+        place, so that reading a coverage again costs its listings, not a request per object."""
+        version = (self.bucket, item["Key"], item.get("ETag"), str(item.get("LastModified")))
+        known = KNOWN.get(version)
+        if known is not None:
+            return known
+        meta = self.s3.head_object(Bucket=self.bucket, Key=item["Key"])["Metadata"]
         first, last = OpTime.parse(meta["first"]), OpTime.parse(meta["last"])
         assert first is not None and last is not None
-        return Stored(key, first, last, OpTime.parse(meta.get("prev")), int(meta["count"]))
+        made = Stored(item["Key"], first, last, OpTime.parse(meta.get("prev")), int(meta["count"]))
+        if len(KNOWN) >= KNOWN_MAX:
+            KNOWN.pop(next(iter(KNOWN)), None)  # the oldest read
+        KNOWN[version] = made
+        return made
 
     def chunks(self) -> list[Stored]:
-        return sorted((self._stored(k) for k in self._keys("chunks/")), key=lambda s: s.first)
+        found = self._listing("chunks/")
+        return sorted((self._stored(i) for i in found), key=lambda s: s.first)
 
     def slices(self) -> list[Stored]:
-        keys = [k for k in self._keys("") if k.split("/")[-2].isdigit()]
-        return sorted((self._stored(k) for k in keys), key=lambda s: s.first)
+        found = [i for i in self._listing("") if i["Key"].split("/")[-2].isdigit()]
+        return sorted((self._stored(i) for i in found), key=lambda s: s.first)
 
     def objects(self) -> list[Stored]:
         """Slices and chunks in order, without the chunks a slice already holds (a compaction
