@@ -35,11 +35,12 @@ Restore (:func:`restore_cluster`), given a mongos of the target cluster:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
@@ -159,8 +160,21 @@ class BalancerPaused:
         return self
 
     def resume(self) -> None:
-        if self.mode != "off":
-            self.router.admin.command("balancerStart")
+        """balancerStart when the balancer was on; a few tries, then an error saying what to do
+        (the backup's outcome is not trusted while the balancer may stay off)."""
+        if self.mode == "off":
+            return
+        for attempt in range(3):
+            try:
+                self.router.admin.command("balancerStart")
+                return
+            except pymongo.errors.PyMongoError as exc:
+                if attempt == 2:
+                    raise self.error(
+                        f"the balancer could not be started again ({exc}): start it with"
+                        " sh.startBalancer() on a mongos"
+                    ) from exc
+                time.sleep(1)
 
     def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
         self.resume()
@@ -238,9 +252,10 @@ def back_up_cluster(
     layout = Layout(str(args.get("prefix") or ""), str(args["project_id"]), str(args["cluster_id"]))
     started = clock()
     snapshot = str(args.get("snapshot_id") or snapshot_id(started))
+    done: dict[str, tuple[str, dict, dict]] = {}
     with client_for(uri) as router:
         sets = discover(router, uri)
-        with BalancerPaused(router, DumpError):
+        with _deleting(s3, bucket, done), BalancerPaused(router, DumpError):
             if progress:
                 progress(
                     {
@@ -248,7 +263,7 @@ def back_up_cluster(
                         "message": f"backup: balancer stopped, dumping {len(sets)} replica sets",
                     }
                 )
-            done = _dump_all(sets, s3, bucket, layout, snapshot, compression, args, progress)
+            done.update(_dump_all(sets, s3, bucket, layout, snapshot, compression, args, progress))
     point = max(_ts(summary["oplog"]["end"]) for _, summary, _ in done.values())
     starts = [_ts(summary["oplog"]["start"]) for _, summary, _ in done.values()]
     config = done[CONFIG][1]
@@ -365,6 +380,17 @@ def _dump_all(
             raise DumpError(f"replica set {name}: {first}") from first
         raise first
     return {name: future.result() for name, future in futures.items()}
+
+
+@contextlib.contextmanager
+def _deleting(s3: Any, bucket: str, done: dict[str, tuple[str, dict, dict]]) -> Iterator[None]:
+    """The archives stored (``done``) deleted when the block fails: the balancer that cannot be
+    started again fails the backup after every set was stored."""
+    try:
+        yield
+    except BaseException:
+        _delete(s3, bucket, [key for key, _, _ in done.values()])
+        raise
 
 
 def _delete(s3: Any, bucket: str, keys: list[str]) -> None:
