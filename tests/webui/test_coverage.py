@@ -169,6 +169,31 @@ def test_a_gap_starts_one_base_snapshot_which_is_shown_closing_it(
     assert FAKE_SECRET not in str(platform.audit("backup."))
 
 
+def test_a_gap_found_while_a_backup_runs_waits_for_it_said_once(
+    platform: Backups,  # noqa: F811
+) -> None:
+    cluster = platform.cluster["_id"]
+    assert platform.policy().status_code == 200
+    platform.agent_alive()
+    assert platform.api("POST", f"/clusters/{cluster}/backups").status_code == 202
+    followed_with_a_gap(platform, mf.Layout("wap", platform.project["id"], cluster))
+    store, settings = platform.store, platform.settings
+
+    gap_id = f"{cluster}/rs0/{T0 + 100}.1.3"
+    assert coverage.tick(store, settings) == {"started": [], "waiting": [gap_id]}
+    [said] = platform.audit("backup.gap")
+    assert said["outcome"] == "waiting" and "running" in said["detail"]["waiting"]
+    later = now() + coverage.GAP_CHECK_EVERY + 1
+    assert coverage.tick(store, settings, at=later) == {"started": [], "waiting": [gap_id]}
+    assert len(platform.audit("backup.gap")) == 1, "said once while it waits"
+
+    platform.agent_backs_up()  # the running backup ends
+    backups.tick(store, settings)
+    [started] = coverage.tick(store, settings, at=later + 61)["started"]
+    assert platform.catalogue()["snapshots"][0]["id"] == started
+    assert [e["outcome"] for e in platform.audit("backup.gap")] == ["ok", "waiting"]
+
+
 def test_a_follower_silent_past_its_heartbeats_is_shown_so() -> None:
     saved = now() - 30
     stamp = OpTime(Timestamp(T0, 1)).to_dict()
