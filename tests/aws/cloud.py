@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import psutil
 import yaml
 
@@ -229,6 +230,8 @@ class StandIn:
     tags: dict[str, str]
     hosts: dict[str, str] = field(default_factory=dict)  # instance id -> lab host name
     errors: list[str] = field(default_factory=list)
+    # moto's answers that failed (slow under load) and were asked again at the next poll
+    retried: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -252,12 +255,16 @@ class StandIn:
             what="the stand-in hosts to go with their instances",
             seen=lambda: (self.hosts, self.errors),
         )
-        assert self.errors == []
+        assert self.errors == [], (
+            f"the stand-in failed: {self.errors}; polls retried: {self.retried[-5:]}"
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.sync()
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                self.retried.append(repr(exc))  # the next poll asks again; nothing was changed
             except Exception as exc:  # report at the end; keep standing in meanwhile
                 self.errors.append(repr(exc))
             self._stop.wait(0.2)
@@ -271,14 +278,15 @@ class StandIn:
                     running[instance["InstanceId"]] = instance
         for instance_id, instance in running.items():
             if instance_id not in self.hosts:
+                # Everything asked of moto first: a poll that fails changes nothing here.
                 subnet = self.ec2.describe_subnets(SubnetIds=[instance["SubnetId"]])["Subnets"][0]
                 prefix = ipaddress.ip_network(subnet["CidrBlock"]).prefixlen
+                vpc = self.ec2.describe_vpcs(VpcIds=[instance["VpcId"]])["Vpcs"][0]
                 name = instance_id  # i-<hex>: a valid lab host name
                 self.lab.add(name, f"{instance['PrivateIpAddress']}/{prefix}", progress=_quiet)
                 self.hosts[instance_id] = name
                 # A VPC routes between its subnets itself: the host reaches the others of the
                 # VPC directly on the lab's bridge (no forwarding through this machine needed).
-                vpc = self.ec2.describe_vpcs(VpcIds=[instance["VpcId"]])["Vpcs"][0]
                 subprocess.run(
                     ["ip", "-n", self.lab.netns(name), "route", "add", vpc["CidrBlock"],
                      "dev", "eth0"],
