@@ -99,6 +99,8 @@ def test_a_sharded_cluster_backs_up_through_its_router_and_restores_into_one_ali
 
     client = platform.client
     assert login(client, "admin") == 302
+    listing = client.get(f"/clusters/{platform.cluster['_id']}/backups").get_data(as_text=True)
+    assert "in 3 sets: shard1, shard2, config" in listing
     page = client.get(f"/snapshots/{done['id']}").get_data(as_text=True)
     assert 'id="snapshot-sets"' in page and 'data-set="shard2"' in page
     assert "a new sharded cluster with 2 shards" in page
