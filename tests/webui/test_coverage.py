@@ -29,6 +29,7 @@ from webui.services.errors import Invalid
 from webui.store import now
 
 T0 = 1_780_000_200
+NOTHING = {"started": [], "closed": [], "waiting": []}  # what a tick did
 
 
 def entries(*seconds: int) -> list[bytes]:
@@ -143,7 +144,7 @@ def test_a_gap_starts_one_base_snapshot_which_is_shown_closing_it(
     assert (said["detail"]["snapshot_id"], said["detail"]["replica_set"]) == (started[0], "rs0")
     assert (said["detail"]["after"]["t"], said["detail"]["resumed"]["t"]) == (T0 + 100, T0 + 300)
     later = now() + coverage.GAP_CHECK_EVERY + 1
-    assert coverage.tick(store, settings, at=later) == {"started": [], "waiting": []}
+    assert coverage.tick(store, settings, at=later) == NOTHING
 
     # the agent takes it: its end lies after the gap
     headers = {"Authorization": f"Bearer {platform.token}"}
@@ -155,13 +156,17 @@ def test_a_gap_starts_one_base_snapshot_which_is_shown_closing_it(
                                   json=report, headers=headers)  # fmt: skip
     assert answer.status_code == 200, answer.get_json()
     assert backups.tick(store, settings)["settled"] == started
-    assert coverage.tick(store, settings, at=later + 61) == {"started": [], "waiting": []}
+    assert coverage.tick(store, settings, at=later + 61) == NOTHING
     assert len(platform.audit("backup.gap")) == 1, "once per gap"
+    # a later gap that a done snapshot already ends after is closed by it, with no new backup
+    oplog.record_gap(at(T0 + 320), at(T0 + 350), reason="a short outage")
+    assert coverage.tick(store, settings, at=later + 122) == {**NOTHING, "closed": started}
+    assert platform.audit("backup.gap")[0]["detail"]["taken_before"] is True
+    assert len(platform.catalogue()["snapshots"]) == 1
 
     covered = platform.api("GET", f"/clusters/{cluster}/backup-coverage").get_json()
     rs0 = covered["replica_sets"]["rs0"]
-    [gap] = rs0["gaps"]
-    assert gap["closed_by"] == started[0]
+    assert [g["closed_by"] for g in rs0["gaps"]] == started * 2
     assert [(w["snapshot_id"], w["from"]["t"] - T0, w["closes_gap"] and w["closes_gap"]["t"] - T0)
             for w in rs0["windows"]] == [(base, 10, None), (started[0], 400, 100)]  # fmt: skip
     follower = rs0["follower"]
@@ -180,11 +185,11 @@ def test_a_gap_found_while_a_backup_runs_waits_for_it_said_once(
     store, settings = platform.store, platform.settings
 
     gap_id = f"{cluster}/rs0/{T0 + 100}.1.3"
-    assert coverage.tick(store, settings) == {"started": [], "waiting": [gap_id]}
+    assert coverage.tick(store, settings) == {**NOTHING, "waiting": [gap_id]}
     [said] = platform.audit("backup.gap")
     assert said["outcome"] == "waiting" and "running" in said["detail"]["waiting"]
     later = now() + coverage.GAP_CHECK_EVERY + 1
-    assert coverage.tick(store, settings, at=later) == {"started": [], "waiting": [gap_id]}
+    assert coverage.tick(store, settings, at=later) == {**NOTHING, "waiting": [gap_id]}
     assert len(platform.audit("backup.gap")) == 1, "said once while it waits"
 
     platform.agent_backs_up()  # the running backup ends

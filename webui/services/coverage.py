@@ -23,8 +23,9 @@ each followed set's gap records are looked at every GAP_CHECK_EVERY seconds, and
 before is recorded here (once, claimed across workers by its id), on the audit log
 (`backup.gap`), and closed by "back up now" (webui.services.backups.start_backup, trigger `gap`):
 the snapshot's end lies after the gap, so it is the base of the window that closes it, shown as
-such on the timeline. A backup that cannot start yet (one is running) or fails is tried again at
-the next look, until one is done.
+such on the timeline (a done snapshot that already ends after the gap closes it instead, with no
+new backup). A backup that cannot start yet (one is running) or fails is tried again at the next
+look, until one is done.
 
 `follow` turns a replica set's continuous backup on or off (the agent command oplog_follow on
 one of its hosts); `restore_target` says where a point-in-time restore to a moment (a UTC second
@@ -147,7 +148,7 @@ def cluster_coverage(
             seen = closing.get(_gap_id(cluster_id, name, gap))
             gap["closed_by"] = seen.get("snapshot_id") if seen else None
             if gap["closed_by"]:
-                closes[gap["closed_by"]] = gap["after"]
+                closes.setdefault(gap["closed_by"], gap["after"])  # its first
         for window in covered["windows"]:
             window["closes_gap"] = closes.get(window["snapshot_id"])
     return {
@@ -323,12 +324,33 @@ def _target(store: Store, policy: dict[str, Any]) -> str:
     return f"{project.get('name', '')}/{cluster.get('name', policy['cluster_id'])}"
 
 
+def _done_after(store: Store, cluster_id: str, resumed: dict[str, Any]) -> str | None:
+    """A done snapshot of the cluster whose oplog ends at or after `resumed`, if any."""
+    for entry in backups.list_snapshots(store, SYSTEM, cluster_id):
+        end = (entry.get("oplog") or {}).get("end")
+        if (
+            entry["status"] == backups.DONE
+            and end
+            and (end["t"], end["i"]) >= (resumed["t"], resumed["i"])
+        ):
+            return entry["_id"]
+    return None
+
+
 def _close(
     store: Store, settings: Settings, policy: dict[str, Any], seen: dict[str, Any], at: float
-) -> str | None:
-    """A base snapshot for the gap `seen`, through "back up now"; its id, or None (tried again
-    at the next look: a backup of the cluster is running, say)."""
+) -> tuple[str, str]:
+    """A base snapshot for the gap `seen`: ("closed", a done one already ending after it),
+    ("started", one started through "back up now"), or ("waiting", the gap's id: tried again at
+    the next look, a backup of the cluster running, say)."""
     detail = {k: seen[k] for k in ("replica_set", "after", "resumed", "reason")}
+    done = _done_after(store, policy["cluster_id"], seen["resumed"])
+    if done is not None:  # a snapshot taken since already ends after the gap: it closes it
+        _gaps(store).update_one({"_id": seen["_id"]}, {"$set": {"snapshot_id": done,
+                                                                "waiting": ""}})  # fmt: skip
+        detail.update(snapshot_id=done, taken_before=True)
+        audit.record(store, SYSTEM, "backup.gap", _target(store, policy), detail=detail)
+        return "closed", done
     try:
         entry = backups.start_backup(
             store, settings, SYSTEM, policy["cluster_id"], trigger=GAP_TRIGGER, at=at
@@ -338,12 +360,12 @@ def _close(
             detail["waiting"] = error.message
             audit.record(store, SYSTEM, "backup.gap", _target(store, policy), "waiting", detail)
             _gaps(store).update_one({"_id": seen["_id"]}, {"$set": {"waiting": error.message}})
-        return None
+        return "waiting", seen["_id"]
     update = {"snapshot_id": entry["_id"], "started_at": at, "waiting": ""}
     _gaps(store).update_one({"_id": seen["_id"]}, {"$set": update})
     detail["snapshot_id"] = entry["_id"]
     audit.record(store, SYSTEM, "backup.gap", _target(store, policy), detail=detail)
-    return entry["_id"]
+    return "started", entry["_id"]
 
 
 def _seen(store: Store, cluster_id: str, name: str, gap: dict[str, Any], at: float) -> Any:
@@ -371,9 +393,10 @@ def tick(
     store: Store, settings: Settings, at: float | None = None, s3: S3Factory = backups.s3_client
 ) -> dict[str, list[str]]:
     """Gaps recorded in the clusters' followed oplogs, each closed by a new base snapshot (see
-    the module's note); what it did: `started` snapshot ids, `waiting` gap ids."""
+    the module's note); what it did: `started` and `closed` (by a done one) snapshot ids,
+    `waiting` gap ids."""
     at = now() if at is None else at
-    report: dict[str, list[str]] = {"started": [], "waiting": []}
+    report: dict[str, list[str]] = {"started": [], "closed": [], "waiting": []}
     for policy in list(store.db.backup_policies.find({})):
         if not _claim_look(store, policy["cluster_id"], at):
             continue
@@ -395,5 +418,5 @@ def _look(
         for gap in OplogStore(client, bucket, layout, name).gaps():
             seen = _seen(store, policy["cluster_id"], name, gap, at)
             if seen is not None:
-                started = _close(store, settings, policy, seen, at)
-                report["started" if started else "waiting"].append(started or seen["_id"])
+                kind, done = _close(store, settings, policy, seen, at)
+                report[kind].append(done)
