@@ -21,6 +21,7 @@ from tests.agent.test_oplog_store import BUCKET, moto_bucket
 from tests.mongod_double.shardedset import SHARDS, start_cluster
 from tests.waiting import wait_until
 from wap_agent.backup.manifest import back_up, read
+from wap_agent.backup.sharded import map_shards, set_uri, with_hosts
 from wap_agent.backup.verify import verification
 from wap_agent.commands.backup import Restore, restore_snapshot
 
@@ -151,3 +152,23 @@ def test_sharded_snapshot_restores_into_a_new_cluster(launcher, s3):
     # A second restore into the same cluster is refused: it is not new any more.
     with pytest.raises(Exception, match="already holds databases"):
         restore_snapshot(target.routers[0].uri, args, s3, lambda event: None)
+
+
+def test_each_set_is_reached_as_the_router_is_and_shard_names_map() -> None:
+    """The router URI's credentials, database and options go to every set's URI (its hosts and
+    name from listShards); the agent's URI is pointed at a router the same way."""
+    router = "mongodb://wap:p%40ss@r1:27017,r2:27017/admin?tls=true&directConnection=true"
+    assert set_uri(router, "shard1/a:27018,b:27018") == (
+        "mongodb://wap:p%40ss@a:27018,b:27018/admin?tls=true&replicaSet=shard1"
+    )
+    agent = "mongodb://wap:pw@db1:27018/?replicaSet=shard1&authSource=admin"
+    assert with_hosts(agent, "r1:27017") == "mongodb://wap:pw@r1:27017/?authSource=admin"
+    assert with_hosts("mongodb://db1:27018/?replicaSet=s", "r1:27017") == "mongodb://r1:27017/"
+    chunk = {"_id": 1, "shard": "shard1", "history": [{"validAfter": 5, "shard": "shard2"}]}
+    names = {"shard1": "east", "shard2": "west"}
+    assert map_shards(chunk, names) == {
+        "_id": 1, "shard": "east", "history": [{"validAfter": 5, "shard": "west"}]
+    }  # fmt: skip
+    moved = {"$v": 2, "diff": {"u": {"shard": "shard2", "lastmod": 3}}}
+    assert map_shards(moved, names) == {"$v": 2, "diff": {"u": {"shard": "west", "lastmod": 3}}}
+    assert map_shards({"_id": "shop", "primary": "shard2"}, names)["primary"] == "west"

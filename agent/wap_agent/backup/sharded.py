@@ -104,7 +104,8 @@ def with_hosts(uri: str, seeds: str, replica_set: str = "") -> str:
     if replica_set:
         kept.append(f"replicaSet={quote(replica_set)}")
     credentials = f"{userinfo}@" if userinfo else ""
-    return f"mongodb://{credentials}{seeds}/{path}?{'&'.join(kept)}"
+    query = f"?{'&'.join(kept)}" if kept else ""
+    return f"mongodb://{credentials}{seeds}/{path}{query}"
 
 
 def discover(router: pymongo.MongoClient, router_uri: str) -> list[ReplicaSet]:
