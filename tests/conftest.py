@@ -16,6 +16,11 @@ from xdist.scheduler import LoadScopeScheduling
 from tests.labhosts import LabHosts, start_lab
 from wap.lab import Lab
 
+# The suite's passwords are throwaway: argon2-cffi's cheapest parameters (webui/services/
+# accounts.py), before anything imports it; the processes the tests start inherit it. One test
+# (tests/webui/test_accounts.py) checks that a platform without it hashes as RFC 9106 says.
+os.environ["WAP_INSECURE_FAST_PASSWORD_HASHING"] = "1"
+
 # Fixtures that make a test slow: lab hosts, a browser. Modules that use them are handed out to
 # the workers first, so that the run does not end waiting on one of them started last.
 SLOW_FIXTURES = {"make_lab", "lab3", "module_lab", "stand_in", "rs", "browser"}

@@ -1,6 +1,9 @@
 """Users, setup, passwords, sessions, tokens, credentials at rest, audit."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -23,6 +26,28 @@ def test_setup_happens_once_and_hashes_with_argon2id(store: Store) -> None:
     with pytest.raises(Invalid) as bad:
         accounts.validate_new_user("no spaces", "short", "god")
     assert set(bad.value.fields) == {"username", "password", "role"}
+
+
+def test_a_platform_hashes_with_rfc_9106_parameters_and_the_suites_cheap_ones_are_rehashed(
+    store: Store,
+) -> None:
+    # The suite hashes cheaply (tests/conftest.py); a platform started without that switch, as
+    # every platform is, hashes with RFC 9106's low-memory parameters.
+    env = {k: v for k, v in os.environ.items() if k != accounts.INSECURE_FAST_HASHING}
+    code = "from webui.services import accounts; print(accounts._hasher.hash('x' * 12))"
+    printed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+    assert printed.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), printed
+    # A password hashed cheaply is hashed again with the platform's parameters at its next login.
+    user = accounts.setup_first_admin(store, "root", PASSWORD, "10.0.0.1")
+    assert "$m=8,t=1,p=1$" in store.users.find_one({"_id": user["_id"]})["password_hash"]
+    strong = accounts.PasswordHasher.from_parameters(accounts.profiles.RFC_9106_LOW_MEMORY)
+    cheap, accounts._hasher = accounts._hasher, strong
+    try:
+        accounts.authenticate(store, "root", PASSWORD, "10.0.0.1")
+    finally:
+        accounts._hasher = cheap
+    assert "$m=65536,t=3,p=4$" in store.users.find_one({"_id": user["_id"]})["password_hash"]
 
 
 def test_logins_are_audited_and_sessions_are_new_each_time(store: Store) -> None:
