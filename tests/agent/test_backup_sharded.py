@@ -60,7 +60,11 @@ def test_sharded_snapshot_restores_into_a_new_cluster(launcher, s3):
     second = launcher.start("--shardsvr", "--replSet", "shard1")
     config = primary.admin.command("replSetGetConfig")["config"]
     config["version"] += 1
-    config["members"].append({"_id": 1, "host": f"127.0.0.1:{second.port}", "priority": 0})
+    # not voting: the set's majority stays its primary while the new member syncs (a voting one
+    # makes it two, and the primary may step down before the member answers)
+    config["members"].append(
+        {"_id": 1, "host": f"127.0.0.1:{second.port}", "priority": 0, "votes": 0}
+    )
     primary.admin.command("replSetReconfig", config)
     wait_until(lambda: second.client().admin.command("hello").get("secondary"), timeout=30,
                what="shard1's second member to be a secondary")  # fmt: skip
