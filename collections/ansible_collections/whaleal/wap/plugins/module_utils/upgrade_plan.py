@@ -33,14 +33,16 @@ class UpgradeRefused(ValueError):
 class Step:
     """One step of the plan: new binaries on some members, or a new FCV."""
 
-    action: str  # "binaries" or "fcv"
-    version: str  # a release (binaries) or a major.minor (fcv)
+    action: str  # "binaries", "fcv" or "restart" (a rolling restart, nothing upgraded)
+    version: str  # a release (binaries) or a major.minor (fcv); empty for a restart
     members: tuple[str, ...] = ()  # binaries: the members that do not run it yet
     confirm: bool = False  # fcv: the command needs confirm: true
 
     def describe(self) -> str:
         if self.action == "binaries":
             return f"binaries {self.version} on {', '.join(self.members)}, one at a time"
+        if self.action == "restart":
+            return f"restart {', '.join(self.members)}, one at a time"
         return f"FCV {self.version}" + (" (confirm: true)" if self.confirm else "")
 
     def as_dict(self) -> dict:

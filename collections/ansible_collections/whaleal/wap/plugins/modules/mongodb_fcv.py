@@ -16,7 +16,10 @@ description:
   - From MongoDB 7.0 the command needs O(confirm=true), acknowledging that binaries cannot go
     back to the older major without MongoDB's support once the FCV changed; without it the module
     fails before changing anything and says so.
-  - Run it against the primary of a replica set (O(replica_set)) or a mongos.
+  - Run it against the primary of a replica set (O(replica_set)) or a mongos. Through a mongos,
+    the FCV is read on the config servers' and every shard's primary (a mongos has none of its
+    own); sets that disagree, as an interrupted change leaves them, count as a change to finish,
+    and the command goes through the mongos to every set.
 author: WAP developers (@whaleal)
 options:
   version:
@@ -97,6 +100,10 @@ from ansible_collections.whaleal.wap.plugins.module_utils.mongodb import (
     mongodb_argument_spec,
     unauthorized_message,
 )
+from ansible_collections.whaleal.wap.plugins.module_utils.sharded_cluster import (
+    is_router,
+    router_fcv,
+)
 from ansible_collections.whaleal.wap.plugins.module_utils.upgrade_plan import (
     CONFIRM_FROM,
     UpgradeRefused,
@@ -113,7 +120,9 @@ def fcv_change(document: dict, wanted: str | None) -> bool:
     return document.get("version") != wanted or "targetVersion" in document
 
 
-def read_fcv(conn) -> dict:
+def read_fcv(conn, router: bool) -> dict:
+    if router:
+        return router_fcv(conn)
     reply = conn.client.admin.command("getParameter", 1, featureCompatibilityVersion=1)
     return dict(reply["featureCompatibilityVersion"])
 
@@ -136,7 +145,8 @@ def main():
     conn = connect(module)
     try:
         server_version = conn.client.admin.command("buildInfo")["version"]
-        document = read_fcv(conn)
+        router = is_router(conn.client)
+        document = read_fcv(conn, router)
         before = document.get("version", "")
         result = dict(
             changed=False,
@@ -164,7 +174,7 @@ def main():
         if series >= CONFIRM_FROM:
             command["confirm"] = True
         conn.client.admin.command(command)
-        result["target_version"] = read_fcv(conn).get("targetVersion", "")
+        result["target_version"] = read_fcv(conn, router).get("targetVersion", "")
     except UpgradeRefused as exc:
         module.fail_json(msg=str(exc))
     except PyMongoError as exc:

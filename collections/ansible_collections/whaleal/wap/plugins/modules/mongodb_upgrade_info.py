@@ -19,6 +19,14 @@ description:
     oplog is full. A refused target or a failed check fails the module with the reason.
   - With O(wait_member), waits until that member serves again (PRIMARY or SECONDARY), runs
     O(wait_version) and has caught up (lag under O(max_lag_seconds)).
+  - Connected to a mongos, reads the whole sharded cluster, the config servers' replica set and
+    every shard's (each as above), the routers' versions and the balancer's state, and plans
+    one way for all of them (RV(plan) steps then group their members by set, config servers
+    first, routers last); the pre-checks run on every set, and the balancer's state must be
+    known.
+  - With O(wait_router), waits until that mongos answers again at O(wait_version).
+  - With O(restart), plans a rolling restart instead (one V(restart) step over every member
+    but arbiters, and every router), after the same pre-checks but the FCV's.
   - Changes nothing.
 author: WAP developers (@whaleal)
 options:
@@ -55,9 +63,24 @@ options:
     description: The version O(wait_member) must run.
     type: str
   wait_timeout:
-    description: Seconds to wait for O(wait_member).
+    description: Seconds to wait for O(wait_member) or O(wait_router).
     type: int
     default: 300
+  restart:
+    description: Plan a rolling restart of every member and router rather than an upgrade.
+    type: bool
+    default: false
+  wait_router:
+    description:
+      - A mongos (V(host:port)) to wait for instead of planning; no other connection is made.
+    type: str
+  routers:
+    description:
+      - Through a mongos, the routers (V(host:port)) whose versions count; by default those
+        recorded in C(config.mongos).
+    type: list
+    elements: str
+    default: []
 extends_documentation_fragment:
   - whaleal.wap.mongodb
 attributes:
@@ -114,13 +137,32 @@ oplog_full:
   type: bool
 checks:
   description: The pre-checks with their outcome.
-  returned: when O(target_version) is given
+  returned: when O(target_version) or O(restart) is given
   type: list
   elements: dict
   sample: [{check: members healthy, ok: true, detail: "3 of 3"}]
+sets:
+  description: Through a mongos, each replica set (config servers first) as the set's fields above.
+  returned: when connected to a mongos
+  type: list
+  elements: dict
+  sample: [{name: cfg, role: config, primary: "db1:27019", fcv: "7.0", members: []}]
+routers:
+  description: Through a mongos, each router with its version (empty when it did not answer).
+  returned: when connected to a mongos
+  type: list
+  elements: dict
+  sample: [{host: "db1:27017", version: 7.0.14}]
+balancer:
+  description: Through a mongos, the balancer's mode and whether a round runs.
+  returned: when connected to a mongos
+  type: dict
+  sample: {mode: full, in_round: false}
 plan:
-  description: The steps (V(binaries) on members, or V(fcv)) and notes.
-  returned: when O(target_version) is given
+  description:
+    - The steps (V(binaries) or V(restart) on members, or V(fcv)) and notes. Through a mongos,
+      a binaries or restart step's C(groups) list its members by set in the order they go.
+  returned: when O(target_version) or O(restart) is given
   type: dict
   sample: {steps: [{action: binaries, version: 8.0.4, members: ["db1:27017"], confirm: false,
            description: "binaries 8.0.4 on db1:27017, one at a time"}], notes: []}
@@ -132,11 +174,22 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.whaleal.wap.plugins.module_utils.mongodb import (
     MONGODB_REQUIRED_TOGETHER,
+    MongoClient,
     PyMongoError,
+    client_options,
     connect,
     mongodb_argument_spec,
+    require_pymongo,
+)
+from ansible_collections.whaleal.wap.plugins.module_utils.sharded_cluster import (
+    cluster_fcv,
+    cluster_sets,
+    is_router,
+    set_client,
 )
 from ansible_collections.whaleal.wap.plugins.module_utils.upgrade_plan import (
+    Plan,
+    Step,
     UpgradeRefused,
     plan_upgrade,
 )
@@ -202,10 +255,71 @@ def pre_checks(members: list[dict], fcv: str, max_lag: float, window: dict, min_
     return checks
 
 
+# Checks that stop a run before planning: nothing can be planned on what does not answer.
+BLOCKING = ("members healthy", "routers answer", "balancer state known")
+
+
+def cluster_checks(
+    sets: list[dict], routers: list[dict], balancer: dict, max_lag: float, min_hours: float
+) -> list[dict]:
+    """The pre-checks of a sharded cluster (pure): each set's, named after it, the routers
+    answering and the balancer's state known."""
+    checks = []
+    for each in sets:
+        window = {"hours": each["oplog_window_hours"], "full": each["oplog_full"]}
+        for check in pre_checks(each["members"], each["fcv"], max_lag, window, min_hours):
+            checks.append(dict(check, check=f"{each['name']}: {check['check']}"))
+    silent = [r["host"] for r in routers if not r["version"]]
+    answering = f"{len(routers)} of {len(routers)}" if routers else "no router found"
+    checks.append(
+        {
+            "check": "routers answer",
+            "ok": bool(routers) and not silent,
+            "detail": ", ".join(f"{h} did not answer" for h in silent) or answering,
+        }
+    )
+    mode = balancer.get("mode", "")
+    round_ = "runs" if balancer.get("in_round") else "is not running"
+    checks.append(
+        {
+            "check": "balancer state known",
+            "ok": mode in ("full", "off", "autoSplitOnly"),
+            "detail": f"mode {mode or 'unknown'}, a round {round_}",
+        }
+    )
+    return checks
+
+
+def group_members(members: list[str], sets: list[dict], routers: list[dict]) -> list[dict]:
+    """A binaries step's members by set, in upgrade order (pure): the config servers, each
+    shard, then the routers."""
+    groups = []
+    for each in sets:
+        hosts = {m["host"] for m in each["members"]}
+        chosen = [m for m in members if m in hosts]
+        if chosen:
+            groups.append({"role": each["role"], "name": each["name"], "members": chosen})
+    addresses = {r["host"] for r in routers}
+    chosen = [m for m in members if m in addresses]
+    if chosen:
+        groups.append({"role": "routers", "name": "", "members": chosen})
+    return groups
+
+
+def describe_groups(action: str, groups: list[dict]) -> str:
+    """``action`` ("binaries 8.0.4", "restart") on the groups, in order."""
+    names = {"config": "config servers {name}", "shard": "shard {name}", "routers": "routers"}
+    parts = [
+        f"{names[g['role']].format(name=g['name'])} ({', '.join(g['members'])})" for g in groups
+    ]
+    return f"{action}: {'; then '.join(parts)}, one at a time"
+
+
 class Reader:
-    def __init__(self, module, conn):
+    def __init__(self, module, conn, client=None):
         self.module = module
         self.conn = conn
+        self.client = client or conn.client
 
     def version_of(self, host: str) -> str:
         try:
@@ -215,7 +329,7 @@ class Reader:
             return ""
 
     def read(self) -> dict:
-        admin = self.conn.client.admin
+        admin = self.client.admin
         status = admin.command("replSetGetStatus")
         lags = lag_seconds(status)
         members = []
@@ -243,7 +357,7 @@ class Reader:
         }
 
     def oplog(self) -> dict:
-        local = self.conn.client.local
+        local = self.client.local
         oldest = local.oplog.rs.find_one(sort=[("$natural", 1)])
         newest = local.oplog.rs.find_one(sort=[("$natural", -1)])
         hours = 0.0
@@ -284,6 +398,74 @@ class Reader:
             time.sleep(1)
 
 
+def restart_plan(data: list[dict]) -> Plan:
+    """A rolling restart: every member given (arbiters left out) one at a time (pure)."""
+    plan = Plan()
+    if data:
+        plan.steps.append(Step("restart", "", tuple(m["host"] for m in data)))
+    return plan
+
+
+def read_cluster(module, conn) -> dict:
+    """The sharded cluster behind the mongos ``conn``: each set read as a replica set, the
+    routers' versions, the balancer's state and the cluster's FCV."""
+    reader = Reader(module, conn)
+    sets = []
+    for each in cluster_sets(conn.client):
+        client = set_client(conn, each["name"], each["seeds"])
+        try:
+            seen = Reader(module, conn, client).read()
+        finally:
+            client.close()
+        sets.append({"name": each["name"], "role": each["role"], **seen})
+    addresses = module.params["routers"] or [
+        d["_id"] for d in conn.client.config.mongos.find({}, {"_id": 1}).sort("_id", 1)
+    ]
+    routers = [{"host": a, "version": reader.version_of(a)} for a in addresses]
+    try:
+        status = conn.client.admin.command("balancerStatus")
+        balancer = {"mode": status.get("mode", ""), "in_round": bool(status.get("inBalancerRound"))}
+    except PyMongoError as exc:
+        balancer = {"mode": "", "in_round": False, "error": str(exc)}
+    fcv = cluster_fcv(
+        {s["name"]: {"version": s["fcv"], "targetVersion": s["fcv_target"]} for s in sets}
+    )
+    return {
+        "sets": sets,
+        "routers": routers,
+        "balancer": balancer,
+        "members": [m for s in sets for m in s["members"]],
+        "primary": "",
+        "fcv": fcv.get("version", ""),
+        "fcv_target": fcv.get("targetVersion", ""),
+    }
+
+
+def wait_router(module, address: str, version: str | None, timeout: int) -> dict:
+    """Poll the mongos at ``address`` until it answers as a router at ``version``."""
+    require_pymongo(module)
+    host, _colon, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            options = client_options(module.params, host=host.strip("[]"), port=int(port))
+            with MongoClient(**options) as client:
+                hello = client.admin.command("hello")
+                running = client.admin.command("buildInfo")["version"]
+            if hello.get("msg") == "isdbgrid" and (not version or running == version):
+                return {"host": address, "version": running}
+            last = f"it runs {running}" if hello.get("msg") == "isdbgrid" else "it is no mongos"
+        except PyMongoError as exc:
+            last = str(exc)
+        if time.monotonic() >= deadline:
+            module.fail_json(
+                msg=f"The router {address} did not answer at {version or 'its version'} in "
+                f"{timeout} s: {last}"
+            )
+        time.sleep(1)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=mongodb_argument_spec(
@@ -295,14 +477,25 @@ def main():
             wait_member=dict(type="str"),
             wait_version=dict(type="str"),
             wait_timeout=dict(type="int", default=300),
+            wait_router=dict(type="str"),
+            restart=dict(type="bool", default=False),
+            routers=dict(type="list", elements="str", default=[]),
         ),
         required_together=MONGODB_REQUIRED_TOGETHER,
-        mutually_exclusive=[("target_version", "wait_member")],
+        mutually_exclusive=[("target_version", "wait_member", "wait_router")],
         supports_check_mode=True,
     )
     params = module.params
+    if params["restart"] and (params["target_version"] or params["wait_member"]):
+        module.fail_json(msg="restart plans a rolling restart: no target_version, no wait_member")
+    if params["wait_router"]:
+        seen = wait_router(
+            module, params["wait_router"], params["wait_version"], params["wait_timeout"]
+        )
+        module.exit_json(changed=False, router=seen)
     conn = connect(module)
     reader = Reader(module, conn)
+    sharded = False
     try:
         if params["wait_member"]:
             seen = reader.wait(
@@ -312,49 +505,71 @@ def main():
                 params["max_lag_seconds"],
             )
             module.exit_json(changed=False, **seen)
-        seen = reader.read()
+        sharded = is_router(conn.client)
+        seen = read_cluster(module, conn) if sharded else reader.read()
     except PyMongoError as exc:
-        module.fail_json(msg=f"Could not read the replica set: {exc}")
+        what = "sharded cluster" if sharded else "replica set"
+        module.fail_json(msg=f"Could not read the {what}: {exc}")
     finally:
         conn.close()
     result = dict(changed=False, **seen)
-    if not params["target_version"]:
+    if not params["target_version"] and not params["restart"]:
         module.exit_json(**result)
-    window = {"hours": seen["oplog_window_hours"], "full": seen["oplog_full"]}
-    result["checks"] = pre_checks(
-        seen["members"],
-        seen["fcv"],
-        params["max_lag_seconds"],
-        window,
-        params["min_oplog_window_hours"],
-    )
-    if not result["checks"][0]["ok"]:
+    if sharded:
+        result["checks"] = cluster_checks(
+            seen["sets"],
+            seen["routers"],
+            seen["balancer"],
+            params["max_lag_seconds"],
+            params["min_oplog_window_hours"],
+        )
+    else:
+        window = {"hours": seen["oplog_window_hours"], "full": seen["oplog_full"]}
+        result["checks"] = pre_checks(
+            seen["members"],
+            seen["fcv"],
+            params["max_lag_seconds"],
+            window,
+            params["min_oplog_window_hours"],
+        )
+    blocking = [c for c in result["checks"] if not c["ok"] and c["check"].endswith(BLOCKING)]
+    if blocking:
         module.fail_json(
-            msg=f"Pre-checks failed, nothing changed: members healthy: "
-            f"{result['checks'][0]['detail']}",
+            msg="Pre-checks failed, nothing changed: "
+            + "; ".join(f"{c['check']}: {c['detail']}" for c in blocking),
             **result,
         )
     data = [m for m in seen["members"] if m["state"] != "ARBITER"]
+    data += [{"host": r["host"], "version": r["version"]} for r in seen.get("routers", [])]
     try:
-        plan = plan_upgrade(
-            {m["host"]: m["version"] for m in data},
-            seen["fcv"],
-            params["target_version"],
-            releases={str(k): str(v) for k, v in params["releases"].items()},
-            fcv_mode=params["upgrade_fcv"],
-            fcv_target=seen["fcv_target"] or None,
+        plan = (
+            restart_plan(data)
+            if params["restart"]
+            else plan_upgrade(
+                {m["host"]: m["version"] for m in data},
+                seen["fcv"],
+                params["target_version"],
+                releases={str(k): str(v) for k, v in params["releases"].items()},
+                fcv_mode=params["upgrade_fcv"],
+                fcv_target=seen["fcv_target"] or None,
+            )
         )
     except UpgradeRefused as exc:
         module.fail_json(msg=f"Upgrade to {params['target_version']} refused: {exc}", **result)
     result["plan"] = plan.as_dict()
+    if sharded:
+        for step in result["plan"]["steps"]:
+            if step["action"] in ("binaries", "restart"):
+                step["groups"] = group_members(step["members"], seen["sets"], seen["routers"])
+                action = step["action"] + (f" {step['version']}" if step["version"] else "")
+                step["description"] = describe_groups(action, step["groups"])
+            else:
+                step["description"] += ", through a mongos"
     # A set in the middle of a step, or whose FCV the plan raises first, is resumed.
     mixed = len({m["version"] for m in data}) > 1
     resuming = bool(plan.steps) and (mixed or plan.steps[0].action == "fcv")
-    failed = [
-        c
-        for c in result["checks"]
-        if not c["ok"] and not (resuming and c["check"].startswith("FCV"))
-    ]
+    waived = resuming or params["restart"]  # a restart changes no binaries: any FCV will do
+    failed = [c for c in result["checks"] if not c["ok"] and not (waived and "FCV" in c["check"])]
     if failed and plan.steps:
         module.fail_json(
             msg="Pre-checks failed, nothing changed: "

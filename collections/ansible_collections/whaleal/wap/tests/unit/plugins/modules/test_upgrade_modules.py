@@ -44,3 +44,51 @@ def test_pre_checks_pass_on_a_healthy_set_whose_oplog_is_not_full_yet():
     window = {"hours": 0.01, "full": False}
     checks = mongodb_upgrade_info.pre_checks(members, "7.0", 10, window, 1)
     assert all(c["ok"] for c in checks), checks
+
+
+def a_set(name, role, hosts, fcv="7.0", version="7.0.14"):
+    states = ["PRIMARY"] + ["SECONDARY"] * (len(hosts) - 1)
+    members = [member(h, state, version) for h, state in zip(hosts, states, strict=True)]
+    return {"name": name, "role": role, "members": members, "fcv": fcv,
+            "oplog_window_hours": 2.0, "oplog_full": True}  # fmt: skip
+
+
+def test_cluster_checks_name_each_set_the_routers_and_the_balancer():
+    sets = [a_set("cfg", "config", ["a:2", "b:2"]), a_set("shard1", "shard", ["a:1", "b:1"])]
+    sets[1]["members"][1]["state"] = "RECOVERING"
+    routers = [{"host": "a:0", "version": "7.0.14"}, {"host": "b:0", "version": ""}]
+    checks = {
+        c["check"]: c
+        for c in mongodb_upgrade_info.cluster_checks(sets, routers, {"mode": ""}, 10, 1)
+    }
+    assert checks["cfg: members healthy"]["ok"] is True
+    assert checks["shard1: members healthy"] == {"check": "shard1: members healthy", "ok": False,
+                                                 "detail": "b:1 RECOVERING"}  # fmt: skip
+    assert checks["routers answer"] == {"check": "routers answer", "ok": False,
+                                        "detail": "b:0 did not answer"}  # fmt: skip
+    assert checks["balancer state known"]["ok"] is False
+    good = mongodb_upgrade_info.cluster_checks(sets[:1], routers[:1], {"mode": "full"}, 10, 1)
+    assert all(c["ok"] for c in good), good
+
+
+def test_a_binaries_step_is_grouped_config_servers_first_then_shards_then_routers():
+    sets = [a_set("cfg", "config", ["a:2", "b:2"]), a_set("shard1", "shard", ["a:1", "b:1"])]
+    routers = [{"host": "a:0", "version": "7.0.14"}]
+    groups = mongodb_upgrade_info.group_members(["a:0", "b:1", "a:1", "b:2"], sets, routers)
+    assert groups == [
+        {"role": "config", "name": "cfg", "members": ["b:2"]},
+        {"role": "shard", "name": "shard1", "members": ["b:1", "a:1"]},
+        {"role": "routers", "name": "", "members": ["a:0"]},
+    ]
+    assert mongodb_upgrade_info.describe_groups("binaries 8.0.4", groups) == (
+        "binaries 8.0.4: config servers cfg (b:2); then shard shard1 (b:1, a:1); then routers "
+        "(a:0), one at a time"
+    )
+
+
+def test_a_rolling_restart_is_one_step_over_every_member_given():
+    plan = mongodb_upgrade_info.restart_plan([member("a:1", "PRIMARY"), member("b:1")])
+    step = {"action": "restart", "version": "", "members": ["a:1", "b:1"], "confirm": False,
+            "description": "restart a:1, b:1, one at a time"}  # fmt: skip
+    assert plan.as_dict()["steps"] == [step]
+    assert mongodb_upgrade_info.restart_plan([]).steps == []
