@@ -137,3 +137,79 @@ def test_a_member_change_is_planned_shown_then_run_and_a_stop_without_majority_r
     assert f"WAP manages {replica_set[2]} again." in back.text
     actions = [a["action"] for a in admin_api.call("GET", "/audit").json()]
     assert "cluster.member.unmanage" in actions and "cluster.member.manage" in actions
+
+
+def test_a_rolling_restart_is_planned_from_the_live_set_and_runs_only_once_confirmed(
+    admin_api: Api, start_worker: Callable[[], Proc], store: Store,
+    replica_set: list[str],  # noqa: F811 (the fixture)
+) -> None:  # fmt: skip
+    """The cluster page offers a rolling restart with a parameter change, and an upgrade: a bad
+    request is refused naming the field; the plan, read from the live set by rolling_restart.yml
+    (plan only, nothing written), shows every member in order, and an upgrade's plan its steps;
+    the restart runs once, after the cluster's name is typed, as a job carrying the change, and
+    the audit records it."""
+    worker = start_worker()
+    admin_api.use_token()
+    cluster_id = _cluster(admin_api, store, replica_set)
+    port = int(replica_set[0].rpartition(":")[2])
+    deployed = {
+        "wap_replicaset_hosts": ["local1"],
+        "mongodb_replicaset_name": "rs0",
+        "mongodb_replicaset_port": port,
+        "mongodb_config_instances": [{"name": "rs0", "port": port, "replica_set": "rs0"}],
+    }
+    store.clusters.update_one({"_id": cluster_id}, {"$set": {"deploy_vars": deployed},
+                                                    "$unset": {"taken_over": ""}})  # fmt: skip
+    page = f"/clusters/{cluster_id}"
+    shown = admin_api.http.get(admin_api.base + page).text
+    assert 'id="rolling-form"' in shown and 'id="upgrade-form"' in shown
+    api = f"/clusters/{cluster_id}/rolling-restarts"
+    bad = admin_api.call("POST", api, json={"set_parameters": {"no such": 1},
+                                            "config": {"net": {"port": 1}}})  # fmt: skip
+    assert bad.status_code == 422, bad.text
+    fields = bad.json()["errors"]["json"]
+    assert fields["set_parameters"] == ["no such: not a parameter name"]
+    assert fields["config"] == ["net is written from the cluster's settings"]
+
+    planned = admin_api.form(f"{page}/rolling/plan", {"set_parameters": "ttlMonitorSleepSecs=30",
+                             "config": ""}, page=page)  # fmt: skip
+    assert "/rolling/" in planned.url, (planned.url, re.findall(r'class="flash[^<]*', planned.text))
+    job_id = re.search(r"/rolling/([0-9a-f]{32})$", planned.url).group(1)
+    plan = ended(admin_api, f"{api}/{job_id}")
+    assert plan.get("status") == "successful", plan
+    order = f"restart {', '.join(replica_set)}, one at a time"
+    assert (plan["title"], plan["steps"]) == ("rolling restart of rs0", [order])
+    assert plan["set_parameters"] == {"ttlMonitorSleepSecs": 30}
+    shown = admin_api.http.get(f"{admin_api.base}{page}/rolling/{job_id}").text
+    assert order in shown and "ttlMonitorSleepSecs=30" in shown
+
+    # An upgrade is planned the same way, from what the set runs (7.0.14) to the release asked.
+    upgrades = f"/clusters/{cluster_id}/upgrades"
+    wrong_version = admin_api.call("POST", upgrades, json={"version": "8.0"})
+    assert wrong_version.json()["errors"]["json"] == {"version": ["a release such as 8.0.4"]}
+    started = admin_api.call("POST", upgrades, json={"version": "8.0.4"})
+    assert started.status_code == 202, started.text
+    upgrade = ended(admin_api, f"{upgrades}/{started.json()['job']['id']}")
+    assert upgrade.get("status") == "successful", upgrade
+    binaries = f"binaries 8.0.4 on {', '.join(replica_set)}, one at a time"
+    assert upgrade["title"] == "upgrade of rs0 to 8.0.4"
+    assert upgrade["steps"] == [binaries, "FCV 8.0 (confirm: true)"]
+
+    worker.kill_all()  # the run is queued and checked, not carried out: no service here
+    wrong = admin_api.call("POST", api, json={"dry_run": False, "job_id": job_id,
+                                              "confirm": "other"})  # fmt: skip
+    assert wrong.status_code == 422 and wrong.json()["errors"]["json"] == {"confirm": ["type rs"]}
+    ran = admin_api.form(f"{page}/rolling/{job_id}", {"confirm": "rs"},
+                         page=f"{page}/rolling/{job_id}")  # fmt: skip
+    run_id = re.search(r"/jobs/([0-9a-f]{32})$", ran.url).group(1)
+    job = store.jobs.find_one({"_id": run_id})
+    assert (job["playbook"], job["cluster_id"]) == ("rolling_restart.yml", cluster_id)
+    assert job["extra_vars"]["wap_rolling_set_parameters"] == {"ttlMonitorSleepSecs": 30}
+    assert "wap_rolling_plan_only" not in job["extra_vars"]
+    assert admin_api.call("GET", f"{api}/{job_id}").json()["run_job_id"] == run_id
+    again = admin_api.call("POST", api, json={"dry_run": False, "job_id": job_id,
+                                              "confirm": "rs"})  # fmt: skip
+    assert again.status_code == 409 and "has run already" in again.json()["message"]
+    audit = [a for a in admin_api.call("GET", "/audit").json()
+             if a["action"] == "cluster.rolling_restart"]  # fmt: skip
+    assert [a["target"] for a in audit] == ["rs"]

@@ -1,5 +1,6 @@
 """A member's operations (webui.services.member_ops): plan (a job that reads the live set and
-changes nothing), read the plan, then run it."""
+changes nothing), read the plan, then run it; a rolling restart of the whole cluster, with a
+change of mongod options if asked, the same way."""
 
 from __future__ import annotations
 
@@ -88,6 +89,103 @@ def member_managed(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
     cluster = member_ops.set_managed(get_store(), current_actor(), cluster_id, data["member"],
                                      data["managed"])  # fmt: skip
     return {"unmanaged": cluster.get("unmanaged") or []}
+
+
+class _WholeIn(Strict):
+    """A plan (dry_run, the default: nothing changes, the plan read from the live deployment),
+    or the run of a plan that was not refused (dry_run false, with its job_id and the cluster's
+    name typed as confirmation)."""
+
+    dry_run = fields.Boolean(load_default=True)
+    job_id = fields.String(validate=SHORT, metadata={"description": "the plan to run"})
+    confirm = fields.String(validate=SHORT, metadata={"description": "the cluster's name"})
+
+    @validates_schema
+    def _complete(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not data["dry_run"]:
+            missing = {f: ["required"] for f in ("job_id", "confirm") if not data.get(f)}
+            if missing:
+                raise ValidationError(missing)
+
+
+class RollingRestartIn(_WholeIn):
+    set_parameters = fields.Dict(
+        keys=fields.String(), load_default=dict,
+        metadata={"description": "setParameter entries to write into every mongod's file"},
+    )  # fmt: skip
+    config = fields.Dict(
+        keys=fields.String(), load_default=dict,
+        metadata={"description": "configuration keys as a mapping, merged into every file"},
+    )  # fmt: skip
+
+
+class UpgradeIn(_WholeIn):
+    version = fields.String(validate=SHORT, metadata={"description": "the release to reach"})
+    fcv = fields.String(
+        load_default="now", validate=validate.OneOf(["now", "finalize"]),
+        metadata={"description": "raise the FCV at the end, or leave it for a later run"},
+    )  # fmt: skip
+
+
+class WholePlanOut(Strict):
+    job = fields.Nested(JobOut)
+    status = fields.String(metadata={"description": "the plan job's status"})
+    title = fields.String(allow_none=True, metadata={"description": "what the plan does"})
+    steps = fields.List(fields.String(), allow_none=True, metadata={"description": "in order"})
+    notes = fields.List(fields.String())
+    reason = fields.String(allow_none=True, metadata={"description": "why it was refused"})
+    run_job_id = fields.String(allow_none=True)
+    set_parameters = fields.Dict(keys=fields.String())
+    config = fields.Dict(keys=fields.String())
+    version = fields.String(allow_none=True)
+    fcv = fields.String(allow_none=True)
+
+
+def _whole(kind: str, data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    store, actor = get_store(), current_actor()
+    if data["dry_run"]:
+        job = member_ops.whole_plan(store, get_settings(), actor, cluster_id, kind, data)
+        return _out(member_ops.whole_planned(store, actor, cluster_id, kind, job["_id"]))
+    member_ops.whole_run(store, get_settings(), actor, cluster_id, kind, data["job_id"],
+                         data["confirm"])  # fmt: skip
+    return _out(member_ops.whole_planned(store, actor, cluster_id, kind, data["job_id"]))
+
+
+@bp.route("/clusters/<cluster_id>/rolling-restarts", methods=["POST"])
+@bp.arguments(RollingRestartIn)
+@bp.response(202, WholePlanOut)
+def rolling_restart(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    """With dry_run (the default), plan a rolling restart of the cluster, with a change of mongod
+    options if given (a job; read it with GET .../rolling-restarts/{job_id}); with dry_run false,
+    run the plan `job_id` once."""
+    return _whole("rolling", data, cluster_id)
+
+
+@bp.route("/clusters/<cluster_id>/rolling-restarts/<job_id>")
+@bp.response(200, WholePlanOut)
+def rolling_plan(cluster_id: str, job_id: str) -> dict[str, Any]:
+    """A rolling restart's plan: its job and change, the order once it ended, or why it was
+    refused; the job that ran it."""
+    return _out(member_ops.whole_planned(get_store(), current_actor(), cluster_id, "rolling",
+                                         job_id))  # fmt: skip
+
+
+@bp.route("/clusters/<cluster_id>/upgrades", methods=["POST"])
+@bp.arguments(UpgradeIn)
+@bp.response(202, WholePlanOut)
+def upgrade(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    """With dry_run (the default), plan the cluster's upgrade to `version` as MongoDB allows it
+    (a job; read it with GET .../upgrades/{job_id}); with dry_run false, run the plan once."""
+    return _whole("upgrade", data, cluster_id)
+
+
+@bp.route("/clusters/<cluster_id>/upgrades/<job_id>")
+@bp.response(200, WholePlanOut)
+def upgrade_plan(cluster_id: str, job_id: str) -> dict[str, Any]:
+    """An upgrade's plan: its job, the steps once it ended, or why it was refused; the job that
+    ran it."""
+    return _out(member_ops.whole_planned(get_store(), current_actor(), cluster_id, "upgrade",
+                                         job_id))  # fmt: skip
 
 
 BLUEPRINTS = (bp,)

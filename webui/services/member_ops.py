@@ -7,16 +7,24 @@ such as a stop that would leave the set without a majority, fails the job with t
 `planned` reads that back for the page that shows it; `run` starts the same playbook for real,
 with the same variables, once the operator confirms (and only after a plan that was not refused).
 Both are jobs on the cluster's hosts, under the cluster's lock, with its MongoDB credential.
+
+A rolling restart of a whole cluster (a replica set or a sharded cluster WAP deployed), with a
+change of mongod options if asked (setParameter entries, configuration keys as a mapping), and
+an upgrade to another release go the same way (`kind` "rolling" or "upgrade"): `whole_plan`
+starts rolling_restart.yml or upgrade_cluster.yml with its plan-only flag (the order read from
+the live deployment and reported as `wap_upgrade_plan`, nothing written), `whole_planned` reads
+it back, `whole_run` runs it once the cluster's name is typed.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from webui.config import Settings
 from webui.jobs import store as records
-from webui.services import audit, cloud, jobs, takeover
+from webui.services import audit, cloud, deployments, jobs, takeover
 from webui.services.audit import Actor
 from webui.services.errors import Conflict, Invalid, NotFound
 from webui.store import Store
@@ -28,6 +36,10 @@ OPERATIONS = {
     "freeze": "Freeze (no election for a while)", "change": "Change priority, votes, hidden",
     "add": "Add a member", "remove": "Remove from the set (its mongod keeps running)",
 }  # fmt: skip
+PARAMETER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,99}$")
+# Configuration sections WAP writes from the cluster's own settings: a change goes elsewhere.
+MANAGED_SECTIONS = ("net", "replication", "sharding", "security", "systemLog", "setParameter",
+                    "processManagement")  # fmt: skip
 MEMBER_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:[0-9]{1,5}$")
 
 
@@ -169,3 +181,236 @@ def set_managed(
     audit.record(store, actor, "cluster.member.manage" if managed else "cluster.member.unmanage",
                  f"{cluster['name']}/{member}")  # fmt: skip
     return store.clusters.find_one({"_id": cluster_id}) or cluster
+
+
+def parse_parameters(text: str) -> dict[str, Any]:
+    """``name=value`` lines (a value read as JSON when it is: 30, true, "x"; else as text)."""
+    found: dict[str, Any] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise ValueError(f"{line.strip()!r} is not name=value")
+        try:
+            found[name.strip()] = json.loads(value.strip())
+        except ValueError:
+            found[name.strip()] = value.strip()
+    return found
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool))
+
+
+def _config_errors(config: Any, path: str = "") -> list[str]:
+    if not isinstance(config, dict):
+        return [f"{path or 'the configuration'} must be a mapping"]
+    errors = []
+    for key, value in config.items():
+        where = f"{path}.{key}" if path else str(key)
+        if not path and key in MANAGED_SECTIONS:
+            errors.append(f"{key} is written from the cluster's settings")
+        elif not PARAMETER_RE.match(str(key)):
+            errors.append(f"{where} is not an option name")
+        elif isinstance(value, dict):
+            errors += _config_errors(value, where)
+        elif not _scalar(value) and not (isinstance(value, list) and all(map(_scalar, value))):
+            errors.append(f"{where} must be a value, a list of values or a mapping")
+    return errors
+
+
+def _whole_cluster(store: Store, actor: Actor, cluster_id: str, role: str) -> dict[str, Any]:
+    cluster, _ = cloud.get_cluster(store, actor, cluster_id, role)
+    if cluster.get("topology") not in ("replicaset", "sharded") or not cluster.get("deploy_vars"):
+        raise Conflict("rolling restarts and upgrades are for replica sets and sharded clusters "
+                       "WAP deployed (it knows their instances)")  # fmt: skip
+    return cluster
+
+
+def rolling_check(cluster: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """The change a rolling restart writes first, each part checked: its variables."""
+    errors: dict[str, list[str]] = {}
+    parameters = data.get("set_parameters") or {}
+    if isinstance(parameters, str):
+        try:
+            parameters = parse_parameters(parameters)
+        except ValueError as exc:
+            errors["set_parameters"] = [str(exc)]
+            parameters = {}
+    if not isinstance(parameters, dict):
+        errors["set_parameters"] = ["a mapping of parameter names to values"]
+        parameters = {}
+    wrong = [f"{k}: not a parameter name" for k in parameters if not PARAMETER_RE.match(str(k))]
+    wrong += [f"{k}: a value (text, number or true/false)" for k, v in parameters.items()
+              if not _scalar(v)]  # fmt: skip
+    if wrong:
+        errors["set_parameters"] = wrong
+    config = data.get("config") or {}
+    if isinstance(config, str):
+        try:
+            config = json.loads(config) if config.strip() else {}
+        except ValueError as exc:
+            errors["config"] = [f"not JSON: {exc}"]
+            config = {}
+    config_errors = _config_errors(config)
+    if config_errors:
+        errors["config"] = config_errors
+    if errors:
+        raise Invalid("the rolling restart cannot be planned as given", errors)
+    return {"wap_rolling_set_parameters": parameters, "wap_rolling_config": config}
+
+
+def upgrade_check(
+    settings: Settings, cluster: dict[str, Any], data: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An upgrade's variables, and the platform's own (the tarballs it offers for the target and
+    for each major passed through: the newest of each)."""
+    version = str(data.get("version") or "").strip()
+    fcv = str(data.get("fcv") or "now")
+    errors: dict[str, list[str]] = {}
+    if not VERSION_RE.match(version):
+        errors["version"] = ["a release such as 8.0.4"]
+    if fcv not in ("now", "finalize"):
+        errors["fcv"] = ["now or finalize"]
+    if errors:
+        raise Invalid("the upgrade cannot be planned as given", errors)
+    offered = deployments.packages(settings)
+    newest: dict[str, str] = {}
+    for release in sorted(offered, key=lambda v: tuple(int(p) for p in v.split("."))):
+        newest[release.rpartition(".")[0]] = release
+    series = version.rpartition(".")[0]
+    releases = {major: release for major, release in newest.items() if major != series}
+    variables = {"mongodb_upgrade_version": version, "mongodb_upgrade_fcv": fcv,
+                 "mongodb_upgrade_releases": releases}  # fmt: skip
+    platform: dict[str, Any] = {}
+    if version in offered:
+        wanted = [version, *releases.values()]
+        platform["mongodb_upgrade_tarballs"] = [str(offered[v]) for v in wanted]
+    return variables, platform
+
+
+# A rolling restart and an upgrade of the whole cluster: planned by their playbook with its
+# plan-only flag (the role reports wap_upgrade_plan), then run once the cluster's name is typed.
+WHOLE = {
+    "rolling": {"playbook": "rolling_restart.yml", "plan_only": "wap_rolling_plan_only",
+                "audit": "cluster.rolling_restart"},
+    "upgrade": {"playbook": "upgrade_cluster.yml", "plan_only": "mongodb_upgrade_plan_only",
+                "audit": "cluster.upgrade"},
+}  # fmt: skip
+PLATFORM_VARS = ("mongodb_upgrade_tarballs",)
+VERSION_RE = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$")
+
+
+def deployment_vars(cluster: dict[str, Any]) -> dict[str, Any]:
+    """What the upgrade role must know of a cluster WAP deployed, in the variables its playbooks
+    document, from the variables it was deployed with (pure)."""
+    deployed = cluster.get("deploy_vars") or {}
+    tls = bool(deployed.get("mongodb_replicaset_tls", (cluster.get("security") or {}).get("tls")))
+    if cluster.get("topology") == "replicaset":
+        return {
+            "wap_upgrade_hosts": deployed.get("wap_replicaset_hosts") or [],
+            "mongodb_upgrade_replica_set": deployed.get("mongodb_replicaset_name") or "rs0",
+            "mongodb_upgrade_port": int(deployed.get("mongodb_replicaset_port") or 27017),
+            "mongodb_upgrade_tls": tls,
+            "wap_mongod_instances": deployed.get("mongodb_config_instances") or [],
+        }
+    routers = deployed.get("wap_mongos_hosts") or []
+    hosts = deployed.get("wap_sharded_hosts") or []
+    instances = deployed.get("wap_mongod_instances") or []
+    return {
+        "wap_upgrade_hosts": hosts + [h for h in routers if h not in hosts],
+        "mongodb_upgrade_router_hosts": routers,
+        "mongodb_upgrade_router_port": int(deployed.get("mongodb_sharding_port") or 27017),
+        "mongodb_upgrade_router_instance": (deployed.get("wap_mongos_instances") or
+                                            [{"name": "mongos"}])[0]["name"],
+        "mongodb_upgrade_instances": {i["replica_set"]: i["name"] for i in instances
+                                      if i.get("replica_set")},
+        "mongodb_upgrade_tls": tls,
+        "wap_mongod_instances": instances,
+    }  # fmt: skip
+
+
+def _start_whole(store, settings, actor, cluster, kind, action, variables) -> dict[str, Any]:
+    platform = {k: variables[k] for k in PLATFORM_VARS if k in variables}
+    asked = {k: v for k, v in variables.items() if k not in platform}
+    if kind == "upgrade":  # its playbook has no mongod file to write
+        asked.pop("wap_mongod_instances", None)
+    return jobs.create_job(
+        store, settings, actor, cluster["project_id"],
+        {"playbook": WHOLE[kind]["playbook"], "host_ids": cluster["host_ids"],
+         "credential_ids": cluster.get("credential_ids") or [],
+         "extra_vars": {**deployment_vars(cluster), **asked},
+         "cluster_id": cluster["_id"]},
+        action=action, platform_vars=platform or None,
+    )  # fmt: skip
+
+
+def whole_plan(
+    store: Store, settings: Settings, actor: Actor, cluster_id: str, kind: str,
+    data: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """Start the plan job of a rolling restart or an upgrade (reads the deployment, changes
+    nothing): the job."""
+    cluster = _whole_cluster(store, actor, cluster_id, "operator")
+    if kind == "upgrade":
+        variables, platform = upgrade_check(settings, cluster, data)
+        variables.update(platform)
+    else:
+        variables = rolling_check(cluster, data)
+    variables[WHOLE[kind]["plan_only"]] = True
+    return _start_whole(store, settings, actor, cluster, kind, f"{kind}-plan", variables)
+
+
+def whole_planned(
+    store: Store, actor: Actor, cluster_id: str, kind: str, job_id: str
+) -> dict[str, Any]:
+    """A plan: its job and what was asked, the plan once it ended (title, steps, notes), or why
+    it was refused; the job that ran it."""
+    _whole_cluster(store, actor, cluster_id, "read-only")
+    job = store.jobs.find_one({"_id": job_id, "cluster_id": cluster_id,
+                               "cluster_action": f"{kind}-plan"})  # fmt: skip
+    if job is None:
+        raise NotFound(f"no such {kind} plan on this cluster")
+    variables = job["extra_vars"]
+    answer: dict[str, Any] = {
+        "job": job, "status": job["status"], "title": None, "steps": None, "notes": [],
+        "reason": None, "run_job_id": job.get("run_job_id"),
+        "set_parameters": variables.get("wap_rolling_set_parameters") or {},
+        "config": variables.get("wap_rolling_config") or {},
+        "version": variables.get("mongodb_upgrade_version"),
+        "fcv": variables.get("mongodb_upgrade_fcv"),
+    }  # fmt: skip
+    if job["status"] == "successful":
+        report = (records.recap(store, job_id) or {}).get("artifact_data") or {}
+        plan = report.get("wap_upgrade_plan") or {}
+        answer.update(title=plan.get("title"), steps=plan.get("steps"),
+                      notes=plan.get("notes") or [])  # fmt: skip
+    elif job["status"] in jobs.FINISHED:
+        answer["reason"] = takeover.failure(store, job_id)
+    return answer
+
+
+def whole_run(
+    store: Store, settings: Settings, actor: Actor, cluster_id: str, kind: str, job_id: str,
+    confirm: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Carry out a plan that was not refused (once), the cluster's name typed: the job."""
+    cluster = _whole_cluster(store, actor, cluster_id, "operator")
+    answer = whole_planned(store, actor, cluster_id, kind, job_id)
+    if answer["status"] != "successful" or answer["steps"] is None:
+        raise Conflict(f"this plan is {answer['status']}: only a plan that was not refused runs"
+                       + (f" ({answer['reason']})" if answer["reason"] else ""))  # fmt: skip
+    if answer["run_job_id"]:
+        raise Conflict(f"this plan has run already: plan again for another {kind}")
+    if confirm.strip() != cluster["name"]:
+        raise Invalid("type the cluster's name to confirm",
+                      {"confirm": [f"type {cluster['name']}"]})  # fmt: skip
+    variables = {k: v for k, v in answer["job"]["extra_vars"].items()
+                 if k != WHOLE[kind]["plan_only"]}  # fmt: skip
+    job = _start_whole(store, settings, actor, cluster, kind, kind, variables)
+    store.jobs.update_one({"_id": job_id}, {"$set": {"run_job_id": job["_id"]}})
+    asked = {k: answer[k] for k in ("set_parameters", "config", "version", "fcv") if answer[k]}
+    audit.record(store, actor, WHOLE[kind]["audit"], cluster["name"],
+                 detail={**asked, "job": job["_id"], "steps": answer["steps"]})  # fmt: skip
+    return job

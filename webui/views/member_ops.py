@@ -1,6 +1,8 @@
 """A member's operations from the cluster's page (webui.services.member_ops, which the API calls
 too): the form on the page, the plan's page (the steps from the live set, or why it is refused),
-then the job once the operator confirms by typing the member's address."""
+then the job once the operator confirms by typing the member's address. A rolling restart of the
+whole cluster (with a change of mongod options if asked) and an upgrade the same way: the form,
+the plan's page, then the job once the cluster's name is typed."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from werkzeug.wrappers import Response
 
 from webui import security
 from webui.security import login_required
-from webui.services import cloud, member_ops, projects
+from webui.services import cloud, deployments, member_ops, projects
 from webui.services.errors import Invalid
 
 bp = Blueprint("member_ops", __name__)
@@ -18,8 +20,12 @@ FIELDS = ("member", "new_member", "operation", "priority", "votes", "hidden")
 
 @bp.app_context_processor
 def operations() -> dict:
-    """The operations the cluster page's form offers (templates/member_ops/_form.html)."""
-    return {"member_operations": member_ops.OPERATIONS}
+    """The operations the cluster page's forms offer (templates/member_ops/), and the releases
+    the platform offers for an upgrade."""
+    return {
+        "member_operations": member_ops.OPERATIONS,
+        "upgrade_releases": lambda: sorted(deployments.packages(security.get_settings())),
+    }
 
 
 @bp.post("/clusters/<cluster_id>/members/plan")
@@ -76,3 +82,46 @@ def managed(cluster_id: str) -> Response:
     flash(f"WAP manages {member} again." if again else f"WAP no longer manages {member}; its "
           "mongod keeps running as it is.", "ok")  # fmt: skip
     return redirect(url_for("clusters.show", cluster_id=cluster_id) + "#member-ops")
+
+
+@bp.post("/clusters/<cluster_id>/<any(rolling, upgrade):kind>/plan")
+@login_required
+def whole_plan(cluster_id: str, kind: str) -> Response:
+    store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
+    data = {name: request.form.get(name, "") for name in ("set_parameters", "config", "version",
+                                                          "fcv")}  # fmt: skip
+    try:
+        job = member_ops.whole_plan(store, settings, actor, cluster_id, kind, data)
+    except Invalid as exc:
+        flash(f"{exc.message}: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.fields.items()),
+              "error")  # fmt: skip
+        return redirect(url_for("clusters.show", cluster_id=cluster_id) + f"#{kind}-form")
+    return redirect(url_for("member_ops.whole_show", cluster_id=cluster_id, kind=kind,
+                            job_id=job["_id"]))  # fmt: skip
+
+
+@bp.get("/clusters/<cluster_id>/<any(rolling, upgrade):kind>/<job_id>")
+@login_required
+def whole_show(cluster_id: str, kind: str, job_id: str) -> str:
+    store, actor = security.get_store(), security.current_actor()
+    answer = member_ops.whole_planned(store, actor, cluster_id, kind, job_id)
+    cluster, _project = cloud.get_cluster(store, actor, cluster_id)
+    role = projects.role_in(store, actor, cluster["project_id"])
+    return render_template(
+        "member_ops/whole.html", cluster=cluster, answer=answer, job=answer["job"], kind=kind,
+        can_operate=role in ("operator", "owner"),
+    )  # fmt: skip
+
+
+@bp.post("/clusters/<cluster_id>/<any(rolling, upgrade):kind>/<job_id>")
+@login_required
+def whole_run(cluster_id: str, kind: str, job_id: str) -> Response:
+    store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
+    try:
+        job = member_ops.whole_run(store, settings, actor, cluster_id, kind, job_id,
+                                   request.form.get("confirm", ""))  # fmt: skip
+    except Invalid as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("member_ops.whole_show", cluster_id=cluster_id, kind=kind,
+                                job_id=job_id))  # fmt: skip
+    return redirect(url_for("jobs.show", job_id=job["_id"]))
