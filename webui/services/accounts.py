@@ -44,8 +44,8 @@ MIN_PASSWORD = 10
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # argon2id with RFC 9106's low-memory parameters (argon2-cffi's default: 64 MiB, 3 passes,
 # ~0.25 s of CPU a hash). WAP_INSECURE_FAST_PASSWORD_HASHING=1 takes argon2-cffi's CHEAPEST
-# profile, made for test suites whose passwords are throwaway: the test suite sets it (its
-# thousands of hashes were a tenth of its CPU); never a platform's setting, so it is read here
+# profile, made for test suites whose passwords are throwaway: the test suite sets it (a webui
+# test's setup hashes three to six passwords); never a platform's setting, so it is read here
 # and nowhere documented as one. A hash keeps its own parameters: a login with the default
 # parameters rehashes a password hashed cheaply (check_needs_rehash, below).
 INSECURE_FAST_HASHING = "WAP_INSECURE_FAST_PASSWORD_HASHING"
