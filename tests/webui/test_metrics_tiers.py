@@ -299,11 +299,18 @@ def test_a_worker_rolls_up_on_its_own(
     batches = rounds(now - 20 * MINUTE, 12 * MINUTE)
     for i in range(0, len(batches), 100):
         metrics.store_batches(store, project_host, batches[i : i + 100])
-    start_worker({**env_for(settings), "WAP_METRICS_ROLLUP_EVERY": "60"})
+    worker = start_worker({**env_for(settings), "WAP_METRICS_ROLLUP_EVERY": "60"})
+    # Twelve slices, each a few reads and writes: seconds on a quiet machine, but a CI run at load
+    # 12-25 once took more than a minute (the worker and its reaper starting included).
     wait_for(
         lambda: (rollups.cursor(store, "1m") or 0) >= now - 8 * MINUTE,
-        timeout=60,
+        timeout=240,
         what="the worker's rounds rolling every sample up",
+        seen=lambda: {
+            "1m cursor, seconds before the test began": now - (rollups.cursor(store, "1m") or 0),
+            "worker alive": worker.alive(),
+            "worker's log": worker.log.read_text(errors="replace").splitlines()[-5:],
+        },
     )
     rolled_until = rollups.cursor(store, "1m")
     docs = store.db.rollups.find({"tier": "1m", "n": "host_cpu", "l.cpu": "0"})
