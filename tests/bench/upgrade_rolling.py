@@ -69,21 +69,30 @@ def outages(samples: list[float]) -> list[tuple[float, float]]:
     return [(first, last - first + INTERVAL) for first, last in stretches]
 
 
+def build_tarballs(workdir: Path) -> dict[str, Path]:
+    """The double's tarball of each version the path goes through."""
+    return {v: build_double_tarball(workdir / v, v) for v in (FROM, MIDDLE, TO)}
+
+
+def upgrade_vars(tarballs: dict[str, Path]) -> dict:
+    """upgrade_cluster.yml's variables for the path FROM -> MIDDLE -> TO from those tarballs."""
+    return {
+        "mongodb_upgrade_version": TO,
+        "mongodb_upgrade_releases": {"7.0": MIDDLE},
+        "mongodb_upgrade_tarballs": [str(tarballs[MIDDLE]), str(tarballs[TO])],
+    }
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        tarballs = {v: build_double_tarball(workdir / v, v) for v in (FROM, MIDDLE, TO)}
+        tarballs = build_tarballs(workdir)
         hosts = start_lab("bup0", 3, workdir, skip=160)
         try:
             deployment = Deployment(hosts, tarballs[FROM], workdir / "secrets")
             first = deployment.run("deploy_replicaset.yml", "replicaset.yml")
             if first.returncode != 0:
                 sys.exit(f"deploy failed:\n{first.failures()}")
-            upgrade_vars = {
-                "mongodb_upgrade_version": TO,
-                "mongodb_upgrade_releases": {"7.0": MIDDLE},
-                "mongodb_upgrade_tarballs": [str(tarballs[MIDDLE]), str(tarballs[TO])],
-            }
             addresses = [deployment.address(h) for h in ("lab1", "lab2", "lab3")]
             watch_started = time.time()  # the watch's times count from its start
             with (
@@ -92,7 +101,9 @@ def main() -> int:
                 WriteCounter(app) as counter,
             ):
                 started = time.monotonic()
-                upgrade = deployment.run("upgrade_cluster.yml", "replicaset.yml", **upgrade_vars)
+                upgrade = deployment.run(
+                    "upgrade_cluster.yml", "replicaset.yml", **upgrade_vars(tarballs)
+                )
                 total = time.monotonic() - started
             if upgrade.returncode != 0:
                 sys.exit(f"upgrade failed:\n{upgrade.failures()}")

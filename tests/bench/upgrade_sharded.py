@@ -30,13 +30,21 @@ from pathlib import Path
 
 import pymongo
 
-from tests.bench.upgrade_rolling import INTERVAL, member_turns, outages
-from tests.deploy.deployment import APP, Deployment, PrimaryWatch, build_double_tarball
+from tests.bench.upgrade_rolling import (
+    FROM,
+    INTERVAL,
+    MIDDLE,
+    TO,
+    build_tarballs,
+    member_turns,
+    outages,
+    upgrade_vars,
+)
+from tests.deploy.deployment import APP, Deployment, PrimaryWatch
 from tests.deploy.writes import WriteCounter
 from tests.labhosts import start_lab
 from wap.lab import Lab
 
-FROM, MIDDLE, TO = "6.0.20", "7.0.14", "8.0.4"
 SETS = {"cfg": 27019, "shard1": 27018, "shard2": 27020}
 HOSTS = ("lab1", "lab2", "lab3")
 
@@ -44,18 +52,13 @@ HOSTS = ("lab1", "lab2", "lab3")
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        tarballs = {v: build_double_tarball(workdir / v, v) for v in (FROM, MIDDLE, TO)}
+        tarballs = build_tarballs(workdir)
         hosts = start_lab("bsh0", 3, workdir, skip=170)
         try:
             deployment = Deployment(hosts, tarballs[FROM], workdir / "secrets")
             first = deployment.run("deploy_sharded.yml", "sharded.yml")
             if first.returncode != 0:
                 sys.exit(f"deploy failed:\n{first.failures()}")
-            upgrade_vars = {
-                "mongodb_upgrade_version": TO,
-                "mongodb_upgrade_releases": {"7.0": MIDDLE},
-                "mongodb_upgrade_tarballs": [str(tarballs[MIDDLE]), str(tarballs[TO])],
-            }
             ca = deployment.secrets / "ca.pem"
             watch_started = time.time()  # the watches' times count from their start
             with ExitStack() as stack:
@@ -69,7 +72,9 @@ def main() -> int:
                     username=APP[0], password=APP[1], authSource="app"))  # fmt: skip
                 counter = stack.enter_context(WriteCounter(app))
                 started = time.monotonic()
-                upgrade = deployment.run("upgrade_cluster.yml", "sharded.yml", **upgrade_vars)
+                upgrade = deployment.run(
+                    "upgrade_cluster.yml", "sharded.yml", **upgrade_vars(tarballs)
+                )
                 total = time.monotonic() - started
             if upgrade.returncode != 0:
                 sys.exit(f"upgrade failed:\n{upgrade.failures()}")
