@@ -23,6 +23,7 @@ from tests.webui.test_agent_ingest import Platform, batch, body
 from tests.webui.test_web import csrf, login
 from wap_agent.backup import manifest as mf
 from wap_agent.backup import s3 as s3mod
+from webui.config import Settings
 from webui.services import backups, projects
 from webui.services.audit import Actor
 
@@ -106,6 +107,15 @@ class Backups(Platform):
     def stored_keys(self) -> list[str]:
         found = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"wap/{self.project['id']}/")
         return [o["Key"] for o in found.get("Contents", [])]
+
+
+def with_backup_playbook(platform: Backups, tmp_path: Path) -> Settings:
+    """The platform's settings with a playbooks dir holding a backup_cluster.yml that does
+    nothing: where no agent runs, a backup becomes that job."""
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / backups.PLAYBOOK).write_text("- hosts: all\n  gather_facts: false\n  tasks: []\n")
+    return dataclasses.replace(platform.settings, playbooks_dir=playbooks)
 
 
 @pytest.fixture
@@ -398,10 +408,7 @@ def test_without_an_agent_a_backup_playbook_runs_as_a_job(
     """Where no agent runs and the platform has backup_cluster.yml, the backup is a job on the
     cluster with the store's credential (its secret travels as jobs' credentials do, never in
     the job's variables), and the job's end settles the snapshot."""
-    playbooks = tmp_path / "playbooks"
-    playbooks.mkdir()
-    (playbooks / backups.PLAYBOOK).write_text("- hosts: all\n  gather_facts: false\n  tasks: []\n")
-    settings = dataclasses.replace(platform.settings, playbooks_dir=playbooks)
+    settings = with_backup_playbook(platform, tmp_path)
     platform.policy()
     admin = Actor(None, "admin", "admin", "tests")
     entry = backups.start_backup(platform.store, settings, admin, platform.cluster["_id"])

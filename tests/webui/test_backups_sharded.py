@@ -6,13 +6,17 @@ target's mongos and keeps the report per shard."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
-from tests.webui.test_backups import BUCKET, Backups, moto  # noqa: F401 (a fixture)
+from tests.webui.test_backups import (  # noqa: F401 (moto: a fixture)
+    BUCKET,
+    Backups,
+    moto,
+    with_backup_playbook,
+)
 from tests.webui.test_web import login
 from wap_agent.backup import manifest as mf
 from wap_agent.backup.s3 import S3Upload
@@ -160,10 +164,7 @@ def test_without_an_agent_a_sharded_backup_job_runs_on_a_router_host(
     port there, no replica set named (the engine finds the shards from the router)."""
     platform = Backups(app, moto)
     platform.cluster = sharded(platform, "shop")
-    playbooks = tmp_path / "playbooks"
-    playbooks.mkdir()
-    (playbooks / backups.PLAYBOOK).write_text("- hosts: all\n  gather_facts: false\n  tasks: []\n")
-    settings = dataclasses.replace(platform.settings, playbooks_dir=playbooks)
+    settings = with_backup_playbook(platform, tmp_path)
     platform.policy()
     admin = Actor(None, "admin", "admin", "tests")
     entry = backups.start_backup(platform.store, settings, admin, platform.cluster["_id"])
