@@ -49,12 +49,11 @@ USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # and nowhere documented as one. A hash keeps its own parameters: a login with the default
 # parameters rehashes a password hashed cheaply (check_needs_rehash, below).
 INSECURE_FAST_HASHING = "WAP_INSECURE_FAST_PASSWORD_HASHING"
-_hasher = (
-    PasswordHasher.from_parameters(profiles.CHEAPEST)
-    if os.environ.get(INSECURE_FAST_HASHING) == "1"
-    else PasswordHasher.from_parameters(profiles.RFC_9106_LOW_MEMORY)
+_fast = os.environ.get(INSECURE_FAST_HASHING) == "1"
+_hasher = PasswordHasher.from_parameters(
+    profiles.CHEAPEST if _fast else profiles.RFC_9106_LOW_MEMORY
 )
-if os.environ.get(INSECURE_FAST_HASHING) == "1":
+if _fast:
     log.warning(
         "%s=1: passwords are hashed with test parameters, unfit for use", INSECURE_FAST_HASHING
     )
