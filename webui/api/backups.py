@@ -189,6 +189,11 @@ class RestoreIn(Strict):
         load_default=dict, metadata={"description": "target new: the cluster to deploy, as for"
                                      " POST /projects/{id}/clusters"},
     )  # fmt: skip
+    at = fields.String(
+        load_default="", metadata={"description": "a moment to restore to (point in time): a UTC"
+                                   " time or an oplog timestamp, within the continuous backup's"
+                                   " coverage; the base snapshot is the one it maps to"},
+    )  # fmt: skip
 
 
 class RestoreOut(Strict):
@@ -225,6 +230,10 @@ class RestoreOut(Strict):
     reason = fields.String()
     created_by = fields.String()
     drill = fields.Boolean(metadata={"description": "a scheduled restore drill of the policy"})
+    point_in_time = fields.Dict(
+        allow_none=True, metadata={"description": "a restore to a moment: at (as asked), until"
+                                   " and last_entry (the last oplog entry replayed), explained"},
+    )  # fmt: skip
 
 
 class DownloadOut(Strict):

@@ -9,9 +9,11 @@ from typing import Any
 from marshmallow import fields, validate
 
 from webui.api import _blueprint
+from webui.api.backups import RestoreIn, RestoreOut
 from webui.api.schemas import Strict
 from webui.security import current_actor, get_settings, get_store
 from webui.services import coverage
+from webui.services.errors import Invalid
 
 bp = _blueprint("coverage-api", "What a cluster's backups can be restored to")
 
@@ -97,6 +99,21 @@ def continuous_backup(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
     """Turn a replica set's continuous backup on or off: its agent is asked to follow the oplog
     into the policy's store (and keeps doing so across its restarts) or to stop."""
     return coverage.follow(get_store(), current_actor(), cluster_id, data["action"])
+
+
+@bp.route("/clusters/<cluster_id>/point-in-time-restores", methods=["POST"])
+@bp.arguments(RestoreIn)
+@bp.response(202, RestoreOut)
+def point_in_time_restore(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    """Restore the cluster as it was at a moment (`at`, required; operators), into a target as a
+    snapshot's restore takes: checked against the coverage first (422 naming the windows outside
+    them), then the base snapshot the moment maps to, with the followed oplog replayed up to and
+    including the moment's last entry; verified as every restore."""
+    if not data["at"].strip():
+        raise Invalid("at: the moment to restore to", {"at": [f"give {coverage.TARGET_FORMS}"]})
+    return coverage.start_point_in_time_restore(
+        get_store(), get_settings(), current_actor(), cluster_id, data
+    )
 
 
 BLUEPRINTS = (bp,)

@@ -500,6 +500,8 @@ def _instead_of_agent(store: Store, settings: Settings, entry: dict[str, Any], k
     cluster = store.clusters.find_one({"_id": entry["cluster_id"]})
     if cluster is None or playbook not in jobs.list_playbooks(settings):
         return False
+    if entry.get("point_in_time"):  # the job's role replays no followed oplog
+        return False
     if kind == "backup":
         policy = _policies(store).find_one({"_id": entry["cluster_id"]}) or {}
         _backup_job(store, settings, SYSTEM, cluster, entry, policy)
@@ -1038,16 +1040,28 @@ def _check_sharded_restore(
 def start_restore(
     store: Store, settings: Settings, actor: Actor, snapshot_id: str, data: dict[str, Any],
     deploy: Callable[..., tuple[dict[str, Any], dict[str, Any]]] | None = None,
+    point_in_time: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Restore a done snapshot (operators of its project): the restore's entry, `running` (or
-    `waiting` for a new cluster's deployment). Audited, refused ones too."""
+    `waiting` for a new cluster's deployment). Audited, refused ones too. With a moment
+    (`data["at"]`), the cluster as it was then: webui.services.coverage checks the moment and
+    comes back with the base snapshot and `point_in_time` (the last oplog entry replayed)."""
     snapshot = get_snapshot(store, actor, snapshot_id)
+    if point_in_time is None and str(data.get("at") or "").strip():
+        from webui.services import coverage
+
+        return coverage.start_point_in_time_restore(
+            store, settings, actor, snapshot["cluster_id"], data, deploy=deploy
+        )
     project = projects.require(store, actor, snapshot["project_id"], "operator")
     where = f"{project['name']}/{snapshot['cluster_name']}"
     try:
         if snapshot["status"] != DONE:
             raise Conflict(f"the snapshot is {snapshot['status']}: only a done one restores")
         plan = check_restore(store, snapshot, data)
+        if point_in_time and (plan["include"] or plan["rename_from"]):
+            whole = "a restore to a moment replays the oplog: everything, no selection"
+            raise Invalid("the restore cannot start as given", {"include": [whole]})
         job = None
         if plan["target"] == "new":
             from webui.services import deployments
@@ -1072,21 +1086,30 @@ def start_restore(
             "created_by": actor.username,
             "reason": "",
             "verification": None,
+            "point_in_time": point_in_time,
         }
         if job is None:
             _enqueue_restore(store, settings, actor, entry, snapshot)
     except (Conflict, Invalid) as error:
         audit.record(store, actor, "backup.restore", where, "refused",
-                     {"snapshot_id": snapshot_id, "reason": error.message})  # fmt: skip
+                     {"snapshot_id": snapshot_id, "reason": error.message,
+                      **_moment(point_in_time)})  # fmt: skip
         raise
     _restores(store).insert_one(entry)
     audit.record(
         store, actor, "backup.restore", where,
         detail={"restore_id": entry["_id"], "snapshot_id": snapshot_id, "target": plan["target"],
                 "cluster": cluster["name"], "include": plan["include"], "drop": plan["drop"],
-                "renames": len(plan["rename_from"])},
+                "renames": len(plan["rename_from"]), **_moment(point_in_time)},
     )  # fmt: skip
     return entry
+
+
+def _moment(point_in_time: dict[str, Any] | None) -> dict[str, Any]:
+    """A restore to a moment's audit detail: the moment as asked and the last entry replayed."""
+    if not point_in_time:
+        return {}
+    return {"at": point_in_time["at"], "until": point_in_time["until"]}
 
 
 def _enqueue_restore(
@@ -1101,6 +1124,7 @@ def _enqueue_restore(
         host is None
         and cluster
         and job_fallback
+        and not entry.get("point_in_time")  # the job's role replays no followed oplog
         and RESTORE_PLAYBOOK in jobs.list_playbooks(settings)
     ):
         _restore_job(store, settings, actor, entry, snapshot, cluster)
@@ -1133,6 +1157,7 @@ def _restore_args(entry: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, 
         "rename_from": entry["rename_from"],
         "rename_to": entry["rename_to"],
         "users_and_roles": bool(entry.get("users_and_roles")),
+        **({"until": entry["point_in_time"]["until"]} if entry.get("point_in_time") else {}),
     }
 
 
@@ -1187,6 +1212,7 @@ def _finish_restore(store: Store, entry: dict[str, Any], update: dict[str, Any])
             f"{project.get('name', entry['project_id'])}/{entry['cluster_name']}",
             "ok" if update["status"] == DONE else "failed",
             {"restore_id": entry["_id"], "snapshot_id": entry["snapshot_id"],
+             **_moment(entry.get("point_in_time")),
              **({"equal": report["equal"]} if report else {}),
              **({"reason": update["reason"][:300]} if update.get("reason") else {})},
         )  # fmt: skip
@@ -1273,7 +1299,13 @@ def _verify_restore(
         return _restore_failed(
             store, entry, at, f"restored, but the manifest to verify against cannot be read: {exc}"
         )
-    report = verify.verification(made, result, selected=bool(entry.get("include")))
+    if entry.get("point_in_time"):  # what the snapshot held, and what the replay made
+        from wap_agent.backup import pitr
+
+        report = pitr.verification(made, result)
+        report["point_in_time"] = {**report["point_in_time"], **_moment(entry["point_in_time"])}
+    else:
+        report = verify.verification(made, result, selected=bool(entry.get("include")))
     update = {
         "status": DONE if report["equal"] else FAILED,
         "finished_at": at,

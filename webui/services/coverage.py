@@ -29,7 +29,10 @@ look, until one is done.
 
 `follow` turns a replica set's continuous backup on or off (the agent command oplog_follow on
 one of its hosts); `restore_target` says where a point-in-time restore to a moment (a UTC second
-or an exact oplog timestamp) starts and stops, or why it cannot.
+or an exact oplog timestamp) starts and stops, or why it cannot, and
+`start_point_in_time_restore` runs one: the base snapshot the moment maps to, restored by the
+target's agent with the followed oplog replayed up to the moment (the agent's restore command's
+`until`, wap_agent.backup.pitr).
 """
 
 from __future__ import annotations
@@ -291,6 +294,42 @@ def restore_target(
     return {"target": text, "last_entry": last, "explained": why,
             "replica_sets": {n: {"snapshot_id": b["id"], "snapshot_end": b["end"]}
                              for n, b in bases.items()}}  # fmt: skip
+
+
+def start_point_in_time_restore(
+    store: Store,
+    settings: Settings,
+    actor: Actor,
+    cluster_id: str,
+    data: dict[str, Any],
+    s3: S3Factory = backups.s3_client,
+    deploy: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """Restore the cluster as it was at the moment `data["at"]` (operators), into the target the
+    rest of `data` names as for a snapshot's restore: the moment checked by restore_target first
+    (a moment outside the coverage refused, naming the windows, on the audit log too), then the
+    base snapshot it maps to restored by the target's agent with the followed oplog replayed up
+    to and including the moment's last entry (webui.services.backups.start_restore)."""
+    text = str(data.get("at") or "").strip()
+    try:
+        moment = restore_target(store, settings, actor, cluster_id, text, s3)
+        chosen = sorted({b["snapshot_id"] for b in moment["replica_sets"].values()})
+        if len(chosen) != 1:
+            raise Conflict(
+                f"the replica sets' windows start from different snapshots ({', '.join(chosen)})"
+                ": a cluster is restored from one snapshot of all its sets"
+            )
+    except (Invalid, Conflict) as error:
+        policy = backups.get_policy(store, actor, cluster_id) or {
+            "project_id": "", "cluster_id": cluster_id}  # fmt: skip
+        audit.record(store, actor, "backup.restore", _target(store, policy), "refused",
+                     {"at": text, "reason": error.message})  # fmt: skip
+        raise
+    last = moment["last_entry"]
+    point = {"at": text, "until": {"t": last["t"], "i": last["i"]}, "last_entry": last,
+             "explained": moment["explained"], "replica_sets": moment["replica_sets"]}  # fmt: skip
+    return backups.start_restore(store, settings, actor, chosen[0], data, deploy=deploy,
+                                 point_in_time=point)  # fmt: skip
 
 
 # -- gaps close themselves -------------------------------------------------------------------

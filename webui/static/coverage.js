@@ -4,7 +4,8 @@
 // /api/v1/clusters/{id}/backup-coverage and read again every few seconds, so that "restorable
 // until" moves without a reload (less often when the store is slow to read, not while the page
 // is hidden). A moment typed (or a window's end, Enter on it) is checked against the coverage
-// and explained: the base snapshot of each set and the last oplog entry replayed. Every shape
+// and explained: the base snapshot of each set and the last oplog entry replayed, with a link to
+// the restore wizard of that snapshot, the moment filled in. Every shape
 // takes the focus (Tab; arrow keys move between them) and says what it is in words.
 (function () {
   "use strict";
@@ -255,7 +256,14 @@
         `${name} from base snapshot ${b.snapshot_id} (its end ${point(b.snapshot_end)})`);
       answer.dataset.within = "yes";
       answer.textContent = `Restorable. ${body.explained}. A restore starts ${bases.join("; ")}, ` +
-        `then replays the followed oplog up to and including ${point(body.last_entry)}.`;
+        `then replays the followed oplog up to and including ${point(body.last_entry)}. `;
+      const base = Object.values(body.replica_sets)[0].snapshot_id;
+      const restore = document.createElement("a");
+      restore.id = "coverage-restore-link";
+      restore.href = section.dataset.snapshot.replace("SNAPSHOT", encodeURIComponent(base)) +
+        `?at=${encodeURIComponent(at)}#restore-form`;
+      restore.textContent = "Restore to this moment…";
+      answer.append(restore);
     } catch (error) {
       answer.textContent = "The platform did not answer: try again.";
     }

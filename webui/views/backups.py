@@ -123,7 +123,7 @@ def delete(snapshot_id: str) -> Response:
     return redirect(url_for("backups.cluster", cluster_id=entry["cluster_id"]))
 
 
-RESTORE_FIELDS = ("target", "cluster_id", "confirm", "include", "renames")
+RESTORE_FIELDS = ("target", "cluster_id", "confirm", "include", "renames", "at")
 # The new cluster's fields, named new_<field> in the form (a replica set's snapshot restores into
 # a set; a sharded one's into a sharded cluster with its shard count, new_topology and
 # new_shards fixed by the form); its hosts are checkboxes, its flags checkboxes too.
@@ -157,7 +157,8 @@ def _snapshot_page(
 @login_required
 def snapshot(snapshot_id: str):
     values: dict[str, Any] = {f"new_{k}": v for k, v in deployments.DEFAULTS.items()}
-    values.update(target="cluster", new_host_ids=[])
+    # a moment picked on the coverage timeline comes with it (?at=)
+    values.update(target="cluster", new_host_ids=[], at=request.args.get("at", "")[:100])
     return _snapshot_page(snapshot_id, values, {})
 
 

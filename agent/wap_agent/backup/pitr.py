@@ -7,6 +7,13 @@ at or before the target. The base is restored with its own oplog replayed, then 
 chunks and slices after its end, through the same Restorer (restore.RestoreOptions.more_oplog)
 with the limit just past the target. A target outside every window is refused, naming the
 windows there are.
+
+The agent's ``restore`` command restores to a moment with :class:`PointInTime` (its ``until``
+argument: the last entry included, as the platform's coverage chose it): the command's snapshot
+is the base, checked to lie in a window holding the target, and the followed oplog of its
+replica set is found beside it in the store (the manifest's key gives the cluster's root). The
+result says what was replayed and which collections the replay created; :func:`verification`
+reports the copy against the manifest and those created collections as such.
 """
 
 from __future__ import annotations
@@ -15,13 +22,15 @@ import datetime
 from collections.abc import Iterator
 from typing import Any
 
+from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
 
+from wap_agent.backup import verify
 from wap_agent.backup.coverage import replica_set_coverage, runs, snapshots, timestamp_of
-from wap_agent.backup.manifest import Layout
+from wap_agent.backup.manifest import Layout, Manifest
 from wap_agent.backup.restore import Progress, RestoreError, RestoreOptions, restore
 from wap_agent.backup.s3 import S3Download, S3TransferError
-from wap_agent.backup.slices import OplogStore
+from wap_agent.backup.slices import OplogStore, utc
 
 
 def limit_for(target: Timestamp | datetime.datetime) -> Timestamp:
@@ -113,3 +122,128 @@ def restore_to(
         "oplog_applied": summary["oplog"]["applied"],
         "last": summary["oplog"]["last"],
     }
+
+
+SERVER_DATABASES = ("admin", "config", "local")
+CREATED = "created by the oplog replay, after the snapshot"
+
+
+def _named(db: str, name: Any) -> list[str]:
+    return [f"{db}.{name}"] if isinstance(name, str) and name else []
+
+
+def namespaces_of(entry: Any) -> list[str]:
+    """The user collections an oplog entry writes or creates (a command's, an applyOps' inner
+    entries'), without the server's own databases and system collections (pure)."""
+    ns, op = str(entry.get("ns") or ""), entry.get("op")
+    db = ns.partition(".")[0]
+    found: list[str] = []
+    if op in ("i", "u", "d"):
+        found = [ns]
+    elif op == "c":
+        body = entry.get("o") or {}
+        for key in ("create", "createIndexes", "collMod", "drop"):
+            found += _named(db, body.get(key))
+        for key in ("renameCollection", "to"):
+            value = body.get(key)
+            found += [value] if isinstance(value, str) and value else []
+        for inner in body.get("applyOps") or []:
+            found += namespaces_of(inner)
+    return [n for n in found if n.partition(".")[0] not in SERVER_DATABASES
+            and not n.partition(".")[2].startswith("system.")]  # fmt: skip
+
+
+def _stamp(ts: Timestamp) -> str:
+    return f"Timestamp({ts.time}, {ts.inc})"
+
+
+class PointInTime:
+    """A restore of the snapshot `manifest` (at `manifest_key`) to `until`, the last oplog entry
+    included (``{t, i}``; an increment of 0xFFFFFFFF: every entry of that second): what the
+    Restorer is given (:meth:`options`), and what was replayed (:meth:`summary`). RestoreError
+    when the snapshot cannot be the base of a restore to that moment."""
+
+    def __init__(
+        self, s3: Any, bucket: str, manifest_key: str, manifest: Manifest, until: dict[str, int]
+    ) -> None:
+        self.until = Timestamp(int(until["t"]), int(until["i"]))
+        self.limit = limit_for(self.until)
+        root = manifest_key.rsplit("/snapshots/", 1)[0]
+        names = sorted({f.replica_set for f in manifest.files if f.replica_set})
+        self.replica_set = names[0] if len(names) == 1 else ""
+        if not self.replica_set:
+            raise RestoreError("the snapshot names no single replica set: its oplog is not known")
+        self.store = OplogStore(s3, bucket, Layout(root, "", ""), self.replica_set)
+        windows = replica_set_coverage(self.store, [manifest])["windows"]
+        chosen = choose_base(windows, self.limit, self.replica_set)
+        if chosen["id"] != manifest.snapshot_id:
+            raise RestoreError(f"snapshot {manifest.snapshot_id} is not the base of this moment")
+        self.start = timestamp_of(chosen["end"])
+        self.read = 0
+        self.touched: set[str] = set()
+
+    def _batches(self) -> Iterator[list[bytes]]:
+        for batch in followed(self.store, self.start, self.limit):
+            for raw in batch:
+                entry = RawBSONDocument(raw)
+                if entry["ts"] < self.limit:
+                    self.read += 1
+                    self.touched.update(namespaces_of(entry))
+            yield batch
+
+    def options(self) -> dict[str, Any]:
+        """The Restorer's options of a restore to the moment (beside oplog_replay)."""
+        return {"oplog_limit": self.limit, "more_oplog": self._batches()}
+
+    def created(self, client: Any, copied: set[str]) -> list[str]:
+        """Collections the replay wrote that the snapshot did not hold, and that exist now."""
+        wanted = sorted(self.touched - copied)
+        names = {db: set(client[db].list_collection_names())
+                 for db in {n.partition(".")[0] for n in wanted}}  # fmt: skip
+        return [n for n in wanted if n.partition(".")[2] in names[n.partition(".")[0]]]
+
+    def summary(self, restored: dict[str, Any], created: list[str]) -> dict[str, Any]:
+        last = (restored.get("oplog") or {}).get("last")
+        return {
+            "until": {"t": self.until.time, "i": self.until.inc, "utc": utc(self.until)},
+            "limit": {"t": self.limit.time, "i": self.limit.inc, "exclusive": True},
+            "replica_set": self.replica_set,
+            "base_end": {"t": self.start.time, "i": self.start.inc, "utc": utc(self.start)},
+            "followed_entries": self.read,
+            "applied": (restored.get("oplog") or {}).get("applied", 0),
+            "last": {**last, "utc": utc(Timestamp(last["t"], last["i"]))} if last else None,
+            "created": created,
+        }
+
+
+def verification(manifest: Manifest, result: dict[str, Any]) -> dict[str, Any]:
+    """The report of a restore to a moment (verify.verification's, for what the snapshot held):
+    collections the replay created are listed as such, and the note says the moment and what
+    was replayed."""
+    moment = result.get("point_in_time") or {}
+    created = set(moment.get("created") or [])
+    held = [c for c in result.get("collections") or [] if c["ns"] not in created]
+    report = verify.verification(manifest, {**result, "collections": held})
+    for found in result.get("collections") or []:
+        if found["ns"] in created:
+            report["collections"].append({
+                "ns": found["ns"], "source": found["ns"], "count": found.get("count"),
+                "expected_count": None, "hash": found.get("hash"),
+                "indexes": len(found.get("indexes") or []), "equal": True, "differences": [],
+                "changed_by_replay": [CREATED]})  # fmt: skip
+    report["collections"].sort(key=lambda r: str(r["ns"]))
+    report["documents"] = sum(r.get("count") or 0 for r in report["collections"])
+    report["equal"] = all(r["equal"] for r in report["collections"])
+    last = moment.get("last")
+    until = moment.get("until") or {}
+    said = (
+        f"restored to {until.get('utc', '?')} (up to {_stamp(timestamp_of(until))} included)"
+        f" from snapshot {manifest.snapshot_id}: {moment.get('applied', 0)} oplog entries"
+        f" replayed, {moment.get('followed_entries', 0)} of them from the followed oplog"
+        + (f", the last {_stamp(timestamp_of(last))} ({last['utc']})" if last else "")
+        if until
+        else ""
+    )
+    report["note"] = "; ".join(n for n in (said, report["note"]) if n)
+    report["point_in_time"] = moment
+    return report

@@ -173,13 +173,24 @@ class Backup:
         return back_up(_via(context, args), args, s3=_s3(args), progress=progress)
 
 
+def _until(value: Any) -> dict[str, int] | None:
+    """A point-in-time restore's last oplog entry included, {t, i} (wap_agent.backup.pitr)."""
+    if value is None:
+        return None
+    if not (isinstance(value, dict) and set(value) == {"t", "i"} and all(
+            isinstance(value[k], int) and not isinstance(value[k], bool)
+            and 0 <= value[k] < 1 << 32 for k in ("t", "i"))):  # fmt: skip
+        raise BadArguments("until: the last oplog entry to restore, a BSON timestamp {t, i}")
+    return {"t": value["t"], "i": value["i"]}
+
+
 class Restore:
     name = "restore"
 
     def check(self, args: dict[str, Any]) -> dict[str, Any]:
         known = {*LOCATION, "manifest_key", "drop", "include", "exclude", "rename_from",
                  "rename_to", "oplog_replay", "restore_id", "users_and_roles",
-                 "router"}  # fmt: skip
+                 "router", "until"}  # fmt: skip
         unknown = sorted(set(args) - known)
         if unknown:
             raise BadArguments(f"unknown argument(s): {', '.join(unknown)}")
@@ -199,6 +210,9 @@ class Restore:
         checked["oplog_replay"] = _flag(args, "oplog_replay", not selecting)
         if checked["oplog_replay"] and selecting:
             raise BadArguments("oplog_replay cannot be used with a selection of namespaces")
+        checked["until"] = _until(args.get("until"))
+        if checked["until"] and (selecting or not checked["oplog_replay"]):
+            raise BadArguments("until (a point in time) replays the oplog: no selection")
         return checked
 
     def run(self, args: dict[str, Any], context: Context) -> dict[str, Any]:
@@ -235,11 +249,16 @@ def restore_snapshot(uri: str, args: dict[str, Any], s3: Any, progress: Any) -> 
             " manifest is not one this engine wrote"
         )
     (stored,) = manifest.files
+    moment = None
+    if args.get("until"):  # a point in time: the followed oplog replayed after the snapshot's
+        from wap_agent.backup.pitr import PointInTime
+
+        moment = PointInTime(s3, args["bucket"], args["manifest_key"], manifest, args["until"])
     options = RestoreOptions(
         drop=args["drop"], oplog_replay=args["oplog_replay"], include=args["include"],
         exclude=args["exclude"], rename_from=args["rename_from"],
         rename_to=args["rename_to"], users_and_roles=args.get("users_and_roles", False),
-        progress=progress,
+        progress=progress, **(moment.options() if moment else {}),
     )  # fmt: skip
     with S3Download(s3, args["bucket"], stored.key) as source:
         checked = Checked(source)
@@ -255,7 +274,10 @@ def restore_snapshot(uri: str, args: dict[str, Any], s3: Any, progress: Any) -> 
     kinds = {c.ns: c.type for c in manifest.collections}
     series = frozenset(ns for ns, c in copied.items() if kinds.get(c["source"]) == "timeseries")
     with client_for(uri) as client:
-        held = found(client, sorted(copied), series)
+        created = moment.created(client, set(copied)) if moment else []
+        held = found(client, sorted([*copied, *created]), series)
+    for ns in created:
+        copied[ns] = {"source": ns, "count": None, "hash": None}
     return {
         "snapshot_id": manifest.snapshot_id,
         "restore_id": args.get("restore_id", ""),
@@ -272,4 +294,5 @@ def restore_snapshot(uri: str, args: dict[str, Any], s3: Any, progress: Any) -> 
             }
             for ns in sorted(held)
         ],
+        **({"point_in_time": moment.summary(summary, created)} if moment else {}),
     }
