@@ -12,7 +12,13 @@ description:
   - Adds a shard replica set through a mongos (C(addShard)) when no shard has its name.
   - Removes a shard (C(removeShard)), then waits until its chunks and databases have moved to the
     other shards, up to O(drain_timeout) seconds. Databases whose primary shard it is are moved
-    to O(move_primary_to) when that is set; otherwise the module fails and names them.
+    to O(move_primary_to) when that is set (C(movePrimary), once its chunks have moved, as
+    MongoDB's "Remove Shards from an Existing Sharded Cluster" says); otherwise the module fails
+    and names them.
+  - With O(wait_drain=false) one round is taken: C(removeShard) once (and C(movePrimary) when its
+    chunks are gone), its progress returned; a playbook repeats it to show the progress as it goes.
+  - The cluster's last shard is refused before anything changes (MongoDB cannot remove it).
+  - In check mode a removal returns O(plan): what the removal will move, in order.
 author: WAP developers (@whaleal)
 options:
   name:
@@ -30,7 +36,9 @@ options:
     choices: [present, absent]
     default: present
   wait_drain:
-    description: With O(state=absent), wait until the removal has completed.
+    description:
+      - With O(state=absent), wait until the removal has completed. V(false) takes one round
+        (see the description) and returns its progress.
     type: bool
     default: true
   drain_timeout:
@@ -93,6 +101,17 @@ drain:
   returned: when a removal was started or checked
   type: dict
   sample: {state: completed, chunks: 0, dbs: 0, jumbo_chunks: 0, dbs_to_move: [], completed: true}
+progress:
+  description: The removal's progress in words (what is left to move), for the log.
+  returned: when a removal was started, checked or planned
+  type: str
+  sample: "shard2 draining: 3 chunks and 1 database (app) left"
+plan:
+  description: A removal's steps in order, as check mode plans them from the cluster's catalog.
+  returned: in check mode, when a shard would be removed
+  type: list
+  elements: str
+  sample: ["removeShard shard2: the balancer moves its 12 chunks to the other shards"]
 moved_databases:
   description: Databases whose primary shard was moved to O(move_primary_to).
   returned: when a removal moved some
@@ -132,16 +151,68 @@ def list_shards(conn) -> list[dict]:
         raise
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def progress(name: str, status: dict) -> str:
+    """A removal's progress in words (pure)."""
+    if status["completed"]:
+        return f"{name} removed: nothing left on it"
+    dbs = status["dbs_to_move"]
+    left = _count(status["chunks"], "chunk") + " and "
+    left += _count(len(dbs) or status["dbs"], "database")
+    return f"{name} draining: {left}" + (f" ({', '.join(dbs)})" if dbs else "") + " left"
+
+
+def removal_plan(
+    shards: list[dict], name: str, chunks: int, databases: list[str], move_to: str | None
+) -> list[str]:
+    """The steps of a shard's removal (pure); ShardError when MongoDB would refuse it."""
+    others = [s["_id"] for s in shards if s["_id"] != name and not s.get("draining")]
+    if not others:
+        raise ShardError(
+            f"Shard {name} is the cluster's last shard: MongoDB cannot remove it "
+            "(add another shard first)"
+        )
+    if move_to is not None and move_to not in others:
+        raise ShardError(
+            f"move_primary_to {move_to!r} is not a shard that stays: one of {', '.join(others)}"
+        )
+    steps = [
+        f"removeShard {name}: the balancer moves its {_count(chunks, 'chunk')} to "
+        f"{', '.join(others)}"
+    ]
+    if databases:
+        where = move_to or "(move_primary_to not set: the removal stops and names them)"
+        steps.append(
+            f"movePrimary {', '.join(databases)} to {where}, once its chunks have moved "
+            "(databases whose primary shard it is; their unsharded collections are copied)"
+        )
+    steps.append(f"removeShard {name} again until it reports completed")
+    return steps
+
+
+def catalog(conn, name: str) -> tuple[int, list[str]]:
+    """The chunks a shard owns and the databases whose primary it is (config, through mongos)."""
+    config = conn.client["config"]
+    chunks = config["chunks"].count_documents({"shard": name})
+    dbs = sorted(d["_id"] for d in config["databases"].find({"primary": name}, {"_id": 1}))
+    return chunks, dbs
+
+
 def drain(module, conn, name: str) -> dict:
-    """Call removeShard until it completes or the timeout passes; move primaries if asked."""
+    """Call removeShard until it completes or the timeout passes (one round without
+    wait_drain); move primaries if asked once the chunks are gone."""
     params = module.params
     deadline = time.monotonic() + params["drain_timeout"]
     moved = []
     while True:
         status = drain_status(conn.client.admin.command("removeShard", name))
-        if status["completed"] or not params["wait_drain"]:
-            return dict(drain=status, moved_databases=moved)
         pending = [db for db in status["dbs_to_move"] if db not in moved]
+        if status["completed"] or (not params["wait_drain"] and not (
+                pending and status["chunks"] == 0 and params["move_primary_to"])):  # fmt: skip
+            return dict(drain=status, moved_databases=moved, progress=progress(name, status))
         if pending and status["chunks"] == 0:
             if not params["move_primary_to"]:
                 module.fail_json(
@@ -193,6 +264,12 @@ def main():
             module.exit_json(**result)
         after = [*before, name] if step["action"] == "add" else [s for s in before if s != name]
         draining = bool(step["shard"] and step["shard"].get("draining"))
+        if step["action"] == "remove":
+            chunks, dbs = catalog(conn, name)
+            plan = removal_plan(shards, name, chunks, dbs, params["move_primary_to"])
+            if module.check_mode:
+                status = {"chunks": chunks, "dbs": len(dbs), "dbs_to_move": dbs, "completed": False}
+                result.update(plan=plan, progress=progress(name, status))
         result.update(changed=not draining, shards=after)
         if module._diff and not draining:
             result["diff"] = dict(before={"shards": before}, after={"shards": after})
