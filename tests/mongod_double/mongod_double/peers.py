@@ -4,7 +4,11 @@ Heartbeats, vote requests, position reports and oplog fetching all go over the w
 vendored pymongo, one ``MongoClient(host, directConnection=True)`` per peer and purpose. With
 ``security.keyFile`` set, peers authenticate as MongoDB's internal ``__system`` user (SCRAM-
 SHA-256 with the key file's contents, whitespace removed, as mongod reads key files); with
-``net.tls.mode`` preferTLS/requireTLS they connect with TLS and this node's certificate.
+``net.tls.mode`` preferTLS/requireTLS they connect with TLS and this node's certificate (allowTLS
+accepts TLS but connects without it). With ``security.transitionToAuth`` a member tries the key
+file first and goes on without authentication to a peer that cannot check it (a member not
+restarted with the key file yet), as mongod's "authenticate over outgoing connections and
+proceed regardless of success"; a peer that later asks for authentication gets the key file again.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import threading
 
 import pymongo
 from bson.codec_options import CodecOptions
+from pymongo.errors import OperationFailure
 
 from mongod_double.options import ServerOptions
 
@@ -21,6 +26,10 @@ CODEC = CodecOptions(document_class=dict, tz_aware=False)
 CONNECT_TIMEOUT_MS = 2000
 HEARTBEAT_TIMEOUT_MS = 10000
 SERVER_SELECTION_TIMEOUT_MS = 2000
+# AuthenticationFailed (the peer has no key file to check ours) and Unauthorized (the peer now
+# enforces access control): a member in transitionToAuth switches to the other way to connect.
+SWITCH_CODES = (18, 13)
+AUTH_KEYS = ("username", "password", "authSource", "authMechanism")
 
 
 def read_keyfile(path: str) -> str:
@@ -72,6 +81,13 @@ class Peers:
 
     def __init__(self, options: ServerOptions) -> None:
         self.kwargs = client_kwargs(options)
+        # transitionToAuth: the kwargs of a connection without authentication, and the peers
+        # reached that way for now.
+        self.transition = (
+            bool(options.get("security.transitionToAuth")) and "username" in self.kwargs
+        )
+        self.plain_kwargs = {k: v for k, v in self.kwargs.items() if k not in AUTH_KEYS}
+        self._unauthenticated: set[str] = set()
         self._clients: dict[tuple[str, str], pymongo.MongoClient] = {}
         self._lock = threading.Lock()
 
@@ -79,14 +95,37 @@ class Peers:
         with self._lock:
             client = self._clients.get((host, purpose))
             if client is None:
-                client = pymongo.MongoClient(host, document_class=dict, **self.kwargs)
+                kwargs = self.plain_kwargs if host in self._unauthenticated else self.kwargs
+                client = pymongo.MongoClient(host, document_class=dict, **kwargs)
                 self._clients[(host, purpose)] = client
             return client
 
     def command(self, host: str, body: dict, purpose: str = "heartbeat", **kwargs) -> dict:
         """Run an admin command on a peer; raises pymongo's errors."""
+        try:
+            return self._command(host, body, purpose, **kwargs)
+        except OperationFailure as exc:
+            if not (self.transition and exc.code in SWITCH_CODES):
+                raise
+        self._switch(host)
+        return self._command(host, body, purpose, **kwargs)
+
+    def _command(self, host: str, body: dict, purpose: str, **kwargs) -> dict:
         db = self.client(host, purpose).get_database("admin", codec_options=CODEC)
         return db.command(body, **kwargs)
+
+    def _switch(self, host: str) -> None:
+        """transitionToAuth: reach ``host`` the other way (with or without the key file)."""
+        with self._lock:
+            if host in self._unauthenticated:
+                self._unauthenticated.discard(host)
+            else:
+                self._unauthenticated.add(host)
+            stale = [key for key in self._clients if key[0] == host]
+            clients = [self._clients.pop(key) for key in stale]
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.close()
 
     def drop(self, host: str, purpose: str) -> None:
         with self._lock:
