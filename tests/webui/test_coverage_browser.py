@@ -4,8 +4,9 @@ rs0's oplog with a gap between them and an entry a restore cannot reproduce. The
 backups page draws the windows, the gap and the mark, each reachable with the keyboard and said
 in words; "restorable until" moves by itself when a new chunk lands; a follower whose checkpoint
 is old is shown silent; the cluster page draws the same. A moment typed or picked is explained or
-refused. Before a policy the page says how to turn continuous backup on; with one and nothing
-stored, its button says why it cannot yet."""
+refused, and one explained leads to its base snapshot's restore wizard with the moment filled in.
+Before a policy the page says how to turn continuous backup on; with one and nothing stored, its
+button says why it cannot yet."""
 
 from __future__ import annotations
 
@@ -146,3 +147,33 @@ def test_the_coverage_timeline_shows_windows_and_the_gap_and_follows_new_slices(
     expect(page.locator("#restorable-until-time")).to_have_attribute("data-t", str(T0 + 500))
     screenshot(page, tmp_path / "cluster.png")
     assert FAKE_SECRET not in page.content()
+
+    # a moment explained leads to its base snapshot's restore wizard, the moment filled in
+    catalogued(settings, layout, second, credential["id"], moto)
+    page.fill("#coverage-at", f"Timestamp({T0 + 450}, 1)")
+    page.click("#coverage-target button")
+    page.click("#coverage-restore-link")
+    expect(page).to_have_url(f"{web}/snapshots/{second}?at=Timestamp({T0 + 450}%2C%201)"
+                             "#restore-form")  # fmt: skip
+    expect(page.locator("#r-at")).to_have_value(f"Timestamp({T0 + 450}, 1)")
+    expect(page.locator("#restore-form")).to_contain_text("To a moment (point in time)")
+
+
+def catalogued(
+    settings: Settings, layout: mf.Layout, snapshot: str, credential: str, moto: str
+) -> None:  # noqa: F811 (the fixture's value)
+    """The snapshot in the platform's catalogue, done, as its settled backup leaves it."""
+    store = Store(settings.mongodb_uri or "")
+    try:
+        store.db.snapshots.insert_one({
+            "_id": snapshot, "project_id": layout.project_id, "cluster_id": layout.cluster_id,
+            "cluster_name": "orders", "trigger": "manual", "status": "done",
+            "started_at": float(T0 + 395), "finished_at": float(T0 + 400), "size": 7,
+            "documents": 0, "reason": "", "created_by": "admin", "compression": "gzip",
+            "store": {"bucket": BUCKET, "prefix": "cov", "region": REGION,
+                      "credential_id": credential, "credential_name": "s3", "endpoint_url": moto},
+            "prefix": layout.snapshot(snapshot), "manifest_key": layout.manifest(snapshot),
+            "oplog": {"start": {"t": T0 + 395, "i": 1},
+                      "end": {"t": T0 + 400, "i": 1}}})  # fmt: skip
+    finally:
+        store.close()
