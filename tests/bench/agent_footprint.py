@@ -20,6 +20,12 @@ UnsupportedOpQueryCommand, 352; getnonce itself is gone since 6.2), so it report
 series (mongodb_up 0 or absent). Its figures are what it costs while it tries: a floor, not
 what a working mongodb exporter would cost.
 
+The agent runs from a virtualenv of its own holding only the agent and its dependencies, made by
+/usr/bin/python3, as the role `whaleal.wap.wap_agent` installs it on a host (built once per run
+in a temporary directory, pip from the package index or its cache); `--agent dev` runs the
+repository's development virtualenv's `wap-agent` instead, whose editable installs and extra
+path hooks cost the process about 2 MiB more.
+
 --profile DIR runs the agent under cProfile (DIR/agent-<collections>-<interval>s.prof), to find
 where its time goes; its CPU figures then include the profiler's own cost.
 """
@@ -171,17 +177,31 @@ class Measured:
                 self.proc.wait()
 
 
+def installed_agent(where: pathlib.Path) -> pathlib.Path:
+    """A virtualenv with only the agent in it, made by the Python the role uses on a host
+    (`wap_agent_python`, /usr/bin/python3), as the role installs it."""
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys._base_executable
+    subprocess.run([python, "-m", "venv", str(where)], check=True)
+    subprocess.run(
+        [str(where / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+         str(ROOT / "agent")],
+        check=True,
+    )  # fmt: skip
+    return where / "bin" / "wap-agent"
+
+
 def start_agent(work: pathlib.Path, platform: Platform, uri: str, interval: float,
-                profile: pathlib.Path | None) -> subprocess.Popen:  # fmt: skip
+                profile: pathlib.Path | None, agent: pathlib.Path) -> subprocess.Popen:  # fmt: skip
     (work / "token").write_text("wapa_bench\n")
     (work / "agent.ini").write_text(
         f"[platform]\nurl = {platform.url}\ntoken_file = {work / 'token'}\n"
         f"[agent]\ninterval = {interval:g}\nhost_metrics = yes\nlog_level = WARNING\n"
         f"[mongodb]\nuris = {uri}\n[queue]\ndir = {work / 'queue'}\n"
     )
-    command = [str(AGENT), "run", "--config", str(work / "agent.ini")]
+    command = [str(agent), "run", "--config", str(work / "agent.ini")]
     if profile is not None:
-        command = [sys.executable, "-m", "cProfile", "-o", str(profile), *command]
+        python = agent.with_name("python")
+        command = [str(python), "-m", "cProfile", "-o", str(profile), *command]
     return subprocess.Popen(command, stderr=open(work / "agent.log", "wb"))
 
 
@@ -247,7 +267,7 @@ def measure(processes: list[Measured], seconds: float) -> None:
 
 
 def one_run(port: int, collections: int, interval: float, seconds: float,
-            profile_dir: pathlib.Path | None) -> dict:  # fmt: skip
+            profile_dir: pathlib.Path | None, agent_path: pathlib.Path) -> dict:  # fmt: skip
     uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
     platform = Platform()
     threading.Thread(target=platform.serve_forever, daemon=True).start()
@@ -256,7 +276,7 @@ def one_run(port: int, collections: int, interval: float, seconds: float,
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
         profile = profile_dir / f"agent-{collections}-{interval:g}s.prof"
-    agent = Measured("wap-agent", start_agent(work, platform, uri, interval, profile))
+    agent = Measured("wap-agent", start_agent(work, platform, uri, interval, profile, agent_path))
     # mgo, the exporter's driver, refuses directConnection: the seed alone (one member anyway).
     node, node_port, mongo, mongo_port = start_exporters(work, f"mongodb://127.0.0.1:{port}")
     measured = [agent, Measured("node_exporter", node), Measured("mongodb_exporter", mongo)]
@@ -331,6 +351,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window per run")
     parser.add_argument("--profile", type=pathlib.Path, default=None)
     parser.add_argument("--json", action="store_true", help="also print each row as JSON")
+    parser.add_argument(
+        "--agent",
+        choices=("installed", "dev"),
+        default="installed",
+        help="the agent from a virtualenv of its own (as on a host) or this one's",
+    )
     args = parser.parse_args()
     for tool in (NODE_EXPORTER, MONGODB_EXPORTER):
         if shutil.which(tool) is None:
@@ -338,6 +364,10 @@ def main() -> None:
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     print(f"cpus: {os.cpu_count()}; window {args.seconds:g} s per run", flush=True)
     with tempfile.TemporaryDirectory(prefix="wap-footprint-db-") as dbpath:
+        agent_path = AGENT
+        if args.agent == "installed":
+            agent_path = installed_agent(pathlib.Path(dbpath) / "agent-venv")
+        print(f"agent: {agent_path}", flush=True)
         proc, port = start_double(pathlib.Path(dbpath))
         try:
             made = 0
@@ -347,7 +377,9 @@ def main() -> None:
                       flush=True)  # fmt: skip
                 made = collections
                 for interval in (float(i) for i in args.intervals.split(",")):
-                    row = one_run(port, collections, interval, args.seconds, args.profile)
+                    row = one_run(
+                        port, collections, interval, args.seconds, args.profile, agent_path
+                    )
                     report(row)
                     if args.json:
                         print(json.dumps(row), flush=True)
