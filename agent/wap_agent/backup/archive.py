@@ -150,9 +150,11 @@ class ArchiveWriter:
             raise ArchiveError(f"{db}.{coll}: documents written after its EOF block")
         body = b"".join(docs)
         crc = crc_update(track.crc, body)
-        segment = self._header(db, coll, False, 0) + body + TERMINATOR
-        with self.lock:
-            self._write(segment)
+        head = self._header(db, coll, False, 0)
+        with self.lock:  # three writes, not one joined copy of the body
+            self._write(head)
+            self._write(body)
+            self._write(TERMINATOR)
         track.crc = crc
         track.count += len(docs)
         track.size += len(body)

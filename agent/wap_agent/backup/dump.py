@@ -61,6 +61,8 @@ SKIPPED_COLLECTIONS = {
 AUTH_COLLECTIONS = {"system.users", "system.roles"}
 SHARDING_CATALOGUE = ("databases", "collections", "chunks", "tags")
 RELAXED = JSONOptions(json_mode=JSONMode.RELAXED)
+# Documents in a collection's first batch, before their size is known (see Dumper.read).
+FIRST_BATCH = 16
 Progress = Callable[[dict], None]
 # Given the dumper and the newest entry of its member's oplog once the data is copied, the
 # timestamp the oplog is copied up to (inclusive); the member's oplog must have reached it.
@@ -249,22 +251,34 @@ class Dumper:
 
     # -- copying -----------------------------------------------------------------------------
 
+    def read(self, db: str, collection: str, **find: Any):
+        """The documents of ``db.collection`` (raw), as a cursor whose every batch from the
+        server holds about ``batch_bytes``: its size in documents is set before each getMore
+        from the documents' average size (a cursor's default batches, up to 16 MB for each
+        collection read at once, made the dump's memory grow with the collections' sizes)."""
+        database = self.client.get_database(db, codec_options=RAW)  # the getMores' too
+        cursor = database.cursor_command(
+            "find", collection, batchSize=FIRST_BATCH, codec_options=RAW,
+            read_preference=pymongo.ReadPreference.SECONDARY_PREFERRED, **find,
+        )  # fmt: skip
+        return _Sized(cursor, self.options.batch_bytes)
+
     def copy(self, writer, item: _Item) -> dict:
-        collection = self.client[item.db].get_collection(item.data_collection, codec_options=RAW)
         digest = ContentHash()
         batch: list[bytes] = []
         held = 0
-        for doc in collection.find({}):
-            if self.abort.is_set():
-                raise DumpError("stopped: another collection or replica set failed")
-            raw = doc.raw
-            batch.append(raw)
-            held += len(raw)
-            if held >= self.options.batch_bytes:
-                writer.write_documents(item.db, item.data_collection, batch)
-                digest.update(batch)
-                self.progress(event="documents", ns=item.ns, count=len(batch), bytes=held)
-                batch, held = [], 0
+        with self.read(item.db, item.data_collection) as cursor:
+            for doc in cursor:
+                if self.abort.is_set():
+                    raise DumpError("stopped: another collection or replica set failed")
+                raw = doc.raw
+                batch.append(raw)
+                held += len(raw)
+                if held >= self.options.batch_bytes:
+                    writer.write_documents(item.db, item.data_collection, batch)
+                    digest.update(batch)
+                    self.progress(event="documents", ns=item.ns, count=len(batch), bytes=held)
+                    batch, held = [], 0
         if batch:
             writer.write_documents(item.db, item.data_collection, batch)
             digest.update(batch)
@@ -285,17 +299,18 @@ class Dumper:
         }
 
     def copy_oplog(self, writer, start: Timestamp, end: Timestamp) -> int:
-        oplog = self.client.local.get_collection("oplog.rs", codec_options=RAW)
         count, batch, held = 0, [], 0
-        for entry in oplog.find({"ts": {"$gte": start, "$lte": end}}, sort=[("$natural", 1)]):
-            raw = entry.raw
-            _check_oplog_entry(entry)
-            batch.append(raw)
-            held += len(raw)
-            if held >= self.options.batch_bytes:
-                writer.write_documents(OPLOG_DB, OPLOG_COLLECTION, batch)
-                count += len(batch)
-                batch, held = [], 0
+        window = {"ts": {"$gte": start, "$lte": end}}
+        with self.read("local", "oplog.rs", filter=window, sort={"$natural": 1}) as entries:
+            for entry in entries:
+                raw = entry.raw
+                _check_oplog_entry(entry)
+                batch.append(raw)
+                held += len(raw)
+                if held >= self.options.batch_bytes:
+                    writer.write_documents(OPLOG_DB, OPLOG_COLLECTION, batch)
+                    count += len(batch)
+                    batch, held = [], 0
         if batch:
             writer.write_documents(OPLOG_DB, OPLOG_COLLECTION, batch)
             count += len(batch)
@@ -386,6 +401,31 @@ class Dumper:
             return _Closing(DirectoryWriter(Path(self.out), self.options.compression))
         stream = compress_writer(self.out, self.options.compression)  # type: ignore[arg-type]
         return _Closing(ArchiveWriter(stream), stream)
+
+
+class _Sized:
+    """A command cursor whose every getMore asks for as many documents as fit ``batch_bytes``
+    at the running average size of those read (weighted to the latest), so that one reply holds
+    about ``batch_bytes``: at least two documents, and the server cuts a reply at 16 MB whatever
+    it is asked. Closing it kills the cursor on the server (a copy stopped midway)."""
+
+    def __init__(self, cursor, batch_bytes: int) -> None:
+        self.cursor = cursor
+        self.batch_bytes = batch_bytes
+
+    def __iter__(self):
+        average = 0
+        for doc in self.cursor:
+            size = len(doc.raw)
+            average = size if not average else average + (size - average) // 16
+            self.cursor.batch_size(max(2, self.batch_bytes // max(1, average)))
+            yield doc
+
+    def __enter__(self) -> _Sized:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cursor.close()
 
 
 class _Closing:

@@ -179,10 +179,11 @@ class Restorer:
     # -- reading -----------------------------------------------------------------------------
 
     def open(self):
+        batch = min(self.options.batch_bytes, 1 << 20)  # what is read before it is queued
         if self.options.directory:
-            return DirectoryReader(Path(self.source))
+            return DirectoryReader(Path(self.source), batch)
         stream, _ = decompress_reader(self.source)  # type: ignore[arg-type]
-        return ArchiveReader(stream)
+        return ArchiveReader(stream, batch)
 
     def plan(self, reader) -> None:
         for space in reader.namespaces:
@@ -500,6 +501,8 @@ class Restorer:
                     replaying = self.replay(event.docs)
                     continue
                 if event.kind != "documents":
+                    if event.ns in self.targets:  # its last documents go now, not at the end
+                        self.submit(self.targets[event.ns])
                     continue
                 if event.ns in self.auth:
                     self.auth[event.ns].extend(event.docs)

@@ -159,7 +159,8 @@ class S3Upload(io.RawIOBase):
         self._note_held()
         while len(self._buffer) >= self._next_part_size():
             size = self._next_part_size()
-            chunk = bytes(self._buffer[:size])
+            with memoryview(self._buffer) as held:
+                chunk = bytes(held[:size])  # one copy (a slice of the bytearray would be two)
             del self._buffer[:size]
             self._send(chunk)
         return len(view)
