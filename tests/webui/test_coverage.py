@@ -14,12 +14,15 @@ from bson.timestamp import Timestamp
 
 from tests.aws.cloud import FAKE_SECRET
 from tests.webui.test_backups import BUCKET, Backups, moto, platform  # noqa: F401 (fixtures)
+from tests.webui.test_backups_sharded import agent_command, report, sharded, write_sharded_snapshot
 from wap_agent.backup import manifest as mf
 from wap_agent.backup.slices import OplogStore, OpTime
+from wap_agent.commands import BadArguments
 from wap_agent.commands.follow import FollowOplog
 from webui.services import backups, coverage
 from webui.services.coverage import (
     SILENT_AFTER,
+    common_windows,
     explain,
     follower_state,
     parse_target,
@@ -254,10 +257,63 @@ def test_continuous_backup_is_turned_on_through_an_agent_from_the_newest_snapsho
         "action": "start", "cluster_id": cluster, "replica_set": "", "bucket": BUCKET,
         "region": start["region"], "endpoint_url": platform.moto, "project_id": platform.project[
             "id"], "prefix": "wap", "member": "", "compression": "gzip", "start": {"t": 2, "i": 1},
-        "chunk_seconds": 2.0, "slice_seconds": 600,
+        "chunk_seconds": 2.0, "slice_seconds": 600, "router": "",
     }  # fmt: skip
     assert FollowOplog().check(stop) == {"action": "stop", "cluster_id": cluster,
                                          "replica_set": ""}  # fmt: skip
     said = platform.audit("backup.continuous")
     assert [e["detail"]["action"] for e in said] == ["stop", "start"]
     assert FAKE_SECRET not in str(pulled) + str(said)
+
+
+def test_the_cluster_windows_are_the_intersection_of_its_sets() -> None:
+    def point(t: int) -> dict[str, Any]:
+        return {"t": t, "i": 1, "utc": ""}
+
+    def windows(*spans: tuple[int, int]) -> dict[str, Any]:
+        return {"windows": [{"from": point(a), "until": point(b)} for a, b in spans]}
+
+    sets = {"shard1": windows((10, 100), (300, 450)), "shard2": windows((10, 80), (300, 500)),
+            "config": windows((10, 120), (320, 470))}  # fmt: skip
+    assert [(w["from"]["t"], w["until"]["t"]) for w in common_windows(sets)] == [
+        (10, 80), (320, 450)]  # fmt: skip
+    assert common_windows({**sets, "shard3": windows()}) == []
+    assert common_windows({}) == []
+
+
+def test_continuous_backup_of_a_sharded_cluster_asks_an_agent_per_set_through_its_router(
+    platform: Backups,  # noqa: F811
+) -> None:
+    platform.cluster = sharded(platform, "shop")
+    cluster = platform.cluster["_id"]
+    path = f"/clusters/{cluster}/continuous-backup"
+    assert platform.policy().status_code == 200
+    platform.agent_alive()
+    no_base = platform.api("POST", path, json={"action": "start"})
+    assert no_base.status_code == 409 and "Back up now" in no_base.get_json()["message"]
+    assert platform.api("POST", f"/clusters/{cluster}/backups").status_code == 202
+    command = agent_command(platform, "backup")
+    write_sharded_snapshot(platform, command["args"])
+    report(platform, command, {"snapshot_id": command["args"]["snapshot_id"]})
+    backups.tick(platform.store, platform.settings)
+
+    started = platform.api("POST", path, json={"action": "start"})
+    assert started.status_code == 202, started.get_json()
+    answer = started.get_json()
+    assert [(s["replica_set"], s["host"]) for s in answer["sets"]] == [
+        ("shard1", "db1"), ("shard2", "db1"), ("config", "db1")]  # fmt: skip
+    assert answer["start"] == {"t": 9, "i": 2}  # the snapshot's common point
+    headers = {"Authorization": f"Bearer {platform.token}"}
+    pulled = platform.client.get("/api/v1/agent/commands", headers=headers).get_json()["commands"]
+    asked = [FollowOplog().check(c["args"]) for c in pulled if c["name"] == "oplog_follow"]
+    assert [(a["replica_set"], a["router"], a["start"]) for a in asked] == [
+        (name, "10.0.0.1:27017", {"t": 9, "i": 2}) for name in ("shard1", "shard2", "config")
+    ]
+    stopped = platform.api("POST", path, json={"action": "stop"})
+    assert stopped.status_code == 202 and stopped.get_json()["sets"][0]["replica_set"] == ""
+    [said_stop, said_start] = platform.audit("backup.continuous")
+    assert [s["replica_set"] for s in said_start["detail"]["sets"]] == [
+        "shard1", "shard2", "config"]  # fmt: skip
+    assert said_stop["detail"]["action"] == "stop"
+    with pytest.raises(BadArguments, match="through a router, the set to follow"):
+        FollowOplog().check({**asked[0], "replica_set": ""})

@@ -27,6 +27,12 @@ class CoverageOut(Strict):
         allow_none=True,
         metadata={"description": f"the newest moment every replica set reaches: {POINT}"},
     )
+    windows = fields.List(
+        fields.Dict(),
+        metadata={"description": "the cluster's restorable windows, the intersection of its"
+                  f" sets' (a sharded cluster restores to one moment on all): [{{from, until}}],"
+                  f" each {POINT}"},
+    )  # fmt: skip
     replica_sets = fields.Dict(
         keys=fields.String(),
         values=fields.Dict(),
@@ -90,14 +96,20 @@ class FollowOut(Strict):
     host_id = fields.String()
     command_id = fields.String(metadata={"description": "the agent command oplog_follow"})
     start = fields.Dict(metadata={"description": "start: the oplog timestamp followed from"})
+    sets = fields.List(
+        fields.Dict(),
+        metadata={"description": "a sharded cluster: per set (each shard and the config servers)"
+                  " the agent asked, {replica_set, host, command_id}"},
+    )  # fmt: skip
 
 
 @bp.route("/clusters/<cluster_id>/continuous-backup", methods=["POST"])
 @bp.arguments(FollowIn)
 @bp.response(202, FollowOut)
 def continuous_backup(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
-    """Turn a replica set's continuous backup on or off: its agent is asked to follow the oplog
-    into the policy's store (and keeps doing so across its restarts) or to stop."""
+    """Turn a cluster's continuous backup on or off: its agent is asked to follow the oplog into
+    the policy's store (and keeps doing so across its restarts) or to stop; a sharded cluster's
+    every set, each by an agent of its hosts through its first router."""
     return coverage.follow(get_store(), current_actor(), cluster_id, data["action"])
 
 

@@ -10,7 +10,8 @@ picks, never a host's clock.
 
 `restorable_until` is the newest point the whole cluster can be restored to: the earliest of
 the replica sets' newest window ends (a sharded cluster is restored to one cluster time on every
-shard), or None while a set has no window. The store is read with the policy's credential,
+shard), or None while a set has no window; `windows`, the cluster's restorable windows: the
+intersection of its sets'. The store is read with the policy's credential,
 revealed for the read and never kept or returned.
 
 Each set's `follower` says what its follower last reported: its checkpoint (`last_durable`) and
@@ -27,12 +28,13 @@ such on the timeline (a done snapshot that already ends after the gap closes it 
 new backup). A backup that cannot start yet (one is running) or fails is tried again at the next
 look, until one is done.
 
-`follow` turns a replica set's continuous backup on or off (the agent command oplog_follow on
-one of its hosts); `restore_target` says where a point-in-time restore to a moment (a UTC second
-or an exact oplog timestamp) starts and stops, or why it cannot, and
-`start_point_in_time_restore` runs one: the base snapshot the moment maps to, restored by the
-target's agent with the followed oplog replayed up to the moment (the agent's restore command's
-`until`, wap_agent.backup.pitr).
+`follow` turns a cluster's continuous backup on or off (the agent command oplog_follow on one
+of its hosts; for a sharded cluster, one per set, each shard and the config servers, spread over
+its hosts' agents, each reaching its set through the first router); `restore_target` says where
+a point-in-time restore to a moment (a UTC second or an exact oplog timestamp) starts and stops,
+or why it cannot, and `start_point_in_time_restore` runs one: the base snapshot the moment maps
+to, restored by the target's agent with the followed oplog replayed up to the moment (the agent's
+restore command's `until`, wap_agent.backup.pitr), on every set of a sharded cluster alike.
 """
 
 from __future__ import annotations
@@ -116,6 +118,29 @@ def restorable_until(replica_sets: dict[str, dict[str, Any]]) -> dict[str, Any] 
     return min(ends, key=lambda p: (p["t"], p["i"])) if ends else None
 
 
+def _key(point: dict[str, Any]) -> tuple[int, int]:
+    return int(point["t"]), int(point["i"])
+
+
+def common_windows(replica_sets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The moments every set can be restored to (pure): the intersection of the sets' windows,
+    each {from, until}, oldest first; a sharded cluster is restored to one moment on all its
+    sets, so these are its restorable windows."""
+    found: list[tuple[dict, dict]] | None = None
+    for covered in replica_sets.values():
+        mine = [(w["from"], w["until"]) for w in covered["windows"]]
+        if found is None:
+            found = mine
+            continue
+        found = [
+            (max(a, c, key=_key), min(b, d, key=_key))
+            for a, b in found
+            for c, d in mine
+            if _key(max(a, c, key=_key)) <= _key(min(b, d, key=_key))
+        ]
+    return [{"from": a, "until": b} for a, b in sorted(found or [], key=lambda w: _key(w[0]))]
+
+
 def cluster_coverage(
     store: Store,
     settings: Settings,
@@ -158,6 +183,7 @@ def cluster_coverage(
         "cluster_id": cluster_id,
         "read_at": at,
         "restorable_until": restorable_until(sets),
+        "windows": common_windows(sets),
         "replica_sets": sets,
     }
 
@@ -167,60 +193,94 @@ def cluster_coverage(
 FOLLOW_ACTIONS = ("start", "stop")
 
 
-def _agent_host(store: Store, cluster: dict[str, Any]) -> dict[str, Any] | None:
+def _agent_hosts(store: Store, cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cluster's hosts whose agent was heard of lately, by name."""
     heard = {"$gte": now() - backups.AGENT_FRESH}
     wanted = {"_id": {"$in": cluster.get("host_ids", [])}, "agent.last_seen": heard}
-    return next(iter(sorted(store.hosts.find(wanted), key=lambda h: h["name"])), None)
+    return sorted(store.hosts.find(wanted), key=lambda h: h["name"])
 
 
-def _base_end(store: Store, actor: Actor, cluster_id: str) -> dict[str, int]:
-    """The newest done snapshot's oplog end: where following starts when the store has no
+def _base(store: Store, actor: Actor, cluster_id: str) -> dict[str, Any]:
+    """The newest done snapshot with an oplog end: where following starts when the store has no
     checkpoint yet (the agent resumes from its checkpoint otherwise)."""
     for entry in backups.list_snapshots(store, actor, cluster_id):
-        end = (entry.get("oplog") or {}).get("end")
-        if entry["status"] == backups.DONE and end:
-            return {"t": int(end["t"]), "i": int(end["i"])}
+        if entry["status"] == backups.DONE and (entry.get("oplog") or {}).get("end"):
+            return entry
     raise Conflict('no snapshot of this cluster is done yet: take one ("Back up now"); '
                    "continuous backup follows the oplog from its end")  # fmt: skip
 
 
+def _followed_sets(
+    store: Store, cluster: dict[str, Any], base: dict[str, Any] | None, hosts: list[dict[str, Any]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Which agent follows which set: a replica set's, the first host's; a sharded cluster's
+    sets (its snapshot's: each shard and the config servers), spread over the hosts in turn (in
+    WAP's layout every host holds a member of every set; each agent reaches its set's members
+    through the router)."""
+    if cluster.get("topology") != "sharded":
+        return [("", hosts[0])]
+    names = [s["name"] for s in (base or {}).get("sets") or []]
+    if not names:
+        raise Conflict(
+            "the newest done snapshot names no shard or config server set: take a backup of"
+            ' the cluster through its router ("Back up now") first'
+        )
+    return [(name, hosts[n % len(hosts)]) for n, name in enumerate(names)]
+
+
 def follow(store: Store, actor: Actor, cluster_id: str, action: str) -> dict[str, Any]:
-    """Continuous backup on (`start`) or off (`stop`) for a replica set (operators): the agent
-    command oplog_follow queued for an agent of its hosts heard of lately, with the policy's
-    store and, to start, the newest done snapshot's oplog end; audited `backup.continuous`. The
-    agent keeps the follower running across its restarts until it is stopped."""
+    """Continuous backup on (`start`) or off (`stop`) for a cluster (operators): the agent
+    command oplog_follow queued for agents of its hosts heard of lately, with the policy's store
+    and, to start, the newest done snapshot's oplog end; a sharded cluster's every set (each
+    shard and the config servers) followed by one of them through its first router; audited
+    `backup.continuous`. An agent keeps its followers running across its restarts until they are
+    stopped."""
     if action not in FOLLOW_ACTIONS:
         raise Invalid(f"action: one of {', '.join(FOLLOW_ACTIONS)}", {"action": ["unknown"]})
     policy = backups.get_policy(store, actor, cluster_id)  # the cluster, for its readers
     cluster = store.clusters.find_one({"_id": cluster_id}) or {}
     if policy is None:
         raise Conflict("this cluster has no backup policy: save one first (where the oplog goes)")
-    if cluster.get("topology") == "sharded":
-        raise Conflict(
-            "a sharded cluster is followed per shard and config server replica set, each by an "
-            "agent on one of its hosts: ask each of those agents for oplog_follow (start)"
-        )
-    host = _agent_host(store, cluster)
-    if host is None:
+    hosts = _agent_hosts(store, cluster)
+    if not hosts:
         raise Conflict(
             f"no agent on the cluster's hosts was heard of in the last {int(backups.AGENT_FRESH)}"
             " s: deploy the agent (deploy_agent.yml) with oplog_follow on its allow list"
         )
     args: dict[str, Any] = {"action": action, "cluster_id": cluster_id}
+    base = None
     if action == "start":
         where, compression = policy["store"], policy["compression"]
         args.update(bucket=where["bucket"], prefix=where["prefix"], region=where["region"],
                     endpoint_url=where.get("endpoint_url", ""), project_id=policy["project_id"],
                     compression=None if compression == "none" else compression,
                     member=policy.get("member", ""))  # fmt: skip
-        args["start"] = _base_end(store, actor, cluster_id)
-    command = agent_commands.enqueue(store, actor, cluster["project_id"], host["_id"],
-                                     "oplog_follow", args)  # fmt: skip
-    detail = {"action": action, "host": host["name"], "command_id": command["_id"]}
+        base = _base(store, actor, cluster_id)
+        args["start"] = {k: int(base["oplog"]["end"][k]) for k in ("t", "i")}
+    sharded = cluster.get("topology") == "sharded"
+    if sharded and action == "start":
+        from webui.services import deployments
+
+        first = next(iter(deployments.routers(store, cluster)), None)
+        if first is None:
+            raise Conflict("the cluster has no mongos router to reach its sets through")
+        args.update(router=f"{first['address']}:{first['port']}", member="")
+    asked = []  # a stop goes to every agent heard of: each stops the cluster's followers it runs
+    pairs = _followed_sets(store, cluster, base, hosts) if action == "start" else [
+        ("", h) for h in (hosts if sharded else hosts[:1])]  # fmt: skip
+    for name, host in pairs:
+        command = agent_commands.enqueue(store, actor, cluster["project_id"], host["_id"],
+                                         "oplog_follow", {**args, "replica_set": name})  # fmt: skip
+        asked.append({"replica_set": name, "host": host["name"], "host_id": host["_id"],
+                      "command_id": command["_id"]})  # fmt: skip
+    detail: dict[str, Any] = {"action": action, "host": asked[0]["host"],
+                              "command_id": asked[0]["command_id"]}  # fmt: skip
     if action == "start":
         detail["start"] = args["start"]
+    if sharded:
+        detail["sets"] = [{k: a[k] for k in ("replica_set", "host", "command_id")} for a in asked]
     audit.record(store, actor, "backup.continuous", _target(store, policy), detail=detail)
-    return {**detail, "host_id": host["_id"]}
+    return {**detail, "host_id": asked[0]["host_id"]}
 
 
 # -- the moment a restore picks --------------------------------------------------------------

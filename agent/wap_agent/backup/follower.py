@@ -20,6 +20,11 @@ be on the member's oplog. When it is not:
   ``rolledback/``, their entries up to that common point are stored again, and following goes
   on from there.
 
+A start need not be an entry of the set's oplog: a sharded snapshot ends every set at one
+common point, the newest of the sets' newest entries, which the other sets reached with entries
+of their own after it. The follower then begins after the set's newest entry at or before the
+start: the set's archive holds every entry up to the point, so nothing between is missed.
+
 Entries read but not yet stored are dropped when the connection is lost and read again from the
 checkpoint, so no entry is stored twice or skipped. Entries a restore cannot reproduce (see
 ``unrestorable_reason``) are stored and recorded, with the reason, as an end of the restorable
@@ -209,7 +214,9 @@ class Follower:
         rollback when it is not (see the module's docstring)."""
         if self.last is None:  # first start: the base snapshot's end
             assert self.start is not None
-            found = oplog.find_one({"ts": self.start})
+            found = oplog.find_one({"ts": self.start}) or oplog.find_one(
+                {"ts": {"$lte": self.start}}, sort=[("$natural", -1)]
+            )  # a sharded snapshot's common point: the set's newest entry at or before it
             if found is not None:
                 self.last = OpTime.of(found)
                 return

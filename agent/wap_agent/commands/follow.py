@@ -6,7 +6,11 @@ storing the oplog where the arguments say (wap_agent.backup.follower; the store'
 agent/docs/backup-storage.md), with the host's own AWS credentials as ``backup`` does. One
 follower per cluster and replica set: starting one that runs answers its status. ``start`` (a
 base snapshot's oplog end, ``{t, i}``) is needed only when the store holds no checkpoint for the
-set; otherwise the follower resumes after its last durable entry. The followers started are
+set; otherwise the follower resumes after its last durable entry. A sharded cluster's sets are
+followed each on its own (the platform asks one agent per set): ``router`` (a mongos,
+``host:port``) and ``replica_set`` (the set's name in the cluster and its snapshots: a shard's
+name, or ``config``) say which, its members found through the router and reached with the
+agent's URI's credentials. The followers started are
 recorded in the agent's queue dir (``followers.json``: their arguments, nothing secret) until
 ``stop``: when the agent starts again, ``resume`` starts each of them once more, and each resumes
 from its store's checkpoint without the platform asking. ``action: status`` answers, per
@@ -33,7 +37,7 @@ log = logging.getLogger(__name__)
 ACTIONS = ("start", "stop", "status")
 STORE_ARGS = ("bucket", "region", "endpoint_url", "prefix", "project_id", "cluster_id")
 START_ARGS = (*STORE_ARGS, "replica_set", "member", "compression", "start", "chunk_seconds",
-              "slice_seconds")  # fmt: skip
+              "slice_seconds", "router")  # fmt: skip
 EVENTS_KEPT = 20
 RECORD = "followers.json"  # in the agent's queue dir: the followers to start again
 RESUME_EVERY = 60.0  # seconds between two tries to resume a recorded follower
@@ -110,6 +114,11 @@ class FollowOplog:
         checked["project_id"] = _text(args, "project_id", NAME, "an id", True)
         checked["prefix"] = _text(args, "prefix", NAME, "folders split by '/', or empty", False)
         checked["member"] = _text(args, "member", MEMBER, "host:port, or empty", False)
+        checked["router"] = _text(args, "router", MEMBER, "a mongos's host:port, or empty", False)
+        if checked["router"] and not checked["replica_set"]:
+            raise BadArguments(
+                "replica_set: through a router, the set to follow ('config' or a shard's name)"
+            )
         compression = args.get("compression")
         if compression not in (None, "gzip", "zstd"):
             raise BadArguments("compression: gzip, zstd or null")
@@ -146,7 +155,9 @@ class FollowOplog:
 
         uri = _uri(context)
         replica_set = args["replica_set"]
-        if not replica_set:
+        if args.get("router"):  # a sharded cluster's set, found through its mongos
+            uri = _set_uri(uri, args["router"], replica_set)
+        elif not replica_set:
             with client_for(uri) as mongo:
                 replica_set = str(mongo.admin.command("hello").get("setName") or "")
             if not replica_set:
@@ -201,6 +212,20 @@ class FollowOplog:
                 log.warning("oplog follower %s not resumed yet: %s", key, exc)
                 failed.append(key)
         return failed
+
+
+def _set_uri(uri: str, router: str, name: str) -> str:
+    """The URI of the sharded cluster's set `name` (a shard's name, or 'config'), found through
+    the mongos `router` reached with the agent's URI's credentials and options."""
+    from wap_agent.backup.dump import client_for
+    from wap_agent.backup.sharded import discover, with_hosts
+
+    through = with_hosts(uri, router)
+    with client_for(through) as mongos:
+        sets = {s.name: s.uri for s in discover(mongos, through)}
+    if name not in sets:
+        raise RuntimeError(f"the cluster has no set {name!r}: its sets are {', '.join(sets)}")
+    return sets[name]
 
 
 def _allowed(registry: CommandRegistry, config: AgentConfig) -> FollowOplog | None:
