@@ -52,6 +52,7 @@ class AgentConfig:
     dbstats_per_round: int = 10
     collections_per_round: int = 20
     top_collections: int = 20
+    survey_every: float = 60.0  # seconds between two size surveys (0: every round)
     queue_max_bytes: int = 256 * 1024**2
     queue_max_age: float = 86400.0
     batches_per_request: int = 30
@@ -167,6 +168,7 @@ def load(path: Path) -> AgentConfig:
         dbstats_per_round=int(num("mongodb", "dbstats_per_round", 10, 1, int)),
         collections_per_round=int(num("mongodb", "collections_per_round", 20, 1, int)),
         top_collections=int(num("mongodb", "top_collections", 20, 0, int)),
+        survey_every=num("mongodb", "survey_every", 60.0, 0.0),
         queue_max_bytes=size("queue", "max_bytes", 256 * 1024**2),
         queue_max_age=num("queue", "max_age", 86400.0, 1.0),
         batches_per_request=int(num("sender", "batches_per_request", 30, 1, int)),

@@ -40,6 +40,7 @@ def build_registry(
     dbstats_per_round: int = 10,
     collections_per_round: int = 20,
     top_collections: int = 20,
+    survey_every: float = 60.0,
 ) -> Registry:
     """The host's collector and one per MongoDB URI, each with its size survey's budget."""
     registry = Registry()
@@ -50,6 +51,7 @@ def build_registry(
             dbstats_per_round=dbstats_per_round,
             collections_per_round=collections_per_round,
             top_collections=top_collections,
+            every=survey_every,
         )
         registry.add(MongoCollector(uri, timeout_ms=timeout_ms, sizes=survey))
     return registry
@@ -59,6 +61,7 @@ def registry_from(config: AgentConfig) -> Registry:
     return build_registry(
         config.host_metrics, config.mongodb_uris, config.timeout_ms,
         config.dbstats_per_round, config.collections_per_round, config.top_collections,
+        config.survey_every,
     )  # fmt: skip
 
 

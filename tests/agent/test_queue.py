@@ -10,6 +10,7 @@ import pytest
 
 from wap_agent.config import ConfigError, load, parse_size
 from wap_agent.queue import BatchQueue
+from wap_agent.run import registry_from
 
 
 class Clock:
@@ -137,6 +138,7 @@ interval = 2.5
 uris =
     mongodb://127.0.0.1:27017
     mongodb://monitor:pw@127.0.0.1:27018/?authSource=admin
+survey_every = 300
 
 [queue]
 dir = {tmp_path}/queue
@@ -149,6 +151,9 @@ max_age = 3600
     assert config.interval == 2.5 and config.host_metrics
     assert len(config.mongodb_uris) == 2 and config.queue_max_bytes == 64 * 1024**2
     assert config.queue_max_age == 3600 and config.backoff_max == 60
+    assert config.survey_every == 300
+    registry = registry_from(config)
+    assert [c.sizes.every for c in registry if hasattr(c, "sizes")] == [300, 300]
 
 
 PLATFORM = "[platform]\nurl = https://w\ntoken_file = t\n"
@@ -165,6 +170,7 @@ QUEUE = "[queue]\ndir = /q\n"
         (PLATFORM + QUEUE + "max_bytes = lots\n", "[queue] max_bytes = 'lots' is not a size"),
         (PLATFORM + QUEUE + "[agent]\ninterval = 0\n", "[agent] interval = '0' must be at least"),
         (PLATFORM + QUEUE + "[mongodb]\nuris = x\n", "one mongodb:// URI per line"),
+        (PLATFORM + QUEUE + "[mongodb]\nsurvey_every = -1\n", "survey_every = '-1' must be at"),
         ("not ini", "not an INI file"),
     ],
 )

@@ -11,7 +11,7 @@ backups' progress) plug in by being added to a :class:`Registry`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -60,6 +60,9 @@ class Registry:
     @property
     def names(self) -> list[str]:
         return list(self._collectors)
+
+    def __iter__(self) -> Iterator[Collector]:
+        return iter(self._collectors.values())
 
     def collect(self) -> Round:
         started = time.time()
