@@ -1,8 +1,9 @@
 """Restore drills, without a lab (the app, moto's S3 on 127.0.0.1): a policy's drill schedule and
-scratch cluster (refused with a message per field when wrong), a due drill restoring the latest
-snapshot into the scratch cluster through its agent, once even when two ticks meet, verified as
-every restore is; its outcome, equal or failed, in the catalogue, on the backups page and on the
-audit log."""
+scratch cluster (refused with a message per field when wrong; the scratch cluster's name typed
+when it is set or changed, in the API and the console alike, audited), a due drill restoring the
+latest snapshot into the scratch cluster through its agent, once even when two ticks meet,
+verified as every restore is; its outcome, equal or failed, in the catalogue, on the backups page
+and on the audit log."""
 
 from __future__ import annotations
 
@@ -10,10 +11,19 @@ from typing import Any
 
 from flask import Flask
 
-from tests.webui.test_backups import Backups, moto  # noqa: F401 (a fixture)
-from tests.webui.test_web import login
+from tests.aws.cloud import REGION
+from tests.webui.test_backups import BUCKET, Backups, moto  # noqa: F401 (a fixture)
+from tests.webui.test_web import csrf, login
 from webui.services import backups, projects
 from webui.services.audit import Actor
+
+ADMIN = Actor(None, "admin", "admin", "tests")
+
+
+def scratch_cluster(platform: Backups, name: str) -> dict[str, Any]:
+    """Another cluster of the project, on its host, for drills to restore into."""
+    return projects.create_cluster(platform.store, ADMIN, platform.project["id"], name,
+                                   [platform.host["id"]], "steps.yml")  # fmt: skip
 
 
 def restore_command(platform: Backups) -> dict[str, Any]:
@@ -42,16 +52,15 @@ def test_a_drill_restores_the_latest_snapshot_into_the_scratch_cluster(
     app: Flask,
     moto: str,  # noqa: F811 (the fixture)
 ) -> None:
-    platform = Backups(app, moto)
-    admin = Actor(None, "admin", "admin", "tests")
-    scratch = projects.create_cluster(platform.store, admin, platform.project["id"], "scratch",
-                                      [platform.host["id"]], "steps.yml")  # fmt: skip
+    platform, admin = Backups(app, moto), ADMIN
+    scratch = scratch_cluster(platform, "scratch")
     cluster = platform.cluster["_id"]
     wrong = platform.policy(drill_schedule="0 4 * * *").get_json()["errors"]["json"]
     assert wrong == {"drill_cluster_id": ["the scratch cluster each drill restores into"]}
     itself = platform.policy(drill_schedule="0 4 * * *", drill_cluster_id=cluster)
     assert "another cluster than the one backed up" in str(itself.get_json())
-    saved = platform.policy(drill_schedule="0 4 * * *", drill_cluster_id=scratch["_id"])
+    saved = platform.policy(drill_schedule="0 4 * * *", drill_cluster_id=scratch["_id"],
+                            drill_confirm="scratch")  # fmt: skip
     assert saved.status_code == 200, saved.get_json()
     policy = saved.get_json()
     assert policy["drill_schedule"] == "0 4 * * *" and policy["drill_next_at"]
@@ -100,3 +109,53 @@ def test_a_drill_restores_the_latest_snapshot_into_the_scratch_cluster(
     assert "differs from the snapshot's manifest" in drill["reason"]
     page = client.get(f"/clusters/{cluster}/backups").get_data(as_text=True)
     assert 'data-drill-status="failed"' in page
+
+
+def test_a_scratch_cluster_is_set_only_with_its_name_typed(
+    app: Flask,
+    moto: str,  # noqa: F811 (the fixture)
+) -> None:
+    platform = Backups(app, moto)
+    first, second = scratch_cluster(platform, "scratch"), scratch_cluster(platform, "drills")
+    drill = {"drill_schedule": "0 4 * * *", "drill_cluster_id": first["_id"]}
+
+    untyped = platform.policy(**drill)
+    assert untyped.status_code == 422
+    assert untyped.get_json()["errors"]["json"] == {"drill_confirm": [
+        "type the scratch cluster's name, scratch: each drill replaces its collections of the"
+        " snapshot's names"]}  # fmt: skip
+    assert platform.policy(**drill, drill_confirm="scratch2").status_code == 422
+    assert platform.catalogue()["policy"] is None  # nothing saved
+    saved = platform.policy(**drill, drill_confirm="scratch").get_json()
+    assert (saved["drill_cluster_id"], saved["drill_cluster_name"]) == (first["_id"], "scratch")
+    # The same scratch cluster kept, other fields changed: not asked again, not a drill change.
+    assert platform.policy(**drill, keep_last=5).status_code == 200
+    trail = [(e["outcome"], e["detail"].get("scratch")) for e in platform.audit("backup.drill")]
+    # newest first
+    assert trail == [("ok", "scratch"), ("refused", "scratch"), ("refused", "scratch")]
+
+    client = platform.client
+    assert login(client, "admin") == 302
+    path = f"/clusters/{platform.cluster['_id']}/backups"
+    page = client.get(path).get_data(as_text=True)
+    assert "into scratch: <strong>scratch</strong> (replaced at each drill)" in page
+    form = {"csrf_token": csrf(client, path), "schedule": "0 2 * * *", "keep_last": "5",
+            "bucket": BUCKET, "prefix": "wap", "region": REGION,
+            "credential_id": platform.credential["id"], "compression": "gzip", "enabled": "on",
+            "drill_schedule": "0 5 * * *", "drill_cluster_id": second["_id"]}  # fmt: skip
+    refused = client.post(f"{path}/policy", data=form)
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and "type the scratch cluster&#39;s name, drills" in text
+    assert 'value="0 5 * * *"' in text  # what was typed is kept
+    typed = client.post(f"{path}/policy", data={**form, "drill_confirm": "drills"})
+    assert typed.status_code == 302
+    page = client.get(path).get_data(as_text=True)
+    assert "into scratch: <strong>drills</strong> (replaced at each drill)" in page
+    changed = platform.audit("backup.drill")[0]
+    assert (changed["outcome"], changed["detail"]) == (
+        "ok", {"scratch": "drills", "was": "scratch", "schedule": "0 5 * * *"}
+    )  # fmt: skip
+    # Removing the drills needs no name, and is a drill change too.
+    assert platform.policy(keep_last=5).status_code == 200
+    assert platform.audit("backup.drill")[0]["detail"] == {"scratch": "", "was": "drills",
+                                                            "schedule": ""}  # fmt: skip

@@ -49,6 +49,12 @@ class PolicyIn(Strict):
     drill_cluster_id = fields.String(
         load_default="", metadata={"description": "the scratch cluster each drill restores into"}
     )
+    drill_confirm = fields.String(
+        load_default="",
+        validate=validate.Length(max=200),
+        metadata={"description": "the scratch cluster's name, typed when it is set or changed:"
+                  " each drill replaces its collections of the snapshot's names"},
+    )  # fmt: skip
 
 
 class PolicyOut(Strict):
@@ -66,6 +72,7 @@ class PolicyOut(Strict):
     last_run_at = fields.Float(allow_none=True)
     drill_schedule = fields.String()
     drill_cluster_id = fields.String()
+    drill_cluster_name = fields.String()
     drill_next_at = fields.Float(allow_none=True)
     updated_at = fields.Float()
     updated_by = fields.String()

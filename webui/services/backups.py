@@ -121,18 +121,21 @@ def _boolean(value: Any) -> bool:
 
 def _drill_fields(
     store: Store, project_id: str, cluster_id: str, data: dict[str, Any],
-    errors: dict[str, list[str]],
+    errors: dict[str, list[str]], current: str = "",
 ) -> dict[str, str]:  # fmt: skip
     """Restore drills: a schedule and the scratch cluster each drill restores the latest snapshot
-    into (its collections of the same names replaced), both or neither."""
+    into (its collections of the same names replaced), both or neither. Each drill is a
+    destructive restore: a scratch cluster set or changed (other than `current`) needs its name
+    typed in `drill_confirm`, as the restore wizard asks for its target's."""
     schedule = " ".join(str(data.get("drill_schedule") or "").split())
     target = str(data.get("drill_cluster_id") or "").strip()
     if not schedule and not target:
-        return {"drill_schedule": "", "drill_cluster_id": ""}
+        return {"drill_schedule": "", "drill_cluster_id": "", "drill_cluster_name": ""}
     if not schedule:
         errors["drill_schedule"] = ["when to drill, a cron expression as the schedule's"]
     elif problems := (_schedule_errors(schedule) if len(schedule) <= 100 else ["too long"]):
         errors["drill_schedule"] = problems
+    scratch = None
     if not target:
         errors["drill_cluster_id"] = ["the scratch cluster each drill restores into"]
     elif target == cluster_id:
@@ -140,17 +143,25 @@ def _drill_fields(
             "another cluster than the one backed up: a drill replaces the scratch cluster's"
             " collections"
         ]
-    elif store.clusters.find_one({"_id": target, "project_id": project_id}) is None:
+    elif (scratch := store.clusters.find_one({"_id": target, "project_id": project_id})) is None:
         errors["drill_cluster_id"] = ["a cluster of this project"]
-    return {"drill_schedule": schedule, "drill_cluster_id": target}
+    elif target != current and str(data.get("drill_confirm") or "").strip() != scratch["name"]:
+        errors["drill_confirm"] = [
+            f"type the scratch cluster's name, {scratch['name']}: each drill replaces its"
+            " collections of the snapshot's names"
+        ]
+    name = scratch["name"] if scratch else ""
+    return {"drill_schedule": schedule, "drill_cluster_id": target, "drill_cluster_name": name}
 
 
 def validate_policy(
-    store: Store, project_id: str, data: dict[str, Any], cluster_id: str = ""
-) -> dict[str, Any]:
-    """A policy as it will be stored, or Invalid naming each field that is wrong and why."""
+    store: Store, project_id: str, data: dict[str, Any], cluster_id: str = "",
+    current_drill: str = "",
+) -> dict[str, Any]:  # fmt: skip
+    """A policy as it will be stored, or Invalid naming each field that is wrong and why.
+    `current_drill`: the scratch cluster the stored policy drills into (kept, not typed again)."""
     errors: dict[str, list[str]] = {}
-    drill = _drill_fields(store, project_id, cluster_id, data, errors)
+    drill = _drill_fields(store, project_id, cluster_id, data, errors, current_drill)
     schedule = " ".join(str(data.get("schedule") or "").split())
     problems = _schedule_errors(schedule) if len(schedule) <= 100 else ["at most 100 characters"]
     if problems:
@@ -241,10 +252,19 @@ def save_policy(
     """Create or replace the cluster's policy (operators and owners), its store checked first
     (the bucket answers to the credential); audited with what changed, never a secret."""
     cluster, project = _cluster(store, actor, cluster_id, "operator")
-    policy = validate_policy(store, cluster["project_id"], data, cluster["_id"])
+    before = _policies(store).find_one({"_id": cluster["_id"]}) or {}
+    where = f"{project['name']}/{cluster['name']}"
+    try:
+        policy = validate_policy(store, cluster["project_id"], data, cluster["_id"],
+                                 before.get("drill_cluster_id", ""))  # fmt: skip
+    except Invalid as error:
+        if "drill_confirm" in error.fields:
+            audit.record(store, actor, "backup.drill", where, "refused",
+                         {"scratch": _cluster_name(store, data.get("drill_cluster_id")),
+                          "reason": error.fields["drill_confirm"][0]})  # fmt: skip
+        raise
     check_store(store, settings, policy["store"], s3 or s3_client)
     at = now()
-    before = _policies(store).find_one({"_id": cluster["_id"]}) or {}
     policy.update(
         _id=cluster["_id"],
         project_id=cluster["project_id"],
@@ -266,12 +286,22 @@ def save_policy(
                     "drill_cluster_id") if before.get(k) != policy[k]
     )  # fmt: skip
     audit.record(
-        store, actor, "backup.policy", f"{project['name']}/{cluster['name']}",
+        store, actor, "backup.policy", where,
         detail={"changed": changed, "schedule": policy["schedule"],
                 "keep_last": policy["keep_last"], "max_age_days": policy["max_age_days"],
                 "bucket": policy["store"]["bucket"], "enabled": policy["enabled"]},
     )  # fmt: skip
+    if "drill_schedule" in changed or "drill_cluster_id" in changed:
+        audit.record(store, actor, "backup.drill", where,
+                     detail={"scratch": policy["drill_cluster_name"],
+                             "was": before.get("drill_cluster_name", ""),
+                             "schedule": policy["drill_schedule"]})  # fmt: skip
     return policy
+
+
+def _cluster_name(store: Store, cluster_id: Any) -> str:
+    found = store.clusters.find_one({"_id": str(cluster_id or "")})
+    return found["name"] if found else ""
 
 
 def public_policy(policy: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ from webui.store import now
 bp = Blueprint("backups", __name__)
 POLICY_FIELDS = ("schedule", "keep_last", "max_age_days", "compression", "bucket", "prefix",
                  "region", "credential_id", "member", "drill_schedule",
-                 "drill_cluster_id")  # fmt: skip
+                 "drill_cluster_id", "drill_confirm")  # fmt: skip
 DEFAULTS = {"schedule": "0 2 * * *", "keep_last": "7", "max_age_days": "", "compression": "gzip",
             "prefix": "wap-backups", "enabled": True}  # fmt: skip
 
