@@ -541,11 +541,14 @@ def restore_cluster(
     restore_id: str = "",
     users_and_roles: bool = False,
     progress: Progress | None = None,
+    oplog: Callable[[str], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Restore the sharded snapshot ``manifest`` describes into the cluster whose mongos ``uri``
     names (the module's note). The result: per shard, per collection, what was copied and what
     the target shard holds (:func:`wap_agent.backup.verify.verification` compares them with the
-    manifest)."""
+    manifest). ``oplog(set name)``: the replay's options for that set instead of the snapshot's
+    point (a point-in-time restore's limit and followed oplog: wap_agent.backup.pitr)."""
+    replay = oplog or (lambda name: {})
     say = progress or (lambda event: None)
     clock = time.monotonic()
     point = _ts(manifest.oplog_end)
@@ -578,9 +581,9 @@ def restore_cluster(
             )
 
             def shard(name: str) -> dict:
-                options = RestoreOptions(
-                    oplog_replay=True, oplog_limit=limit, preserve_uuid=True, progress=progress
-                )
+                options = RestoreOptions(**{"oplog_replay": True, "oplog_limit": limit,
+                                            "preserve_uuid": True, "progress": progress,
+                                            **replay(name)})  # fmt: skip
                 return _restore_set(
                     by_name[mapping[name]].uri,
                     s3,
@@ -598,12 +601,9 @@ def restore_cluster(
                     except RestoreError as exc:
                         raise RestoreError(f"shard {name} -> {mapping[name]}: {exc}") from None
             say({"event": "step", "message": "restore: the sharding catalogue"})
-            options = RestoreOptions(
-                oplog_replay=True,
-                oplog_limit=limit,
-                users_and_roles=users_and_roles,
-                progress=progress,
-            )
+            options = RestoreOptions(**{"oplog_replay": True, "oplog_limit": limit,
+                                        "users_and_roles": users_and_roles, "progress": progress,
+                                        **replay(CONFIG)})  # fmt: skip
             catalogue = _restore_set(
                 config_uri,
                 s3,
