@@ -164,13 +164,14 @@ class PointInTime:
     when the snapshot cannot be the base of a restore to that moment."""
 
     def __init__(
-        self, s3: Any, bucket: str, manifest_key: str, manifest: Manifest, until: dict[str, int]
-    ) -> None:
+        self, s3: Any, bucket: str, manifest_key: str, manifest: Manifest, until: dict[str, int],
+        replica_set: str = "",
+    ) -> None:  # fmt: skip
         self.until = Timestamp(int(until["t"]), int(until["i"]))
         self.limit = limit_for(self.until)
         root = manifest_key.rsplit("/snapshots/", 1)[0]
         names = sorted({f.replica_set for f in manifest.files if f.replica_set})
-        self.replica_set = names[0] if len(names) == 1 else ""
+        self.replica_set = replica_set or (names[0] if len(names) == 1 else "")
         if not self.replica_set:
             raise RestoreError("the snapshot names no single replica set: its oplog is not known")
         self.store = OplogStore(s3, bucket, Layout(root, "", ""), self.replica_set)
@@ -216,6 +217,43 @@ class PointInTime:
         }
 
 
+class ClusterPointInTime:
+    """A sharded snapshot restored to `until` on every set (each shard and the config servers):
+    each set's :class:`PointInTime`, so that every set is replayed to the same cluster time.
+    RestoreError when a set's coverage does not hold the moment."""
+
+    def __init__(
+        self, s3: Any, bucket: str, manifest_key: str, manifest: Manifest, until: dict[str, int]
+    ) -> None:
+        self.sets = {s["name"]: PointInTime(s3, bucket, manifest_key, manifest, until, s["name"])
+                     for s in manifest.sets}  # fmt: skip
+
+    def options(self, name: str) -> dict[str, Any]:
+        """The replay's options of set `name` (sharded.restore_cluster's `oplog`)."""
+        return self.sets[name].options()
+
+    def summary(self, result: dict[str, Any]) -> dict[str, Any]:
+        """What was replayed: on the whole (the shards' entries applied, the newest applied) and
+        per set (entries read from its followed oplog; a shard's entries applied and its last:
+        the config servers' restore reports no count)."""
+        shards = {r["shard"]: r.get("oplog") or {} for r in result.get("shards") or []}
+        per_set, lasts = {}, []
+        for name, moment in self.sets.items():
+            replayed = moment.summary({"oplog": shards.get(name)}, [])
+            per_set[name] = {k: replayed[k] for k in ("followed_entries", "applied", "last")}
+            if replayed["last"]:
+                lasts.append(replayed["last"])
+        first = next(iter(self.sets.values())).summary({}, [])
+        return {
+            **{k: first[k] for k in ("until", "limit", "base_end")},
+            "followed_entries": sum(s["followed_entries"] for s in per_set.values()),
+            "applied": sum(s["applied"] or 0 for s in per_set.values()),
+            "last": max(lasts, key=lambda p: (p["t"], p["i"])) if lasts else None,
+            "created": [],
+            "sets": per_set,
+        }
+
+
 def verification(manifest: Manifest, result: dict[str, Any]) -> dict[str, Any]:
     """The report of a restore to a moment (verify.verification's, for what the snapshot held):
     collections the replay created are listed as such, and the note says the moment and what
@@ -244,6 +282,8 @@ def verification(manifest: Manifest, result: dict[str, Any]) -> dict[str, Any]:
         if until
         else ""
     )
+    if "shards" in result:  # verify's note names the snapshot's point, which was not the end
+        report["note"] = ""
     report["note"] = "; ".join(n for n in (said, report["note"]) if n)
     report["point_in_time"] = moment
     return report

@@ -240,9 +240,18 @@ def restore_snapshot(uri: str, args: dict[str, Any], s3: Any, progress: Any) -> 
                 "a sharded snapshot restores whole into a new sharded cluster: no selection of"
                 " namespaces and no --drop"
             )
-        return restore_cluster(uri, manifest, s3, args["bucket"], restore_id=args.get(
+        moments = None
+        if args.get("until"):  # every set to the same cluster time, from its followed oplog
+            from wap_agent.backup.pitr import ClusterPointInTime
+
+            moments = ClusterPointInTime(s3, args["bucket"], args["manifest_key"], manifest,
+                                         args["until"])  # fmt: skip
+        result = restore_cluster(uri, manifest, s3, args["bucket"], restore_id=args.get(
             "restore_id", ""), users_and_roles=args.get("users_and_roles", False),
-            progress=progress)  # fmt: skip
+            progress=progress, oplog=moments.options if moments else None)  # fmt: skip
+        if moments:
+            result["point_in_time"] = moments.summary(result)
+        return result
     if len(manifest.files) != 1:
         raise RestoreError(
             f"the snapshot has {len(manifest.files)} archives and is not marked sharded: its"
