@@ -281,7 +281,7 @@ def test_the_cluster_windows_are_the_intersection_of_its_sets() -> None:
     assert common_windows({}) == []
 
 
-def test_continuous_backup_of_a_sharded_cluster_asks_an_agent_per_set_through_its_router(
+def test_a_sharded_cluster_is_followed_per_set_through_its_router_and_restored_to_a_moment(
     platform: Backups,  # noqa: F811
 ) -> None:
     platform.cluster = sharded(platform, "shop")
@@ -317,3 +317,17 @@ def test_continuous_backup_of_a_sharded_cluster_asks_an_agent_per_set_through_it
     assert said_stop["detail"]["action"] == "stop"
     with pytest.raises(BadArguments, match="through a router, the set to follow"):
         FollowOplog().check({**asked[0], "replica_set": ""})
+
+    # to a moment: every set's base is the one snapshot, restored through the target's router
+    # with the same last entry (here the snapshot's own point: nothing was followed)
+    copy = sharded(platform, "shop-copy")
+    path = f"/clusters/{cluster}/point-in-time-restores"
+    request = {"target": "cluster", "cluster_id": copy["_id"]}
+    late = platform.api("POST", path, json={**request, "at": "Timestamp(9, 3)"})
+    assert late.status_code == 422 and "no restorable window of" in late.get_json()["message"]
+    started = platform.api("POST", path, json={**request, "at": "Timestamp(9, 2)"})
+    assert started.status_code == 202, started.get_json()
+    assert sorted(started.get_json()["point_in_time"]["replica_sets"]) == [
+        "config", "shard1", "shard2"]  # fmt: skip
+    restore = agent_command(platform, "restore")["args"]
+    assert (restore["until"], restore["router"]) == ({"t": 9, "i": 2}, "10.0.0.1:27017")
