@@ -117,9 +117,12 @@ def env_for(settings: Settings) -> dict[str, str]:
             "WAP_JOB_TIMEOUT": str(settings.job_timeout),
             "WAP_HEARTBEAT_INTERVAL": str(settings.heartbeat_interval),
             "WAP_LOST_AFTER": str(settings.lost_after),
+            "WAP_PUBLIC_URL": settings.public_url,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
     )
+    if settings.agent_wheelhouse is not None:
+        env["WAP_AGENT_WHEELHOUSE"] = str(settings.agent_wheelhouse)
     return env
 
 

@@ -85,6 +85,8 @@ def test_one_playbook_runs_the_deploy_then_the_agents(tmp_path: Path) -> None:
     ]
     assert all(Path(p["ansible.builtin.import_playbook"]).is_file() for p in plays)
     assert json.loads(path.read_text()) == plays
+    # The agents' job of a cluster WAP took over runs deploy_agent.yml once, as it is.
+    assert agents.playbook(tmp_path, settings, "deploy_agent.yml") == "deploy_agent.yml"
 
 
 def test_deploy_agent_refuses_access_control_without_an_administrator(tmp_path: Path) -> None:

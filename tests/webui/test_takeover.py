@@ -1,12 +1,14 @@
 """Taking over a replica set WAP did not create (issue 16): three mongod doubles on 127.0.0.1 with
 access control, set up by hand, discovered from one secondary's address by a real worker running
 takeover_cluster.yml, shown before anything is registered, then registered; the cluster page shows
-its members. A credential without clusterMonitor is refused naming the role, and nothing is
+its members, and its hosts' agents are being deployed (a deploy_agent.yml job with the discovery's
+SSH key). A credential without clusterMonitor is refused naming the role, and nothing is
 registered from it."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,12 @@ READER = ("reader", "reader-password-1")
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.with_(playbooks_dir=REPO / "playbooks")
+    """The repository's playbooks; a platform that serves agents (a public URL, a wheelhouse)."""
+    wheelhouse = settings.data_dir / "agent-wheelhouse"
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    (wheelhouse / "wap_agent-0.1.0-py3-none-any.whl").write_bytes(b"")  # never installed here
+    return settings.with_(playbooks_dir=REPO / "playbooks", public_url="http://127.0.0.1:9",
+                          agent_wheelhouse=wheelhouse)  # fmt: skip
 
 
 @pytest.fixture
@@ -75,13 +82,18 @@ def _discovered(api: Api, project_id: str, job_id: str) -> dict[str, Any]:
 
 
 def test_a_set_is_discovered_from_one_address_shown_then_registered_with_its_members(
-    admin_api: Api, start_worker: Callable[[], Proc], replica_set: list[str]
+    admin_api: Api, start_worker: Callable[[], Proc], replica_set: list[str], tmp_path: Path
 ) -> None:
-    start_worker()
+    worker = start_worker()
     admin_api.use_token()
     project_id = admin_api.call("POST", "/projects", json={"name": "legacy"}).json()["id"]
     reader = _credential(admin_api, project_id, "reader", READER)
     ops = _credential(admin_api, project_id, "ops", ADMIN)
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    ssh = admin_api.call("POST", f"/projects/{project_id}/credentials", json={
+        "name": "hosts", "kind": "ssh_key",
+        "fields": {"username": "root", "private_key": key.read_text()}}).json()["id"]  # fmt: skip
 
     # A credential without clusterMonitor: refused, naming the role; nothing to register.
     started = admin_api.call("POST", f"/projects/{project_id}/takeover", json={
@@ -97,7 +109,8 @@ def test_a_set_is_discovered_from_one_address_shown_then_registered_with_its_mem
 
     # The console's form with the administrator: the page shows what was found, nothing more.
     form = admin_api.form(f"/projects/{project_id}/takeover",
-                          {"address": replica_set[1], "mongodb_credential_id": ops},
+                          {"address": replica_set[1], "mongodb_credential_id": ops,
+                           "ssh_credential_id": ssh},
                           page=f"/projects/{project_id}/takeover")  # fmt: skip
     job_id = re.search(r"/takeover/([0-9a-f]{32})$", form.url).group(1)
     found = _discovered(admin_api, project_id, job_id)
@@ -118,7 +131,9 @@ def test_a_set_is_discovered_from_one_address_shown_then_registered_with_its_mem
     assert admin_api.call("GET", f"/projects/{project_id}/hosts").json() == []
     assert admin_api.call("GET", f"/projects/{project_id}/clusters").json() == []
 
-    # Confirmed: the host and the cluster are registered, the page shows the members.
+    # Confirmed: the host and the cluster are registered, the page shows the members. (The
+    # worker stops first: the agents' job stays queued, as 127.0.0.1 is no host to install on.)
+    worker.stop()
     confirmed = admin_api.form(f"/projects/{project_id}/takeover/{job_id}", {"name": "legacy-rs"},
                                page=f"/projects/{project_id}/takeover/{job_id}")  # fmt: skip
     cluster_id = confirmed.url.rstrip("/").rsplit("/", 1)[1]
@@ -139,6 +154,17 @@ def test_a_set_is_discovered_from_one_address_shown_then_registered_with_its_mem
         port = address.rpartition(":")[2]
         assert f"<td>{port}</td><td>rs0</td><td>member</td>" in shown
     assert "took it over" in shown and 'id="deploy-form"' not in shown
+    # Its hosts' agents: a deploy_agent.yml job on the cluster's hosts with the discovery's
+    # credentials, as a deploy job ends.
+    agents_job = re.search(r"Agents are being deployed on its hosts: job ([0-9a-f]{8})",
+                           confirmed.text)  # fmt: skip
+    assert agents_job, "the page does not say that the agents are being deployed"
+    listed = admin_api.call("GET", f"/projects/{project_id}/jobs").json()
+    (job,) = [j for j in listed if j["id"].startswith(agents_job.group(1))]
+    assert job["cluster_id"] == cluster_id
+    assert (job["playbook"], job["status"]) == ("deploy_agent.yml", "queued")
+    assert job["host_ids"] == [hosts[0]["id"]]
+    assert admin_api.call("POST", f"/jobs/{job['id']}/cancel").status_code == 202
     # Once only; and the audit log says who discovered and who registered what.
     twice = admin_api.call("POST", f"/projects/{project_id}/takeover", json={
         "dry_run": False, "job_id": job_id, "name": "other"})  # fmt: skip
@@ -146,6 +172,8 @@ def test_a_set_is_discovered_from_one_address_shown_then_registered_with_its_mem
     audit = admin_api.call("GET", "/audit").json()
     actions = [(a["action"], a["target"]) for a in audit]
     assert ("cluster.takeover", "legacy/legacy-rs") in actions
+    (registered,) = [a for a in audit if a["action"] == "cluster.takeover"]
+    assert registered["detail"]["agents_job"] == job["id"]
     assert ("host.add", "legacy/127.0.0.1") in actions
     assert sum(a == "cluster.takeover.discover" for a, _ in actions) == 2
     assert ADMIN[1] not in str(audit) and READER[1] not in str(audit)

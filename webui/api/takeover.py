@@ -49,10 +49,20 @@ class TakeoverOut(Strict):
                               "project has already"})  # fmt: skip
     cluster_id = fields.String(allow_none=True)
     cluster = fields.Nested(ClusterDetailOut, allow_none=True)
+    agents_job = fields.Nested(JobOut, allow_none=True, metadata={"description": "on "
+                               "registration: the job deploying the agents on the cluster's "
+                               "hosts"})  # fmt: skip
+    agents_reason = fields.String(allow_none=True, metadata={"description": "on registration "
+                                  "without an agents job: why none"})  # fmt: skip
 
 
 def _out(answer: dict[str, Any], cluster: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {**answer, "job": jobs.public_job(answer["job"]), "cluster": cluster}
+    out = {**answer, "job": jobs.public_job(answer["job"]), "cluster": cluster}
+    if cluster is not None:
+        agents = cluster.pop("agents")
+        out["agents_job"] = jobs.public_job(agents["job"]) if agents["job"] else None
+        out["agents_reason"] = agents["reason"] or None
+    return out
 
 
 @bp.route("/projects/<project_id>/takeover", methods=["POST"])
@@ -66,7 +76,9 @@ def take_over(data: dict[str, Any], project_id: str) -> Any:
     if data["dry_run"]:
         job = takeover.discover(store, get_settings(), actor, project_id, data)
         return _out(takeover.found(store, actor, project_id, job["_id"])), 202
-    cluster = takeover.register(store, actor, project_id, data["job_id"], data["name"])
+    cluster = takeover.register(
+        store, get_settings(), actor, project_id, data["job_id"], data["name"]
+    )
     answer = takeover.found(store, actor, project_id, data["job_id"])
     return _out(answer, {**cluster, "state": "registered",
                          "members": cluster["taken_over"]["members"]})  # fmt: skip

@@ -39,7 +39,10 @@ def wanted(job: dict[str, Any]) -> bool:
 
 
 def playbook(private_dir: Path, settings: Settings, first: str) -> str:
-    """A playbook in the job's private directory that imports `first`, then deploy_agent.yml."""
+    """A playbook in the job's private directory that imports `first`, then deploy_agent.yml;
+    deploy_agent.yml alone when it is `first` (the agents of a cluster WAP took over)."""
+    if first == PLAYBOOK:
+        return first
     plays = [
         {"name": name, "ansible.builtin.import_playbook": str(settings.playbooks_dir / file)}
         for name, file in ((f"Run {first}", first), ("Deploy the agents", PLAYBOOK))

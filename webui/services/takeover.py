@@ -8,6 +8,11 @@ preview (the console's page, `GET /api/v1/projects/{id}/takeover/{job}`), and `r
 hosts and cluster from that report, once per discovery. A credential without clusterMonitor fails
 the job with the roles it lacks, which `found` gives as the reason.
 
+Registered with the discovery's SSH credential, the cluster's hosts get agents at once: a job
+running deploy_agent.yml on them (the agent role finds each host's mongod and mongos from their
+configuration files), as a deploy job ends, when the platform serves agents (WAP_PUBLIC_URL and
+a wheelhouse). Without either, the answer says why no agent was deployed.
+
 The console's form and `POST /api/v1/projects/{id}/takeover` both call `discover` and `register`.
 """
 
@@ -23,13 +28,15 @@ from pymongo.errors import DuplicateKeyError
 
 from webui.config import Settings
 from webui.jobs import store as records
-from webui.services import audit, jobs, projects
+from webui.services import audit, deployments, jobs, projects
 from webui.services.audit import Actor
 from webui.services.errors import Conflict, Invalid, NotFound
 from webui.store import Store, now
 
 PLAYBOOK = "takeover_cluster.yml"
 ACTION = "takeover"
+AGENTS_PLAYBOOK = "deploy_agent.yml"
+AGENTS_ACTION = "agents"
 ADDRESS_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):([0-9]{1,5})$")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")  # the colours of the log's lines
 ROLES = {"replica set": "member", "config servers": "config server", "shard": "shard member"}
@@ -155,8 +162,11 @@ def members_and_routers(deployment: dict[str, Any], names: dict[str, str]) -> tu
     return rows, routers
 
 
-def register(store: Store, actor: Actor, project_id: str, job_id: str, name: str) -> dict[str, Any]:
-    """Register the discovered deployment's hosts (those the project lacks) and the cluster."""
+def register(
+    store: Store, settings: Settings, actor: Actor, project_id: str, job_id: str, name: str
+) -> dict[str, Any]:
+    """Register the discovered deployment's hosts (those the project lacks) and the cluster, then
+    start its agents' job where it can (`agents`: that job, or why there is none)."""
     project = projects.require(store, actor, project_id, "operator")
     answer = found(store, actor, project_id, job_id)
     deployment = answer["deployment"]
@@ -218,10 +228,44 @@ def register(store: Store, actor: Actor, project_id: str, job_id: str, name: str
         store.clusters.insert_one(cluster)
     except DuplicateKeyError:
         raise Conflict(f"a cluster named {name!r} exists", {"name": ["already taken"]}) from None
+    agents_job, why_not = deploy_agents(store, settings, actor, cluster)
     audit.record(
         store, actor, "cluster.takeover", f"{project['name']}/{name}",
         detail={"address": cluster["taken_over"]["address"], "topology": cluster["topology"],
                 "members": [f"{m['address']}:{m['port']}" for m in members],
-                "hosts": [names[a] for a in deployment["hosts"]], "discovery": job_id},
+                "hosts": [names[a] for a in deployment["hosts"]], "discovery": job_id,
+                "agents_job": agents_job["_id"] if agents_job else None},
     )  # fmt: skip
-    return cluster
+    return {**cluster, "agents": {"job": agents_job, "reason": why_not}}
+
+
+def deploy_agents(
+    store: Store, settings: Settings, actor: Actor, cluster: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str]:
+    """A job putting the agents on a taken-over cluster's hosts (deploy_agent.yml with a token per
+    host, as a deploy job's end), or None and why not."""
+    platform_vars = deployments.agent_vars(settings)
+    if not platform_vars:
+        return None, (
+            "the platform serves no agents: set WAP_PUBLIC_URL (the address the hosts reach it"
+            " at) and WAP_AGENT_WHEELHOUSE (agent/build-wheelhouse), then redeploy the agents"
+            " with deploy_agent.yml"
+        )
+    ssh = [
+        c
+        for c in cluster["credential_ids"]
+        if (store.credentials.find_one({"_id": c}, {"kind": 1}) or {}).get("kind") == "ssh_key"
+    ]
+    if not ssh:
+        return None, (
+            "no SSH credential was given with the discovery: discover the deployment again with"
+            " the hosts' SSH key to have agents deployed, or run deploy_agent.yml on its hosts"
+        )  # fmt: skip
+    job = jobs.create_job(
+        store, settings, actor, cluster["project_id"],
+        {"playbook": AGENTS_PLAYBOOK, "host_ids": cluster["host_ids"],
+         "credential_ids": cluster["credential_ids"], "extra_vars": {},
+         "cluster_id": cluster["_id"]},
+        action=AGENTS_ACTION, platform_vars=platform_vars,
+    )  # fmt: skip
+    return job, ""

@@ -67,12 +67,17 @@ def show(project_id: str, job_id: str) -> str:
 @bp.post("/projects/<project_id>/takeover/<job_id>")
 @login_required
 def register(project_id: str, job_id: str) -> Response:
-    store, actor = security.get_store(), security.current_actor()
+    store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
     name = request.form.get("name", "").strip()
     try:
-        cluster = takeover.register(store, actor, project_id, job_id, name)
+        cluster = takeover.register(store, settings, actor, project_id, job_id, name)
     except Invalid as exc:
         flash(f"{exc.message}: " + "; ".join(m for ms in exc.fields.values() for m in ms), "error")
         return redirect(url_for("takeover.show", project_id=project_id, job_id=job_id, name=name))
     flash(f"Cluster {cluster['name']} taken over: its hosts and members are registered.", "ok")
+    agents = cluster["agents"]
+    if agents["job"]:
+        flash(f"Agents are being deployed on its hosts: job {agents['job']['_id'][:8]}.", "ok")
+    else:
+        flash(f"No agent deployed: {agents['reason']}.", "warning")
     return redirect(url_for("clusters.show", cluster_id=cluster["_id"]))
