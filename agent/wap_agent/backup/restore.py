@@ -63,7 +63,11 @@ OPLOG_BATCH_BYTES = 8 << 20
 
 
 class RestoreError(RuntimeError):
-    """The restore failed or was refused; the message names the namespace and the reason."""
+    """The restore failed or was refused; the message names the namespace and the reason. A
+    restore that failed once it had begun writing also says which collections it left complete
+    (``complete``: their documents all inserted), which partly and which untouched."""
+
+    complete: list[str] | None = None
 
 
 @dataclass
@@ -102,6 +106,13 @@ class _Target:
     lock: threading.Lock = field(default_factory=threading.Lock)
     pending: list = field(default_factory=list)
     pending_bytes: int = 0
+    batches: int = 0  # sent to be inserted
+    inserted: int = 0  # of them, inserted whole
+    ended: bool = False  # its EOF block read: no more documents
+
+    @property
+    def complete(self) -> bool:
+        return self.ended and self.inserted == self.batches
 
     @property
     def db(self) -> str:
@@ -270,6 +281,7 @@ class Restorer:
         if self.failures:
             raise RestoreError(self.failures[0])
         self.slots.acquire()
+        target.batches += 1
         self.futures.append(self.pool.submit(self._insert, target, batch))
         self.futures = [f for f in self.futures if not f.done()]
 
@@ -285,6 +297,7 @@ class Restorer:
             )
             with target.lock:
                 target.hash.update(batch)
+                target.inserted += 1
             self.progress(event="documents", ns=target.ns, count=len(batch),
                           bytes=sum(map(len, batch)))  # fmt: skip
         except pymongo.errors.BulkWriteError as exc:
@@ -484,6 +497,36 @@ class Restorer:
             raise RestoreError(f"cannot read the snapshot: {exc}") from None
         self.plan(reader)
         self.check_targets()
+        try:
+            return self._run(reader, started, clock)
+        except RestoreError as exc:
+            raise self._left_behind(str(exc)) from None
+        except pymongo.errors.PyMongoError as exc:
+            raise self._left_behind(f"the server failed: {_reason(exc)}") from None
+
+    def _left_behind(self, reason: str) -> RestoreError:
+        """The error of a restore that failed once it had begun writing, saying what it left."""
+        targets = sorted(self.targets.values(), key=lambda t: t.ns)
+        complete = [t.ns for t in targets if t.complete]
+        partly = [t.ns for t in targets if not t.complete and t.inserted]
+        untouched = [t.ns for t in targets if not t.complete and not t.inserted]
+        if targets and len(complete) == len(targets):
+            left = (f"every collection's documents were inserted ({len(targets)}); what failed"
+                    " came after them")  # fmt: skip
+        else:
+            left = "; ".join(
+                f"{what}: {_names(spaces)}"
+                for what, spaces in (("complete", complete), ("partly inserted", partly),
+                                     ("not started", untouched)) if spaces
+            )  # fmt: skip
+        error = RestoreError(
+            f"{reason}. Left in the target: {left or 'nothing'}. Restore again with drop to "
+            "replace what this restore wrote"
+        )
+        error.complete = complete
+        return error
+
+    def _run(self, reader, started: str, clock: float) -> dict:
         self.create_collections()
         self.progress(event="start", collections=len(self.targets),
                       bytes=sum(n.size for n in reader.namespaces))  # fmt: skip
@@ -502,6 +545,7 @@ class Restorer:
                     continue
                 if event.kind != "documents":
                     if event.ns in self.targets:  # its last documents go now, not at the end
+                        self.targets[event.ns].ended = True
                         self.submit(self.targets[event.ns])
                     continue
                 if event.ns in self.auth:
@@ -511,14 +555,14 @@ class Restorer:
                 if target is not None:
                     self.add_documents(target, event.docs)
         except ArchiveError as exc:
-            self._stop()
+            self._stop(finish_queued=True)
             raise RestoreError(f"the snapshot is damaged: {exc}") from None
         except BaseException:
             self._stop()
             raise
         cut = [ns for ns in reader.unfinished() if not self._is_view(ns)]
         if cut:
-            self._stop()
+            self._stop(finish_queued=True)
             raise RestoreError(
                 "the snapshot ends before these namespaces are complete: " + ", ".join(cut)
             )
@@ -571,10 +615,20 @@ class Restorer:
         self.build_indexes()
         self.create_views()
 
-    def _stop(self) -> None:
-        self.failures.append("stopped")
+    def _stop(self, finish_queued: bool = False) -> None:
+        """Stop inserting. `finish_queued`: the snapshot is damaged past what was read, so the
+        batches already queued (documents read whole) are inserted first, leaving the
+        collections read to their end complete; else they are dropped."""
+        if not finish_queued:
+            self.failures.append("stopped")
         with contextlib.suppress(Exception):
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=True, cancel_futures=not finish_queued)
+        self.failures.append("stopped")
+
+
+def _names(spaces: list[str], most: int = 10) -> str:
+    shown = ", ".join(spaces[:most])
+    return shown + (f" and {len(spaces) - most} more" if len(spaces) > most else "")
 
 
 def _txn_key(entry: dict) -> tuple | None:
