@@ -189,3 +189,105 @@ def upgrade_plan(cluster_id: str, job_id: str) -> dict[str, Any]:
 
 
 BLUEPRINTS = (bp,)
+
+
+# Shards added, drained and removed, and a replica set converted to a sharded cluster
+# (webui.services.member_ops' shapes): planned first, run once the cluster's name is typed.
+class ShardAddIn(_WholeIn):
+    name = fields.String(
+        validate=SHORT, load_default="",
+        metadata={"description": "the new set's name (default: the first free shardN)"},
+    )  # fmt: skip
+
+
+class ShardRemoveIn(_WholeIn):
+    shard = fields.String(validate=SHORT, load_default="",
+                          metadata={"description": "the shard to drain and remove"})  # fmt: skip
+    move_primary_to = fields.String(
+        validate=SHORT, load_default="",
+        metadata={"description": "where its databases go (default: the first shard that stays)"},
+    )  # fmt: skip
+
+
+class ConvertIn(_WholeIn):
+    routers = fields.Integer(
+        load_default=None, validate=validate.Range(min=1, max=7),
+        metadata={"description": "mongos routers, on the first hosts (default 2, or 1 host)"},
+    )  # fmt: skip
+
+
+class ShapePlanOut(Strict):
+    job = fields.Nested(JobOut)
+    status = fields.String(metadata={"description": "the plan job's status"})
+    title = fields.String(allow_none=True, metadata={"description": "what the plan does"})
+    steps = fields.List(fields.String(), allow_none=True, metadata={"description": "in order"})
+    notes = fields.List(fields.String())
+    reason = fields.String(allow_none=True, metadata={"description": "why it was refused"})
+    run_job_id = fields.String(allow_none=True)
+    run_status = fields.String(allow_none=True, metadata={"description": "that job's status"})
+    shard = fields.String(allow_none=True, metadata={"description": "the shard added or removed"})
+    routers = fields.List(fields.String(), metadata={"description": "a conversion's routers"})
+
+
+def _shape(kind: str, data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    store, actor = get_store(), current_actor()
+    if data["dry_run"]:
+        job = member_ops.shape_plan(store, get_settings(), actor, cluster_id, kind, data)
+        return _out(member_ops.shape_planned(store, actor, cluster_id, kind, job["_id"]))
+    member_ops.shape_run(store, get_settings(), actor, cluster_id, kind, data["job_id"],
+                         data["confirm"])  # fmt: skip
+    return _out(member_ops.shape_planned(store, actor, cluster_id, kind, data["job_id"]))
+
+
+@bp.route("/clusters/<cluster_id>/shards", methods=["POST"])
+@bp.arguments(ShardAddIn)
+@bp.response(202, ShapePlanOut)
+def shard_add(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    """With dry_run (the default), plan a new shard (a replica set with a member on each of the
+    cluster's hosts, secured as the cluster is, then addShard): a job, read with GET
+    .../shards/{job_id}; with dry_run false, run the plan `job_id` once."""
+    return _shape("shard-add", data, cluster_id)
+
+
+@bp.route("/clusters/<cluster_id>/shards/<job_id>")
+@bp.response(200, ShapePlanOut)
+def shard_add_plan(cluster_id: str, job_id: str) -> dict[str, Any]:
+    """A new shard's plan: its steps once it ended, or why it was refused; the job that ran it."""
+    return _out(member_ops.shape_planned(get_store(), current_actor(), cluster_id, "shard-add",
+                                         job_id))  # fmt: skip
+
+
+@bp.route("/clusters/<cluster_id>/shard-removals", methods=["POST"])
+@bp.arguments(ShardRemoveIn)
+@bp.response(202, ShapePlanOut)
+def shard_remove(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    """With dry_run (the default), plan a shard's removal (what it drains, the databases moved;
+    the last shard refused): a job, read with GET .../shard-removals/{job_id}; with dry_run
+    false, run it once (its job's log shows what is left, round by round)."""
+    return _shape("shard-remove", data, cluster_id)
+
+
+@bp.route("/clusters/<cluster_id>/shard-removals/<job_id>")
+@bp.response(200, ShapePlanOut)
+def shard_remove_plan(cluster_id: str, job_id: str) -> dict[str, Any]:
+    """A removal's plan: its steps once it ended, or why it was refused; the job that ran it."""
+    return _out(member_ops.shape_planned(get_store(), current_actor(), cluster_id, "shard-remove",
+                                         job_id))  # fmt: skip
+
+
+@bp.route("/clusters/<cluster_id>/conversions", methods=["POST"])
+@bp.arguments(ConvertIn)
+@bp.response(202, ShapePlanOut)
+def convert(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    """With dry_run (the default), plan the replica set's conversion to a sharded cluster
+    (config servers and routers added, the set its first shard, restarted primary last): a job,
+    read with GET .../conversions/{job_id}; with dry_run false, run it once."""
+    return _shape("convert", data, cluster_id)
+
+
+@bp.route("/clusters/<cluster_id>/conversions/<job_id>")
+@bp.response(200, ShapePlanOut)
+def convert_plan(cluster_id: str, job_id: str) -> dict[str, Any]:
+    """A conversion's plan: its steps once it ended, or why it was refused; the job that ran it."""
+    return _out(member_ops.shape_planned(get_store(), current_actor(), cluster_id, "convert",
+                                         job_id))  # fmt: skip

@@ -343,6 +343,15 @@ def members(store: Store, cluster: dict[str, Any]) -> tuple[list[dict[str, Any]]
     hosts = {h["_id"]: h for h in store.hosts.find({"_id": {"$in": cluster.get("host_ids", [])}})}
     by_address = {h["address"]: h["name"] for h in hosts.values()}
     job = last_deploy(store, cluster["_id"], finished=True)
+    converted = list(
+        store.jobs.find(
+            {"cluster_id": cluster["_id"], "cluster_action": "convert", "status": "successful"}
+        )
+        .sort("created_at", -1)
+        .limit(1)
+    )
+    if converted and (job is None or converted[0]["created_at"] > job["created_at"]):
+        job = converted[0]  # its report names the new sets' members
     reported: list[Any] = []
     if job is not None:
         stats = store.job_events.find_one({"job_id": job["_id"], "event": "playbook_on_stats"})
@@ -398,8 +407,9 @@ def routers(store: Store, cluster: dict[str, Any]) -> list[dict[str, Any]]:
         return cluster["taken_over"]["routers"]
     ids = cluster.get("host_ids", [])[: cluster.get("routers") or 0]
     hosts = {h["_id"]: h for h in store.hosts.find({"_id": {"$in": ids}})}
+    port = cluster.get("router_port") or MONGOS_PORT  # a converted set keeps MONGOS_PORT
     return [
-        {"host": hosts[i]["name"], "address": hosts[i]["address"], "port": MONGOS_PORT}
+        {"host": hosts[i]["name"], "address": hosts[i]["address"], "port": port}
         for i in ids
         if i in hosts
     ]
@@ -446,3 +456,100 @@ def redeploy(store: Store, settings: Settings, actor: Actor, cluster_id: str) ->
 def jobs_of(store: Store, cluster_id: str, limit: int = 50) -> list[dict[str, Any]]:
     """The jobs that ran on a cluster, newest first (its page lists them)."""
     return list(store.jobs.find({"cluster_id": cluster_id}).sort("created_at", -1).limit(limit))
+
+
+# A cluster's recorded topology follows the shard additions and removals and the conversions
+# that ended well (webui.services.member_ops plans and starts them): its deploy variables, so a
+# later deploy, rolling restart or upgrade knows every set, and what the console shows.
+TOPOLOGY_ACTIONS = ("shard-add", "shard-remove", "convert")
+SECURITY_VARS = ("mongodb_install_version", "mongodb_security_cluster_name",
+                 "mongodb_security_cluster_auth", "mongodb_security_tls", "mongodb_config_auth",
+                 "mongodb_config_key_file", "mongodb_config_tls_mode", "mongodb_replicaset_tls",
+                 "mongodb_users_tls")  # fmt: skip
+
+
+def recorded_topology(
+    cluster: dict[str, Any], action: str, variables: dict[str, Any], addresses: dict[str, str]
+) -> dict[str, Any]:
+    """The cluster's fields after a successful shard addition, removal or conversion run with
+    `variables` (`addresses`: host name -> address), pure."""
+    deployed = dict(cluster.get("deploy_vars") or {})
+
+    def members(hosts: list[str], port: int) -> list[dict[str, str]]:
+        return [{"host": f"{addresses.get(h, h)}:{port}"} for h in hosts]
+
+    def seeds(name: str, hosts: list[str], port: int) -> str:
+        return name + "/" + ",".join(m["host"] for m in members(hosts, port))
+
+    if action == "shard-add":
+        name, port = variables["wap_shard_name"], int(variables["wap_shard_port"])
+        hosts = variables["wap_shard_hosts"]
+        added = {
+            "wap_mongod_instances": {"name": name, "port": port, "replica_set": name,
+                                     "cluster_role": "shardsvr"},
+            "wap_replica_sets": {"name": name, "port": port, "members": members(hosts, port)},
+            "mongodb_sharding_shards": {"host": seeds(name, hosts, port)},
+        }  # fmt: skip
+        for key, entry in added.items():
+            deployed[key] = [*deployed.get(key, []), entry]
+        return {"deploy_vars": deployed, "shards": (cluster.get("shards") or 0) + 1}
+    if action == "shard-remove":
+        name = variables["wap_shard_name"]
+        deployed["wap_mongod_instances"] = [
+            i for i in deployed.get("wap_mongod_instances", []) if i.get("replica_set") != name
+        ]
+        deployed["wap_replica_sets"] = [
+            s for s in deployed.get("wap_replica_sets", []) if s["name"] != name
+        ]
+        deployed["mongodb_sharding_shards"] = [
+            s
+            for s in deployed.get("mongodb_sharding_shards", [])
+            if (s.get("name") or s["host"].partition("/")[0]) != name
+        ]
+        return {"deploy_vars": deployed, "shards": max((cluster.get("shards") or 1) - 1, 0)}
+    # convert: the replica set is the first shard of a sharded cluster
+    hosts, name = variables["wap_convert_hosts"], variables["wap_convert_replica_set"]
+    port, instance = int(variables["wap_convert_port"]), variables["wap_convert_instance"]
+    cfg, cfg_port = variables["wap_convert_config_name"], int(variables["wap_convert_config_port"])
+    cfg_hosts, routers = variables["wap_convert_config_hosts"], variables["wap_mongos_hosts"]
+    router_port = int(variables["wap_convert_router_port"])
+    tls = bool(deployed.get("mongodb_replicaset_tls"))
+    sharded = {
+        **{k: deployed[k] for k in SECURITY_VARS if k in deployed},
+        "wap_sharded_hosts": list(dict.fromkeys(hosts + cfg_hosts)),
+        "wap_mongos_hosts": routers,
+        "wap_mongod_instances": [
+            {"name": cfg, "port": cfg_port, "replica_set": cfg, "cluster_role": "configsvr"},
+            {"name": instance, "port": port, "replica_set": name, "cluster_role": "shardsvr"}],
+        "wap_replica_sets": [
+            {"name": cfg, "port": cfg_port, "members": members(cfg_hosts, cfg_port)},
+            {"name": name, "port": port, "members": members(hosts, port)}],
+        "wap_mongos_instances": [{"name": "mongos", "port": router_port, "type": "mongos",
+                                  "config_db": seeds(cfg, cfg_hosts, cfg_port)}],
+        "mongodb_sharding_port": router_port,
+        "mongodb_sharding_tls": tls,
+        "mongodb_sharding_shards": [{"host": seeds(name, hosts, port)}],
+        "mongodb_users_port": router_port,
+    }  # fmt: skip
+    return {"deploy_vars": sharded, "topology": "sharded", "playbook": PLAYBOOKS["sharded"],
+            "replica_set": None, "port": router_port, "router_port": router_port, "shards": 1,
+            "routers": len(routers)}  # fmt: skip
+
+
+def topology_job_finished(store: Store, job: dict[str, Any]) -> None:
+    """After a job ends: a shard addition or removal, or a conversion, that ended well is
+    recorded in its cluster (audited as cluster.topology)."""
+    if job.get("cluster_action") not in TOPOLOGY_ACTIONS or job.get("status") != "successful":
+        return
+    cluster = store.clusters.find_one({"_id": job.get("cluster_id")})
+    if cluster is None:
+        return
+    hosts = store.hosts.find({"project_id": cluster["project_id"]}, {"name": 1, "address": 1})
+    addresses = {h["name"]: h["address"] for h in hosts}
+    update = recorded_topology(cluster, job["cluster_action"], job.get("extra_vars") or {},
+                               addresses)  # fmt: skip
+    store.clusters.update_one({"_id": cluster["_id"]}, {"$set": update})
+    audit.record(store, audit.SYSTEM, "cluster.topology", cluster["name"],
+                 detail={"job_id": job["_id"], "action": job["cluster_action"],
+                         "topology": update.get("topology", cluster.get("topology")),
+                         "shards": update.get("shards")})  # fmt: skip

@@ -414,3 +414,181 @@ def whole_run(
     audit.record(store, actor, WHOLE[kind]["audit"], cluster["name"],
                  detail={**asked, "job": job["_id"], "steps": answer["steps"]})  # fmt: skip
     return job
+
+
+# -- Shards and conversions (issue 16) -------------------------------------------------------
+# A sharded cluster WAP deployed gets a shard (a new replica set on its hosts) or has one drained
+# and removed (shard_operation.yml); a replica set becomes the first shard of a sharded cluster
+# (convert_cluster.yml). Planned first by the playbook with its plan-only flag (the live cluster
+# read, the steps reported, or the refusal: the last shard, a set not healthy), then run once
+# the cluster's name is typed; webui.services.deployments records the new topology when the run
+# ends well. The jobs get only the variables the playbooks document for this (never the roles'
+# instance or set variables of the cluster's deploy, which would outrank the playbooks' own).
+SHAPES = {
+    "shard-add": {"playbook": "shard_operation.yml", "plan_only": "wap_shard_plan_only",
+                  "report": "wap_shard_plan", "audit": "cluster.shard_add",
+                  "topology": "sharded", "label": "Add a shard"},
+    "shard-remove": {"playbook": "shard_operation.yml", "plan_only": "wap_shard_plan_only",
+                     "report": "wap_shard_plan", "audit": "cluster.shard_remove",
+                     "topology": "sharded", "label": "Remove a shard"},
+    "convert": {"playbook": "convert_cluster.yml", "plan_only": "wap_convert_plan_only",
+                "report": "wap_convert_plan", "audit": "cluster.convert",
+                "topology": "replicaset", "label": "Convert to a sharded cluster"},
+}  # fmt: skip
+ROUTER_PORTS = (27017, 27016)  # a converted set's routers: the first its members leave free
+
+
+def _shape_cluster(store: Store, actor: Actor, cluster_id: str, kind: str,
+                   role: str) -> dict[str, Any]:  # fmt: skip
+    cluster, _ = cloud.get_cluster(store, actor, cluster_id, role)
+    wanted = SHAPES[kind]["topology"]
+    if cluster.get("topology") != wanted or not cluster.get("deploy_vars"):
+        what = "replica set" if wanted == "replicaset" else "sharded cluster"
+        raise Conflict(f"{SHAPES[kind]['label'].lower()}: for a {what} WAP deployed "
+                       "(it knows its instances)")  # fmt: skip
+    return cluster
+
+
+def shard_names(cluster: dict[str, Any]) -> list[str]:
+    """The shards a sharded cluster's record names, in order."""
+    shards = (cluster.get("deploy_vars") or {}).get("mongodb_sharding_shards") or []
+    return [s.get("name") or s["host"].partition("/")[0] for s in shards]
+
+
+def shape_check(cluster: dict[str, Any], kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The playbook's variables for a shard addition or removal or a conversion (pure): each
+    field checked, Invalid naming the wrong ones."""
+    deployed = cluster.get("deploy_vars") or {}
+    common = {k: deployed[k] for k in deployments.SECURITY_VARS if k in deployed}
+    errors: dict[str, list[str]] = {}
+    if kind == "convert":
+        hosts = deployed.get("wap_replicaset_hosts") or []
+        routers = data.get("routers") or min(2, len(hosts))
+        if str(routers).strip() not in [str(n) for n in range(1, len(hosts) + 1)]:
+            errors["routers"] = [f"a whole number from 1 to {len(hosts)} (one per host)"]
+        if errors:
+            raise Invalid("the conversion cannot be planned as given", errors)
+        port = int(deployed.get("mongodb_replicaset_port") or cluster.get("port") or 27017)
+        instance = (deployed.get("mongodb_config_instances") or [{}])[0].get("name")
+        name = cluster["replica_set"]
+        return {**common, "wap_convert_to": "sharded", "wap_convert_hosts": hosts,
+                "wap_convert_replica_set": name, "wap_convert_instance": instance or name,
+                "wap_convert_port": port, "wap_convert_config_hosts": hosts,
+                "wap_convert_config_name": "cfg",
+                "wap_convert_config_port": deployments.CONFIG_PORT
+                if port != deployments.CONFIG_PORT else deployments.CONFIG_PORT + 100,
+                "wap_mongos_hosts": hosts[: int(routers)],
+                "wap_convert_router_port": next(p for p in ROUTER_PORTS if p != port)}  # fmt: skip
+    names = shard_names(cluster)
+    routers = {"wap_mongos_hosts": deployed.get("wap_mongos_hosts") or [],
+               "mongodb_sharding_port": int(deployed.get("mongodb_sharding_port") or 27017),
+               "mongodb_sharding_tls": bool(deployed.get("mongodb_sharding_tls"))}  # fmt: skip
+    if kind == "shard-remove":
+        shard = str(data.get("shard") or "")
+        if shard not in names:
+            errors["shard"] = [f"one of the cluster's shards: {', '.join(names)}"]
+        elif len(names) < 2:
+            errors["shard"] = [f"{shard} is the cluster's last shard: MongoDB cannot remove it"]
+        target = str(data.get("move_primary_to") or "")
+        if target and (target == shard or target not in names):
+            errors["move_primary_to"] = ["a shard that stays, or empty (the first that stays)"]
+        if errors:
+            raise Invalid("the shard's removal cannot be planned as given", errors)
+        return {**routers, "wap_shard_operation": "remove", "wap_shard_name": shard,
+                **({"wap_shard_move_primary_to": target} if target else {})}  # fmt: skip
+    sets = deployed.get("wap_replica_sets") or []
+    taken = {s["name"] for s in sets} | set(names)
+    name = str(data.get("name") or "").strip()
+    if not name:
+        name = next(f"shard{n}" for n in range(1, 100) if f"shard{n}" not in taken)
+    if not deployments.SET_NAME_RE.match(name) or name in taken:
+        errors["name"] = [
+            f"a replica set name the cluster does not use ({', '.join(sorted(taken))})"
+        ]
+    if errors:
+        raise Invalid("the shard cannot be planned as given", errors)
+    used = {int(s["port"]) for s in sets} | {deployments.MONGOS_PORT, deployments.CONFIG_PORT,
+                                             routers["mongodb_sharding_port"]}  # fmt: skip
+    return {**common, **routers, "wap_shard_operation": "add", "wap_shard_name": name,
+            "wap_shard_hosts": deployed.get("wap_sharded_hosts") or [],
+            "wap_shard_port": next(p for p in range(27018, 28000) if p not in used)}  # fmt: skip
+
+
+def _start_shape(store, settings, actor, cluster, kind, action, variables) -> dict[str, Any]:
+    return jobs.create_job(
+        store, settings, actor, cluster["project_id"],
+        {"playbook": SHAPES[kind]["playbook"], "host_ids": cluster["host_ids"],
+         "credential_ids": cluster.get("credential_ids") or [], "extra_vars": variables,
+         "cluster_id": cluster["_id"]},
+        action=action,
+    )  # fmt: skip
+
+
+def shape_plan(
+    store: Store, settings: Settings, actor: Actor, cluster_id: str, kind: str,
+    data: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """Start the plan job of a shard addition or removal or a conversion (reads the live
+    cluster, changes nothing): the job."""
+    cluster = _shape_cluster(store, actor, cluster_id, kind, "operator")
+    variables = {**shape_check(cluster, kind, data), SHAPES[kind]["plan_only"]: True}
+    return _start_shape(store, settings, actor, cluster, kind, f"{kind}-plan", variables)
+
+
+def shape_planned(
+    store: Store, actor: Actor, cluster_id: str, kind: str, job_id: str
+) -> dict[str, Any]:
+    """A plan: its job and what was asked, the steps once it ended or why it was refused, the
+    job that ran it (and that job's status)."""
+    cloud.get_cluster(store, actor, cluster_id, "read-only")
+    job = store.jobs.find_one({"_id": job_id, "cluster_id": cluster_id,
+                               "cluster_action": f"{kind}-plan"})  # fmt: skip
+    if job is None:
+        raise NotFound(f"no such {SHAPES[kind]['label'].lower()} plan on this cluster")
+    variables = job["extra_vars"]
+    answer: dict[str, Any] = {
+        "job": job, "status": job["status"], "title": None, "steps": None, "notes": [],
+        "reason": None, "run_job_id": job.get("run_job_id"), "run_status": None,
+        "shard": variables.get("wap_shard_name"),
+        "routers": [f"{h}:{variables.get('wap_convert_router_port')}"
+                    for h in variables.get("wap_mongos_hosts") or []] if kind == "convert" else [],
+    }  # fmt: skip
+    if job["status"] == "successful":
+        report = (records.recap(store, job_id) or {}).get("artifact_data") or {}
+        plan = report.get(SHAPES[kind]["report"]) or {}
+        answer.update(title=plan.get("title"), steps=plan.get("steps"),
+                      notes=plan.get("notes") or [])  # fmt: skip
+    elif job["status"] in jobs.FINISHED:
+        answer["reason"] = takeover.failure(store, job_id)
+    if answer["run_job_id"]:
+        ran = store.jobs.find_one({"_id": answer["run_job_id"]}, {"status": 1}) or {}
+        answer["run_status"] = ran.get("status")
+    return answer
+
+
+def shape_run(
+    store: Store, settings: Settings, actor: Actor, cluster_id: str, kind: str, job_id: str,
+    confirm: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Carry out a plan that was not refused (once), the cluster's name typed: the job. Its
+    cluster's record changes when it ends well (webui.services.deployments)."""
+    cluster = _shape_cluster(store, actor, cluster_id, kind, "operator")
+    answer = shape_planned(store, actor, cluster_id, kind, job_id)
+    if answer["status"] != "successful" or answer["steps"] is None:
+        raise Conflict(f"this plan is {answer['status']}: only a plan that was not refused runs"
+                       + (f" ({answer['reason']})" if answer["reason"] else ""))  # fmt: skip
+    if answer["run_job_id"]:
+        raise Conflict("this plan has run already: plan again")
+    if confirm.strip() != cluster["name"]:
+        raise Invalid("type the cluster's name to confirm",
+                      {"confirm": [f"type {cluster['name']}"]})  # fmt: skip
+    variables = {k: v for k, v in answer["job"]["extra_vars"].items()
+                 if k != SHAPES[kind]["plan_only"]}  # fmt: skip
+    job = _start_shape(store, settings, actor, cluster, kind, kind, variables)
+    store.jobs.update_one({"_id": job_id}, {"$set": {"run_job_id": job["_id"]}})
+    asked = {k: variables[k] for k in ("wap_shard_name", "wap_shard_hosts", "wap_shard_port",
+                                       "wap_mongos_hosts", "wap_convert_router_port")
+             if k in variables}  # fmt: skip
+    audit.record(store, actor, SHAPES[kind]["audit"], cluster["name"],
+                 detail={**asked, "job": job["_id"], "steps": answer["steps"]})  # fmt: skip
+    return job

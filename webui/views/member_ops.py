@@ -125,3 +125,51 @@ def whole_run(cluster_id: str, kind: str, job_id: str) -> Response:
         return redirect(url_for("member_ops.whole_show", cluster_id=cluster_id, kind=kind,
                                 job_id=job_id))  # fmt: skip
     return redirect(url_for("jobs.show", job_id=job["_id"]))
+
+
+# Shards added, drained and removed, and a replica set converted (member_ops' shapes): the
+# forms on the cluster's page (member_ops/_shards.html), the plan's page, then the job once the
+# cluster's name is typed.
+SHAPE_FIELDS = ("name", "shard", "move_primary_to", "routers")
+
+
+@bp.post("/clusters/<cluster_id>/<any('shard-add', 'shard-remove', convert):kind>/plan")
+@login_required
+def shape_plan(cluster_id: str, kind: str) -> Response:
+    store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
+    data = {name: request.form.get(name, "").strip() for name in SHAPE_FIELDS}
+    try:
+        job = member_ops.shape_plan(store, settings, actor, cluster_id, kind, data)
+    except Invalid as exc:
+        flash(f"{exc.message}: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.fields.items()),
+              "error")  # fmt: skip
+        return redirect(url_for("clusters.show", cluster_id=cluster_id) + f"#{kind}-form")
+    return redirect(url_for("member_ops.shape_show", cluster_id=cluster_id, kind=kind,
+                            job_id=job["_id"]))  # fmt: skip
+
+
+@bp.get("/clusters/<cluster_id>/<any('shard-add', 'shard-remove', convert):kind>/<job_id>")
+@login_required
+def shape_show(cluster_id: str, kind: str, job_id: str) -> str:
+    store, actor = security.get_store(), security.current_actor()
+    answer = member_ops.shape_planned(store, actor, cluster_id, kind, job_id)
+    cluster, _project = cloud.get_cluster(store, actor, cluster_id)
+    role = projects.role_in(store, actor, cluster["project_id"])
+    return render_template(
+        "member_ops/shape.html", cluster=cluster, answer=answer, job=answer["job"], kind=kind,
+        label=member_ops.SHAPES[kind]["label"], can_operate=role in ("operator", "owner"),
+    )  # fmt: skip
+
+
+@bp.post("/clusters/<cluster_id>/<any('shard-add', 'shard-remove', convert):kind>/<job_id>")
+@login_required
+def shape_run(cluster_id: str, kind: str, job_id: str) -> Response:
+    store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
+    try:
+        job = member_ops.shape_run(store, settings, actor, cluster_id, kind, job_id,
+                                   request.form.get("confirm", ""))  # fmt: skip
+    except Invalid as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("member_ops.shape_show", cluster_id=cluster_id, kind=kind,
+                                job_id=job_id))  # fmt: skip
+    return redirect(url_for("jobs.show", job_id=job["_id"]))
