@@ -568,3 +568,57 @@ def test_an_agent_that_refuses_backups_is_replaced_by_the_playbooks_jobs(
     job = platform.store.jobs.find_one({"_id": entry["job_id"]})
     assert job["playbook"] == backups.PLAYBOOK
     assert job["extra_vars"]["wap_backup"]["snapshot_id"] == started["id"]
+
+
+def test_a_failed_restore_is_restored_again_with_drop_once_its_target_is_typed(
+    platform: Backups,  # noqa: F811
+) -> None:
+    """The way out of a restore that failed midway: its page shows the engine's reason (which
+    collections it left complete) and offers the same restore with drop, the target's name typed;
+    the API the same; refusals audited."""
+    snapshot = done_snapshot(platform)
+    asked = {"target": "same", "confirm": "orders", "include": ["shop.*"]}
+    started = platform.api("POST", f"/snapshots/{snapshot['id']}/restores", json=asked)
+    assert started.status_code == 202, started.get_json()
+    failed = started.get_json()
+    headers = {"Authorization": f"Bearer {platform.token}"}
+    client = platform.client
+    (command,) = [c for c in client.get("/api/v1/agent/commands", headers=headers)
+                  .get_json()["commands"] if c["name"] == "restore"]  # fmt: skip
+    reason = ("RestoreError: the snapshot is damaged: truncated archive. Left in the target:"
+              " complete: shop.orders; partly inserted: shop.lines. Restore again with drop to"
+              " replace what this restore wrote")  # fmt: skip
+    client.post(f"/api/v1/agent/commands/{command['id']}/result", headers=headers,
+                json={"state": "failed", "reason": reason})  # fmt: skip
+    backups.tick(platform.store, platform.settings)
+    assert platform.api("GET", f"/restores/{failed['id']}").get_json()["status"] == "failed"
+
+    assert login(client, "admin") == 302
+    path = f"/restores/{failed['id']}"
+    page = client.get(path).get_data(as_text=True)
+    assert "complete: shop.orders; partly inserted: shop.lines" in page
+    assert 'id="restore-again"' in page and "Type orders to restore into it again" in page
+    mistyped = client.post(f"{path}/again", data={"csrf_token": csrf(client, path),
+                                                  "confirm": "ordres"})  # fmt: skip
+    text = mistyped.get_data(as_text=True)
+    assert mistyped.status_code == 422 and 'value="ordres"' in text
+    assert "type the cluster&#39;s name, orders, to restore into it again" in text
+    untyped = platform.api("POST", f"{path}/again", json={"confirm": "nope"})
+    assert untyped.status_code == 422
+    refused = platform.audit("backup.restore")[0]
+    assert refused["outcome"] == "refused" and refused["detail"]["again_of"] == failed["id"]
+
+    again = platform.api("POST", f"{path}/again", json={"confirm": "orders"})
+    assert again.status_code == 202, again.get_json()
+    entry = again.get_json()
+    assert (entry["again_of"], entry["target"], entry["cluster_name"], entry["drop"]) == (
+        failed["id"], "same", "orders", True
+    )  # fmt: skip
+    assert entry["include"] == ["shop.*"] and entry["snapshot_id"] == snapshot["id"]
+    (second,) = [c for c in client.get("/api/v1/agent/commands", headers=headers)
+                 .get_json()["commands"] if c["name"] == "restore"]  # fmt: skip
+    assert second["args"]["drop"] is True and second["args"]["include"] == ["shop.*"]
+    page = client.get(f"/restores/{entry['id']}").get_data(as_text=True)
+    assert f'href="{path}">a failed one</a> left' in page and 'id="restore-again"' not in page
+    running = platform.api("POST", f"/restores/{entry['id']}/again", json={"confirm": "orders"})
+    assert running.status_code == 409 and "only a failed one" in str(running.get_json())

@@ -237,6 +237,7 @@ class RestoreOut(Strict):
     reason = fields.String()
     created_by = fields.String()
     drill = fields.Boolean(metadata={"description": "a scheduled restore drill of the policy"})
+    again_of = fields.String(metadata={"description": "the failed restore this one replaces"})
     point_in_time = fields.Dict(
         allow_none=True, metadata={"description": "a restore to a moment: at (as asked), until"
                                    " and last_entry (the last oplog entry replayed), explained"},
@@ -270,6 +271,23 @@ def restores(snapshot_id: str) -> list[dict[str, Any]]:
 def get_restore(restore_id: str) -> dict[str, Any]:
     """A restore: its progress while it runs, its verification report once done."""
     return backups.get_restore(get_store(), current_actor(), restore_id)
+
+
+class RestoreAgainIn(Strict):
+    confirm = fields.String(
+        required=True, validate=SHORT, metadata={"description": "the target cluster's name"}
+    )
+
+
+@bp.route("/restores/<restore_id>/again", methods=["POST"])
+@bp.arguments(RestoreAgainIn)
+@bp.response(202, RestoreOut)
+def restore_again(data: dict[str, Any], restore_id: str) -> dict[str, Any]:
+    """Restore a failed restore's snapshot into its target again, with drop: what the failed one
+    left (its reason names the collections complete) is replaced. Type the target's name."""
+    return backups.restore_again(
+        get_store(), get_settings(), current_actor(), restore_id, data["confirm"]
+    )
 
 
 @bp.route("/snapshots/<snapshot_id>/download", methods=["POST"])

@@ -1135,6 +1135,55 @@ def start_restore(
     return entry
 
 
+def restore_again(
+    store: Store, settings: Settings, actor: Actor, restore_id: str, confirm: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The way out of a restore that failed midway: its target holds what it wrote (its reason
+    names the collections left complete) and refuses a second restore as not empty, so the same
+    snapshot is restored into the same target, the same namespaces, with drop (the collections
+    it restores replaced), once the target's name is typed. A new restore (`again_of` names the
+    failed one), audited as every restore."""
+    failed = get_restore(store, actor, restore_id)
+    project = projects.require(store, actor, failed["project_id"], "operator")
+    try:
+        _check_again(store, failed, confirm)
+    except (Conflict, Invalid) as error:
+        audit.record(store, actor, "backup.restore", f"{project['name']}/{failed['cluster_name']}",
+                     "refused", {"again_of": restore_id, "reason": error.message})  # fmt: skip
+        raise
+    same = failed["cluster_id"] == failed["source_cluster_id"]
+    data = {
+        "target": "same" if same else "cluster", "cluster_id": failed["cluster_id"],
+        "confirm": confirm, "include": failed["include"], "drop": True,
+        "renames": [f"{a}={b}" for a, b in zip(failed["rename_from"], failed["rename_to"],
+                                                strict=True)],
+        "users_and_roles": failed.get("users_and_roles", False),
+        "at": (failed.get("point_in_time") or {}).get("at", ""),
+    }  # fmt: skip
+    entry = start_restore(store, settings, actor, failed["snapshot_id"], data)
+    _restores(store).update_one({"_id": entry["_id"]}, {"$set": {"again_of": restore_id}})
+    entry["again_of"] = restore_id
+    return entry
+
+
+def _check_again(store: Store, failed: dict[str, Any], confirm: str) -> None:
+    if failed["status"] != FAILED:
+        raise Conflict(f"the restore is {failed['status']}: only a failed one is restored again")
+    if confirm != failed["cluster_name"]:
+        raise Invalid(
+            "type the target's name to replace what the failed restore left",
+            {"confirm": [f"type the cluster's name, {failed['cluster_name']}, to restore into it"
+                         " again, replacing its collections of the snapshot's names"]},
+        )  # fmt: skip
+    snapshot = _snapshots(store).find_one({"_id": failed["snapshot_id"]}) or {}
+    if snapshot.get("topology") == "sharded":
+        raise Conflict(
+            "a sharded snapshot restores only into a cluster holding no database: drop the"
+            f" databases {failed['cluster_name']} holds through one of its mongos, then restore"
+            " into it again, or restore into another new cluster"
+        )
+
+
 def _moment(point_in_time: dict[str, Any] | None) -> dict[str, Any]:
     """A restore to a moment's audit detail: the moment as asked and the last entry replayed."""
     if not point_in_time:

@@ -203,11 +203,32 @@ def restore(snapshot_id: str):
 
 @bp.get("/restores/<restore_id>")
 @login_required
-def restore_page(restore_id: str) -> str:
+def restore_page(restore_id: str, values: dict[str, Any] | None = None,
+                 errors: dict[str, list[str]] | None = None, status: int = 200):  # fmt: skip
     store, actor = security.get_store(), security.current_actor()
     entry = backups.get_restore(store, actor, restore_id)
     project = projects.require(store, actor, entry["project_id"], "read-only")
-    return render_template("backups/restore.html", restore=entry, project=project)
+    operable = projects.role_in(store, actor, project["_id"]) in ("operator", "owner")
+    return render_template("backups/restore.html", restore=entry, project=project,
+                           operable=operable, values=values or {},
+                           errors=errors or {}), status  # fmt: skip
+
+
+@bp.post("/restores/<restore_id>/again")
+@login_required
+def restore_again(restore_id: str):
+    """A failed restore's way out: the same restore with drop, once the target's name is typed;
+    a refusal shows the page again with what was typed and why."""
+    confirm = request.form.get("confirm", "").strip()
+    try:
+        entry = backups.restore_again(security.get_store(), security.get_settings(),
+                                      security.current_actor(), restore_id, confirm)  # fmt: skip
+    except (Invalid, Conflict) as exc:
+        flash(exc.message, "error")
+        fields = exc.fields if isinstance(exc, Invalid) else {}
+        return restore_page(restore_id, {"confirm": confirm}, fields, 422 if fields else 409)
+    flash(f"Restore into {entry['cluster_name']} started again, with drop.", "ok")
+    return redirect(url_for("backups.restore_page", restore_id=entry["_id"]))
 
 
 @bp.post("/snapshots/<snapshot_id>/download")
