@@ -82,14 +82,50 @@ def period(settings: Settings) -> float:
     return max(0.5, settings.lost_after / 3)
 
 
+def beside(name: str, task: Callable[[], object], every: float) -> threading.Event:
+    """Run `task` now and then every `every` seconds in a daemon thread of its own, one run at a
+    time, until the returned event is set: a task that waits on a store far away (S3 unreachable:
+    each request waits its timeout, and retries) never holds the reaper's loop up."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                task()
+            except Exception as exc:
+                log.warning("%s: %s", name, exc)
+            stop.wait(every)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return stop
+
+
 def _reap_every(settings: Settings, wait: Callable[[float], bool], roll_up: bool = False) -> None:
     """Reap now, then every `period` until `wait(period)` says stop; with `roll_up` (a worker's
     reaper process, never the web server's thread), also roll up and expire metrics each time
-    (webui.services.rollups: a round with nothing due is a few reads)."""
+    (webui.services.rollups: a round with nothing due is a few reads), and run the backup
+    coverage's tick beside the loop in a thread of its own (it reads every followed cluster's
+    store: a slow or unreachable one must not delay the marking of lost jobs)."""
     store = Store(settings.mongodb_uri or "")
     redis = Redis.from_url(settings.redis_url or "")
     publisher = Publisher(settings.redis_url or "")
     every = period(settings)
+    gaps = (
+        beside("backup coverage", lambda: coverage.tick(store, settings), every)
+        if roll_up
+        else None
+    )
+    try:
+        _loop(settings, wait, roll_up, store, redis, publisher, every)
+    finally:
+        if gaps is not None:
+            gaps.set()
+
+
+def _loop(
+    settings: Settings, wait: Callable[[float], bool], roll_up: bool, store: Store, redis: Redis,
+    publisher: Publisher, every: float,
+) -> None:  # fmt: skip
     while True:
         try:
             for job_id in reap(store, redis, publisher, settings.lost_after):
@@ -105,10 +141,6 @@ def _reap_every(settings: Settings, wait: Callable[[float], bool], roll_up: bool
                 backups.tick(store, settings)
             except Exception as exc:
                 log.warning("backups: %s", exc)
-            try:  # a gap in a followed oplog starts a base snapshot
-                coverage.tick(store, settings)
-            except Exception as exc:
-                log.warning("backup coverage: %s", exc)
         if wait(every):
             return
 
