@@ -165,14 +165,15 @@ class MongoConnection:
             lambda: self.client.admin.command(command, **kwargs), retries=retries, delay=delay
         )
 
-    def member_client(self, host_port: str):
-        """A direct connection to one member of the set, with the same credentials and TLS."""
+    def member_client(self, host_port: str, authenticate: bool | None = None):
+        """A direct connection to one member of the set, with the same credentials (unless
+        ``authenticate`` is False: an arbiter holds no users) and TLS."""
         host, port = host_port.rsplit(":", 1)
         options = client_options(
             self.module.params,
             host=host.strip("[]"),
             port=int(port),
-            authenticate=self.authenticated,
+            authenticate=self.authenticated if authenticate is None else authenticate,
         )
         return MongoClient(**options)
 

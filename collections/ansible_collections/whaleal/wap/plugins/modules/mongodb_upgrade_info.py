@@ -25,8 +25,11 @@ description:
     first, routers last); the pre-checks run on every set, and the balancer's state must be
     known.
   - With O(wait_router), waits until that mongos answers again at O(wait_version).
-  - With O(restart), plans a rolling restart instead (one V(restart) step over every member
-    but arbiters, and every router), after the same pre-checks but the FCV's.
+  - With O(restart), plans a rolling restart instead (one V(restart) step over every member,
+    arbiters included, and every router), after the same pre-checks but the FCV's.
+  - Arbiters move with the secondaries (new binaries, restarts), as MongoDB's upgrade procedure
+    says; an arbiter holds no users, so its release is read without credentials (buildInfo
+    needs none) and it serves again once it is ARBITER at the new release.
   - Changes nothing.
 author: WAP developers (@whaleal)
 options:
@@ -195,6 +198,7 @@ from ansible_collections.whaleal.wap.plugins.module_utils.upgrade_plan import (
 )
 
 SERVING = ("PRIMARY", "SECONDARY")
+ARBITER = "ARBITER"
 # An oplog this close to its maximum size has started dropping its oldest entries.
 OPLOG_FULL_RATIO = 0.9
 
@@ -321,9 +325,11 @@ class Reader:
         self.conn = conn
         self.client = client or conn.client
 
-    def version_of(self, host: str) -> str:
+    def version_of(self, host: str, arbiter: bool = False) -> str:
+        """The member's release (buildInfo); an arbiter's read without credentials, since it
+        holds no users and buildInfo needs none."""
         try:
-            with self.conn.member_client(host) as client:
+            with self.conn.member_client(host, authenticate=False if arbiter else None) as client:
                 return client.admin.command("buildInfo")["version"]
         except PyMongoError:
             return ""
@@ -340,7 +346,11 @@ class Reader:
                     "host": m["name"],
                     "state": state,
                     "health": int(m.get("health", 0)),
-                    "version": self.version_of(m["name"]) if m.get("health") == 1 else "",
+                    "version": (
+                        self.version_of(m["name"], arbiter=state == ARBITER)
+                        if m.get("health") == 1
+                        else ""
+                    ),
                     "lag_seconds": lags.get(m["name"]),
                 }
             )
@@ -378,14 +388,7 @@ class Reader:
                 member = next((m for m in seen["members"] if m["host"] == host), None)
                 if member is None:
                     self.module.fail_json(msg=f"{host} is not a member of the set", **seen)
-                ready = (
-                    member["state"] in SERVING
-                    and member["health"] == 1
-                    and (not version or member["version"] == version)
-                    and (member["lag_seconds"] or 0) <= max_lag
-                    and seen["primary"]
-                )
-                if ready:
+                if serving_again(member, version, max_lag, seen["primary"]):
                     return seen
             except PyMongoError as exc:
                 seen = dict(seen, last_error=str(exc))
@@ -398,8 +401,27 @@ class Reader:
             time.sleep(1)
 
 
+def moving(seen: dict) -> list[dict]:
+    """What an upgrade or a rolling restart moves, as {host, version}: every member, arbiters
+    included, then every router (pure)."""
+    data = [{"host": m["host"], "version": m["version"]} for m in seen["members"]]
+    return data + [{"host": r["host"], "version": r["version"]} for r in seen.get("routers", [])]
+
+
+def serving_again(member: dict, version: str | None, max_lag: float, primary: str) -> bool:
+    """Has a restarted member come back: PRIMARY or SECONDARY caught up within ``max_lag``, or
+    ARBITER (nothing to catch up), at ``version`` when given, with a primary in the set (pure)."""
+    return (
+        (member["state"] in SERVING or member["state"] == ARBITER)
+        and member["health"] == 1
+        and (not version or member["version"] == version)
+        and (member["lag_seconds"] or 0) <= max_lag
+        and bool(primary)
+    )
+
+
 def restart_plan(data: list[dict]) -> Plan:
-    """A rolling restart: every member given (arbiters left out) one at a time (pure)."""
+    """A rolling restart: every member given one at a time (pure)."""
     plan = Plan()
     if data:
         plan.steps.append(Step("restart", "", tuple(m["host"] for m in data)))
@@ -539,8 +561,7 @@ def main():
             + "; ".join(f"{c['check']}: {c['detail']}" for c in blocking),
             **result,
         )
-    data = [m for m in seen["members"] if m["state"] != "ARBITER"]
-    data += [{"host": r["host"], "version": r["version"]} for r in seen.get("routers", [])]
+    data = moving(seen)
     try:
         plan = (
             restart_plan(data)

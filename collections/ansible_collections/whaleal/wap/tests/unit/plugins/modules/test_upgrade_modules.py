@@ -92,3 +92,25 @@ def test_a_rolling_restart_is_one_step_over_every_member_given():
             "description": "restart a:1, b:1, one at a time"}  # fmt: skip
     assert plan.as_dict()["steps"] == [step]
     assert mongodb_upgrade_info.restart_plan([]).steps == []
+
+
+def test_arbiters_move_with_the_members_and_routers_come_last():
+    seen = {
+        "members": [member("a:1", "PRIMARY"), member("b:1"), member("c:1", "ARBITER", lag=None)],
+        "routers": [{"host": "r:1", "version": "7.0.14"}],
+    }
+    moved = mongodb_upgrade_info.moving(seen)
+    assert [m["host"] for m in moved] == ["a:1", "b:1", "c:1", "r:1"]
+    plan = mongodb_upgrade_info.restart_plan(moved)
+    assert plan.as_dict()["steps"][0]["members"] == ["a:1", "b:1", "c:1", "r:1"]
+
+
+def test_a_restarted_member_serves_again_caught_up_at_its_release_or_as_an_arbiter():
+    again = mongodb_upgrade_info.serving_again
+    assert again(member("b:1", version="8.0.4"), "8.0.4", 10, "a:1")
+    assert not again(member("b:1", version="7.0.14"), "8.0.4", 10, "a:1")  # old binaries
+    assert not again(member("b:1", version="8.0.4", lag=30.0), "8.0.4", 10, "a:1")
+    assert not again(member("b:1", "STARTUP2", version="8.0.4"), "8.0.4", 10, "a:1")
+    assert not again(member("b:1", version="8.0.4"), "8.0.4", 10, "")  # no primary yet
+    assert again(member("c:1", "ARBITER", version="8.0.4", lag=None), "8.0.4", 10, "a:1")
+    assert not again(member("c:1", "ARBITER", version="", lag=None), "8.0.4", 10, "a:1")
