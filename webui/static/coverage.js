@@ -183,9 +183,12 @@
           headers: { Accept: "application/json", "Content-Type": "application/json",
             "X-CSRF-Token": token ? token.value : "" } });
         const body = await response.json().catch(() => ({}));
+        const asked = body.sets  // a sharded cluster: one follower per set
+          ? `Asked the agents of ${[...new Set(body.sets.map((s) => s.host))].join(", ")} to ` +
+            `follow the oplogs of ${body.sets.map((s) => s.replica_set).join(", ")}`
+          : `Asked the agent of ${body.host} to follow the oplog`;
         said.textContent = response.ok
-          ? `Asked the agent of ${body.host} to follow the oplog from ${point(body.start)}; ` +
-            "the timeline fills in as it stores entries."
+          ? `${asked} from ${point(body.start)}; the timeline fills in as it stores entries.`
           : `Not turned on: ${body.message || response.status}`;
       } catch (error) {
         said.textContent = "The platform did not answer: try again.";
