@@ -194,6 +194,35 @@ def test_remove_shard_drains_and_completes(launcher):
     assert client.app.notes.count_documents({}) == 10
 
 
+def test_add_shard_finds_the_primary_through_any_seed(launcher):
+    """addShard reaches the replica set's primary whichever seed comes first (a secondary here,
+    as after a rolling restart that ended with the old primary), as MongoDB's shard targeter
+    does with a primary-only read preference.
+
+    Sources: https://www.mongodb.com/docs/manual/reference/command/addShard/ ("<replica_set>/
+    <hostname><:port>,<hostname><:port>, ..."), https://www.mongodb.com/docs/manual/tutorial/
+    convert-replica-set-to-replicated-shard-cluster/ (the set's members restarted as shardsvr,
+    then sh.addShard with its seed list)
+    """
+    config = launcher.start("--configsvr", "--replSet", "cfg")
+    initiate(config, "cfg")
+    router = start_mongos(launcher, f"cfg/127.0.0.1:{config.port}")
+    members = [launcher.start("--shardsvr", "--replSet", "rsA") for _ in range(2)]
+    seeds = [f"127.0.0.1:{m.port}" for m in members]
+    members[1].client().admin.command("replSetInitiate", {"_id": "rsA", "members": [
+        {"_id": 0, "host": seeds[0], "priority": 0}, {"_id": 1, "host": seeds[1]}]})  # fmt: skip
+    primary = members[1].client()
+    wait_until(lambda: primary.admin.command("hello").get("isWritablePrimary"), timeout=30,
+               what="rsA's primary")  # fmt: skip
+    first = members[0].client(directConnection=True)
+    wait_until(lambda: first.admin.command("hello").get("secondary"), timeout=30,
+               what="the first seed a secondary")  # fmt: skip
+    client = router.client()
+    added = client.admin.command("addShard", f"rsA/{seeds[0]},{seeds[1]}")
+    assert added["shardAdded"] == "rsA"
+    assert client.admin.command("listShards")["shards"][0]["host"].startswith("rsA/")
+
+
 def test_catalog_survives_restart(launcher):
     """The catalog is ordinary data in the config servers' config database: after every
     process restarts on its dbPath, a new mongos routes to the same shards and chunks.

@@ -118,19 +118,39 @@ def _string_arg(inv: Invocation) -> str:
 # -- shards ---------------------------------------------------------------------------------
 
 
-def _greet(seeds: list[str], kwargs: dict) -> tuple[dict, dict]:
-    """hello and getCmdLineOpts from the first reachable seed."""
-    errors = []
+def _greet_one(host: str, kwargs: dict) -> tuple[dict, dict]:
+    client = pymongo.MongoClient(host, directConnection=True, **kwargs)
+    try:
+        return client.admin.command("hello"), client.admin.command("getCmdLineOpts")
+    finally:
+        client.close()
+
+
+def _greet(seeds: list[str], kwargs: dict, set_name: str | None) -> tuple[dict, dict]:
+    """hello and getCmdLineOpts of the candidate: for a replica set its primary, found through
+    the seeds as MongoDB's shard targeter finds it (primary only), whichever seed answers; else
+    the first seed that answers (whose hello then says what is wrong)."""
+    errors: list[str] = []
+    first = None
     for seed in seeds:
-        client = pymongo.MongoClient(seed, directConnection=True, **kwargs)
         try:
-            hello = client.admin.command("hello")
-            options = client.admin.command("getCmdLineOpts")
-            return hello, options
+            hello, options = _greet_one(seed, kwargs)
         except PyMongoError as exc:
             errors.append(f"{seed}: {exc}")
-        finally:
-            client.close()
+            continue
+        if not set_name or hello.get("isWritablePrimary"):
+            return hello, options
+        first = first or (hello, options)
+        if hello.get("primary"):
+            try:
+                found = _greet_one(hello["primary"], kwargs)
+            except PyMongoError as exc:
+                errors.append(f"{hello['primary']}: {exc}")
+                continue
+            if found[0].get("isWritablePrimary"):
+                return found
+    if first is not None:
+        return first
     raise CommandError(
         HOST_UNREACHABLE, "couldn't connect to new shard :: caused by :: " + "; ".join(errors)
     )
@@ -138,7 +158,7 @@ def _greet(seeds: list[str], kwargs: dict) -> tuple[dict, dict]:
 
 def _validate_shard(connection: str, seeds: list[str], set_name: str | None, cluster: Cluster):
     """MongoDB's checks of a shard candidate (validateHostAsShard), in its order."""
-    hello, options = _greet(seeds, cluster.kwargs)
+    hello, options = _greet(seeds, cluster.kwargs, set_name)
     if hello.get("msg") == "isdbgrid":
         raise CommandError(ILLEGAL_OPERATION, "cannot add a mongos as a shard")
     if not hello.get("isWritablePrimary", hello.get("ismaster")):
