@@ -308,7 +308,8 @@ def parse_target(text: str) -> Timestamp | datetime.datetime:
             continue
         if 0 <= moment.timestamp() < (1 << 32) - 1:  # what an oplog timestamp can say
             return moment
-    raise Invalid(f"{text!r} is not a moment to restore to: give {TARGET_FORMS}",
+    shown = repr(text[:60]) + ("…" if len(text or "") > 60 else "")
+    raise Invalid(f"{shown} is not a moment to restore to: give {TARGET_FORMS}",
                   {"at": [f"give {TARGET_FORMS}"]})  # fmt: skip
 
 
@@ -383,7 +384,7 @@ def start_point_in_time_restore(
         policy = backups.get_policy(store, actor, cluster_id) or {
             "project_id": "", "cluster_id": cluster_id}  # fmt: skip
         audit.record(store, actor, "backup.restore", _target(store, policy), "refused",
-                     {"at": text, "reason": error.message})  # fmt: skip
+                     {"at": text[:100], "reason": error.message[:500]})  # fmt: skip
         raise
     last = moment["last_entry"]
     point = {"at": text, "until": {"t": last["t"], "i": last["i"]}, "last_entry": last,
