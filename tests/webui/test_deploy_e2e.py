@@ -1,8 +1,9 @@
 """The console as a new admin walks it, on lab hosts, in Chromium: set WAP up, create a project,
 register three lab hosts and an SSH key, create a replica set on them from the cluster form (no
 playbook, no YAML), watch its job, find the cluster page with three members and their states,
-and the overview with one cluster and the job; screenshots on the way, checked not blank. Then
-the same cluster through the API alone reaches the same state.
+and the overview with one cluster and the job; screenshots on the way, checked not blank; then
+the upgrade the cluster page offers, its plan shown, run, and the page showing the new release.
+Then the same cluster through the API alone reaches the same state.
 
 MongoDB comes from the mongod double's tarball, offered as a package of the platform
 (`<data dir>/packages`), as an air-gapped site would offer MongoDB's own."""
@@ -63,6 +64,9 @@ def package(settings: Settings) -> Path:
     folder = settings.data_dir / "packages"
     folder.mkdir(parents=True, exist_ok=True)
     return build_double_tarball(folder)
+
+
+UPGRADE_TO = "8.0.4"
 
 
 @pytest.fixture
@@ -171,6 +175,44 @@ def test_a_new_admin_deploys_a_replica_set_from_the_console(
     expect(page.locator(f"#overview-jobs a[href='/jobs/{job_id}']")).to_be_visible()
     expect(page.locator("#overview-jobs")).to_contain_text("deploy_replicaset.yml")
     screenshot(page, tmp_path / "6-overview.png")
+
+    # Day two: the upgrade the cluster page offers shows its plan (the secondaries, then the
+    # primary after a step-down, then the FCV), runs once the name is typed, and the page then
+    # shows the new release.
+    build_double_tarball(package.parent, UPGRADE_TO)  # the platform offers it from now on
+    page.click("nav >> text=Clusters")
+    page.locator("#cluster-table a", has_text="orders").click()
+    page.fill("#f-upgrade-version", UPGRADE_TO)
+    page.select_option("#f-upgrade-fcv", "now")
+    page.locator("#upgrade-form button").click()
+    expect(page.locator("#plan-status")).to_have_text(
+        re.compile("successful|failed|lost|canceled"), timeout=180_000
+    )  # the plan's page reloads itself while its job runs
+    assert page.text_content("#plan-status") == "successful", page.text_content("main")
+    steps = page.locator("#plan-steps li").all_text_contents()
+    assert len(steps) == 2 and steps[1] == "FCV 8.0 (confirm: true)", steps
+    assert steps[0].startswith(f"binaries {UPGRADE_TO}"), steps
+    assert all(f"{address}:27017" in steps[0] for address in lab3.hosts.values()), steps
+    screenshot(page, tmp_path / "7-upgrade-plan.png")
+    page.fill("#f-confirm", "orders")
+    page.locator("#plan-confirm button").click()
+    expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
+    expect(page.locator("#job-status")).to_have_text(
+        re.compile("successful|failed|lost|canceled"), timeout=600_000
+    )
+    log = page.text_content("#log") or ""
+    assert page.text_content("#job-status") == "successful", log[-4000:]
+    page.click("nav >> text=Clusters")
+    row = page.locator("#cluster-table tbody tr", has_text="orders")
+    expect(row).to_contain_text(UPGRADE_TO)
+    row.locator("a", has_text="orders").click()
+    expect(page.locator("main")).to_contain_text(f"of MongoDB {UPGRADE_TO} on 3 registered hosts")
+    states = sorted(page.locator("#member-table tbody tr td:nth-child(5)").all_text_contents())
+    assert states == SETTLED, states
+    for name in sorted(lab3.hosts):
+        running = lab3.ssh(name, "/usr/local/bin/mongod --version").stdout
+        assert f"db version v{UPGRADE_TO}" in running, (name, running)
+    screenshot(page, tmp_path / "8-upgraded.png")
 
 
 def api_project(

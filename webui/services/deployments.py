@@ -536,13 +536,39 @@ def recorded_topology(
             "routers": len(routers)}  # fmt: skip
 
 
+UPGRADE_ACTION = "upgrade"  # webui.services.member_ops' run of upgrade_cluster.yml
+
+
+def recorded_version(cluster: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
+    """The cluster's fields after an upgrade to `variables`' release ended well: its version,
+    and the one its deploy installs (a later "Deploy again" or added shard must not bring the
+    old release back), pure."""
+    version = variables.get("mongodb_upgrade_version")
+    if not version:
+        return {}
+    deployed = dict(cluster.get("deploy_vars") or {})
+    if "mongodb_install_version" in deployed:
+        deployed["mongodb_install_version"] = version
+    return {"mongodb_version": version, "deploy_vars": deployed}
+
+
 def topology_job_finished(store: Store, job: dict[str, Any]) -> None:
     """After a job ends: a shard addition or removal, or a conversion, that ended well is
-    recorded in its cluster (audited as cluster.topology)."""
-    if job.get("cluster_action") not in TOPOLOGY_ACTIONS or job.get("status") != "successful":
+    recorded in its cluster (audited as cluster.topology); an upgrade that ended well, the
+    release reached (audited as cluster.version)."""
+    action = job.get("cluster_action")
+    if action not in (*TOPOLOGY_ACTIONS, UPGRADE_ACTION) or job.get("status") != "successful":
         return
     cluster = store.clusters.find_one({"_id": job.get("cluster_id")})
     if cluster is None:
+        return
+    if action == UPGRADE_ACTION:
+        update = recorded_version(cluster, job.get("extra_vars") or {})
+        if update:
+            store.clusters.update_one({"_id": cluster["_id"]}, {"$set": update})
+            audit.record(store, audit.SYSTEM, "cluster.version", cluster["name"],
+                         detail={"job_id": job["_id"], "was": cluster.get("mongodb_version"),
+                                 "version": update["mongodb_version"]})  # fmt: skip
         return
     hosts = store.hosts.find({"project_id": cluster["project_id"]}, {"name": 1, "address": 1})
     addresses = {h["name"]: h["address"] for h in hosts}
