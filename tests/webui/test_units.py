@@ -115,14 +115,17 @@ def test_events_are_stored_in_batches_with_the_recap_alone() -> None:
 def test_an_upgrade_that_ended_well_records_the_release_for_later_deploys() -> None:
     from webui.services.deployments import recorded_version
 
-    cluster = {"mongodb_version": "7.0.14",
-               "deploy_vars": {"mongodb_install_version": "7.0.14", "wap_replicaset_hosts": ["a"]}}
+    cluster = {
+        "mongodb_version": "7.0.14",
+        "deploy_vars": {"mongodb_install_version": "7.0.14", "wap_replicaset_hosts": ["a"]},
+    }
     update = recorded_version(cluster, {"mongodb_upgrade_version": "8.0.4"})
     assert update == {"mongodb_version": "8.0.4",
                       "deploy_vars": {"mongodb_install_version": "8.0.4",
                                       "wap_replicaset_hosts": ["a"]}}  # fmt: skip
     assert cluster["deploy_vars"]["mongodb_install_version"] == "7.0.14"  # not changed in place
     # A taken-over cluster has no deploy variables: its version alone.
-    taken_over = recorded_version({"mongodb_version": "6.0.20"}, {"mongodb_upgrade_version": "7.0.14"})
+    taken_over = recorded_version({"mongodb_version": "6.0.20"},
+                                  {"mongodb_upgrade_version": "7.0.14"})  # fmt: skip
     assert taken_over == {"mongodb_version": "7.0.14", "deploy_vars": {}}
     assert recorded_version(cluster, {}) == {}
