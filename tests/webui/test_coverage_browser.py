@@ -5,6 +5,7 @@ backups page draws the windows, the gap and the mark, each reachable with the ke
 in words; "restorable until" moves by itself when a new chunk lands; a follower whose checkpoint
 is old is shown silent; the cluster page draws the same. A moment typed or picked is explained or
 refused, and one explained leads to its base snapshot's restore wizard with the moment filled in.
+With a second set, a lane shows the whole cluster's windows, the moments every set reaches.
 Before a policy the page says how to turn continuous backup on; with one and nothing stored, its
 button says why it cannot yet."""
 
@@ -34,15 +35,16 @@ from webui.store import Store
 pytestmark = pytest.mark.browser
 
 
-def base(s3: object, layout: mf.Layout, end: int) -> str:
+def base(s3: object, layout: mf.Layout, end: int, replica_set: str = "rs0") -> str:
     def produce(out: object) -> dict:
         out.write(b"archive")  # type: ignore[attr-defined]
         return {"server_version": "8.0.4", "fcv": "8.0", "compression": "gzip",
                 "collections": [], "oplog": {"start": {"t": end - 5, "i": 1},
                                              "end": {"t": end, "i": 1}}}  # fmt: skip
 
-    return mf.store_snapshot(s3, BUCKET, layout, produce, cluster_name="orders",
-                             replica_set="rs0", started=float(end - 5)).snapshot_id  # fmt: skip
+    made = mf.store_snapshot(s3, BUCKET, layout, produce, cluster_name="orders",
+                             replica_set=replica_set, started=float(end - 5))  # fmt: skip
+    return made.snapshot_id
 
 
 def test_the_coverage_timeline_shows_windows_and_the_gap_and_follows_new_slices(
@@ -158,10 +160,24 @@ def test_the_coverage_timeline_shows_windows_and_the_gap_and_follows_new_slices(
     expect(page.locator("#r-at")).to_have_value(f"Timestamp({T0 + 450}, 1)")
     expect(page.locator("#restore-form")).to_contain_text("To a moment (point in time)")
 
+    # a second set (as a sharded cluster has): a lane of the moments every set reaches
+    base(s3, layout, T0 + 10, replica_set="rs1")
+    OplogStore(s3, BUCKET, layout, "rs1").put_chunk(entries(T0, T0 + 10, T0 + 450), at(T0 - 1))
+    page.goto(f"{web}/clusters/{cluster}/backups")
+    whole = page.locator("#coverage-chart .cov-whole .cov-cluster")
+    expect(whole).to_have_count(2)
+    expect(until).to_have_attribute("data-t", str(T0 + 450))  # rs1's end: the earlier
+    whole.nth(1).focus()
+    expect(page.locator("#coverage-detail")).to_contain_text(
+        f"Restorable window of the whole cluster (every set restored to one moment): from "
+        f"2026-05-28 20:36:40 UTC (oplog Timestamp({T0 + 400}, 1)) until 2026-05-28 20:37:30 UTC"
+        f" (oplog Timestamp({T0 + 450}, 1))"
+    )  # fmt: skip
+
 
 def catalogued(
-    settings: Settings, layout: mf.Layout, snapshot: str, credential: str, moto: str
-) -> None:  # noqa: F811 (the fixture's value)
+    settings: Settings, layout: mf.Layout, snapshot: str, credential: str, endpoint: str
+) -> None:
     """The snapshot in the platform's catalogue, done, as its settled backup leaves it."""
     store = Store(settings.mongodb_uri or "")
     try:
@@ -171,7 +187,8 @@ def catalogued(
             "started_at": float(T0 + 395), "finished_at": float(T0 + 400), "size": 7,
             "documents": 0, "reason": "", "created_by": "admin", "compression": "gzip",
             "store": {"bucket": BUCKET, "prefix": "cov", "region": REGION,
-                      "credential_id": credential, "credential_name": "s3", "endpoint_url": moto},
+                      "credential_id": credential, "credential_name": "s3",
+                      "endpoint_url": endpoint},
             "prefix": layout.snapshot(snapshot), "manifest_key": layout.manifest(snapshot),
             "oplog": {"start": {"t": T0 + 395, "i": 1},
                       "end": {"t": T0 + 400, "i": 1}}})  # fmt: skip

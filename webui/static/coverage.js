@@ -1,6 +1,7 @@
 // Continuous backup's coverage (backups/_coverage.html): per replica set a lane of restorable
 // windows (from a base snapshot to the last durable oplog entry), gaps with their bounds and
-// reason, and entries a restore cannot reproduce, drawn as SVG from GET
+// reason, and entries a restore cannot reproduce (and, for several sets, the whole cluster's
+// windows: the moments every set reaches), drawn as SVG from GET
 // /api/v1/clusters/{id}/backup-coverage and read again every few seconds, so that "restorable
 // until" moves without a reload (less often when the store is slow to read, not while the page
 // is hidden). A moment typed (or a window's end, Enter on it) is checked against the coverage
@@ -71,7 +72,10 @@
     const sets = answer.replica_sets;
     const names = Object.keys(sets);
     const range = bounds(sets);
-    const height = TOP + names.length * LANE + AXIS;
+    // several sets (a sharded cluster): a lane of the moments every set reaches, its windows
+    const whole = names.length > 1 ? answer.windows || [] : null;
+    const rows = names.length + (whole ? 1 : 0);
+    const height = TOP + rows * LANE + AXIS;
     chart.setAttribute("viewBox", `0 0 ${WIDTH} ${height}`);
     chart.replaceChildren();
     followers.replaceChildren();
@@ -123,7 +127,23 @@
       });
       chart.append(lane);
     });
-    const base = TOP + names.length * LANE;
+    if (whole) {
+      const y = TOP + names.length * LANE;
+      const lane = svg("g", { class: "cov-lane cov-whole", role: "group",
+        "aria-label": "the whole cluster: the moments every set reaches" });
+      lane.append(svg("text", { x: 4, y: y + 16, class: "cov-lane-label" }, "whole cluster"),
+        svg("text", { x: 4, y: y + 32, class: "cov-lane-state" },
+          whole.length ? "every set" : "no common moment"));
+      whole.forEach((w) => {
+        const label = `Restorable window of the whole cluster (every set restored to one ` +
+          `moment): from ${point(w.from)} until ${point(w.until)}`;
+        lane.append(shape("rect", { ...span(w.from.t, w.until.t), y: y + 6, height: 26,
+          class: "cov-window cov-cluster", "data-until": `${w.until.t}:${w.until.i}` },
+          label, `c:${w.from.t}.${w.from.i}`));
+      });
+      chart.append(lane);
+    }
+    const base = TOP + rows * LANE;
     chart.append(svg("line", { x1: LABEL, x2: WIDTH - RIGHT, y1: base, y2: base, class: "cov-axis" }));
     for (let k = 0; k <= 4; k++) {
       const t = low + ((high - low) * k) / 4;
