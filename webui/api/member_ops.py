@@ -291,3 +291,47 @@ def convert_plan(cluster_id: str, job_id: str) -> dict[str, Any]:
     """A conversion's plan: its steps once it ended, or why it was refused; the job that ran it."""
     return _out(member_ops.shape_planned(get_store(), current_actor(), cluster_id, "convert",
                                          job_id))  # fmt: skip
+
+
+# Access control and TLS enabled on a running cluster (webui.services.member_ops' secure_*):
+# planned first from what every process runs, run once the cluster's name is typed.
+class SecurityIn(_WholeIn):
+    what = fields.List(
+        fields.String(validate=validate.OneOf(list(member_ops.SECURE_OFFERS))), load_default=list,
+        metadata={"description": "auth (access control with a keyFile), tls (requireTLS), or both"},
+    )  # fmt: skip
+
+
+class SecurityPlanOut(Strict):
+    job = fields.Nested(JobOut)
+    status = fields.String(metadata={"description": "the plan job's status"})
+    title = fields.String(allow_none=True, metadata={"description": "what the plan does"})
+    steps = fields.List(fields.String(), allow_none=True, metadata={"description": "the passes"})
+    processes = fields.List(fields.Dict(), metadata={"description": "what each runs now"})
+    reason = fields.String(allow_none=True, metadata={"description": "why it was refused"})
+    run_job_id = fields.String(allow_none=True)
+    what = fields.List(fields.String(), metadata={"description": "what was asked"})
+
+
+@bp.route("/clusters/<cluster_id>/security-changes", methods=["POST"])
+@bp.arguments(SecurityIn)
+@bp.response(202, SecurityPlanOut)
+def security_change(data: dict[str, Any], cluster_id: str) -> dict[str, Any]:
+    """With dry_run (the default), plan enabling access control and/or TLS on the running
+    cluster, pass by pass without downtime (a job; read it with GET .../security-changes/{job_id});
+    with dry_run false, run the plan `job_id` once (audited as cluster.secure)."""
+    store, actor = get_store(), current_actor()
+    if data["dry_run"]:
+        job = member_ops.secure_plan(store, get_settings(), actor, cluster_id, data)
+        return _out(member_ops.secure_planned(store, actor, cluster_id, job["_id"]))
+    member_ops.secure_run(store, get_settings(), actor, cluster_id, data["job_id"],
+                          data["confirm"])  # fmt: skip
+    return _out(member_ops.secure_planned(store, actor, cluster_id, data["job_id"]))
+
+
+@bp.route("/clusters/<cluster_id>/security-changes/<job_id>")
+@bp.response(200, SecurityPlanOut)
+def security_plan(cluster_id: str, job_id: str) -> dict[str, Any]:
+    """A plan to enable access control or TLS: its job and what was asked, the passes and each
+    process's settings once it ended, or why it was refused; the job that ran it."""
+    return _out(member_ops.secure_planned(get_store(), current_actor(), cluster_id, job_id))

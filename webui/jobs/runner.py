@@ -31,7 +31,7 @@ from webui.jobs import store as records
 from webui.jobs.events import Redactor, trim
 from webui.jobs.publish import Publisher
 from webui.jobs.sink import EventSink
-from webui.services import cloud, credentials, deployments, variables
+from webui.services import cloud, credentials, deployments, member_ops, variables
 from webui.services.jobs import CLUSTER_GROUP
 from webui.store import Store
 
@@ -319,4 +319,5 @@ def finish(
     if job:
         cloud.job_finished(store, job)  # before browsers hear of the end: they may look next
         deployments.topology_job_finished(store, job)
+        member_ops.security_job_finished(store, job)
         publisher.status(job_id, job)

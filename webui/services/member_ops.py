@@ -362,6 +362,29 @@ def whole_plan(
     return _start_whole(store, settings, actor, cluster, kind, f"{kind}-plan", variables)
 
 
+def _ended_plan(store: Store, job: dict[str, Any], stat: str, answer: dict[str, Any]) -> dict:
+    """A plan job's report (its set_stats ``stat``) once it ended well, or {} with the reason it
+    was refused in ``answer``."""
+    if job["status"] == "successful":
+        report = (records.recap(store, job["_id"]) or {}).get("artifact_data") or {}
+        return report.get(stat) or {}
+    if job["status"] in jobs.FINISHED:
+        answer["reason"] = takeover.failure(store, job["_id"])
+    return {}
+
+
+def _check_runnable(answer: dict[str, Any], cluster: dict[str, Any], confirm: str, again: str):
+    """Only a plan that was not refused runs, once, with the cluster's name typed."""
+    if answer["status"] != "successful" or answer["steps"] is None:
+        raise Conflict(f"this plan is {answer['status']}: only a plan that was not refused runs"
+                       + (f" ({answer['reason']})" if answer["reason"] else ""))  # fmt: skip
+    if answer["run_job_id"]:
+        raise Conflict(f"this plan has run already: plan again{again}")
+    if confirm.strip() != cluster["name"]:
+        raise Invalid("type the cluster's name to confirm",
+                      {"confirm": [f"type {cluster['name']}"]})  # fmt: skip
+
+
 def whole_planned(
     store: Store, actor: Actor, cluster_id: str, kind: str, job_id: str
 ) -> dict[str, Any]:
@@ -381,13 +404,10 @@ def whole_planned(
         "version": variables.get("mongodb_upgrade_version"),
         "fcv": variables.get("mongodb_upgrade_fcv"),
     }  # fmt: skip
-    if job["status"] == "successful":
-        report = (records.recap(store, job_id) or {}).get("artifact_data") or {}
-        plan = report.get("wap_upgrade_plan") or {}
+    plan = _ended_plan(store, job, "wap_upgrade_plan", answer)
+    if plan:
         answer.update(title=plan.get("title"), steps=plan.get("steps"),
                       notes=plan.get("notes") or [])  # fmt: skip
-    elif job["status"] in jobs.FINISHED:
-        answer["reason"] = takeover.failure(store, job_id)
     return answer
 
 
@@ -398,14 +418,7 @@ def whole_run(
     """Carry out a plan that was not refused (once), the cluster's name typed: the job."""
     cluster = _whole_cluster(store, actor, cluster_id, "operator")
     answer = whole_planned(store, actor, cluster_id, kind, job_id)
-    if answer["status"] != "successful" or answer["steps"] is None:
-        raise Conflict(f"this plan is {answer['status']}: only a plan that was not refused runs"
-                       + (f" ({answer['reason']})" if answer["reason"] else ""))  # fmt: skip
-    if answer["run_job_id"]:
-        raise Conflict(f"this plan has run already: plan again for another {kind}")
-    if confirm.strip() != cluster["name"]:
-        raise Invalid("type the cluster's name to confirm",
-                      {"confirm": [f"type {cluster['name']}"]})  # fmt: skip
+    _check_runnable(answer, cluster, confirm, f" for another {kind}")
     variables = {k: v for k, v in answer["job"]["extra_vars"].items()
                  if k != WHOLE[kind]["plan_only"]}  # fmt: skip
     job = _start_whole(store, settings, actor, cluster, kind, kind, variables)
@@ -592,3 +605,173 @@ def shape_run(
     audit.record(store, actor, SHAPES[kind]["audit"], cluster["name"],
                  detail={**asked, "job": job["_id"], "steps": answer["steps"]})  # fmt: skip
     return job
+
+
+# Access control and TLS enabled on a running cluster WAP deployed (secure_cluster.yml): offered
+# where the cluster's recorded settings say they are off, planned first (the passes read from
+# what each process runs, nothing changed), run once the cluster's name is typed, and recorded in
+# the cluster (its security and deploy variables) when the run ends well.
+SECURE_PLAYBOOK = "secure_cluster.yml"
+SECURE_PLAN_ACTION, SECURE_ACTION, SECURE_AUDIT = "secure-plan", "secure", "cluster.secure"
+SECURE_OFFERS = {"auth": "Enable access control", "tls": "Enable TLS"}
+# The deploy variables a replica set's or a sharded cluster's passes need (their instances and
+# hosts), and the users the deploy created, which access control creates again.
+SECURE_DEPLOY_VARS = {
+    "replicaset": ("wap_replicaset_hosts", "mongodb_replicaset_name", "mongodb_replicaset_port",
+                   "mongodb_config_instances"),
+    "sharded": ("wap_sharded_hosts", "wap_mongos_hosts", "wap_mongod_instances",
+                "wap_mongos_instances", "mongodb_sharding_port"),
+}  # fmt: skip
+
+
+def security_offers(cluster: dict[str, Any]) -> dict[str, str]:
+    """What the cluster's page offers to enable (pure): access control and TLS where its
+    recorded settings say they are off, on a replica set or sharded cluster WAP deployed."""
+    if (cluster.get("topology") not in SECURE_DEPLOY_VARS or not cluster.get("deploy_vars")
+            or cluster.get("taken_over")):  # fmt: skip
+        return {}
+    recorded = cluster.get("security") or {}
+    return {what: label for what, label in SECURE_OFFERS.items() if not recorded.get(what)}
+
+
+def secure_check(cluster: dict[str, Any], data: dict[str, Any], has_credential: bool) -> dict:
+    """secure_cluster.yml's variables for what is asked (each field checked, pure)."""
+    asked = data.get("what") or []
+    asked = [asked] if isinstance(asked, str) else list(asked)
+    offered = security_offers(cluster)
+    errors: dict[str, list[str]] = {}
+    wrong = [str(w) for w in asked if w not in offered]
+    if not asked:
+        errors["what"] = ["access control (auth), TLS (tls) or both"]
+    elif wrong:
+        errors["what"] = [f"{w}: not offered (already on, or not a cluster WAP deployed)"
+                          for w in wrong]  # fmt: skip
+    elif "auth" in asked and not has_credential:
+        errors["what"] = ["access control creates the cluster's MongoDB credential as its "
+                          "administrator: give the cluster one first"]  # fmt: skip
+    if errors:
+        raise Invalid("access control or TLS cannot be planned as asked", errors)
+    deployed = cluster.get("deploy_vars") or {}
+    tls = "tls" in asked or bool((cluster.get("security") or {}).get("tls"))
+    return {
+        **{k: deployed[k] for k in SECURE_DEPLOY_VARS[cluster["topology"]] if k in deployed},
+        **({"mongodb_users_users": deployed["mongodb_users_users"]}
+           if "auth" in asked and deployed.get("mongodb_users_users") else {}),
+        "mongodb_security_cluster_name": deployed.get("mongodb_security_cluster_name")
+        or cluster["name"],
+        "mongodb_security_cluster_auth": "keyfile",
+        "mongodb_security_tls": tls,
+        "wap_secure_auth": "auth" in asked,
+        "wap_secure_tls": "tls" in asked,
+    }  # fmt: skip
+
+
+def _secure_cluster(store: Store, actor: Actor, cluster_id: str, role: str) -> dict[str, Any]:
+    cluster, _ = cloud.get_cluster(store, actor, cluster_id, role)
+    if cluster.get("topology") not in SECURE_DEPLOY_VARS or not cluster.get("deploy_vars"):
+        raise Conflict("access control and TLS are enabled this way on replica sets and sharded "
+                       "clusters WAP deployed (it knows their instances)")  # fmt: skip
+    return cluster
+
+
+def _start_secure(store, settings, actor, cluster, variables, action) -> dict[str, Any]:
+    return jobs.create_job(
+        store, settings, actor, cluster["project_id"],
+        {"playbook": SECURE_PLAYBOOK, "host_ids": cluster["host_ids"],
+         "credential_ids": cluster.get("credential_ids") or [], "extra_vars": variables,
+         "cluster_id": cluster["_id"]},
+        action=action,
+    )  # fmt: skip
+
+
+def _has_mongodb_credential(store: Store, cluster: dict[str, Any]) -> bool:
+    ids = cluster.get("credential_ids") or []
+    return store.credentials.find_one({"_id": {"$in": ids}, "kind": "mongodb"}) is not None
+
+
+def secure_plan(
+    store: Store, settings: Settings, actor: Actor, cluster_id: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """Start the plan job (reads what every process runs, changes nothing): the job."""
+    cluster = _secure_cluster(store, actor, cluster_id, "operator")
+    variables = secure_check(cluster, data, _has_mongodb_credential(store, cluster))
+    variables["wap_secure_plan_only"] = True
+    return _start_secure(store, settings, actor, cluster, variables, SECURE_PLAN_ACTION)
+
+
+def secure_planned(store: Store, actor: Actor, cluster_id: str, job_id: str) -> dict[str, Any]:
+    """A plan: its job and what was asked, the passes once it ended (title, steps, each process
+    as it runs now), or why it was refused; the job that ran it."""
+    _secure_cluster(store, actor, cluster_id, "read-only")
+    job = store.jobs.find_one({"_id": job_id, "cluster_id": cluster_id,
+                               "cluster_action": SECURE_PLAN_ACTION})  # fmt: skip
+    if job is None:
+        raise NotFound("no such plan to enable access control or TLS on this cluster")
+    variables = job["extra_vars"]
+    answer: dict[str, Any] = {
+        "job": job, "status": job["status"], "title": None, "steps": None, "processes": [],
+        "reason": None, "run_job_id": job.get("run_job_id"),
+        "what": [w for w in SECURE_OFFERS if variables.get(f"wap_secure_{w}")],
+    }  # fmt: skip
+    plan = _ended_plan(store, job, "wap_security_plan", answer)
+    if plan:
+        answer.update(title=plan.get("title"), steps=plan.get("steps"),
+                      processes=plan.get("processes") or [])  # fmt: skip
+    return answer
+
+
+def secure_run(
+    store: Store, settings: Settings, actor: Actor, cluster_id: str, job_id: str, confirm: str
+) -> dict[str, Any]:
+    """Carry out a plan that was not refused and has passes (once), the cluster's name typed:
+    the job. Audited as cluster.secure with what was asked and the passes."""
+    cluster = _secure_cluster(store, actor, cluster_id, "operator")
+    answer = secure_planned(store, actor, cluster_id, job_id)
+    _check_runnable(answer, cluster, confirm, "")
+    if not answer["steps"]:
+        raise Conflict("this plan has nothing to do: every process runs what was asked")
+    variables = {k: v for k, v in answer["job"]["extra_vars"].items()
+                 if k != "wap_secure_plan_only"}  # fmt: skip
+    job = _start_secure(store, settings, actor, cluster, variables, SECURE_ACTION)
+    store.jobs.update_one({"_id": job_id}, {"$set": {"run_job_id": job["_id"]}})
+    audit.record(
+        store,
+        actor,
+        SECURE_AUDIT,
+        cluster["name"],
+        detail={"what": answer["what"], "job": job["_id"], "steps": answer["steps"]},
+    )
+    return job
+
+
+def recorded_security(cluster: dict[str, Any], reached: dict[str, Any]) -> dict[str, Any]:
+    """The cluster's fields once secure_cluster.yml reached ``reached`` (its wap_security_done:
+    auth_level, tls_mode), pure: its security, and the deploy variables a later deploy, rolling
+    restart or upgrade writes the files from."""
+    security = dict(cluster.get("security") or {})
+    deployed = dict(cluster.get("deploy_vars") or {})
+    if reached.get("auth_level") == "enforced":
+        security["auth"] = True
+        deployed.update(mongodb_config_auth=True, mongodb_security_cluster_auth="keyfile",
+                        mongodb_config_key_file=deployments.KEY_FILE)  # fmt: skip
+    if reached.get("tls_mode") == "requireTLS":
+        security["tls"] = True
+        deployed.update(mongodb_config_tls_mode="requireTLS", mongodb_security_tls=True,
+                        mongodb_replicaset_tls=True, mongodb_users_tls=True)  # fmt: skip
+        if cluster.get("topology") == "sharded":
+            deployed["mongodb_sharding_tls"] = True
+    return {"security": security, "deploy_vars": deployed}
+
+
+def security_job_finished(store: Store, job: dict[str, Any]) -> None:
+    """After a job ends: a run of secure_cluster.yml that ended well is recorded in its cluster."""
+    if job.get("cluster_action") != SECURE_ACTION or job.get("status") != "successful":
+        return
+    cluster = store.clusters.find_one({"_id": job.get("cluster_id")})
+    report = (records.recap(store, job["_id"]) or {}).get("artifact_data") or {}
+    reached = report.get("wap_security_done")
+    if cluster is None or not isinstance(reached, dict):
+        return
+    store.clusters.update_one(
+        {"_id": cluster["_id"]}, {"$set": recorded_security(cluster, reached)}
+    )

@@ -173,3 +173,52 @@ def shape_run(cluster_id: str, kind: str, job_id: str) -> Response:
         return redirect(url_for("member_ops.shape_show", cluster_id=cluster_id, kind=kind,
                                 job_id=job_id))  # fmt: skip
     return redirect(url_for("jobs.show", job_id=job["_id"]))
+
+
+# Access control and TLS enabled on a running cluster: the form (where the cluster's recorded
+# settings say they are off), the plan's page (the passes and what each process runs now), then
+# the job once the cluster's name is typed.
+@bp.app_context_processor
+def security_offers() -> dict:
+    """What the cluster page's form offers to enable (templates/member_ops/_secure.html)."""
+    return {"security_offers": member_ops.security_offers}
+
+
+@bp.post("/clusters/<cluster_id>/secure/plan")
+@login_required
+def secure_plan(cluster_id: str) -> Response:
+    store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
+    try:
+        job = member_ops.secure_plan(store, settings, actor, cluster_id,
+                                     {"what": request.form.getlist("what")})  # fmt: skip
+    except Invalid as exc:
+        flash(f"{exc.message}: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.fields.items()),
+              "error")  # fmt: skip
+        return redirect(url_for("clusters.show", cluster_id=cluster_id) + "#secure-form")
+    return redirect(url_for("member_ops.secure_show", cluster_id=cluster_id, job_id=job["_id"]))
+
+
+@bp.get("/clusters/<cluster_id>/secure/<job_id>")
+@login_required
+def secure_show(cluster_id: str, job_id: str) -> str:
+    store, actor = security.get_store(), security.current_actor()
+    answer = member_ops.secure_planned(store, actor, cluster_id, job_id)
+    cluster, _project = cloud.get_cluster(store, actor, cluster_id)
+    role = projects.role_in(store, actor, cluster["project_id"])
+    return render_template(
+        "member_ops/secure.html", cluster=cluster, answer=answer, job=answer["job"],
+        offers=member_ops.SECURE_OFFERS, can_operate=role in ("operator", "owner"),
+    )  # fmt: skip
+
+
+@bp.post("/clusters/<cluster_id>/secure/<job_id>")
+@login_required
+def secure_run(cluster_id: str, job_id: str) -> Response:
+    store, settings, actor = security.get_store(), security.get_settings(), security.current_actor()
+    try:
+        job = member_ops.secure_run(store, settings, actor, cluster_id, job_id,
+                                    request.form.get("confirm", ""))  # fmt: skip
+    except Invalid as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("member_ops.secure_show", cluster_id=cluster_id, job_id=job_id))
+    return redirect(url_for("jobs.show", job_id=job["_id"]))
