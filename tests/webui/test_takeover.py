@@ -154,6 +154,8 @@ def test_a_set_is_discovered_from_one_address_shown_then_registered_with_its_mem
         port = address.rpartition(":")[2]
         assert f"<td>{port}</td><td>rs0</td><td>member</td>" in shown
     assert "took it over" in shown and 'id="deploy-form"' not in shown
+    # Three members on one host's ports: no layout of WAP's to assume, no upgrade offered.
+    assert 'id="upgrade-form"' not in shown
     # Its hosts' agents: a deploy_agent.yml job on the cluster's hosts with the discovery's
     # credentials, as a deploy job ends.
     agents_job = re.search(r"Agents are being deployed on its hosts: job ([0-9a-f]{8})",

@@ -129,3 +129,16 @@ def test_an_upgrade_that_ended_well_records_the_release_for_later_deploys() -> N
                                   {"mongodb_upgrade_version": "7.0.14"})  # fmt: skip
     assert taken_over == {"mongodb_version": "7.0.14", "deploy_vars": {}}
     assert recorded_version(cluster, {}) == {}
+
+
+def test_a_set_taken_over_is_laid_out_as_wap_does_when_its_members_share_a_port() -> None:
+    from webui.services.takeover import layout_vars
+
+    found = {"topology": "replicaset", "name": "rs9", "security": {"tls": "requireTLS"}}
+    members = [{"host": h, "port": 27017} for h in ("db1", "db2", "db3")]
+    assert layout_vars(found, members) == {
+        "wap_replicaset_hosts": ["db1", "db2", "db3"], "mongodb_replicaset_name": "rs9",
+        "mongodb_replicaset_port": 27017, "mongodb_replicaset_tls": True}  # fmt: skip
+    # Members on several ports (several per host), or a sharded cluster: no layout assumed.
+    assert layout_vars(found, [*members[:2], {"host": "db1", "port": 27018}]) == {}
+    assert layout_vars({**found, "topology": "sharded"}, members) == {}

@@ -162,6 +162,24 @@ def members_and_routers(deployment: dict[str, Any], names: dict[str, str]) -> tu
     return rows, routers
 
 
+def layout_vars(deployment: dict[str, Any], members: list[dict[str, Any]]) -> dict[str, Any]:
+    """For a replica set whose members share one port: the variables a replica set WAP deployed
+    keeps (its hosts, name, port, TLS), under which its day-two jobs (rolling restart, upgrade,
+    member operations, backups by job) address it as WAP's roles lay a set out (unit
+    mongod@<set name>); the upgrade checks each host has that unit before anything moves, so a
+    set laid out otherwise is refused, nothing changed. None for a sharded cluster: its
+    instances are not known from MongoDB alone (pure)."""
+    ports = {m["port"] for m in members}
+    if deployment["topology"] != "replicaset" or len(ports) != 1:
+        return {}
+    return {
+        "wap_replicaset_hosts": list(dict.fromkeys(m["host"] for m in members)),
+        "mongodb_replicaset_name": deployment["name"],
+        "mongodb_replicaset_port": ports.pop(),
+        "mongodb_replicaset_tls": deployment["security"]["tls"] != "disabled",
+    }
+
+
 def register(
     store: Store, settings: Settings, actor: Actor, project_id: str, job_id: str, name: str
 ) -> dict[str, Any]:
@@ -219,7 +237,7 @@ def register(
         "routers": len(routers) if sharded else None,
         "security": {"auth": bool(security["auth"]), "tls": security["tls"] != "disabled"},
         "credential_ids": job.get("credential_ids") or [],
-        "deploy_vars": {},
+        "deploy_vars": layout_vars(deployment, members),
         "taken_over": taken_over,
         "created_at": now(),
         "created_by": actor.username,
