@@ -4,6 +4,7 @@ driven with unmodified pymongo through mongos. Each test names the MongoDB page 
 from __future__ import annotations
 
 import pytest
+from bson import Int64, MinKey
 from pymongo.errors import OperationFailure
 
 from tests.mongod_double.shardedset import SHARDS, initiate, start_cluster, start_mongos
@@ -378,3 +379,63 @@ def test_each_router_records_itself_in_config_mongos(launcher):
     for doc in found:
         assert doc["mongoVersion"] == "7.0.14" and doc["waiting"] is True
         assert doc["up"] >= 0 and doc["ping"] is not None
+
+
+def test_zones_on_shards_and_their_key_ranges(launcher):
+    """A shard's zones are its config.shards tags, a zone's ranges config.tags documents, with
+    MongoDB's checks: an unknown shard is ShardNotFound (70); a range needs a zone some shard has
+    (ZoneNotFound, 177), a prefix of the shard key (ShardKeyNotFound, 61, completed with MinKey),
+    NumberLong bounds on a hashed field (InvalidOptions, 72), min < max (BadValue) and no overlap
+    (RangeOverlapConflict, 178); a zone with ranges cannot leave its last shard (ZoneStillInUse,
+    163); zone null removes exactly the range named; an unsharded collection takes its bounds
+    as given.
+
+    Sources: https://www.mongodb.com/docs/manual/reference/command/addShardToZone/,
+    https://www.mongodb.com/docs/manual/reference/command/removeShardFromZone/,
+    https://www.mongodb.com/docs/manual/reference/command/updateZoneKeyRange/,
+    https://www.mongodb.com/docs/manual/reference/config-database/,
+    https://www.mongodb.com/docs/manual/reference/error-codes/
+    """
+    cluster = start_cluster(launcher)
+    client = cluster.router_client()
+    admin = client.admin
+    add_shards(cluster, client)
+    admin.command("shardCollection", "shop.orders", key={"n": 1})
+    admin.command("shardCollection", "shop.pairs", key={"a": 1, "b": 1})
+    admin.command("shardCollection", "shop.hashed", key={"k": "hashed"})
+    admin.command("addShardToZone", "shard1", zone="eu")
+    admin.command("addShardToZone", "shard1", zone="eu")  # once
+    assert error_code(lambda: admin.command("addShardToZone", "nope", zone="eu")) == 70
+    shards = {s["_id"]: s.get("tags", []) for s in admin.command("listShards")["shards"]}
+    assert shards == {"shard1": ["eu"], "shard2": []}
+
+    def zone(ns: str, low: dict, high: dict, name: str | None) -> dict:
+        return admin.command("updateZoneKeyRange", ns, min=low, max=high, zone=name)
+
+    zone("shop.orders", {"n": 0}, {"n": 50}, "eu")
+    zone("shop.pairs", {"a": 1}, {"a": 5}, "eu")  # a prefix of the key
+    zone("other.plain", {"x": 1}, {"x": 5}, "eu")  # not sharded: as given
+    assert error_code(lambda: zone("shop.orders", {"n": 40}, {"n": 60}, "eu")) == 178
+    assert error_code(lambda: zone("shop.orders", {"n": 60}, {"n": 70}, "us")) == 177
+    assert error_code(lambda: zone("shop.orders", {"n": 70}, {"n": 60}, "eu")) == 2
+    assert error_code(lambda: zone("shop.orders", {"x": 60}, {"x": 70}, "eu")) == 61
+    assert error_code(lambda: zone("shop.hashed", {"k": 1}, {"k": 9}, "eu")) == 72
+    zone("shop.hashed", {"k": MinKey()}, {"k": Int64(0)}, "eu")
+    tags = cluster.config.client().config.tags
+    ranges = {d["ns"]: (d["min"], d["max"], d["tag"]) for d in tags.find({}, {"_id": 0})}
+    assert ranges == {
+        "shop.orders": ({"n": 0}, {"n": 50}, "eu"),
+        "shop.pairs": ({"a": 1, "b": MinKey()}, {"a": 5, "b": MinKey()}, "eu"),
+        "other.plain": ({"x": 1}, {"x": 5}, "eu"),
+        "shop.hashed": ({"k": MinKey()}, {"k": Int64(0)}, "eu"),
+    }
+
+    assert error_code(lambda: admin.command("removeShardFromZone", "shard1", zone="eu")) == 163
+    zone("shop.orders", {"n": 0}, {"n": 60}, None)  # not exactly a range: nothing removed
+    assert tags.count_documents({}) == 4
+    for ns, (low, high, _) in ranges.items():
+        zone(ns, low, high, None)
+    assert tags.count_documents({}) == 0
+    admin.command("removeShardFromZone", "shard1", zone="eu")
+    assert error_code(lambda: admin.command("removeShardFromZone", "nope", zone="eu")) == 70
+    assert all(not s.get("tags") for s in admin.command("listShards")["shards"])

@@ -22,7 +22,7 @@ from mongod_double.commands import (
 if TYPE_CHECKING:
     pass
 
-ROUTER_MODULES = ("mongos_handshake", "mongos_admin", "mongos_crud", "mongos_ddl")
+ROUTER_MODULES = ("mongos_handshake", "mongos_admin", "mongos_crud", "mongos_ddl", "mongos_zones")
 ROUTER_REGISTRY: dict[str, CommandSpec] = {}
 
 
