@@ -1,7 +1,7 @@
 """A sharded cluster's snapshot (wap_agent.backup.sharded) on local doubles and moto's S3: two
 shards (the first with a secondary, which its dump reads), a config server set and a mongos on
 127.0.0.1, backed up through the agent's ``backup`` command path while writes go on, restored
-into a second cluster whose shards have other names.
+into a second cluster whose shards have other names, the zones following their shards.
 
 What a user checks: every document equal through the new cluster's mongos, each found by a query
 on its shard key (so it lives on the shard the restored catalogue routes to); the balancer off
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from bson import Int64, MaxKey, MinKey
 
 from tests.agent.test_oplog_store import BUCKET, moto_bucket
 from tests.mongod_double.shardedset import SHARDS, start_cluster
@@ -72,6 +73,12 @@ def test_sharded_snapshot_restores_into_a_new_cluster(launcher, s3):
     for name in SHARDS:
         router.admin.command("addShard", source.shard_host(name))
     router.admin.command("shardCollection", "shop.orders", key={"k": "hashed"})
+    # zones: each shard in one, shop.orders' hashed key space cut between them
+    for shard, zone, low, high in (("shard1", "eu", MinKey(), Int64(0)),
+                                   ("shard2", "us", Int64(0), MaxKey())):  # fmt: skip
+        router.admin.command("addShardToZone", shard, zone=zone)
+        router.admin.command("updateZoneKeyRange", "shop.orders", min={"k": low},
+                             max={"k": high}, zone=zone)  # fmt: skip
     router.shop.orders.insert_many([{"_id": i, "k": i, "v": 0} for i in range(300)])
     router.shop.notes.insert_many([{"_id": i, "text": f"note {i}"} for i in range(20)])
     router.shop.orders.create_index("v")
@@ -143,6 +150,15 @@ def test_sharded_snapshot_restores_into_a_new_cluster(launcher, s3):
     assert report["equal"], report
     assert {r["shard"] for r in report["collections"]} == {"shard1", "shard2"}
     assert sum(s["oplog"]["applied"] for s in restored["shards"]) > 0
+    # the zones follow their shards to the new names (in name order: shard1 east, shard2 west)
+    assert [s.get("zones") for s in manifest.sets] == [["eu"], ["us"], []]
+    zones = {s["_id"]: s.get("tags") for s in trouter.admin.command("listShards")["shards"]}
+    assert zones == restored["zones"] == {"east": ["eu"], "west": ["us"]}
+    ranges = [
+        sorted(c.config.client().config.tags.find({}, {"_id": 0}), key=lambda r: r["tag"])
+        for c in (source, target)
+    ]
+    assert ranges[0] == ranges[1] and len(ranges[0]) == 2
     assert list(trouter.shop.orders.find(sort=[("_id", 1)])) == want_orders
     assert list(trouter.shop.notes.find(sort=[("_id", 1)])) == want_notes
     for doc in want_orders:  # a query on the shard key goes to the one shard owning the key

@@ -28,7 +28,10 @@ Restore (:func:`restore_cluster`), given a mongos of the target cluster:
 4. The config servers' catalogue (``config.databases``, ``collections``, ``chunks``, ``tags``)
    goes into the target's config servers with shard names mapped, the target's own
    ``config.system.sessions`` routing kept; the config servers' oplog is replayed to the same
-   point (catalogue entries only, names mapped). Users and roles when asked.
+   point (catalogue entries only, names mapped). Each shard's zones (its ``config.shards``
+   tags, which the manifest keeps per set) are given to the target shard it maps to with
+   ``addShardToZone``, so that the zone ranges (``config.tags``) name zones the new shards
+   have. Users and roles when asked.
 5. The routers are told to reload the catalogue (``flushRouterConfig``) and each shard is
    verified against the manifest.
 """
@@ -79,6 +82,7 @@ class ReplicaSet:
     replica_set: str
     role: str  # "shard" or "config"
     uri: str
+    zones: tuple[str, ...] = ()  # a shard's zones (its config.shards tags)
 
 
 def set_uri(router_uri: str, connection: str) -> str:
@@ -117,9 +121,10 @@ def discover(router: pymongo.MongoClient, router_uri: str) -> list[ReplicaSet]:
         host = str(shard["host"])
         sets.append(
             ReplicaSet(
-                str(shard["_id"]), host.partition("/")[0], "shard", set_uri(router_uri, host)
+                str(shard["_id"]), host.partition("/")[0], "shard", set_uri(router_uri, host),
+                tuple(str(zone) for zone in shard.get("tags") or ()),
             )
-        )
+        )  # fmt: skip
     config = str(router.admin.command("getShardMap")["map"][CONFIG])
     sets.append(ReplicaSet(CONFIG, config.partition("/")[0], CONFIG, set_uri(router_uri, config)))
     return sets
@@ -303,6 +308,7 @@ def back_up_cluster(
                 "member": done[rs.name][1]["member"],
                 "oplog": done[rs.name][1]["oplog"],
                 "documents": sum(c["count"] for c in done[rs.name][1]["collections"]),
+                "zones": list(rs.zones),
             }
             for rs in sets
         ],
@@ -519,6 +525,29 @@ class CatalogueRestorer(Restorer):
         return summary
 
 
+def _zones(
+    router: pymongo.MongoClient, manifest: Manifest, mapping: Mapping[str, str]
+) -> dict[str, list[str]]:
+    """Each snapshot shard's zones given to the target shard it maps to (addShardToZone), so
+    that the zone ranges restored with the catalogue (config.tags) name zones the target's
+    shards have. Returns the zones per target shard."""
+    given: dict[str, list[str]] = {}
+    for entry in manifest.sets:
+        if entry.get("role") != "shard" or entry["name"] not in mapping:
+            continue
+        target = mapping[entry["name"]]
+        for zone in entry.get("zones") or []:
+            try:
+                router.admin.command("addShardToZone", target, zone=zone)
+            except pymongo.errors.OperationFailure as exc:
+                raise RestoreError(
+                    f"shard {entry['name']} -> {target}: its zone {zone!r} could not be given"
+                    f" (addShardToZone): {exc.details.get('errmsg') if exc.details else exc}"
+                ) from None
+            given.setdefault(target, []).append(zone)
+    return given
+
+
 def _restore_set(uri: str, s3: Any, bucket: str, stored: StoredFile, restorer: Callable) -> dict:
     with S3Download(s3, bucket, stored.key) as source:
         checked = Checked(source)
@@ -611,6 +640,7 @@ def restore_cluster(
                 files[CONFIG],
                 lambda u, src: CatalogueRestorer(u, src, options, mapping),
             )
+            zones = _zones(router, manifest, mapping)
             router.admin.command("flushRouterConfig")
     say({"event": "step", "message": "restore: reading the shards back", "fraction": 0.99})
     reports = []
@@ -636,5 +666,6 @@ def restore_cluster(
         "bytes": sum(c["bytes"] for s in copied.values() for c in s["collections"]),
         "shards": reports,
         "catalogue": {c["ns"]: c["count"] for c in catalogue["collections"]},
+        "zones": zones,
         "users_and_roles": catalogue.get("users_and_roles") or {},
     }
