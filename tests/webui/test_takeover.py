@@ -20,6 +20,7 @@ from tests.mongod_double.conftest import Launcher
 from tests.waiting import wait_until
 from tests.webui.helpers import REPO, Api, Proc, wait_for
 from webui.config import Settings
+from webui.store import Store
 
 KEY = "takeoverkey" + "k" * 30  # base64 characters only, as mongod requires
 ADMIN = ("ops", "ops-password-1")
@@ -82,7 +83,11 @@ def _discovered(api: Api, project_id: str, job_id: str) -> dict[str, Any]:
 
 
 def test_a_set_is_discovered_from_one_address_shown_then_registered_with_its_members(
-    admin_api: Api, start_worker: Callable[[], Proc], replica_set: list[str], tmp_path: Path
+    admin_api: Api,
+    start_worker: Callable[[], Proc],
+    replica_set: list[str],
+    tmp_path: Path,
+    settings: Settings,
 ) -> None:
     worker = start_worker()
     admin_api.use_token()
@@ -156,6 +161,20 @@ def test_a_set_is_discovered_from_one_address_shown_then_registered_with_its_mem
     assert "took it over" in shown and 'id="deploy-form"' not in shown
     # Three members on one host's ports: no layout of WAP's to assume, no upgrade offered.
     assert 'id="upgrade-form"' not in shown
+    # Members sharing a port would be laid out as WAP lays a set out (takeover.layout_vars):
+    # upgraded and restarted then, never converted (its keyFile and certificates are not known,
+    # to secure new config servers and routers with).
+    store = Store(settings.mongodb_uri or "")
+    try:
+        store.clusters.update_one({"_id": cluster_id}, {"$set": {"deploy_vars": {
+            "wap_replicaset_hosts": ["127.0.0.1"], "mongodb_replicaset_name": "rs0",
+            "mongodb_replicaset_port": 27017, "mongodb_replicaset_tls": False}}})  # fmt: skip
+    finally:
+        store.close()
+    shown = admin_api.http.get(f"{admin_api.base}/clusters/{cluster_id}").text
+    assert 'id="upgrade-form"' in shown and 'id="convert-form"' not in shown
+    converted = admin_api.call("POST", f"/clusters/{cluster_id}/conversions", json={})
+    assert converted.status_code == 409 and "security settings" in converted.json()["message"]
     # Its hosts' agents: a deploy_agent.yml job on the cluster's hosts with the discovery's
     # credentials, as a deploy job ends.
     agents_job = re.search(r"Agents are being deployed on its hosts: job ([0-9a-f]{8})",

@@ -455,10 +455,11 @@ def _shape_cluster(store: Store, actor: Actor, cluster_id: str, kind: str,
                    role: str) -> dict[str, Any]:  # fmt: skip
     cluster, _ = cloud.get_cluster(store, actor, cluster_id, role)
     wanted = SHAPES[kind]["topology"]
-    if cluster.get("topology") != wanted or not cluster.get("deploy_vars"):
+    if (cluster.get("topology") != wanted or not cluster.get("deploy_vars")
+            or cluster.get("taken_over")):  # fmt: skip
         what = "replica set" if wanted == "replicaset" else "sharded cluster"
         raise Conflict(f"{SHAPES[kind]['label'].lower()}: for a {what} WAP deployed "
-                       "(it knows its instances)")  # fmt: skip
+                       "(it knows its instances and its security settings)")  # fmt: skip
     return cluster
 
 
