@@ -126,7 +126,7 @@ class Prober:
         return self.clients[address]
 
     def _connect(self, address: str):
-        host, _, port = address.rpartition(":")
+        host, port = address.rsplit(":", 1)
         params = self.params
         files = bool(params.get("tls_ca_file") or params.get("tls_certificate_key_file"))
         last = None
@@ -151,7 +151,7 @@ class Prober:
                     client.close()
                 continue
             return client
-        self.errors[address] = str(last).split(", Timeout:")[0]
+        self.errors[address] = str(last).split(", Timeout:", maxsplit=1)[0]
         raise last
 
 
