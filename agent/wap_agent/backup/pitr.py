@@ -276,8 +276,8 @@ def verification(manifest: Manifest, result: dict[str, Any]) -> dict[str, Any]:
     until = moment.get("until") or {}
     said = (
         f"restored to {until.get('utc', '?')} (up to {_stamp(timestamp_of(until))} included)"
-        f" from snapshot {manifest.snapshot_id}: {moment.get('applied', 0)} oplog entries"
-        f" replayed, {moment.get('followed_entries', 0)} of them from the followed oplog"
+        f" from snapshot {manifest.snapshot_id}: {moment.get('followed_entries', 0)} entries"
+        f" read from the followed oplog, {moment.get('applied', 0)} oplog entries applied"
         + (f", the last {_stamp(timestamp_of(last))} ({last['utc']})" if last else "")
         if until
         else ""
