@@ -139,6 +139,10 @@ def test_a_scratch_cluster_is_set_only_with_its_name_typed(
     path = f"/clusters/{platform.cluster['_id']}/backups"
     page = client.get(path).get_data(as_text=True)
     assert "into scratch: <strong>scratch</strong> (replaced at each drill)" in page
+    # a policy saved before the name was kept shows it too
+    platform.store.db.backup_policies.update_one({}, {"$unset": {"drill_cluster_name": ""}})
+    page = client.get(path).get_data(as_text=True)
+    assert "into scratch: <strong>scratch</strong> (replaced at each drill)" in page
     form = {"csrf_token": csrf(client, path), "schedule": "0 2 * * *", "keep_last": "5",
             "bucket": BUCKET, "prefix": "wap", "region": REGION,
             "credential_id": platform.credential["id"], "compression": "gzip", "enabled": "on",

@@ -294,7 +294,7 @@ def save_policy(
     if "drill_schedule" in changed or "drill_cluster_id" in changed:
         audit.record(store, actor, "backup.drill", where,
                      detail={"scratch": policy["drill_cluster_name"],
-                             "was": before.get("drill_cluster_name", ""),
+                             "was": _cluster_name(store, before.get("drill_cluster_id")),
                              "schedule": policy["drill_schedule"]})  # fmt: skip
     return policy
 
