@@ -91,6 +91,12 @@ def fill(store: Store, at: float) -> None:
     slices("1h", HOUR, HOUR_SLICE, hours_from - 365 * DAY, hours_from)
     if older:
         store.db.rollups.insert_many(older)
+    # the days and compaction of those slices, as the workers' rounds do (after an upgrade, the
+    # first rounds convert what earlier versions stored this way)
+    t0 = time.time()
+    days = rollups.roll_days(store)
+    compacted = {tier: rollups.compact(store, tier) for tier in rollups.LEVELS}
+    print(f"{days} 1-day documents, compacted {compacted} in {time.time() - t0:.0f} s")
 
 
 def bytes_per_point(store: Store) -> dict[str, float]:

@@ -26,8 +26,9 @@ for every host at once (see SUMMARY_NAMES for why apart).
 
 Charts read through `query`, which picks a tier by the range asked for (see webui.services.rollups
 for the tiers and their documents): raw samples while the range is short and recent enough, else
-1-minute, else 1-hour rollups. Windows newer than a tier's last rollup are computed from the
-finer tier at query time, so a chart has no hole at its right edge.
+1-minute, else 1-hour rollups (with points a day or more apart, whole days from the 1-day
+windows). Windows newer than a tier's last rollup are computed from the finer tier at query time,
+so a chart has no hole at its right edge.
 """
 
 from __future__ import annotations
@@ -379,10 +380,21 @@ def query(
         )
 
     def raw(lo: float, hi: float, width: float | None, out: Gathered) -> None:
-        for w in rollups.slots(lo, hi) if lo < hi else ():
+        # the rounds after the last rolled-up minute only, by time as well as slot (a minute's
+        # margin for samples timed apart from their round): the rounds before it in the same
+        # slot cost as much to read (each holds every series of its host) and gave nothing
+        if lo >= hi:
+            return
+        times = {"t": {"$gte": lo - rollups.MINUTE, "$lt": hi + rollups.MINUTE}}
+        for w in rollups.slots(lo, hi):
             key = {"hw": f"{host_id}:{w}"} if host_id is not None else {"pw": f"{project_id}:{w}"}
-            docs = store.samples.find(key, {"host_id": 1, "project_id": 1, "samples": 1})
+            docs = store.samples.find({**key, **times}, {"host_id": 1, "project_id": 1,
+                                                         "samples": 1})  # fmt: skip
             rollups.gather_raw(docs, width, lo, hi, keep, out)
+
+    # labels matched by the store, not after the document is read (a name's documents hold each
+    # of its label sets: a CPU's, a disk's); $eq is a plain comparison there
+    by_labels = {f"l.{k}": {"$eq": v} for k, v in want_labels.items()}
 
     def rolled(tier_: str, lo: float, hi: float, width: float | None, out: Gathered) -> None:
         if lo >= hi:
@@ -393,12 +405,8 @@ def query(
                 if host_id is not None
                 else {"pk": rollups.project_key(tier_, project_id, name)}
             )
-            docs = store.db.rollups.find({**key, "t1": {"$gt": lo}})
-            matching = (
-                d for d in docs
-                if d["t0"] < hi and all(d["l"].get(k) == v for k, v in want_labels.items())
-            )  # fmt: skip
-            rollups.gather_rollups(matching, width, lo, hi, out)
+            docs = store.db.rollups.find({**key, "t1": {"$gt": lo}, "t0": {"$lt": hi}, **by_labels})
+            rollups.gather_rollups(docs, width, lo, hi, out)
 
     gathered: Gathered = {}
     step = rollups.step_for(tier, start, end, max_points)
@@ -407,8 +415,17 @@ def query(
         rolled("raw", start, min(end, minutes), None, gathered)
         raw(max(start, minutes), end, None, gathered)
     else:
-        width = rollups.WIDTHS[tier]
+        width = step  # a whole number of the tier's windows: folded once, as they are read
         lo = start
+        if tier == "1h" and step % rollups.DAY == 0:
+            # whole days from the 1-day windows, the hours of a day begun before `start` (or
+            # ended after `end`) and those not rolled into days yet from the 1-hour ones
+            first = lo + (-lo % rollups.DAY)
+            last = min(end - end % rollups.DAY, rollups.cursor(store, "1d") or 0.0)
+            if first < last:
+                rolled("1h", lo, first, width, gathered)
+                rolled("1d", first, last, width, gathered)
+                lo = last
         if tier == "1h":
             hours = rollups.cursor(store, "1h") or 0.0
             rolled("1h", lo, min(end, hours), width, gathered)

@@ -4,18 +4,24 @@
 
 A rollup window holds, per series, the min, max, mean, last value and count of the samples whose
 time falls in it. Rollups are bucketed documents in `rollups`, one per tier, host, series and
-slice of windows, the windows as columns (`t`, `min`, `max`, `mean`, `last`, `count`): a chart of
-one series over a year reads a few hundred small documents, and a slice is written with one
-insert per series (no update in place, which the embedded store does slowly). Time-series
-collections were not used: the embedded store (nx-27017) answers ok to `create` with
-`timeseries` and keeps an ordinary collection, so the design must not depend on them.
+slice of windows, the windows as columns (`t`, `min`, `max`, `mean`, `last`, `count`), a slice
+written with one insert per series (no update in place, which the embedded store does slowly).
+Slices are then compacted, level by level, into documents of longer spans (LEVELS: `level`, and
+the span `p0`-`p1`, on each), each window kept as it was: a chart reads few documents (a year of
+one series, 8,760 1-hour windows, was 1,460 documents; the embedded store's cost is per document
+and per byte it decodes). Beside the 1-hour tier, 1-day windows (`1d`, kept as long) serve the
+charts whose points are a day or more apart. Time-series collections were not used: the
+embedded store (nx-27017) answers ok to `create` with `timeseries` and keeps an ordinary
+collection, so the design must not depend on them.
 
 `run` does one round: roll every whole slice of 1-minute windows that ended more than `LAG`
 seconds ago (`metrics_rollup_every` seconds of windows per slice), roll the 1-minute rollups into
-1-hour windows by slices of `HOUR_SLICE`, then expire what is past each tier's retention. Where
-each tier has been rolled up to is kept in `meta` (`rollup:1m`, `rollup:1h`); a round that died
-midway leaves documents at or after its cursor, which the next round removes before writing them
-again. Only one process rolls at a time (a lease in `meta`); the time is an argument, so tests
+1-hour windows by slices of `HOUR_SLICE` and those into 1-day windows, compact, then expire what
+is past each tier's retention. Where each tier has been rolled up to is kept in `meta`
+(`rollup:1m`, `rollup:1h`, `rollup:1d`, and `compact:<tier>:<level>`); a round that died midway
+leaves documents at or after its cursor, which the next round removes before writing them again
+(see `compact` for its own). Documents of earlier versions are slices: read as such, and
+compacted by the first rounds. Only one process rolls at a time (a lease in `meta`); the time is an argument, so tests
 control it. Workers run it in their reaper process (webui.jobs.reaper), a loop beside each worker
 that already runs every few seconds: RQ's scheduler would fork a work horse for every round and
 queue it behind the playbooks.
@@ -27,10 +33,12 @@ import contextlib
 import hashlib
 import json
 import math
+import operator
 import os
 import socket
 import time
 import uuid
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +47,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from webui.store import Store
 
-MINUTE, HOUR = 60, 3600
-WIDTHS = {"1m": MINUTE, "1h": HOUR}
+MINUTE, HOUR, DAY = 60, 3600, 86400
+WIDTHS = {"1m": MINUTE, "1h": HOUR, "1d": DAY}
 RAW_END = 0.001  # a raw column ends just after its last sample
 SLOT = 600.0
 EXPIRE_EVERY = 300.0  # an expiry reads by time ranges, which the embedded store scans: not often
@@ -50,6 +58,22 @@ EXPIRE_EVERY = 300.0  # an expiry reads by time ranges, which the embedded store
 LAG = 300.0
 HOUR_SLICE = 6 * HOUR
 LEASE = 300.0
+# Compaction: the spans into which each tier's slices are merged, level by level (level 0 is the
+# slice a round writes: `rollup_every` seconds of raw columns and 1-minute windows, HOUR_SLICE of
+# 1-hour windows, a day of 1-day ones). Each span is a whole number of the one before, aligned
+# on the epoch. A chart reads whole documents, so a tier's widest span stays near the shortest
+# range read from it: an hour of raw columns, six hours of 1-minute windows, 15 days of 1-hour
+# ones (a 30-day chart), 30 days of 1-day ones.
+LEVELS = {
+    "raw": (HOUR,),
+    "1m": (HOUR, 6 * HOUR),
+    "1h": (DAY, 5 * DAY, 15 * DAY),
+    "1d": (30 * DAY,),
+}
+COLUMNS = {"raw": ("v",), "1m": ("min", "max", "mean", "last", "count")}
+COLUMNS["1h"] = COLUMNS["1d"] = COLUMNS["1m"]
+# The tier whose cursor says how far each tier's windows are all written.
+ROLLED_BY = {"raw": "1m", "1m": "1m", "1h": "1h", "1d": "1d"}
 
 # A window's aggregate while it is built: min, max, sum, count, last, time of last.
 Agg = list[float]
@@ -174,24 +198,56 @@ def gather_rollups(
     out: Gathered | None = None,
 ) -> Gathered:
     """Windows (or a raw column's samples) of rollup documents starting in [lo, hi), per series,
-    folded into `width` (None: one window per sample)."""
+    folded into `width` (None: one window per sample). A window that a document of a higher
+    compaction level of the same series also holds (a slice not deleted yet after its span was
+    compacted) is taken from that document only, so `docs` must hold every level read at once."""
     out = {} if out is None else out
+    docs = list(docs)
+    covers: dict[tuple[str, SeriesKey], list[tuple[int, float, float]]] = {}
+    for doc in docs:
+        if "p0" in doc:
+            key = (doc["host_id"], series_key(doc["n"], doc["l"]))
+            covers.setdefault(key, []).append((doc["level"], doc["p0"], doc["p1"]))
     for doc in docs:
         series = _series(out, doc["host_id"], doc["project_id"], doc["n"], doc["l"])
-        values = doc.get("v")
-        for i, t in enumerate(doc["t"]):
-            if not lo <= t < hi:
-                continue
-            if values is not None:
-                v = values[i]
-                agg = [v, v, v, 1, v, t]
-            else:
-                count = doc["count"][i]
-                # the last value's time is not kept: a later window's last is later
-                agg = [doc["min"][i], doc["max"][i], doc["mean"][i] * count, count,
-                       doc["last"][i], t]  # fmt: skip
-            fold(series.windows, t if width is None else t - t % width, agg)
+        level, times = doc.get("level", 0), doc["t"]
+        cuts = sorted(
+            (p0, p1)
+            for above, p0, p1 in covers.get((series.host_id, series_key(series.name,
+                                                                         series.labels)), ())
+            if above > level and p0 < doc["t1"] and p1 > doc["t0"]
+        )  # fmt: skip
+        first, stop = bisect_left(times, lo), bisect_left(times, hi)
+        for p0, p1 in cuts:
+            _fold_columns(series.windows, doc, width, first, min(stop, bisect_left(times, p0)))
+            first = max(first, bisect_left(times, p1))
+        _fold_columns(series.windows, doc, width, first, stop)
     return out
+
+
+def _fold_columns(
+    windows: dict[float, Agg], doc: dict[str, Any], width: float | None, first: int, stop: int
+) -> None:
+    """Fold the windows first..stop-1 of a rollup document (times in order) into `windows`: a
+    run of them falling in one window of `width` at once, with the builtins' C loops (a year of
+    12 series is 105,000 windows: one fold each cost more than the store's reads)."""
+    times, values = doc["t"], doc.get("v")
+    i = first
+    while i < stop:
+        t = times[i]
+        at = t if width is None else t - t % width
+        j = i + 1 if width is None else bisect_left(times, at + width, i, stop)
+        if values is not None:
+            run = values[i:j]
+            agg = [min(run), max(run), sum(run), j - i, values[j - 1], times[j - 1]]
+        else:
+            counts = doc["count"][i:j]
+            # the last value's time is not kept: a later window's last is later
+            agg = [min(doc["min"][i:j]), max(doc["max"][i:j]),
+                   sum(map(operator.mul, doc["mean"][i:j], counts)), sum(counts),
+                   doc["last"][j - 1], times[j - 1]]  # fmt: skip
+        fold(windows, at, agg)
+        i = j
 
 
 def refold(gathered: Gathered, width: float) -> Gathered:
@@ -204,52 +260,62 @@ def refold(gathered: Gathered, width: float) -> Gathered:
     return out
 
 
+def _document(
+    tier: str, host_id: str, project_id: str, name: str, labels: dict[str, str],
+    columns: dict[str, list[float]], suffix: str = "",
+) -> dict[str, Any]:  # fmt: skip
+    times = columns["t"]
+    key = json.dumps(series_key(name, labels), separators=(",", ":"))
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    return {
+        "_id": f"{tier}:{host_id}:{times[0]:.0f}:{digest}{suffix}",
+        "tier": tier,
+        "host_id": host_id,
+        "project_id": project_id,
+        "k": host_key(tier, host_id, name),
+        "pk": project_key(tier, project_id, name),
+        "n": name,
+        "l": labels,
+        "t0": times[0],
+        "t1": times[-1] + WIDTHS.get(tier, RAW_END),
+        **columns,
+    }
+
+
 def rollup_documents(tier: str, gathered: Gathered) -> Iterator[dict[str, Any]]:
     for series in gathered.values():
         if not series.windows:
             continue
         times = sorted(series.windows)
         aggs = [series.windows[t] for t in times]
-        key = json.dumps(series_key(series.name, series.labels), separators=(",", ":"))
-        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-        document = {
-            "_id": f"{tier}:{series.host_id}:{times[0]:.0f}:{digest}",
-            "tier": tier,
-            "host_id": series.host_id,
-            "project_id": series.project_id,
-            "k": host_key(tier, series.host_id, series.name),
-            "pk": project_key(tier, series.project_id, series.name),
-            "n": series.name,
-            "l": series.labels,
-            "t0": times[0],
-            "t1": times[-1] + WIDTHS.get(tier, RAW_END),
-            "t": times,
-        }
         if tier == "raw":
-            document["v"] = [a[4] for a in aggs]
+            columns = {"t": times, "v": [a[4] for a in aggs]}
         else:
-            document.update(
-                min=[a[0] for a in aggs],
-                max=[a[1] for a in aggs],
-                mean=[a[2] / a[3] for a in aggs],
-                last=[a[4] for a in aggs],
-                count=[a[3] for a in aggs],
-            )
-        yield document
+            columns = {"t": times, "min": [a[0] for a in aggs], "max": [a[1] for a in aggs],
+                       "mean": [a[2] / a[3] for a in aggs], "last": [a[4] for a in aggs],
+                       "count": [a[3] for a in aggs]}  # fmt: skip
+        yield _document(tier, series.host_id, series.project_id, series.name, series.labels,
+                        columns)  # fmt: skip
 
 
-def cursor(store: Store, tier: str) -> float | None:
-    """Where `tier` has been rolled up to (windows before it are in `rollups`), or None."""
-    doc = store.db.meta.find_one({"_id": f"rollup:{tier}"})
+def cursor(store: Store, tier: str, prefix: str = "rollup") -> float | None:
+    """Where `tier` has been rolled up to (windows before it are in `rollups`), or None; with
+    prefix compact, where a tier's level (`<tier>:<level>`) has been compacted to."""
+    doc = store.db.meta.find_one({"_id": f"{prefix}:{tier}"})
     return float(doc["until"]) if doc else None
 
 
-def _set_cursor(store: Store, tier: str, until: float) -> None:
-    store.db.meta.update_one({"_id": f"rollup:{tier}"}, {"$set": {"until": until}}, upsert=True)
+def _set_cursor(store: Store, tier: str, until: float, prefix: str = "rollup") -> None:
+    store.db.meta.update_one({"_id": f"{prefix}:{tier}"}, {"$set": {"until": until}}, upsert=True)
 
 
-def _write(store: Store, tier: str, since: float, documents: list[dict[str, Any]]) -> None:
-    store.db.rollups.delete_many({"tier": tier, "t0": {"$gte": since}})
+def _tier(tier: str) -> dict[str, Any]:
+    """A filter on the tier that the embedded store's finds can take with a compound index on
+    (tier, t0) or (tier, t1): its plain equality is an array-or-value test that scans them all."""
+    return {"tier": {"$eq": tier}}
+
+
+def _insert(store: Store, documents: list[dict[str, Any]]) -> None:
     if not documents:
         return
     try:
@@ -257,6 +323,11 @@ def _write(store: Store, tier: str, since: float, documents: list[dict[str, Any]
     except BulkWriteError as exc:  # written by an earlier round that died before its cursor
         if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
             raise
+
+
+def _write(store: Store, tier: str, since: float, documents: list[dict[str, Any]]) -> None:
+    store.db.rollups.delete_many({**_tier(tier), "t0": {"$gte": since}})
+    _insert(store, documents)
 
 
 def _skip_empty(
@@ -303,44 +374,133 @@ def roll_minutes(store: Store, retention: Retention, at: float) -> int:
 def roll_hours(store: Store) -> int:
     """Roll 1-minute rollups into 1-hour windows by slices of HOUR_SLICE, up to the 1-minute
     tier's cursor; return the documents written."""
-    minutes = cursor(store, "1m")
-    if minutes is None:
+    return _roll_from(store, "1m", "1h", HOUR_SLICE, cursor(store, "1m"))
+
+
+def roll_days(store: Store) -> int:
+    """Roll 1-hour rollups into 1-day windows, a day at a time, up to the last whole day of the
+    1-hour tier: what a chart of months or a year reads (a year of one series is 8,760 hours
+    and 365 days, and the embedded store's cost is in what it decodes); kept as long as the
+    1-hour tier."""
+    hours = cursor(store, "1h")
+    return _roll_from(store, "1h", "1d", DAY, None if hours is None else hours - hours % DAY)
+
+
+def _roll_from(store: Store, source: str, tier: str, every: float, upto: float | None) -> int:
+    """Fold the `source` tier's windows into the wider ones of `tier`, slice by slice of
+    `every` seconds, up to `upto`; return the documents written."""
+    if upto is None:
         return 0
-    until = cursor(store, "1h")
+    until = cursor(store, tier)
     if until is None:
-        first = store.db.rollups.find_one({"tier": "1m"}, {"t0": 1}, sort=[("t0", 1)])
+        first = store.db.rollups.find_one(_tier(source), {"t0": 1}, sort=[("t0", 1)])
         if first is None:
             return 0
-        until = first["t0"] - first["t0"] % HOUR_SLICE
+        until = first["t0"] - first["t0"] % every
     written = 0
-    while until + HOUR_SLICE <= minutes:
-        until = _skip_empty(store.db.rollups, {"tier": "1m"}, "t1", until, HOUR_SLICE, minutes)
-        stop = until + HOUR_SLICE
-        if stop > minutes:
+    while until + every <= upto:
+        until = _skip_empty(store.db.rollups, _tier(source), "t1", until, every, upto)
+        stop = until + every
+        if stop > upto:
             break
-        docs = store.db.rollups.find({"tier": "1m", "t1": {"$gt": until}, "t0": {"$lt": stop}})
-        documents = list(rollup_documents("1h", gather_rollups(docs, HOUR, until, stop)))
-        _write(store, "1h", until, documents)
-        _set_cursor(store, "1h", stop)
+        docs = store.db.rollups.find({**_tier(source), "t1": {"$gt": until}, "t0": {"$lt": stop}})
+        gathered = gather_rollups(docs, WIDTHS[tier], until, stop)
+        documents = list(rollup_documents(tier, gathered))
+        _write(store, tier, until, documents)
+        _set_cursor(store, tier, stop)
         written += len(documents)
         until = stop
     return written
 
 
 def expire(store: Store, retention: Retention, at: float) -> dict[str, int]:
-    """Remove raw batches and rollup slices wholly past their tier's retention."""
+    """Remove raw batches and rollup documents wholly past their tier's retention (a compacted
+    document goes when its last window does: a day of 1-minute windows is kept up to a day past
+    the tier's retention, 30 days of 1-hour windows up to 30 days; charts pick their tier by the
+    retention, so they do not show the difference)."""
+    rolled = store.db.rollups
+
+    def older(tier: str, keep: float) -> int:
+        return rolled.delete_many({**_tier(tier), "t1": {"$lte": at - keep}}).deleted_count
+
     return {
         "raw": store.samples.delete_many({"t": {"$lt": at - retention.raw}}).deleted_count,
-        "raw columns": store.db.rollups.delete_many(
-            {"tier": "raw", "t1": {"$lte": at - retention.raw}}
-        ).deleted_count,
-        "1m": store.db.rollups.delete_many(
-            {"tier": "1m", "t1": {"$lte": at - retention.minute}}
-        ).deleted_count,
-        "1h": store.db.rollups.delete_many(
-            {"tier": "1h", "t1": {"$lte": at - retention.hour}}
-        ).deleted_count,
+        "raw columns": older("raw", retention.raw),
+        "1m": older("1m", retention.minute),
+        "1h": older("1h", retention.hour),
+        "1d": older("1d", retention.hour),
     }
+
+
+def _level(level: int) -> dict[str, Any]:
+    """A filter on the compaction level (slices, level 0, carry none)."""
+    return {"level": {"$eq": level or None}}
+
+
+def compact(store: Store, tier: str) -> int:
+    """Merge the tier's documents, level by level (LEVELS), into one per series and span, for
+    the spans wholly rolled up; return the documents written. A span's documents are written
+    before its cursor (`compact:<tier>:<level>` in `meta`) moves and those of the level below
+    are deleted after, so a read sees them either once or twice, and a window held twice is taken
+    from the higher level (gather_rollups); a round that died midway is done again."""
+    below = cursor(store, ROLLED_BY[tier])
+    written = 0
+    for level, span in enumerate(LEVELS[tier], start=1):
+        if below is None:
+            break
+        written += _compact_level(store, tier, level, span, below)
+        below = cursor(store, f"{tier}:{level}", prefix="compact")
+    return written
+
+
+def _compact_level(store: Store, tier: str, level: int, span: float, below: float) -> int:
+    rolled, lower = store.db.rollups, {**_tier(tier), **_level(level - 1)}
+    until = cursor(store, f"{tier}:{level}", prefix="compact")
+    if until is None:
+        first = rolled.find_one(lower, {"t0": 1}, sort=[("t0", 1)])
+        if first is None:
+            return 0
+        until = first["t0"] - first["t0"] % span
+    written = 0
+    while until + span <= below:
+        until = _skip_empty(rolled, lower, "t1", until, span, below)
+        stop = until + span
+        if stop > below:
+            break
+        docs = rolled.find({**lower, "t1": {"$gt": until}, "t0": {"$lt": stop}})
+        documents = list(_compacted(tier, level, until, stop, docs))
+        _insert(store, documents)
+        _set_cursor(store, f"{tier}:{level}", stop, prefix="compact")
+        rolled.delete_many({**lower, "t1": {"$lte": stop}})
+        written += len(documents)
+        until = stop
+    return written
+
+
+def _compacted(
+    tier: str, level: int, p0: float, p1: float, docs: Iterable[dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """One document per series of the windows in [p0, p1) of `docs`, each window as stored
+    (nothing refolded: the values stay exactly those of the slices)."""
+    names = COLUMNS[tier]
+    merged: dict[tuple[str, SeriesKey], tuple[dict[str, Any], dict[float, tuple]]] = {}
+    for doc in docs:
+        key = (doc["host_id"], series_key(doc["n"], doc["l"]))
+        windows = merged.setdefault(key, (doc, {}))[1]
+        columns = [doc[c] for c in names]
+        for i, t in enumerate(doc["t"]):
+            if p0 <= t < p1 and t not in windows:
+                windows[t] = tuple(column[i] for column in columns)
+    for doc, windows in merged.values():
+        if not windows:
+            continue
+        times = sorted(windows)
+        columns = {"t": times, **{c: [windows[t][j] for t in times] for j, c in enumerate(names)}}
+        yield {
+            **_document(tier, doc["host_id"], doc["project_id"], doc["n"], doc["l"], columns,
+                        f":L{level}"),
+            "level": level, "p0": p0, "p1": p1,
+        }  # fmt: skip
 
 
 def _take_lease(store: Store, owner: str) -> bool:
@@ -371,6 +531,8 @@ def run(store: Store, retention: Retention, at: float) -> dict[str, Any] | None:
     try:
         minutes = roll_minutes(store, retention, at)
         hours = roll_hours(store)
+        days = roll_days(store)
+        compacted = {tier: compact(store, tier) for tier in LEVELS}
         last = store.db.meta.find_one({"_id": "rollup:expired"}) or {}
         expired = {}
         if not last.get("at", 0) <= at < last.get("at", 0) + EXPIRE_EVERY:
@@ -378,7 +540,7 @@ def run(store: Store, retention: Retention, at: float) -> dict[str, Any] | None:
             store.db.meta.update_one({"_id": "rollup:expired"}, {"$set": {"at": at}}, upsert=True)
     finally:
         _release(store, owner)
-    return {"1m": minutes, "1h": hours, "expired": expired}
+    return {"1m": minutes, "1h": hours, "1d": days, "compacted": compacted, "expired": expired}
 
 
 def pick_tier(retention: Retention, start: float, end: float, max_points: int, at: float) -> str:
@@ -397,4 +559,6 @@ def step_for(tier: str, start: float, end: float, max_points: int) -> float:
     if tier == "raw":
         return float(math.ceil(need))
     width = WIDTHS[tier]
+    if tier == "1h" and need > DAY / 2:  # whole days, read from the 1-day windows
+        width = DAY
     return float(width * max(1, math.ceil(need / width)))
