@@ -21,10 +21,10 @@ is past each tier's retention. Where each tier has been rolled up to is kept in 
 (`rollup:1m`, `rollup:1h`, `rollup:1d`, and `compact:<tier>:<level>`); a round that died midway
 leaves documents at or after its cursor, which the next round removes before writing them again
 (see `compact` for its own). Documents of earlier versions are slices: read as such, and
-compacted by the first rounds. Only one process rolls at a time (a lease in `meta`); the time is an argument, so tests
-control it. Workers run it in their reaper process (webui.jobs.reaper), a loop beside each worker
-that already runs every few seconds: RQ's scheduler would fork a work horse for every round and
-queue it behind the playbooks.
+compacted by the first rounds. Only one process rolls at a time (a lease in `meta`); the time is
+an argument, so tests control it. Workers run it in their reaper process (webui.jobs.reaper), a
+loop beside each worker that already runs every few seconds: RQ's scheduler would fork a work
+horse for every round and queue it behind the playbooks.
 """
 
 from __future__ import annotations
