@@ -103,23 +103,28 @@ def beside(name: str, task: Callable[[], object], every: float) -> threading.Eve
 def _reap_every(settings: Settings, wait: Callable[[float], bool], roll_up: bool = False) -> None:
     """Reap now, then every `period` until `wait(period)` says stop; with `roll_up` (a worker's
     reaper process, never the web server's thread), also roll up and expire metrics each time
-    (webui.services.rollups: a round with nothing due is a few reads), and run the backup
-    coverage's tick beside the loop in a thread of its own (it reads every followed cluster's
-    store: a slow or unreachable one must not delay the marking of lost jobs)."""
+    (webui.services.rollups: a round with nothing due is a few reads), and run the backups' and
+    the backup coverage's ticks beside the loop, each in a thread of its own (they read and
+    write the snapshot stores: a slow or unreachable one must not delay the marking of lost
+    jobs)."""
     store = Store(settings.mongodb_uri or "")
     redis = Redis.from_url(settings.redis_url or "")
     publisher = Publisher(settings.redis_url or "")
     every = period(settings)
-    gaps = (
-        beside("backup coverage", lambda: coverage.tick(store, settings), every)
+    besides = (
+        [
+            # backup schedules, running backups settled, retention, restores verified
+            beside("backups", lambda: backups.tick(store, settings), every),
+            beside("backup coverage", lambda: coverage.tick(store, settings), every),
+        ]
         if roll_up
-        else None
+        else []
     )
     try:
         _loop(settings, wait, roll_up, store, redis, publisher, every)
     finally:
-        if gaps is not None:
-            gaps.set()
+        for stop in besides:
+            stop.set()
 
 
 def _loop(
@@ -137,10 +142,6 @@ def _loop(
                 rollups.run(store, rollups.Retention.of(settings), now())
             except Exception as exc:
                 log.warning("metrics rollups: %s", exc)
-            try:  # backup schedules, running backups settled, retention
-                backups.tick(store, settings)
-            except Exception as exc:
-                log.warning("backups: %s", exc)
         if wait(every):
             return
 
