@@ -71,13 +71,31 @@ def _uniform(processes: list[dict], key: str, what: str) -> int:
     return found[0] if found else 0
 
 
+AUTH_TEXT = {
+    1: "with the keyFile and transitionToAuth (connections with or without authentication "
+    "accepted)",
+    2: "without transitionToAuth (access control enforced)",
+}
+TLS_TEXT = {
+    1: "at allowTLS (TLS and plain accepted, peers reached without TLS)",
+    2: "at preferTLS (TLS and plain accepted, peers reached with TLS)",
+    3: "at requireTLS (only TLS accepted)",
+}
+
+
 def plan_security(
     processes: list[dict], auth: bool, tls: bool, until: str = "end", who: str = "the deployment"
 ) -> dict:
     """The steps that take ``processes`` (each host, auth and tls levels, error when it did not
     answer) to access control and/or TLS. ``until`` "transition" stops where every process
-    accepts both (transitionToAuth with the users made, preferTLS), so that clients can move
-    before the last pass. Raises SecurityRefused before anything changes."""
+    accepts both ways (transitionToAuth with the users made, preferTLS), so that clients can
+    move before the last pass. Raises SecurityRefused before anything changes.
+
+    Each pass moves every process one level on each axis asked: processes one level apart on
+    either axis reach each other (transitionToAuth tries the keyFile and goes on without it;
+    allowTLS and preferTLS accept both), so access control and TLS share their passes when both
+    are asked (keyFile + allowTLS, enforced + preferTLS, requireTLS: three restarts, not five).
+    The users are made once every process has the keyFile, before access control is enforced."""
     if until not in ("end", "transition"):
         raise SecurityRefused(f"until must be end or transition, not {until!r}")
     if not auth and not tls:
@@ -90,66 +108,34 @@ def plan_security(
         )
     if not processes:
         raise SecurityRefused(f"no process of {who} was found")
-    steps: list[dict] = []
     auth_low = min(p["auth"] for p in processes)
     tls_low = min(p["tls"] for p in processes)
-    auth_steps = auth and (auth_low < 1 or (auth_low < 2 and until == "end"))
-    # Access control's passes keep each process's TLS mode: it must be one for all then.
-    tls_now = _uniform(processes, "tls", "TLS") if auth_steps or not tls else tls_low
-    if auth_steps:
-        # Modules reach the processes over TLS only when they may refuse plain connections.
-        over_tls = tls_now == 3
-        if auth_low < 1:
-            steps.append(
-                _step(
-                    "auth_transition",
-                    "restart with the keyFile and transitionToAuth "
-                    "(connections with or without authentication accepted)",
-                    1,
-                    tls_now,
-                    False,
-                    over_tls,
-                )
-            )
-        steps.append(
-            _step("users", "create the administrator and the users", 1, tls_now, True, over_tls)
+    auth_now = auth_low if auth else _uniform(processes, "auth", "access control")
+    tls_now = tls_low if tls else _uniform(processes, "tls", "TLS")
+    auth_stages = [lvl for lvl in (1, 2) if auth and auth_low < lvl <= (2 if until == "end" else 1)]
+    tls_stages = [lvl for lvl in (1, 2, 3) if tls and tls_low < lvl <= (3 if until == "end" else 2)]
+    steps: list[dict] = []
+    for i in range(max(len(auth_stages), len(tls_stages))):
+        if i < len(auth_stages) and auth_stages[i] == 2:
+            steps.append(_users(auth_now, tls_now))
+        a = auth_stages[i] if i < len(auth_stages) else auth_now
+        t = tls_stages[i] if i < len(tls_stages) else tls_now
+        what = [AUTH_TEXT[a]] if a != auth_now else []
+        what += [TLS_TEXT[t]] if t != tls_now else []
+        names = (["auth_transition" if a == 1 else "auth_enforce"] if a != auth_now else []) + (
+            [TLS_LEVELS[t]] if t != tls_now else []
         )
-        if until == "end":
-            steps.append(
-                _step(
-                    "auth_enforce",
-                    "restart without transitionToAuth (access control enforced)",
-                    2,
-                    tls_now,
-                    True,
-                    over_tls,
-                )
-            )
-        auth_now = 2 if until == "end" else 1
-    else:
-        auth_now = auth_low if auth else _uniform(processes, "auth", "access control")
-        if auth and until == "transition":
-            auth_now = 1
-    tls_final = tls_now
-    if tls:
-        tls_final = max(tls_low, 3 if until == "end" else 2)
-        what = {
-            1: "allowTLS (TLS and plain accepted, peers reached without TLS)",
-            2: "preferTLS (TLS and plain accepted, peers reached with TLS)",
-            3: "requireTLS (only TLS accepted)",
-        }
-        for level in range(tls_low + 1, tls_final + 1):
-            steps.append(
-                _step(
-                    TLS_LEVELS[level],
-                    f"restart at {what[level]}",
-                    auth_now,
-                    level,
-                    auth_now == 2,
-                    level == 3,
-                )
-            )
-    return {"steps": steps, "auth_level": AUTH_LEVELS[auth_now], "tls_mode": TLS_LEVELS[tls_final]}
+        # Modules reach the processes with credentials once one may ask for them, over TLS once
+        # one may refuse plain connections.
+        steps.append(_step("+".join(names), "restart " + " and ".join(what), a, t, a == 2, t == 3))
+        auth_now, tls_now = a, t
+    if auth_stages == [1]:  # stopping at the transition: the users are made there
+        steps.append(_users(auth_now, tls_now))
+    return {"steps": steps, "auth_level": AUTH_LEVELS[auth_now], "tls_mode": TLS_LEVELS[tls_now]}
+
+
+def _users(auth: int, tls: int) -> dict:
+    return _step("users", "create the administrator and the users", auth, tls, True, tls == 3)
 
 
 def describe(plan: dict, processes: list[dict], who: str) -> list[str]:

@@ -20,22 +20,34 @@ def names(plan):
     ]
 
 
-def test_an_open_set_gets_the_keyfile_in_transition_then_users_then_enforced_then_tls():
+def test_an_open_set_gets_access_control_and_tls_in_three_shared_passes():
     plan = plan_security(procs((0, 0), (0, 0), (0, 0)), auth=True, tls=True)
     assert names(plan) == [
-        ("auth_transition", "transitionToAuth", "disabled", False, False),
-        ("users", "transitionToAuth", "disabled", True, False),
-        ("auth_enforce", "enforced", "disabled", True, False),
-        ("allowTLS", "enforced", "allowTLS", True, False),
-        ("preferTLS", "enforced", "preferTLS", True, False),
+        ("auth_transition+allowTLS", "transitionToAuth", "allowTLS", False, False),
+        ("users", "transitionToAuth", "allowTLS", True, False),
+        ("auth_enforce+preferTLS", "enforced", "preferTLS", True, False),
         ("requireTLS", "enforced", "requireTLS", True, True),
     ]
     assert (plan["auth_level"], plan["tls_mode"]) == ("enforced", "requireTLS")
+    assert plan["steps"][0]["description"] == (
+        "restart with the keyFile and transitionToAuth (connections with or without "
+        "authentication accepted) and at allowTLS (TLS and plain accepted, peers reached "
+        "without TLS)"
+    )
+
+
+def test_access_control_alone_is_the_documented_two_restarts_with_the_users_between():
+    plan = plan_security(procs((0, 3), (0, 3)), auth=True, tls=False)
+    assert names(plan) == [
+        ("auth_transition", "transitionToAuth", "requireTLS", False, True),
+        ("users", "transitionToAuth", "requireTLS", True, True),
+        ("auth_enforce", "enforced", "requireTLS", True, True),
+    ]
 
 
 def test_a_secured_deployment_plans_nothing_and_a_stopped_run_resumes():
     assert plan_security(procs((2, 3), (2, 3)), auth=True, tls=True)["steps"] == []
-    # Stopped in the enforcing pass: only the users (already there, nothing changes) and it.
+    # Stopped in the enforcing pass: the users (already there, nothing changes), then it.
     resumed = plan_security(procs((2, 0), (1, 0), (1, 0)), auth=True, tls=False)
     assert [s["name"] for s in resumed["steps"]] == ["users", "auth_enforce"]
     # Stopped in the preferTLS pass: preferTLS again, then requireTLS.
@@ -45,14 +57,12 @@ def test_a_secured_deployment_plans_nothing_and_a_stopped_run_resumes():
 
 def test_until_transition_stops_where_every_process_accepts_both_ways():
     plan = plan_security(procs((0, 0), (0, 0)), auth=True, tls=True, until="transition")
-    assert [s["name"] for s in plan["steps"]] == [
-        "auth_transition",
-        "users",
-        "allowTLS",
-        "preferTLS",
-    ]
-    assert plan["steps"][-1]["auth_level"] == "transitionToAuth"
+    assert [s["name"] for s in plan["steps"]] == ["auth_transition+allowTLS", "preferTLS", "users"]
+    assert (plan["auth_level"], plan["tls_mode"]) == ("transitionToAuth", "preferTLS")
     assert plan_security(procs((1, 2), (1, 2)), True, True, until="transition")["steps"] == []
+    # From there to the end: one pass, with credentials, over TLS.
+    rest = plan_security(procs((1, 2), (1, 2)), auth=True, tls=True)
+    assert names(rest)[-1] == ("auth_enforce+requireTLS", "enforced", "requireTLS", True, True)
 
 
 def test_tls_alone_keeps_the_access_control_each_process_runs():
