@@ -57,7 +57,7 @@ class Settings:
     metrics_raw_retention: float = 86400.0  # raw samples kept (seconds)
     metrics_1m_retention: float = 14 * 86400.0  # 1-minute rollups kept
     metrics_1h_retention: float = 365 * 86400.0  # 1-hour rollups kept
-    metrics_rollup_every: float = 600.0  # 1-minute windows rolled in slices of this many seconds
+    metrics_rollup_every: float = 120.0  # 1-minute windows rolled in slices of this many seconds
     public_url: str = ""  # the platform as agents on MongoDB hosts reach it (empty: no agents)
     agent_wheelhouse: Path | None = None  # the agent's wheelhouse (agent/build-wheelhouse)
 
@@ -227,7 +227,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_raw_retention=_number(env, "WAP_METRICS_RAW_RETENTION", 86400.0),
         metrics_1m_retention=_number(env, "WAP_METRICS_1M_RETENTION", 14 * 86400.0),
         metrics_1h_retention=_number(env, "WAP_METRICS_1H_RETENTION", 365 * 86400.0),
-        metrics_rollup_every=_number(env, "WAP_METRICS_ROLLUP_EVERY", 600.0),
+        metrics_rollup_every=_number(env, "WAP_METRICS_ROLLUP_EVERY", 120.0),
         public_url=_public_url(env),
         agent_wheelhouse=Path(
             env.get("WAP_AGENT_WHEELHOUSE") or data_dir / "agent-wheelhouse"
