@@ -169,9 +169,17 @@ def test_sharded_snapshot_restores_into_a_new_cluster(launcher, s3):
     assert {i["name"] for i in trouter.shop.orders.list_indexes()} >= {"v_1", "k_hashed"}
     assert balancer(trouter) == "full"  # the target's balancer on again after the restore
 
-    # A second restore into the same cluster is refused: it is not new any more.
+    # A second restore into the same cluster is refused: it is not new any more; with drop (the
+    # way out of a restore that failed midway) what it holds is dropped and restored again.
     with pytest.raises(Exception, match="already holds databases"):
         restore_snapshot(target.routers[0].uri, args, s3, lambda event: None)
+    trouter.shop.extra.insert_one({"_id": 1})  # not the snapshot's: dropped too
+    again = restore_snapshot(target.routers[0].uri, {**args, "drop": True}, s3, lambda e: None)
+    assert verification(manifest, again)["equal"]
+    assert list(trouter.shop.orders.find(sort=[("_id", 1)])) == want_orders
+    assert "extra" not in trouter.shop.list_collection_names()
+    assert again["zones"] == {"east": ["eu"], "west": ["us"]}
+    assert target.config.client().config.tags.count_documents({}) == 2
 
 
 def test_each_set_is_reached_as_the_router_is_and_shard_names_map() -> None:

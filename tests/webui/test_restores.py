@@ -24,6 +24,7 @@ from tests.mongod_double.conftest import launcher  # noqa: F401 (a fixture, foun
 from tests.waiting import wait_until
 from tests.webui.test_agent_ingest import batch, body
 from tests.webui.test_backups import BUCKET, Backups, moto, platform  # noqa: F401 (fixtures)
+from tests.webui.test_backups_sharded import agent_command, report, sharded, write_sharded_snapshot
 from tests.webui.test_web import csrf, login
 from wap_agent.backup import manifest as mf
 from wap_agent.backup import s3 as s3mod
@@ -622,3 +623,35 @@ def test_a_failed_restore_is_restored_again_with_drop_once_its_target_is_typed(
     assert f'href="{path}">a failed one</a> left' in page and 'id="restore-again"' not in page
     running = platform.api("POST", f"/restores/{entry['id']}/again", json={"confirm": "orders"})
     assert running.status_code == 409 and "only a failed one" in str(running.get_json())
+
+
+def test_a_failed_sharded_restore_is_restored_again_into_its_target_emptied(
+    platform: Backups,  # noqa: F811
+) -> None:
+    """A sharded snapshot restores only into a cluster holding no database, which a failed
+    restore leaves holding some: restored again, the agent is asked to drop what it holds."""
+    platform.cluster = sharded(platform, "shop")
+    platform.policy()
+    platform.agent_alive()
+    platform.api("POST", f"/clusters/{platform.cluster['_id']}/backups")
+    command = agent_command(platform, "backup")
+    write_sharded_snapshot(platform, command["args"])
+    report(platform, command, {"snapshot_id": command["args"]["snapshot_id"]})
+    backups.tick(platform.store, platform.settings)
+    (snapshot,) = platform.catalogue()["snapshots"]
+    copy = sharded(platform, "shop-copy")
+    started = platform.api("POST", f"/snapshots/{snapshot['id']}/restores",
+                           json={"target": "cluster", "cluster_id": copy["_id"]})  # fmt: skip
+    failed = started.get_json()
+    headers = {"Authorization": f"Bearer {platform.token}"}
+    first = agent_command(platform, "restore")
+    platform.client.post(f"/api/v1/agent/commands/{first['id']}/result", headers=headers,
+                         json={"state": "failed", "reason": "RestoreError: shard shard2 -> "
+                               "shard2: the server failed. Left in the target: ..."})  # fmt: skip
+    backups.tick(platform.store, platform.settings)
+
+    again = platform.api("POST", f"/restores/{failed['id']}/again", json={"confirm": "shop-copy"})
+    assert again.status_code == 202, again.get_json()
+    assert (again.get_json()["drop"], again.get_json()["again_of"]) == (True, failed["id"])
+    second = agent_command(platform, "restore")
+    assert second["args"]["drop"] is True and second["args"]["router"] == "10.0.0.1:27017"

@@ -1021,7 +1021,10 @@ def check_restore(store: Store, snapshot: dict[str, Any], data: dict[str, Any]) 
     drop = _boolean(data.get("drop", False))
     if snapshot.get("topology") == "sharded":
         selecting = bool(include) or bool(renames and renames[0])
-        _check_sharded_restore(snapshot, data, target, cluster, errors, selecting, bool(drop))
+        # drop on a sharded cluster empties it whole: only to restore a failed restore again
+        replacing = bool(drop) and data.get("again_of") is not None
+        _check_sharded_restore(snapshot, data, target, cluster, errors, selecting,
+                               bool(drop) and not replacing)  # fmt: skip
     if errors:
         raise Invalid("the restore cannot start as given", errors)
     assert include is not None and renames is not None
@@ -1141,8 +1144,9 @@ def restore_again(
     """The way out of a restore that failed midway: its target holds what it wrote (its reason
     names the collections left complete) and refuses a second restore as not empty, so the same
     snapshot is restored into the same target, the same namespaces, with drop (the collections
-    it restores replaced), once the target's name is typed. A new restore (`again_of` names the
-    failed one), audited as every restore."""
+    it restores replaced; a sharded cluster is emptied whole, every database it holds dropped),
+    once the target's name is typed. A new restore (`again_of` names the failed one), audited as
+    every restore."""
     failed = get_restore(store, actor, restore_id)
     project = projects.require(store, actor, failed["project_id"], "operator")
     try:
@@ -1158,7 +1162,7 @@ def restore_again(
         "renames": [f"{a}={b}" for a, b in zip(failed["rename_from"], failed["rename_to"],
                                                 strict=True)],
         "users_and_roles": failed.get("users_and_roles", False),
-        "at": (failed.get("point_in_time") or {}).get("at", ""),
+        "at": (failed.get("point_in_time") or {}).get("at", ""), "again_of": restore_id,
     }  # fmt: skip
     entry = start_restore(store, settings, actor, failed["snapshot_id"], data)
     _restores(store).update_one({"_id": entry["_id"]}, {"$set": {"again_of": restore_id}})
@@ -1175,13 +1179,6 @@ def _check_again(store: Store, failed: dict[str, Any], confirm: str) -> None:
             {"confirm": [f"type the cluster's name, {failed['cluster_name']}, to restore into it"
                          " again, replacing its collections of the snapshot's names"]},
         )  # fmt: skip
-    snapshot = _snapshots(store).find_one({"_id": failed["snapshot_id"]}) or {}
-    if snapshot.get("topology") == "sharded":
-        raise Conflict(
-            "a sharded snapshot restores only into a cluster holding no database: drop the"
-            f" databases {failed['cluster_name']} holds through one of its mongos, then restore"
-            " into it again, or restore into another new cluster"
-        )
 
 
 def _moment(point_in_time: dict[str, Any] | None) -> dict[str, Any]:

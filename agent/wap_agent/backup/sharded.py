@@ -440,6 +440,32 @@ def check_new(client: pymongo.MongoClient) -> None:
         )
 
 
+def empty(router: pymongo.MongoClient, shards: list[ReplicaSet], config_uri: str) -> list[str]:
+    """Drop what the target cluster holds, as a restore left it, failed midway or not: every
+    database but admin and config through the router, then on each shard (a shard's data is
+    restored before the catalogue names it), then the catalogue's entries left without one
+    (databases, collections but config.system.sessions, their chunks, every zone range); the
+    shards' zones stay (a restore gives them again, once). Returns the databases dropped."""
+    system = [CONFIG, "admin"]
+    dropped = {d["_id"] for d in router[CONFIG].databases.find({"_id": {"$nin": system}})}
+    for name in sorted(dropped):
+        router.drop_database(name)
+    for shard in shards:
+        with client_for(shard.uri) as client:
+            for name in client.list_database_names():
+                if name not in (*system, "local"):
+                    client.drop_database(name)
+                    dropped.add(name)
+    with client_for(config_uri) as client:
+        catalogue = client[CONFIG]
+        catalogue.collections.delete_many({"_id": {"$ne": SESSIONS}})
+        kept = [c["uuid"] for c in catalogue.collections.find({}, {"uuid": 1}) if "uuid" in c]
+        catalogue.chunks.delete_many({"uuid": {"$nin": kept}})
+        catalogue.databases.delete_many({"_id": {"$nin": system}})
+        catalogue.tags.delete_many({})
+    return sorted(dropped)
+
+
 class CatalogueRestorer(Restorer):
     """The config servers' archive into the target's config servers: the sharding catalogue with
     shard names mapped, users and roles when asked, the oplog's catalogue entries replayed. The
@@ -571,12 +597,15 @@ def restore_cluster(
     users_and_roles: bool = False,
     progress: Progress | None = None,
     oplog: Callable[[str], dict[str, Any]] | None = None,
+    replace: bool = False,
 ) -> dict[str, Any]:
     """Restore the sharded snapshot ``manifest`` describes into the cluster whose mongos ``uri``
     names (the module's note). The result: per shard, per collection, what was copied and what
     the target shard holds (:func:`wap_agent.backup.verify.verification` compares them with the
     manifest). ``oplog(set name)``: the replay's options for that set instead of the snapshot's
-    point (a point-in-time restore's limit and followed oplog: wap_agent.backup.pitr)."""
+    point (a point-in-time restore's limit and followed oplog: wap_agent.backup.pitr).
+    ``replace``: what the target holds is dropped first (:func:`empty`), the way out of a
+    restore that failed midway, which leaves the target no longer new."""
     replay = oplog or (lambda name: {})
     say = progress or (lambda event: None)
     clock = time.monotonic()
@@ -600,6 +629,9 @@ def restore_cluster(
         mapping = dict(zip(snapshot_shards, [t.name for t in shards], strict=True))
         by_name = {t.name: t for t in targets}
         config_uri = by_name[CONFIG].uri
+        if replace:
+            dropped = empty(router, shards, config_uri)
+            say({"event": "step", "message": f"restore: dropped {', '.join(dropped) or 'nothing'}"})
         check_new(router)
         with BalancerPaused(router, RestoreError):
             say(

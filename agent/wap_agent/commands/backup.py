@@ -235,10 +235,10 @@ def restore_snapshot(uri: str, args: dict[str, Any], s3: Any, progress: Any) -> 
     if manifest.topology == "sharded":
         from wap_agent.backup.sharded import restore_cluster
 
-        if any(args.get(k) for k in ("include", "exclude", "rename_from", "drop")):
+        if any(args.get(k) for k in ("include", "exclude", "rename_from")):
             raise RestoreError(
                 "a sharded snapshot restores whole into a new sharded cluster: no selection of"
-                " namespaces and no --drop"
+                " namespaces (drop empties the whole target first)"
             )
         moments = None
         if args.get("until"):  # every set to the same cluster time, from its followed oplog
@@ -248,7 +248,8 @@ def restore_snapshot(uri: str, args: dict[str, Any], s3: Any, progress: Any) -> 
                                          args["until"])  # fmt: skip
         result = restore_cluster(uri, manifest, s3, args["bucket"], restore_id=args.get(
             "restore_id", ""), users_and_roles=args.get("users_and_roles", False),
-            progress=progress, oplog=moments.options if moments else None)  # fmt: skip
+            progress=progress, oplog=moments.options if moments else None,
+            replace=bool(args.get("drop")))  # fmt: skip
         if moments:
             result["point_in_time"] = moments.summary(result)
         return result
