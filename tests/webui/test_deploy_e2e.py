@@ -66,6 +66,7 @@ def package(settings: Settings) -> Path:
     return build_double_tarball(folder)
 
 
+DEPLOY_FIRST = "6.0.20"  # the console's replica set starts two majors below its upgrade
 UPGRADE_TO = "8.0.4"
 
 
@@ -128,6 +129,7 @@ def test_a_new_admin_deploys_a_replica_set_from_the_console(
     expect(page.locator(".flash.ok")).to_contain_text("Credential lab-key stored")
     screenshot(page, tmp_path / "2-project.png")
 
+    build_double_tarball(package.parent, DEPLOY_FIRST)  # offered beside the default release
     page.click("#new-cluster")
     form = page.locator("#cluster-form")
     expect(form.locator("input[name=shards]")).to_be_hidden()  # the replica set's fields only
@@ -135,6 +137,7 @@ def test_a_new_admin_deploys_a_replica_set_from_the_console(
     for box in form.locator("input[name=host_ids]").all():
         box.check()
     expect(form.locator("input[name=mongodb_version]")).to_have_value("7.0.14")
+    form.locator("input[name=mongodb_version]").fill(DEPLOY_FIRST)
     expect(form.locator("input[name=auth]")).to_be_checked()
     expect(form.locator("input[name=tls]")).to_be_checked()
     screenshot(page, tmp_path / "3-cluster-form.png")
@@ -155,7 +158,7 @@ def test_a_new_admin_deploys_a_replica_set_from_the_console(
     row = page.locator("#cluster-table tbody tr", has_text="orders")
     expect(row).to_contain_text("running")
     expect(row).to_contain_text("replicaset")
-    expect(row).to_contain_text("7.0.14")
+    expect(row).to_contain_text(DEPLOY_FIRST)
     row.locator("a", has_text="orders").click()
     members = page.locator("#member-table tbody tr")
     expect(members).to_have_count(3)
@@ -176,9 +179,9 @@ def test_a_new_admin_deploys_a_replica_set_from_the_console(
     expect(page.locator("#overview-jobs")).to_contain_text("deploy_replicaset.yml")
     screenshot(page, tmp_path / "6-overview.png")
 
-    # Day two: the upgrade the cluster page offers shows its plan (the secondaries, then the
-    # primary after a step-down, then the FCV), runs once the name is typed, and the page then
-    # shows the new release.
+    # Day two: the upgrade the cluster page offers shows its plan, two majors (7.0's binaries on
+    # every member, the FCV raised to 7.0, then 8.0's and FCV 8.0), runs once the name is typed,
+    # and the page then shows the new release.
     build_double_tarball(package.parent, UPGRADE_TO)  # the platform offers it from now on
     page.click("nav >> text=Clusters")
     page.locator("#cluster-table a", has_text="orders").click()
@@ -190,9 +193,11 @@ def test_a_new_admin_deploys_a_replica_set_from_the_console(
     )  # the plan's page reloads itself while its job runs
     assert page.text_content("#plan-status") == "successful", page.text_content("main")
     steps = page.locator("#plan-steps li").all_text_contents()
-    assert len(steps) == 2 and steps[1] == "FCV 8.0 (confirm: true)", steps
-    assert steps[0].startswith(f"binaries {UPGRADE_TO}"), steps
-    assert all(f"{address}:27017" in steps[0] for address in lab3.hosts.values()), steps
+    assert [s.split(" on ")[0] for s in steps] == [
+        "binaries 7.0.14", "FCV 7.0 (confirm: true)", f"binaries {UPGRADE_TO}",
+        "FCV 8.0 (confirm: true)"], steps  # fmt: skip
+    for binaries in (steps[0], steps[2]):
+        assert all(f"{address}:27017" in binaries for address in lab3.hosts.values()), steps
     screenshot(page, tmp_path / "7-upgrade-plan.png")
     page.fill("#f-confirm", "orders")
     page.locator("#plan-confirm button").click()
