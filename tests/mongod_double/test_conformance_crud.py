@@ -538,11 +538,11 @@ CASES: list[tuple[str, Callable, object]] = [
         [2],
     ),
     (
-        "find in a transaction: not implemented",
+        "find in a transaction on a standalone: IllegalOperation, as mongod",
         lambda c: c.database.command(
             "find", c.name, startTransaction=True, autocommit=False, txnNumber=1
         ),
-        Err(NOT_IMPLEMENTED),
+        Err(20, "only allowed on a replica set member or mongos"),
     ),
     # -- count / distinct / aggregate ---------------------------------------------------------
     ("countDocuments with skip and limit", lambda c: c.count_documents({}, skip=1, limit=3), 2),

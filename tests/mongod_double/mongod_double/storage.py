@@ -436,6 +436,9 @@ class Storage:
         elif name == "dropDatabase":
             for ns in [n for n in self.catalog if split_ns(n)[0] == db]:
                 self._drop(ns)
+        elif name == "applyOps":  # a transaction's commit: its operations at once, under the lock
+            for inner in o["applyOps"]:
+                self._apply_idempotent(inner)
         else:
             raise ValueError(f"unknown command operation {name!r}")
 
@@ -610,6 +613,7 @@ class Storage:
         ns = op["ns"]
         if op["op"] == "c":
             self._sizes_stale.add(f"{split_ns(ns)[0]}.")
+            self._sizes_stale.update(inner["ns"] for inner in op["o"].get("applyOps") or [])
             if "renameCollection" in op["o"]:
                 self._sizes_stale.update((op["o"]["renameCollection"], op["o"]["to"]))
             return

@@ -25,6 +25,8 @@ from mongod_double.errors import (
     CommandError,
 )
 from mongod_double.logs import log
+from mongod_double.transactions import execute as run_in_transaction
+from mongod_double.transactions import is_transactional
 from mongod_double.wire import OP_QUERY, Request
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
 COMMAND_MODULES = (
     "handshake", "crud", "ddl", "stats", "diagnostics", "replset", "auth", "applyops",
+    "transactions",
 )  # fmt: skip
 # Legacy OP_QUERY is only accepted for the connection handshake since MongoDB 6.0.
 OP_QUERY_COMMANDS = {"hello", "isMaster", "ismaster"}
@@ -160,7 +163,10 @@ def _run(spec: CommandSpec, inv: Invocation) -> dict:
         server.check_access(inv)
         if spec.admin_only and inv.db != "admin":
             raise CommandError(13, f"{spec.name} may only be run against the admin database.")
-        reply = server.execute(spec, inv)
+        if server.registry is REGISTRY and is_transactional(inv.body):
+            reply = run_in_transaction(server, spec, inv)
+        else:
+            reply = server.execute(spec, inv)
     except CloseConnection:
         raise
     except CommandError as exc:

@@ -289,7 +289,9 @@ class ReplicationCoordinator(
         primary = self.state == PRIMARY
         if not (primary or self._logging_allowed) or (primary and self.term != self.primary_term):
             raise CommandError(NOT_WRITABLE_PRIMARY, "not primary")
-        entry = {"op": op["op"], "ns": op["ns"]}
+        # A transaction's commit (an applyOps) carries its session, as mongod's entry does.
+        entry = {key: op[key] for key in ("lsid", "txnNumber") if key in op}
+        entry.update(op=op["op"], ns=op["ns"])
         if "ui" in op:
             entry["ui"] = op["ui"]
         entry["o"] = op["o"]
@@ -298,6 +300,8 @@ class ReplicationCoordinator(
         ts = self.next_timestamp()
         term = self.primary_term if primary else -1
         entry.update(ts=ts, t=Int64(term), v=Int64(2), wall=datetime.datetime.now(datetime.UTC))
+        if "prevOpTime" in op:
+            entry["prevOpTime"] = op["prevOpTime"]
         return entry
 
     def logged(self, entry: dict) -> None:

@@ -1,0 +1,211 @@
+"""Multi-document transactions on a local three-member replica set, driven by unmodified pymongo
+(``with client.start_session() as s, s.start_transaction(): ...``) and by raw OP_MSG commands
+where the driver would not send what is tested.
+
+Sources: https://www.mongodb.com/docs/manual/core/transactions/ ("Transactions and Operations",
+"Production Considerations": write conflicts, the transaction's snapshot, the operations
+refused), https://www.mongodb.com/docs/manual/reference/command/commitTransaction/ and
+abortTransaction/, https://www.mongodb.com/docs/manual/core/transactions-production-consideration/
+(oplog entries: one applyOps entry per transaction that fits 16 MB, MongoDB 4.2+).
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import pymongo
+import pytest
+from bson.binary import Binary, UuidRepresentation
+from bson.int64 import Int64
+from bson.timestamp import Timestamp
+from pymongo.errors import OperationFailure
+
+from tests.mongod_double.conftest import Launcher
+from tests.mongod_double.test_wire import OP_MSG, _msg_reply, _op_msg, _recv, _send
+from tests.waiting import wait_until
+
+
+@pytest.fixture(scope="module")
+def rs(tmp_path_factory):
+    """Three members; yields (the set's client, the primary's node, the secondaries' clients)."""
+    launcher = Launcher(tmp_path_factory.mktemp("txn"))
+    nodes = [launcher.start("--replSet", "txn") for _ in range(3)]
+    members = [{"_id": i, "host": f"127.0.0.1:{n.port}", "priority": 2 - min(i, 1)}
+               for i, n in enumerate(nodes)]  # fmt: skip
+    nodes[0].client().admin.command("replSetInitiate", {"_id": "txn", "members": members})
+    seeds = ",".join(m["host"] for m in members)
+    client = pymongo.MongoClient(
+        f"mongodb://{seeds}/?replicaSet=txn", serverSelectionTimeoutMS=20_000
+    )
+    secondaries = [n.client(readPreference="secondaryPreferred") for n in nodes[1:]]
+    wait_until(
+        lambda: all(s.admin.command("replSetGetStatus")["myState"] == 2 for s in secondaries),
+        timeout=30,
+        what="two secondaries",
+        retry=pymongo.errors.PyMongoError,
+    )
+    client.admin.command("ping")
+    yield client, nodes[0], secondaries
+    client.close()
+    launcher.cleanup()
+
+
+def _entries(client, after: Timestamp) -> list[dict]:
+    return list(client.local["oplog.rs"].find({"ts": {"$gt": after}, "op": {"$ne": "n"}}))
+
+
+def _last_ts(client) -> Timestamp:
+    return client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
+
+
+def _raw(port: int, doc: dict) -> dict:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        _send(sock, OP_MSG, _op_msg(doc))
+        return _msg_reply(_recv(sock)[2])
+
+
+def test_a_transaction_commits_as_one_entry_and_secondaries_see_it_whole(rs):
+    client, _, secondaries = rs
+    shop = client.shop
+    shop.stock.insert_many([{"_id": "a", "n": 5}, {"_id": "b", "n": 1}])
+    before = _last_ts(client)
+    with client.start_session() as s:
+        with s.start_transaction():
+            shop.orders.insert_many([{"_id": i, "item": "a"} for i in range(40)], session=s)
+            shop.stock.update_one({"_id": "a"}, {"$inc": {"n": -1}}, session=s)
+            shop.stock.delete_one({"_id": "b"}, session=s)
+            # its own writes are its reads, and no one else's yet
+            assert shop.orders.count_documents({}, session=s) == 40
+            assert shop.stock.find_one({"_id": "a"}, session=s)["n"] == 4
+            assert shop.orders.count_documents({}) == 0
+            assert shop.stock.find_one({"_id": "a"})["n"] == 5
+            assert _entries(client, before) == []
+        lsid = s.session_id
+    assert shop.orders.count_documents({}) == 40
+    assert list(shop.stock.find()) == [{"_id": "a", "n": 4}]
+
+    [entry] = _entries(client, before)
+    assert (entry["op"], entry["ns"]) == ("c", "admin.$cmd")
+    assert entry["lsid"]["id"] == lsid["id"] and isinstance(entry["txnNumber"], Int64)
+    assert entry["prevOpTime"] == {"ts": Timestamp(0, 0), "t": -1}
+    ops = entry["o"]["applyOps"]
+    assert [o["op"] for o in ops] == ["c"] + ["i"] * 40 + ["u", "d"]
+    assert ops[0]["o"] == {"create": "orders"} and ops[-2]["o"] == {"_id": "a", "n": 4}
+    assert ops[-1] == {"op": "d", "ns": "shop.stock", "ui": ops[-2]["ui"], "o": {"_id": "b"}}
+
+    for secondary in secondaries:
+        orders, seen = secondary.shop.orders, set()
+
+        def whole(orders=orders, seen=seen) -> bool:
+            seen.add(orders.count_documents({}))
+            return 40 in seen
+
+        wait_until(whole, timeout=20, what="the transaction on a secondary", seen=seen.copy)
+        assert seen <= {0, 40}, f"a secondary showed part of the transaction: {seen}"
+        assert list(secondary.shop.stock.find()) == [{"_id": "a", "n": 4}]
+
+    # a read-only transaction writes no entry
+    before = _last_ts(client)
+    with client.start_session() as s, s.start_transaction():
+        assert shop.orders.count_documents({}, session=s) == 40
+    assert _entries(client, before) == []
+
+
+def test_an_aborted_transaction_leaves_nothing_and_cannot_commit(rs):
+    client, primary, _ = rs
+    coll = client.app.aborted
+    coll.insert_one({"_id": 1, "v": 1})
+    before = _last_ts(client)
+    with client.start_session() as s:
+        s.start_transaction()
+        coll.insert_one({"_id": 2}, session=s)
+        coll.update_one({"_id": 1}, {"$set": {"v": 2}}, session=s)
+        s.abort_transaction()
+        assert list(coll.find()) == [{"_id": 1, "v": 1}]
+        assert _entries(client, before) == []
+        lsid, number = s.session_id, s._server_session.transaction_id
+    # committing it afterwards, as a driver retrying would
+    reply = _raw(primary.port, {"commitTransaction": 1, "lsid": lsid, "txnNumber": number,
+                                "autocommit": False, "$db": "admin"})  # fmt: skip
+    assert reply["ok"] == 0 and reply["codeName"] == "NoSuchTransaction"
+    assert reply["errorLabels"] == ["TransientTransactionError"]
+
+
+def test_two_transactions_writing_one_document_conflict(rs):
+    client, _, _ = rs
+    coll = client.app.conflicts
+    coll.insert_many([{"_id": 1, "v": 0}, {"_id": 2, "v": 0}])
+    with client.start_session() as first, client.start_session() as second:
+        first.start_transaction()
+        second.start_transaction()
+        coll.update_one({"_id": 1}, {"$set": {"v": "first"}}, session=first)
+        with pytest.raises(OperationFailure) as raised:
+            coll.update_one({"_id": 1}, {"$set": {"v": "second"}}, session=second)
+        assert raised.value.code == 112 and raised.value.has_error_label(
+            "TransientTransactionError"
+        )
+        # the write conflict aborted the second transaction
+        with pytest.raises(OperationFailure) as raised:
+            coll.update_one({"_id": 2}, {"$set": {"v": "second"}}, session=second)
+        assert raised.value.code == 251
+        second.abort_transaction()
+        first.commit_transaction()
+    assert list(coll.find(sort=[("_id", 1)])) == [{"_id": 1, "v": "first"}, {"_id": 2, "v": 0}]
+
+    # a document written outside after the transaction's snapshot conflicts too
+    with client.start_session() as s:
+        s.start_transaction()
+        assert coll.find_one({"_id": 2}, session=s)["v"] == 0
+        coll.update_one({"_id": 2}, {"$set": {"v": "outside"}})
+        with pytest.raises(OperationFailure) as raised:
+            coll.update_one({"_id": 2}, {"$set": {"v": "inside"}}, session=s)
+        assert raised.value.code == 112
+        s.abort_transaction()
+    assert coll.find_one({"_id": 2})["v"] == "outside"
+
+
+def test_sessions_numbers_and_operations_a_transaction_refuses(rs):
+    client, primary, _ = rs
+    lsid = {"id": Binary.from_uuid(uuid.uuid4(), UuidRepresentation.STANDARD)}
+
+    def run(doc: dict, number: int, db: str = "app", **fields) -> dict:
+        return _raw(primary.port, {**doc, "lsid": lsid, "txnNumber": Int64(number),
+                                   "autocommit": False, "$db": db, **fields})  # fmt: skip
+
+    assert run({"insert": "raw", "documents": [{"_id": 1}]}, 5, startTransaction=True)["ok"] == 1
+    too_old = run({"find": "raw"}, 4)
+    assert too_old["codeName"] == "TransactionTooOld" and too_old["code"] == 225
+    unknown = run({"find": "raw"}, 6)
+    assert unknown["codeName"] == "NoSuchTransaction"
+    assert unknown["errorLabels"] == ["TransientTransactionError"]
+    refused = run({"count": "raw"}, 5)
+    assert refused["codeName"] == "OperationNotSupportedInTransaction"
+    assert "Cannot run 'count' in a multi-document transaction" in refused["errmsg"]
+    # count's refusal aborted the transaction, as any failed statement does
+    assert run({"find": "raw"}, 5)["codeName"] == "NoSuchTransaction"
+    assert client.app.raw.find_one({"_id": 1}) is None
+
+    admin = run({"insert": "things", "documents": [{}]}, 7, db="admin", startTransaction=True)
+    assert admin["codeName"] == "OperationNotSupportedInTransaction"
+    started = run({"find": "raw"}, 8, startTransaction=True)
+    assert started["ok"] == 1
+    again = run({"find": "raw"}, 8, startTransaction=True)
+    assert again["ok"] == 0 and again["code"] == 117
+    assert run({"commitTransaction": 1}, 8, db="admin")["ok"] == 1
+    assert run({"commitTransaction": 1}, 8, db="admin")["ok"] == 1  # a retried commit
+    assert run({"abortTransaction": 1}, 8, db="admin")["codeName"] == "TransactionCommitted"
+
+
+def test_a_retryable_write_is_unchanged(rs):
+    client, _, _ = rs
+    coll = client.get_database("app", write_concern=pymongo.WriteConcern(w="majority")).retried
+    before = _last_ts(client)
+    with client.start_session() as s:
+        coll.insert_one({"_id": 1}, session=s)  # lsid + txnNumber, no autocommit
+        coll.update_one({"_id": 1}, {"$set": {"x": 1}}, session=s)
+        assert coll.find_one({"_id": 1}, session=s) == {"_id": 1, "x": 1}
+    assert [(e["op"], e["ns"]) for e in _entries(client, before)] == [
+        ("c", "app.$cmd"), ("i", "app.retried"), ("u", "app.retried")
+    ]  # fmt: skip
+    assert all("lsid" not in e for e in _entries(client, before))
