@@ -576,7 +576,7 @@ def test_a_failed_restore_is_restored_again_with_drop_once_its_target_is_typed(
 ) -> None:
     """The way out of a restore that failed midway: its page shows the engine's reason (which
     collections it left complete) and offers the same restore with drop, the target's name typed;
-    the API the same; refusals audited."""
+    the API the same; refusals audited. The wizard's drop into another cluster needs its name."""
     snapshot = done_snapshot(platform)
     asked = {"target": "same", "confirm": "orders", "include": ["shop.*"]}
     started = platform.api("POST", f"/snapshots/{snapshot['id']}/restores", json=asked)
@@ -623,6 +623,19 @@ def test_a_failed_restore_is_restored_again_with_drop_once_its_target_is_typed(
     assert f'href="{path}">a failed one</a> left' in page and 'id="restore-again"' not in page
     running = platform.api("POST", f"/restores/{entry['id']}/again", json={"confirm": "orders"})
     assert running.status_code == 409 and "only a failed one" in str(running.get_json())
+
+    # the wizard's drop into another cluster asks for its name as well
+    admin = Actor(None, "admin", "admin", "tests")
+    copy = projects.create_cluster(platform.store, admin, platform.project["id"], "copy",
+                                   [platform.host["id"]], "steps.yml")  # fmt: skip
+    into = {"target": "cluster", "cluster_id": copy["_id"], "drop": True}
+    refused = platform.api("POST", f"/snapshots/{snapshot['id']}/restores", json=into)
+    assert refused.status_code == 422 and refused.get_json()["errors"]["json"] == {
+        "drop_confirm": ["type the cluster's name, copy, to drop its collections of the"
+                         " snapshot's names"]}  # fmt: skip
+    typed = platform.api("POST", f"/snapshots/{snapshot['id']}/restores",
+                         json={**into, "drop_confirm": "copy"})  # fmt: skip
+    assert typed.status_code == 202, typed.get_json()
 
 
 def test_a_failed_sharded_restore_is_restored_again_into_its_target_emptied(

@@ -189,6 +189,10 @@ class RestoreIn(Strict):
     renames = fields.List(fields.String(), load_default=list,
                           metadata={"description": "from=to: shop.*=shop_copy.*"})  # fmt: skip
     drop = fields.Boolean(load_default=False, metadata={"description": "drop what exists"})
+    drop_confirm = fields.String(
+        load_default="", validate=validate.Length(max=200),
+        metadata={"description": "target cluster with drop: its name, typed"},
+    )  # fmt: skip
     users_and_roles = fields.Boolean(
         load_default=False, metadata={"description": "the snapshot's users and roles too"}
     )

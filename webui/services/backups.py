@@ -887,9 +887,12 @@ def start_drill(store: Store, settings: Settings, policy: dict[str, Any], at: fl
     try:
         if latest is None:
             raise Conflict("the cluster has no done snapshot to drill with yet")
+        # the scratch cluster's name was typed when it was set: each drill replaces it (a
+        # sharded one emptied whole, else a second drill would find it holding the first's)
         entry = start_restore(store, settings, SYSTEM, latest["_id"], {
-            "target": "cluster", "cluster_id": policy["drill_cluster_id"],
-            "drop": latest.get("topology") != "sharded"})  # fmt: skip
+            "target": "cluster", "cluster_id": policy["drill_cluster_id"], "drop": True,
+            "drop_confirm": _cluster_name(store, policy["drill_cluster_id"]),
+            "replacing": True})  # fmt: skip
     except (Conflict, Invalid, NotFound) as error:
         audit.record(store, SYSTEM, "backup.drill", where, "refused",
                      {"at": at, "reason": error.message})  # fmt: skip
@@ -1021,10 +1024,16 @@ def check_restore(store: Store, snapshot: dict[str, Any], data: dict[str, Any]) 
     drop = _boolean(data.get("drop", False))
     if snapshot.get("topology") == "sharded":
         selecting = bool(include) or bool(renames and renames[0])
-        # drop on a sharded cluster empties it whole: only to restore a failed restore again
-        replacing = bool(drop) and data.get("again_of") is not None
+        # drop on a sharded cluster empties it whole: only for the platform's own replacing
+        # restores (a drill's scratch cluster, a failed restore's target), never the wizard's
         _check_sharded_restore(snapshot, data, target, cluster, errors, selecting,
-                               bool(drop) and not replacing)  # fmt: skip
+                               bool(drop) and not data.get("replacing"))  # fmt: skip
+    if (drop and target == "cluster" and cluster is not None and "cluster_id" not in errors
+            and str(data.get("drop_confirm") or "").strip() != cluster["name"]):  # fmt: skip
+        errors["drop_confirm"] = [
+            f"type the cluster's name, {cluster['name']}, to drop its collections of the"
+            " snapshot's names"
+        ]
     if errors:
         raise Invalid("the restore cannot start as given", errors)
     assert include is not None and renames is not None
@@ -1162,7 +1171,8 @@ def restore_again(
         "renames": [f"{a}={b}" for a, b in zip(failed["rename_from"], failed["rename_to"],
                                                 strict=True)],
         "users_and_roles": failed.get("users_and_roles", False),
-        "at": (failed.get("point_in_time") or {}).get("at", ""), "again_of": restore_id,
+        "at": (failed.get("point_in_time") or {}).get("at", ""),
+        "drop_confirm": confirm, "replacing": True,
     }  # fmt: skip
     entry = start_restore(store, settings, actor, failed["snapshot_id"], data)
     _restores(store).update_one({"_id": entry["_id"]}, {"$set": {"again_of": restore_id}})

@@ -123,7 +123,7 @@ def delete(snapshot_id: str) -> Response:
     return redirect(url_for("backups.cluster", cluster_id=entry["cluster_id"]))
 
 
-RESTORE_FIELDS = ("target", "cluster_id", "confirm", "include", "renames", "at")
+RESTORE_FIELDS = ("target", "cluster_id", "confirm", "include", "renames", "at", "drop_confirm")
 # The new cluster's fields, named new_<field> in the form (a replica set's snapshot restores into
 # a set; a sharded one's into a sharded cluster with its shard count, new_topology and
 # new_shards fixed by the form); its hosts are checkboxes, its flags checkboxes too.
