@@ -1,22 +1,29 @@
-"""Metrics ingest bench: simulated agents (100 series each, one batch every 10 s) posting to a real
-`wap web` on the embedded store, more agents per step until ingest lags (the senders fall behind
-their schedule or the answers slow past the interval). Prints per step the agents, batches per
-second asked and done, answer p50/p99, how far behind schedule the senders ended, and the CPU of
-each process per 1,000 batches (where the time goes). Not a test: figures only.
+"""Metrics ingest bench: simulated agents (100 series each, one batch every 10 s) posting with their
+own tokens through the real API to a `wap web` on the embedded store (a worker beside it rolls up
+as in production), more agents per step until ingest lags: a round stored more than an interval
+after it was due (the senders fall behind or the answers slow). Prints per step the agents,
+batches per second asked and done, answer p50/p99, the worst lag, the CPU of each process per
+1,000 batches and in all, and the top functions of the web and store processes (py-spy, sampled
+through the step: self and inclusive share; `pip install py-spy`). Not a test: figures only.
 
-Usage: python -m tests.bench.metrics_ingest [--steps 500,1000,1500,2000,3000] [--seconds 20]
+Usage: python -m tests.bench.metrics_ingest [--steps 250,500,1000,1500,2000] [--seconds 30]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
+import shutil
 import statistics
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -32,8 +39,7 @@ SERIES = 100
 SENDERS = 16
 
 
-def batch_body(stream: str, seq: int) -> bytes:
-    at = time.time()
+def batch_body(stream: str, seq: int, at: float) -> bytes:
     samples = [
         {"name": f"mongodb_bench_series_{i % 25}", "labels": {"instance": "db:27017",
          "kind": str(i // 25)}, "value": float(i + seq), "kind": "gauge", "timestamp": at}
@@ -85,7 +91,7 @@ def step(url: str, tokens: list[str], seconds: float) -> dict[str, Any]:
     streams = [uuid.uuid4().hex for _ in tokens]
     seqs = [0] * agents_n
     latencies: list[float] = []
-    behind = [0.0]
+    behind, lag = [0.0], [0.0]
     lock = threading.Lock()
     sessions = threading.local()
     start = time.time()
@@ -101,9 +107,11 @@ def step(url: str, tokens: list[str], seconds: float) -> dict[str, Any]:
             behind[0] = max(behind[0], time.time() - due)
         t0 = time.perf_counter()
         headers = {"Authorization": f"Bearer {tokens[i]}", "Content-Type": "application/json"}
-        r = sessions.s.post(url, data=batch_body(streams[i], seq), timeout=60, headers=headers)
+        body = batch_body(streams[i], seq, due)
+        r = sessions.s.post(url, data=body, timeout=60, headers=headers)
         with lock:
             latencies.append(time.perf_counter() - t0)
+            lag[0] = max(lag[0], time.time() - due)  # stored (answered) this long after due
             if r.status_code != 200:
                 errors[0] += 1
 
@@ -133,19 +141,68 @@ def step(url: str, tokens: list[str], seconds: float) -> dict[str, Any]:
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
         "behind_s": behind[0],
+        "lag_s": lag[0],
         "errors": errors[0],
         "batches": len(latencies),
     }
 
 
+def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
+    """py-spy sampling `pid` for `seconds` (raw collapsed stacks), or None without py-spy: only
+    the thread holding the GIL, so that what is sampled is the process's Python work (not its
+    threads waiting, nor SQLite's C code, which runs without the GIL and is little here)."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return None
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "50",
+         "--format", "raw", "--gil", "--nonblocking", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+# Frames of threads waiting (for a request, a socket, a lock, a timer): not where time goes.
+IDLE = ("select", "accept", "wait", "_worker", "readinto", "recv_into", "poll", "sleep", "get",
+        "_read_from_socket", "_run", "_write_to_self")  # fmt: skip
+# Inclusive shares are shown for the platform's own code and the store's command handlers.
+OURS = ("webui/", "wap/", "nx_27017/handler.py", "neosqlite/collection/")
+
+
+def top_functions(raw: Path, count: int = 12) -> list[str]:
+    """The functions most sampled, by their own share (leaf) and inclusive share, from py-spy's
+    collapsed stacks (`frame;frame;... samples`, a frame `function (file:line)`); threads
+    waiting left out."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not stack or not samples.isdigit():
+            continue
+        frames = stack.split(";")
+        if frames[-1].split(" (")[0].rsplit(".", 1)[-1] in IDLE:
+            continue
+        n = int(samples)
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            if any(part in frame for part in OURS):
+                inclusive[frame] += n
+    if not total:
+        return ["(no busy samples)"]
+    return [f"{100 * n / total:5.1f}% self  {f}" for f, n in own.most_common(count)] + [
+        f"{100 * n / total:5.1f}% incl  {f}" for f, n in inclusive.most_common(count)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", default="500,1000,1500,2000,3000")
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--steps", default="250,500,1000,1500,2000")
+    parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
     os.environ["WAP_AGENT_REQUESTS_PER_MINUTE"] = "1000"
-    with platform(workers=0) as (settings, _api, _root):
+    with platform(workers=1) as (settings, _api, _root), tempfile.TemporaryDirectory() as tmp:
         store = Store(settings.mongodb_uri or "")
         t0 = time.time()
         tokens = make_agents(store, max(steps))
@@ -153,22 +210,42 @@ def main() -> None:
         url = f"http://{settings.bind}/api/v1/agent/samples"
         procs = processes(os.getpid())
         print(f"load before: {os.getloadavg()}")
+        sustained = 0
         for count in steps:
+            spies = {name: profile(procs[name].pid, args.seconds, Path(tmp) / f"{name}-{count}")
+                     for name in ("web", "store") if name in procs}  # fmt: skip
             before = cpu(procs)
             result = step(url, tokens[:count], args.seconds)
             after = cpu(procs)
-            per_k = {n: 1000 * (after[n] - before[n]) / result["batches"] for n in after}
+            used = {n: after[n] - before[n] for n in after}
+            per_k = {n: 1000 * v / result["batches"] for n, v in used.items()}
             print(
                 f"{count:5d} agents: asked {result['asked_per_s']:.0f}/s done "
                 f"{result['done_per_s']:.0f}/s, answers p50 {result['p50_ms']:.0f} ms p99 "
-                f"{result['p99_ms']:.0f} ms, senders behind by {result['behind_s']:.1f} s, "
-                f"errors {result['errors']}; CPU s per 1,000 batches: "
+                f"{result['p99_ms']:.0f} ms, worst lag {result['lag_s']:.1f} s (senders behind "
+                f"by {result['behind_s']:.1f} s), errors {result['errors']}; CPU s per 1,000 "
+                "batches: "
                 + ", ".join(f"{n} {v:.2f}" for n, v in per_k.items())
+                + "; cores used: "
+                + ", ".join(f"{n} {v / args.seconds:.2f}" for n, v in used.items())
             )
-            if result["behind_s"] > INTERVAL or result["p99_ms"] > 1000 * INTERVAL:
+            for name, spy in spies.items():
+                if spy is None:
+                    continue
+                spy.wait(timeout=args.seconds + 60)
+                out = Path(tmp) / f"{name}-{count}"
+                if out.exists():
+                    print(f"  {name} process, busy samples:")
+                    print("\n".join(f"    {line}" for line in top_functions(out)))
+            if result["lag_s"] > INTERVAL or result["errors"]:
                 print(f"ingest lags at {count} agents")
                 break
-        print(f"stored batches: {store.samples.estimated_document_count()}")
+            sustained = count
+        newest = store.samples.find_one({}, {"t": 1}, sort=[("t", -1)])
+        print(f"agents sustained: {sustained}; stored batches: "
+              f"{store.samples.estimated_document_count()}, newest "
+              f"{time.time() - newest['t'] if newest else float('nan'):.1f} s old")  # fmt: skip
+        print(f"load after: {os.getloadavg()}")
         store.close()
 
 

@@ -102,7 +102,7 @@ def ingest_samples() -> Any:
     already held (same stream and sequence number) is acknowledged and not stored again."""
     store, limiter = get_store(), _limiter()
     try:
-        agent = agents.authenticate(store, request.headers.get("Authorization", ""))
+        agent = agents.authenticate_ingest(store, request.headers.get("Authorization", ""))
     except ServiceError as error:
         limiter.count_rejected(error.status)
         return _refused(error)

@@ -81,17 +81,31 @@ def create_token(
     return token, {k: v for k, v in record.items() if k != "token_hash"}
 
 
-def authenticate(store: Store, authorization: str) -> AgentIdentity:
-    """The host behind an `Authorization: Bearer <agent token>` header, or Unauthorized."""
+def _token_record(store: Store, authorization: str) -> dict[str, Any] | None:
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
         raise Unauthorized("send 'Authorization: Bearer <agent token>' (a host's agent token)")
-    record = store.agent_tokens.find_one({"token_hash": _digest(token)})
+    return store.agent_tokens.find_one({"token_hash": _digest(token)})
+
+
+def authenticate(store: Store, authorization: str) -> AgentIdentity:
+    """The host behind an `Authorization: Bearer <agent token>` header, or Unauthorized."""
+    record = _token_record(store, authorization)
     host = store.hosts.find_one({"_id": record["host_id"]}) if record else None
     if host is None:
         raise Unauthorized("unknown or replaced agent token: create one for the host")
     return AgentIdentity(host["_id"], host["project_id"], host["name"])
+
+
+def authenticate_ingest(store: Store, authorization: str) -> AgentIdentity:
+    """As authenticate, for the ingest of samples: by the token's record alone, one read of the
+    store instead of two at every batch (a host's removal deletes its token, so a token found
+    is a host's that exists), the host's name left empty (ingest does not use it)."""
+    record = _token_record(store, authorization)
+    if record is None:
+        raise Unauthorized("unknown or replaced agent token: create one for the host")
+    return AgentIdentity(record["host_id"], record["project_id"], "")
 
 
 @dataclass
