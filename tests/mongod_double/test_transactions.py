@@ -11,8 +11,10 @@ abortTransaction/, https://www.mongodb.com/docs/manual/core/transactions-product
 
 from __future__ import annotations
 
+import signal
 import socket
 import uuid
+from types import SimpleNamespace
 
 import pymongo
 import pytest
@@ -28,7 +30,7 @@ from tests.waiting import wait_until
 
 @pytest.fixture(scope="module")
 def rs(tmp_path_factory):
-    """Three members; yields (the set's client, the primary's node, the secondaries' clients)."""
+    """Three members: the set's client, the primary's node, the secondaries' nodes and clients."""
     launcher = Launcher(tmp_path_factory.mktemp("txn"))
     nodes = [launcher.start("--replSet", "txn") for _ in range(3)]
     members = [{"_id": i, "host": f"127.0.0.1:{n.port}", "priority": 2 - min(i, 1)}
@@ -46,7 +48,8 @@ def rs(tmp_path_factory):
         retry=pymongo.errors.PyMongoError,
     )
     client.admin.command("ping")
-    yield client, nodes[0], secondaries
+    yield SimpleNamespace(client=client, primary=nodes[0], secondaries=secondaries,
+                          nodes=nodes, launcher=launcher)  # fmt: skip
     client.close()
     launcher.cleanup()
 
@@ -66,7 +69,7 @@ def _raw(port: int, doc: dict) -> dict:
 
 
 def test_a_transaction_commits_as_one_entry_and_secondaries_see_it_whole(rs):
-    client, _, secondaries = rs
+    client, secondaries = rs.client, rs.secondaries
     shop = client.shop
     shop.stock.insert_many([{"_id": "a", "n": 5}, {"_id": "b", "n": 1}])
     before = _last_ts(client)
@@ -113,7 +116,7 @@ def test_a_transaction_commits_as_one_entry_and_secondaries_see_it_whole(rs):
 
 
 def test_an_aborted_transaction_leaves_nothing_and_cannot_commit(rs):
-    client, primary, _ = rs
+    client, primary = rs.client, rs.primary
     coll = client.app.aborted
     coll.insert_one({"_id": 1, "v": 1})
     before = _last_ts(client)
@@ -133,7 +136,7 @@ def test_an_aborted_transaction_leaves_nothing_and_cannot_commit(rs):
 
 
 def test_two_transactions_writing_one_document_conflict(rs):
-    client, _, _ = rs
+    client = rs.client
     coll = client.app.conflicts
     coll.insert_many([{"_id": 1, "v": 0}, {"_id": 2, "v": 0}])
     with client.start_session() as first, client.start_session() as second:
@@ -166,7 +169,7 @@ def test_two_transactions_writing_one_document_conflict(rs):
 
 
 def test_sessions_numbers_and_operations_a_transaction_refuses(rs):
-    client, primary, _ = rs
+    client, primary = rs.client, rs.primary
     lsid = {"id": Binary.from_uuid(uuid.uuid4(), UuidRepresentation.STANDARD)}
 
     def run(doc: dict, number: int, db: str = "app", **fields) -> dict:
@@ -198,7 +201,7 @@ def test_sessions_numbers_and_operations_a_transaction_refuses(rs):
 
 
 def test_a_retryable_write_is_unchanged(rs):
-    client, _, _ = rs
+    client = rs.client
     coll = client.get_database("app", write_concern=pymongo.WriteConcern(w="majority")).retried
     before = _last_ts(client)
     with client.start_session() as s:
@@ -209,3 +212,22 @@ def test_a_retryable_write_is_unchanged(rs):
         ("c", "app.$cmd"), ("i", "app.retried"), ("u", "app.retried")
     ]  # fmt: skip
     assert all("lsid" not in e for e in _entries(client, before))
+
+
+def test_a_member_killed_after_a_commit_keeps_the_transaction(rs):
+    """The commit's entry is one journal record: a member killed (-9) and started again on its
+    dbPath holds the whole transaction from its own files."""
+    client = rs.client
+    with client.start_session() as s, s.start_transaction():
+        client.kept.a.insert_many([{"_id": i} for i in range(10)], session=s)
+        client.kept.b.insert_one({"_id": "b"}, session=s)
+    last = _last_ts(client)
+    node = rs.nodes[2]
+    member = rs.secondaries[1]
+    wait_until(lambda: _last_ts(member) >= last, timeout=20, what="the member has the commit")
+    node.stop(signal.SIGKILL)
+    back = rs.launcher.start("--replSet", "txn", dbpath=node.dbpath, port=node.port)
+    member = back.client(readPreference="secondaryPreferred")
+    wait_until(lambda: member.admin.command("replSetGetStatus")["myState"] == 2, timeout=30,
+               what="SECONDARY again", retry=pymongo.errors.PyMongoError)  # fmt: skip
+    assert member.kept.a.count_documents({}) == 10 and member.kept.b.count_documents({}) == 1

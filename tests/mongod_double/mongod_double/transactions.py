@@ -207,8 +207,10 @@ class Sessions:
                     del self.held[target]
 
     def abort(self, txn: Transaction) -> None:
-        txn.state = "aborted"
-        self.release(txn)
+        with txn.lock:
+            txn.state = "aborted"
+            self.release(txn)
+            txn.storage = None  # its writes are dropped with the copy
 
     # -- statements ----------------------------------------------------------------------
 
