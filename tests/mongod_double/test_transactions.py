@@ -11,6 +11,7 @@ abortTransaction/, https://www.mongodb.com/docs/manual/core/transactions-product
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import socket
 import uuid
@@ -90,7 +91,8 @@ def test_a_transaction_commits_as_one_entry_and_secondaries_see_it_whole(rs):
 
     [entry] = _entries(client, before)
     assert (entry["op"], entry["ns"]) == ("c", "admin.$cmd")
-    assert entry["lsid"]["id"] == lsid["id"] and isinstance(entry["txnNumber"], Int64)
+    assert entry["lsid"] == {"id": lsid["id"], "uid": hashlib.sha256(b"").digest()}
+    assert isinstance(entry["txnNumber"], Int64)
     assert entry["prevOpTime"] == {"ts": Timestamp(0, 0), "t": -1}
     ops = entry["o"]["applyOps"]
     assert [o["op"] for o in ops] == ["c"] + ["i"] * 40 + ["u", "d"]
@@ -166,6 +168,23 @@ def test_two_transactions_writing_one_document_conflict(rs):
         assert raised.value.code == 112
         s.abort_transaction()
     assert coll.find_one({"_id": 2})["v"] == "outside"
+
+    # a unique key another writer took since the snapshot: the commit conflicts, changes nothing
+    users = client.app.users
+    users.create_index("email", unique=True)
+    users.insert_one({"_id": 1, "email": "a"})
+    with client.start_session() as s:
+        s.start_transaction()
+        users.update_one({"_id": 1}, {"$set": {"v": "lost"}}, session=s)
+        users.insert_one({"_id": 2, "email": "x"}, session=s)
+        users.insert_one({"_id": 3, "email": "x"})
+        with pytest.raises(OperationFailure) as raised:
+            s.commit_transaction()
+        assert raised.value.code == 112
+    assert list(users.find(sort=[("_id", 1)])) == [
+        {"_id": 1, "email": "a"},
+        {"_id": 3, "email": "x"},
+    ]
 
 
 def test_sessions_numbers_and_operations_a_transaction_refuses(rs):

@@ -27,12 +27,15 @@ instead. A transaction whose operations exceed one 16 MB entry (mongod splits it
 from __future__ import annotations
 
 import copy
+import hashlib
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
 
 import bson
+import mongomock
+from bson.binary import Binary
 from bson.int64 import Int64
 from bson.timestamp import Timestamp
 
@@ -290,7 +293,9 @@ class Sessions:
 
     # -- commit and abort ----------------------------------------------------------------
 
-    def commit(self, body: dict) -> None:
+    def commit(self, body: dict, user: str = "") -> None:
+        """``user``: the connection's user as ``name@db`` ("" without one), whose SHA-256 is
+        the ``uid`` mongod puts in the entry's ``lsid``."""
         session, number = self.session(body)
         txn = session.txn
         if txn is not None and txn.number == number and txn.state == "committed":
@@ -298,7 +303,7 @@ class Sessions:
         txn = self._live(session, number, "commit")
         with txn.lock:
             try:
-                self._write(txn, body)
+                self._write(txn, body, user)
             except CommandError:
                 self.abort(txn)
                 raise
@@ -306,7 +311,7 @@ class Sessions:
             self.release(txn)
             txn.storage = None  # the copy is no longer needed
 
-    def _write(self, txn: Transaction, body: dict) -> None:
+    def _write(self, txn: Transaction, body: dict, user: str) -> None:
         real = self.storage
         if not txn.ops:
             return  # a read-only transaction writes no entry
@@ -315,7 +320,10 @@ class Sessions:
             "op": "c",
             "ns": "admin.$cmd",
             "o": {"applyOps": applied},
-            "lsid": body["lsid"],
+            "lsid": {
+                "id": body["lsid"]["id"],
+                "uid": Binary(hashlib.sha256(user.encode()).digest()),
+            },
             "txnNumber": Int64(txn.number),
             "prevOpTime": {"ts": Timestamp(0, 0), "t": Int64(-1)},
         }
@@ -327,7 +335,7 @@ class Sessions:
         with real.lock:
             for (ns, key), before in txn.originals.items():
                 _id = bson.decode(key, CODEC)["k"]
-                if _current(real, ns, _id) != before:
+                if _current(real, ns, _id) != before or _unique_clash(real, txn, ns, _id):
                     raise CommandError(
                         WRITE_CONFLICT, WRITE_CONFLICT_MESSAGE, errorLabels=[TRANSIENT]
                     )
@@ -340,6 +348,28 @@ class Sessions:
             raise CommandError(TRANSACTION_COMMITTED, f"Transaction {number} has been committed.")
         txn = self._live(session, number, "abort")
         self.abort(txn)
+
+
+def _unique_clash(real: Storage, txn: Transaction, ns: str, _id: object) -> bool:
+    """Does a unique index of ``ns`` hold the key of the document the transaction leaves, for
+    a document it did not write (one another writer added since the snapshot)? Checked before
+    the commit changes anything, so that its entry is applied whole or not at all."""
+    final = _current(txn.storage, ns, _id)
+    if final is None or ns not in real.catalog:
+        return False
+    for spec in real.catalog[ns].indexes:
+        if not spec.get("unique") or spec.get("sparse") or "partialFilterExpression" in spec:
+            continue
+        query = {}
+        for path in spec["key"]:
+            try:
+                query[path] = mongomock.helpers.get_value_by_dot(final, path)
+            except KeyError:
+                query[path] = None
+        for other in real.collection(ns).find(query, {"_id": 1}):
+            if other["_id"] != _id and (ns, _key(other["_id"])) not in txn.originals:
+                return True
+    return False
 
 
 def _allowed(name: str, db: str, body: dict, real: Storage) -> None:

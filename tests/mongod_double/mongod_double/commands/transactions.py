@@ -20,7 +20,9 @@ def _in_transaction(inv: Invocation) -> None:
 @command("commitTransaction", admin_only=True, write=True)
 def commit_transaction(inv: Invocation) -> dict:
     _in_transaction(inv)
-    sessions_of(inv.server).commit(inv.body)
+    users = inv.ctx.authenticated_users
+    user = f"{users[0]['user']}@{users[0]['db']}" if users else ""
+    sessions_of(inv.server).commit(inv.body, user)
     return {}
 
 
