@@ -103,6 +103,18 @@ def duplicate_key_error(ns: str, index: dict, doc: dict) -> CommandError:
     return CommandError(DUPLICATE_KEY, msg, keyPattern=dict(index["key"]), keyValue=key_value)
 
 
+def key_query(spec: dict, doc: dict) -> dict:
+    """The query for the documents holding ``doc``'s key of the index ``spec`` (a missing
+    field as null)."""
+    query = {}
+    for path in spec["key"]:
+        try:
+            query[path] = mongomock.helpers.get_value_by_dot(doc, path)
+        except KeyError:
+            query[path] = None
+    return query
+
+
 def _shell_repr(value: object) -> str:
     if isinstance(value, str):
         return '"' + value + '"'
@@ -532,12 +544,7 @@ class Storage:
             s for s in self.catalog[ns].indexes if s.get("unique")
         ]
         for spec in specs:
-            query = {}
-            for path in spec["key"]:
-                try:
-                    query[path] = mongomock.helpers.get_value_by_dot(doc, path)
-                except KeyError:
-                    query[path] = None
+            query = key_query(spec, doc)
             others = [d for d in coll.find(query, {"_id": 1}) if d["_id"] != doc.get("_id")]
             if others or (spec["name"] == "_id_" and coll.count_documents(query) > 0):
                 return duplicate_key_error(ns, spec, doc)

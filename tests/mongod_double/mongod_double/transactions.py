@@ -34,13 +34,12 @@ import weakref
 from dataclasses import dataclass, field
 
 import bson
-import mongomock
 from bson.binary import Binary
 from bson.int64 import Int64
 from bson.timestamp import Timestamp
 
 from mongod_double.errors import CODE_NAMES, ILLEGAL_OPERATION, INVALID_OPTIONS, CommandError
-from mongod_double.storage import CODEC, CollectionMeta, Storage, split_ns
+from mongod_double.storage import CODEC, CollectionMeta, Storage, key_query, split_ns
 
 NO_SUCH_TRANSACTION = 251
 TRANSACTION_TOO_OLD = 225
@@ -360,13 +359,7 @@ def _unique_clash(real: Storage, txn: Transaction, ns: str, _id: object) -> bool
     for spec in real.catalog[ns].indexes:
         if not spec.get("unique") or spec.get("sparse") or "partialFilterExpression" in spec:
             continue
-        query = {}
-        for path in spec["key"]:
-            try:
-                query[path] = mongomock.helpers.get_value_by_dot(final, path)
-            except KeyError:
-                query[path] = None
-        for other in real.collection(ns).find(query, {"_id": 1}):
+        for other in real.collection(ns).find(key_query(spec, final), {"_id": 1}):
             if other["_id"] != _id and (ns, _key(other["_id"])) not in txn.originals:
                 return True
     return False
