@@ -58,11 +58,22 @@ def lab(deployment_factory) -> Deployment:
     return deployment
 
 
+def why(run) -> str:
+    """The failures of a run, with the message of each failed item of a loop."""
+    items = [f"{host} {entry['task']['name']} item: {item.get('msg')}"
+             for play in run.output.get("plays", []) for entry in play["tasks"]
+             for host, result in entry["hosts"].items()
+             for item in result.get("results") or []
+             if isinstance(item, dict) and item.get("failed")]  # fmt: skip
+    return "\n".join([run.failures(), *items])
+
+
 def routers_client(lab: Deployment, user=ADMIN) -> pymongo.MongoClient:
     seeds = ",".join(lab.address(h, ROUTER_PORT) for h in ROUTERS["wap_mongos_hosts"])
     return pymongo.MongoClient(
         f"mongodb://{seeds}/", tls=True, tlsCAFile=str(lab.secrets / "ca.pem"),
-        username=user[0], password=user[1], serverSelectionTimeoutMS=20000,
+        username=user[0], password=user[1], authSource="admin" if user == ADMIN else "app",
+        serverSelectionTimeoutMS=20000,
     )  # fmt: skip
 
 
@@ -77,7 +88,7 @@ def test_a_standalone_becomes_a_replica_set_with_its_data(lab: Deployment) -> No
         standalone.app.items.insert_many(ITEMS)
     planned = lab.run("convert_cluster.yml", wap_convert_to="replicaset", wap_convert_hosts=HOSTS,
                       wap_convert_plan_only=True, **SECURED)  # fmt: skip
-    assert planned.returncode == 0, planned.failures()
+    assert planned.returncode == 0, why(planned)
     plan = planned.results("Keep the plan")["lab1"]["ansible_facts"]["_wap_convert_plan"]
     assert plan["steps"][1] == f"initiate rs0 with {lab.address('lab1')} alone: its data stays"
     with lab.client(directConnection=True) as standalone:
@@ -85,7 +96,7 @@ def test_a_standalone_becomes_a_replica_set_with_its_data(lab: Deployment) -> No
 
     converted = lab.run("convert_cluster.yml", wap_convert_to="replicaset",
                         wap_convert_hosts=HOSTS, **SECURED)  # fmt: skip
-    assert converted.returncode == 0, converted.failures()
+    assert converted.returncode == 0, why(converted)
     with lab.client(replicaSet="rs0") as rs0:
         status = wait_healthy(rs0, 3)
         assert {m["name"] for m in status["members"]} == {lab.address(h) for h in HOSTS}
@@ -99,7 +110,7 @@ def test_the_replica_set_becomes_a_sharded_clusters_first_shard(lab: Deployment)
     planned = lab.run("convert_cluster.yml", wap_convert_to="sharded", wap_convert_hosts=HOSTS,
                       wap_convert_router_port=ROUTER_PORT, wap_convert_plan_only=True,
                       **ROUTERS, **SECURED)  # fmt: skip
-    assert planned.returncode == 0, planned.failures()
+    assert planned.returncode == 0, why(planned)
     steps = planned.results("Keep the plan")["lab1"]["ansible_facts"]["_wap_convert_plan"]["steps"]
     assert steps[2].endswith("(the primary, stepped down first), each waited for until it "
                              "serves, caught up")  # fmt: skip
@@ -107,7 +118,7 @@ def test_the_replica_set_becomes_a_sharded_clusters_first_shard(lab: Deployment)
         converted = lab.run("convert_cluster.yml", wap_convert_to="sharded",
                             wap_convert_hosts=HOSTS, wap_convert_router_port=ROUTER_PORT,
                             **ROUTERS, **SECURED)  # fmt: skip
-    assert converted.returncode == 0, converted.failures()
+    assert converted.returncode == 0, why(converted)
     assert len(writes.acknowledged) > 20, writes.failed
     with routers_client(lab) as mongos:
         shards = mongos.admin.command("listShards")["shards"]
@@ -123,7 +134,7 @@ def test_the_replica_set_becomes_a_sharded_clusters_first_shard(lab: Deployment)
 def test_a_shard_is_added_then_the_first_drained_and_removed(lab: Deployment) -> None:
     added = lab.run("shard_operation.yml", wap_shard_operation="add", wap_shard_name="shard2",
                     wap_shard_hosts=HOSTS, wap_shard_port=27020, **ROUTERS, **SECURED)  # fmt: skip
-    assert added.returncode == 0, added.failures()
+    assert added.returncode == 0, why(added)
     with routers_client(lab) as mongos:
         assert [s["_id"] for s in mongos.admin.command("listShards")["shards"]] == ["rs0", "shard2"]
         mongos.admin.command("shardCollection", "app.events", key={"_id": "hashed"})
@@ -139,7 +150,7 @@ def test_a_shard_is_added_then_the_first_drained_and_removed(lab: Deployment) ->
     with routers_client(lab) as mongos, WriteCounter(mongos, database="load") as writes:
         removed = lab.run("shard_operation.yml", wap_shard_operation="remove", wap_shard_name="rs0",
                           mongodb_sharding_poll_interval=1, **ROUTERS, **SECURED)  # fmt: skip
-    assert removed.returncode == 0, removed.failures()
+    assert removed.returncode == 0, why(removed)
     left = [r["msg"] for _, r in removed.every("Show what is left")]
     assert left[0].startswith("rs0 draining: ") and left[-1] == "rs0 removed: nothing left on it"
     with routers_client(lab) as mongos:
