@@ -12,6 +12,7 @@ abortTransaction/, https://www.mongodb.com/docs/manual/core/transactions-product
 from __future__ import annotations
 
 import hashlib
+import itertools
 import signal
 import socket
 import uuid
@@ -28,12 +29,20 @@ from tests.mongod_double.conftest import Launcher
 from tests.mongod_double.test_wire import OP_MSG, _msg_reply, _op_msg, _recv, _send
 from tests.waiting import wait_until
 
+# At most 50 operations per applyOps entry: a larger transaction takes several entries.
+ARGS = (
+    "--replSet",
+    "txn",
+    "--setParameter",
+    "maxNumberOfTransactionOperationsInSingleOplogEntry=50",
+)
+
 
 @pytest.fixture(scope="module")
 def rs(tmp_path_factory):
     """Three members: the set's client, the primary's node, the secondaries' nodes and clients."""
     launcher = Launcher(tmp_path_factory.mktemp("txn"))
-    nodes = [launcher.start("--replSet", "txn") for _ in range(3)]
+    nodes = [launcher.start(*ARGS) for _ in range(3)]
     members = [{"_id": i, "host": f"127.0.0.1:{n.port}", "priority": 2 - min(i, 1)}
                for i, n in enumerate(nodes)]  # fmt: skip
     nodes[0].client().admin.command("replSetInitiate", {"_id": "txn", "members": members})
@@ -115,6 +124,31 @@ def test_a_transaction_commits_as_one_entry_and_secondaries_see_it_whole(rs):
     with client.start_session() as s, s.start_transaction():
         assert shop.orders.count_documents({}, session=s) == 40
     assert _entries(client, before) == []
+
+
+def test_a_larger_transaction_takes_partial_entries_applied_only_with_the_last(rs):
+    client, secondaries = rs.client, rs.secondaries
+    before = _last_ts(client)
+    with client.start_session() as s, s.start_transaction():
+        client.big.c.insert_many([{"_id": i} for i in range(119)], session=s)
+    entries = _entries(client, before)
+    assert [len(e["o"]["applyOps"]) for e in entries] == [50, 50, 20]  # a create and 119
+    assert [e["o"].get("partialTxn") for e in entries] == [True, True, None]
+    assert entries[-1]["o"]["count"] == 120 and "count" not in entries[0]["o"]
+    assert entries[0]["prevOpTime"] == {"ts": Timestamp(0, 0), "t": -1}
+    for previous, entry in itertools.pairwise(entries):
+        assert entry["prevOpTime"] == {"ts": previous["ts"], "t": previous["t"]}
+        assert (entry["lsid"], entry["txnNumber"]) == (previous["lsid"], previous["txnNumber"])
+    assert client.big.c.count_documents({}) == 119
+    for secondary in secondaries:
+        seen: set[int] = set()
+
+        def whole(c=secondary.big.c, seen=seen) -> bool:
+            seen.add(c.count_documents({}))
+            return 119 in seen
+
+        wait_until(whole, timeout=20, what="the transaction on a secondary", seen=seen.copy)
+        assert seen <= {0, 119}, f"a secondary showed part of the transaction: {seen}"
 
 
 def test_an_aborted_transaction_leaves_nothing_and_cannot_commit(rs):
@@ -245,7 +279,7 @@ def test_a_member_killed_after_a_commit_keeps_the_transaction(rs):
     member = rs.secondaries[1]
     wait_until(lambda: _last_ts(member) >= last, timeout=20, what="the member has the commit")
     node.stop(signal.SIGKILL)
-    back = rs.launcher.start("--replSet", "txn", dbpath=node.dbpath, port=node.port)
+    back = rs.launcher.start(*ARGS, dbpath=node.dbpath, port=node.port)
     member = back.client(readPreference="secondaryPreferred")
     wait_until(lambda: member.admin.command("replSetGetStatus")["myState"] == 2, timeout=30,
                what="SECONDARY again", retry=pymongo.errors.PyMongoError)  # fmt: skip

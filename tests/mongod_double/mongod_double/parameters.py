@@ -78,6 +78,10 @@ class Parameters:
             "enableLocalhostAuthBypass": Parameter(True, _bool, runtime=False),
             "ttlMonitorEnabled": Parameter(True, _bool),
             "ttlMonitorSleepSecs": Parameter(60, _positive),
+            # Operations per applyOps entry of a transaction (more: partialTxn entries).
+            "maxNumberOfTransactionOperationsInSingleOplogEntry": Parameter(
+                2147483647, _positive, runtime=False
+            ),
             # Facts of the double (scram.py, storage.py, the query engine), not settable.
             "scramIterationCount": _fixed(10000),
             "scramSHA256IterationCount": _fixed(15000),

@@ -6,22 +6,24 @@ oplog's transaction entries: a transaction starts with the first command carryin
 ``txnNumber``, ``autocommit: false`` and ``startTransaction: true``; later statements carry the
 same ``lsid``/``txnNumber`` and ``autocommit: false``. It reads a snapshot taken at its first
 statement plus its own writes; no one else sees them until ``commitTransaction`` writes them as
-ONE oplog entry ``{op: "c", ns: "admin.$cmd", o: {applyOps: [...]}, lsid, txnNumber,
+ONE oplog entry ``{lsid: {id, uid}, txnNumber, op: "c", ns: "admin.$cmd", o: {applyOps: [...]},
 prevOpTime: {ts: Timestamp(0, 0), t: -1}}`` (secondaries apply it whole, under their storage
-lock); ``abortTransaction`` drops them. Errors as mongod gives them: NoSuchTransaction (251,
-labelled TransientTransactionError), TransactionTooOld (225), WriteConflict (112, transient)
-when two transactions write one document or the document changed since the snapshot, an
-operation not allowed in a transaction refused (OperationNotSupportedInTransaction, 263). A
-statement's error aborts the transaction, as mongod's does.
+lock), or, past 16 MB or ``maxNumberOfTransactionOperationsInSingleOplogEntry`` operations,
+``partialTxn: true`` entries each naming the previous one in ``prevOpTime`` and a last one with
+``count`` (the operations of them all), which applies them all; ``abortTransaction`` drops them.
+Errors as mongod gives them: NoSuchTransaction (251, labelled TransientTransactionError),
+TransactionTooOld (225), WriteConflict (112, transient) when two transactions write one document
+or the document changed since the snapshot, an operation not allowed in a transaction refused
+(OperationNotSupportedInTransaction, 263). A statement's error aborts the transaction, as
+mongod's does.
 
 How: the transaction's statements run, by the ordinary command handlers, against a private
 :class:`~mongod_double.storage.Storage` holding a copy of the user databases (the snapshot); its
-writes are recorded rather than logged, and committed through the real write path as one
-operation. Not modelled: a write outside a transaction to a document a transaction holds does
-not wait for the transaction (mongod makes it wait); the commit then fails with WriteConflict
-instead. A transaction whose operations exceed one 16 MB entry (mongod splits it into
-``partialTxn`` entries) is NotImplemented. Retryable writes (``lsid`` + ``txnNumber`` without
-``autocommit``) never come here.
+writes are recorded rather than logged, and committed through the real write path, every entry
+under one hold of the storage lock. Not modelled: a write outside a transaction to a document a
+transaction holds does not wait for the transaction (mongod makes it wait); the commit then
+fails with WriteConflict instead. Prepared transactions (sharded clusters' two-phase commit) are
+not. Retryable writes (``lsid`` + ``txnNumber`` without ``autocommit``) never come here.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ CODE_NAMES.update({
 TRANSIENT = "TransientTransactionError"
 LIFETIME_SECONDS = 60  # transactionLifetimeLimitSeconds' default
 MAX_ENTRY_BYTES = 16 * 1024 * 1024 - 16 * 1024
+OPS_PER_ENTRY = "maxNumberOfTransactionOperationsInSingleOplogEntry"
 # Commands a transaction may run (MongoDB 4.4+: create and createIndexes too).
 ALLOWED = frozenset({
     "find", "getMore", "killCursors", "insert", "update", "delete", "findAndModify",
@@ -315,22 +318,8 @@ class Sessions:
         if not txn.ops:
             return  # a read-only transaction writes no entry
         applied = [{k: op[k] for k in ("op", "ns", "ui", "o", "o2") if k in op} for op in txn.ops]
-        op = {
-            "op": "c",
-            "ns": "admin.$cmd",
-            "o": {"applyOps": applied},
-            "lsid": {
-                "id": body["lsid"]["id"],
-                "uid": Binary(hashlib.sha256(user.encode()).digest()),
-            },
-            "txnNumber": Int64(txn.number),
-            "prevOpTime": {"ts": Timestamp(0, 0), "t": Int64(-1)},
-        }
-        if len(bson.encode(op, codec_options=CODEC)) > MAX_ENTRY_BYTES:
-            raise NotImplementedError(
-                "a transaction whose operations exceed one 16 MB oplog entry (mongod writes "
-                "partialTxn entries)"
-            )
+        chunks = _chunks(applied, self.server.parameters.get(OPS_PER_ENTRY))
+        lsid = {"id": body["lsid"]["id"], "uid": Binary(hashlib.sha256(user.encode()).digest())}
         with real.lock:
             for (ns, key), before in txn.originals.items():
                 _id = bson.decode(key, CODEC)["k"]
@@ -338,7 +327,17 @@ class Sessions:
                     raise CommandError(
                         WRITE_CONFLICT, WRITE_CONFLICT_MESSAGE, errorLabels=[TRANSIENT]
                     )
-            real.apply(op)
+            previous = {"ts": Timestamp(0, 0), "t": Int64(-1)}
+            for position, chunk in enumerate(chunks):
+                o: dict = {"applyOps": chunk}
+                if position < len(chunks) - 1:
+                    o["partialTxn"] = True
+                elif len(chunks) > 1:
+                    o["count"] = Int64(len(applied))
+                number = Int64(txn.number)
+                entry = real.apply({"op": "c", "ns": "admin.$cmd", "o": o, "lsid": lsid,
+                                    "txnNumber": number, "prevOpTime": previous})  # fmt: skip
+                previous = {"ts": entry["ts"], "t": entry["t"]}
 
     def abort_command(self, body: dict) -> None:
         session, number = self.session(body)
@@ -347,6 +346,21 @@ class Sessions:
             raise CommandError(TRANSACTION_COMMITTED, f"Transaction {number} has been committed.")
         txn = self._live(session, number, "abort")
         self.abort(txn)
+
+
+def _chunks(ops: list[dict], per_entry: int) -> list[list[dict]]:
+    """The transaction's operations cut into applyOps entries: at most ``per_entry`` operations
+    and 16 MB each, as mongod 4.2+ cuts a large transaction into partialTxn entries."""
+    chunks: list[list[dict]] = [[]]
+    size = 0
+    for op in ops:
+        op_size = len(bson.encode(op, codec_options=CODEC))
+        if chunks[-1] and (len(chunks[-1]) >= per_entry or size + op_size > MAX_ENTRY_BYTES):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(op)
+        size += op_size
+    return chunks
 
 
 def _unique_clash(real: Storage, txn: Transaction, ns: str, _id: object) -> bool:
