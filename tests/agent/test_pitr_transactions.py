@@ -26,6 +26,7 @@ from tests.agent.test_oplog_follower import (  # noqa: F401 (module fixtures: th
     s3,
 )
 from tests.agent.test_oplog_store import BUCKET
+from tests.waiting import wait_until
 from wap_agent.backup.follower import Follower, FollowerOptions
 from wap_agent.backup.manifest import Layout
 from wap_agent.backup.pitr import restore_to
@@ -121,3 +122,44 @@ def test_restores_around_commits_hold_a_transaction_whole_or_not_at_all(
         restore_to(into.uri, s3, BUCKET, layout, "rs0", target)
         assert _held(into.client().pitrtxn) == expected, f"restored to {name} ({target})"
         into.stop()
+
+
+def test_a_transaction_of_several_entries_is_restored_only_with_its_last(
+    s3,  # noqa: F811
+    launcher,  # noqa: F811
+):
+    """A transaction written as partialTxn entries (3 operations per entry on this source):
+    restored to each partial entry, nothing of it; to its last entry, all of it."""
+    source = launcher.start("--replSet", "big", "--setParameter",
+                            "maxNumberOfTransactionOperationsInSingleOplogEntry=3")  # fmt: skip
+    source.client().admin.command("replSetInitiate")
+    uri = f"mongodb://127.0.0.1:{source.port}/?replicaSet=big"
+    client = pymongo.MongoClient(uri, w="majority")
+    wait_until(lambda: client.t.t.insert_many([{"_id": i, "v": 0} for i in range(3)]),
+               timeout=30, what="a primary", retry=pymongo.errors.PyMongoError)  # fmt: skip
+    layout = Layout("pitr", "p1", "txnbig")
+    base = base_snapshot(uri, s3, layout)
+    base_end = Timestamp(base.oplog_end["t"], base.oplog_end["i"])
+    store = OplogStore(s3, BUCKET, layout, "big")
+    with Running(Follower(uri, store, base_end, FollowerOptions(**FAST))):
+        client.t.t.update_one({"_id": 0}, {"$set": {"v": 1}})
+        before = _held(client.t)
+        with client.start_session() as session, session.start_transaction():
+            lsid = session.session_id
+            for i in range(3):
+                client.t.t.update_one({"_id": i}, {"$inc": {"v": 10}}, session=session)
+                client.t.t.insert_one({"_id": 10 + i}, session=session)
+            client.t.t.delete_one({"_id": 2}, session=session)
+        after = _held(client.t)
+        entries = list(client.local["oplog.rs"].find({"lsid.id": lsid["id"]}))
+        durable_to(store, entries[-1]["ts"], "the transaction's last entry durable")
+    client.close()
+    assert [e["o"].get("partialTxn") for e in entries] == [True, True, None]
+    assert after != before
+    for entry, expected in zip(entries, (before, before, after), strict=True):
+        into = one_member_set(launcher)
+        restore_to(into.uri, s3, BUCKET, layout, "big", entry["ts"])
+        held = _held(into.client().t)
+        assert held == expected, f"restored to {entry['ts']} ({entry['o'].get('partialTxn')})"
+        into.stop()
+    source.stop()
