@@ -11,6 +11,7 @@ from bson.int64 import Int64
 from bson.objectid import ObjectId
 
 from mongod_double import crudcheck as check
+from mongod_double import views
 from mongod_double.capped import project, sort_documents
 from mongod_double.commands import Invocation, command
 from mongod_double.cursors import FIRST_BATCH_DEFAULT, Cursor
@@ -267,7 +268,8 @@ def find(inv: Invocation) -> dict:
                 docs = docs[:limit]
             docs = [project(d, projection) for d in docs]
         elif not storage.exists(ns):
-            docs = []
+            stages = views.find_stages(query, sort, skip, limit, projection)
+            docs = views.read(storage, ns, stages) or []
         else:
             docs = list(
                 storage.collection(ns).find(
@@ -459,6 +461,8 @@ def insert(inv: Invocation) -> dict:
     docs = _check_write_command(inv, INSERT_FIELDS, "documents")
     ordered = inv.body.get("ordered", True)
     storage = inv.server.storage
+    if views.is_view(storage, ns):
+        return views.refused_writes(ns, docs, ordered)
     n = 0
     errors = []
     with storage.lock:
@@ -613,6 +617,8 @@ def update(inv: Invocation) -> dict:
             raise CommandError(72, "Cannot specify sort with multi=true")
         check.check_sort("update.updates.sort", spec.get("sort"))
     ordered = inv.body.get("ordered", True)
+    if views.is_view(inv.server.storage, ns):
+        return views.refused_writes(ns, statements, ordered)
     n = n_modified = 0
     upserted = []
     errors = []
@@ -660,6 +666,8 @@ def delete(inv: Invocation) -> dict:
     variables = check.let_values("delete.let", inv.body.get("let"))
     ordered = inv.body.get("ordered", True)
     storage = inv.server.storage
+    if views.is_view(storage, ns):
+        return views.refused_writes(ns, statements, ordered)
     n = 0
     errors = []
     metrics = inv.server.metrics
@@ -741,6 +749,7 @@ def find_and_modify(inv: Invocation) -> dict:
     ns = inv.ns(collection_name(inv))
     body = inv.body
     _check_find_and_modify(inv, ns)
+    views.refuse(inv.server.storage, ns)
     variables = check.let_values("findAndModify.let", body.get("let"))
     remove = bool(body.get("remove"))
     has_update = "update" in body
@@ -807,8 +816,8 @@ def count(inv: Invocation) -> dict:
     with storage.lock:
         _scan_metrics(inv, ns)
         if not storage.exists(ns):
-            return {"n": 0}
-        if ns in storage.capped:
+            n = len(views.read(storage, ns, views.find_stages(query, {}, 0, 0, None)) or [])
+        elif ns in storage.capped:
             n = len(storage.capped[ns].scan(query))
         else:
             n = storage.collection(ns).count_documents(query)
@@ -844,7 +853,7 @@ def distinct(inv: Invocation) -> dict:
     with storage.lock:
         _scan_metrics(inv, ns)
         if not storage.exists(ns):
-            return {"values": []}
+            return {"values": views.distinct(storage, ns, key, query) or []}
         values = storage.collection(ns).distinct(key, query)
     return {"values": values}
 
@@ -985,6 +994,8 @@ def aggregate(inv: Invocation) -> dict:
             if docs:
                 source.insert_many(copy.deepcopy(docs))
             results = list(source.aggregate(pipeline))
+        elif not storage.exists(ns) and views.is_view(storage, ns):
+            results = views.read(storage, ns, pipeline)
         else:
             results = list(storage.collection(ns).aggregate(pipeline))
         results = [_id_first(d) for d in results]

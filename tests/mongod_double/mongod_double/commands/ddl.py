@@ -1,11 +1,12 @@
-"""Databases, collections and indexes: create, drop, renameCollection, dropDatabase,
-listDatabases, listCollections, createIndexes, listIndexes, dropIndexes."""
+"""Databases, collections, views and indexes: create, collMod (of a view), drop,
+renameCollection, dropDatabase, listDatabases, listCollections, createIndexes, listIndexes,
+dropIndexes. The views themselves are kept by mongod_double.views."""
 
 from __future__ import annotations
 
 import re
 
-from mongod_double import authz
+from mongod_double import authz, views
 from mongod_double.commands import Invocation, command
 from mongod_double.commands.crud import collection_name, open_cursor
 from mongod_double.errors import (
@@ -72,14 +73,33 @@ def create(inv: Invocation) -> dict:
     check_db_name(inv.db)
     coll = collection_name(inv)
     options = {k: v for k, v in inv.body.items() if k in CREATE_OPTIONS}
+    if "viewOn" in options or "pipeline" in options:
+        views.create(inv.server.storage, inv.db, coll, options)
+        return {}
     unsupported = set(options) - {"capped", "size", "max"}
     if unsupported:
         raise NotImplementedError(f"create option(s) {sorted(unsupported)}")
     if options.get("capped") and not options.get("size"):
         raise CommandError(72, "the 'size' field is required when 'capped' is true")
     with inv.server.storage.lock:
+        if views.is_view(inv.server.storage, inv.ns(coll)):
+            raise CommandError(NAMESPACE_EXISTS, f"A view already exists. NS: {inv.ns(coll)}")
         inv.server.storage.create_collection(inv.ns(coll), options)
     return {}
+
+
+@command("collMod", write=True)
+def coll_mod(inv: Invocation) -> dict:
+    """A view's definition changed (viewOn and pipeline); the double changes no collection."""
+    ns = inv.ns(collection_name(inv))
+    storage = inv.server.storage
+    with storage.lock:
+        if views.is_view(storage, ns):
+            views.modify(storage, inv.db, inv.arg, inv.body)
+            return {}
+        if not storage.exists(ns):
+            raise CommandError(NAMESPACE_NOT_FOUND, f"ns does not exist: {ns}")
+    raise NotImplementedError("collMod of a collection")
 
 
 @command("drop", write=True)
@@ -88,6 +108,9 @@ def drop(inv: Invocation) -> dict:
     ns = inv.ns(coll)
     storage = inv.server.storage
     with storage.lock:
+        if views.is_view(storage, ns):
+            views.drop(storage, ns)
+            return {"ns": ns}
         if not storage.exists(ns):
             # 7.0 made drop of a missing collection succeed; 6.0 still reports it.
             if inv.server.version.major < 7:
@@ -121,6 +144,7 @@ def rename_collection(inv: Invocation) -> dict:
     inv.server.replication.check_write(split_ns(target)[0])
     storage = inv.server.storage
     with storage.lock:
+        views.refuse(storage, source)
         if not storage.exists(source):
             raise CommandError(NAMESPACE_NOT_FOUND, f"Source collection {source} does not exist")
         if source == target:
@@ -202,6 +226,14 @@ def list_collections(inv: Invocation) -> dict:
             if query and not filtering.filter_applies(query, full):
                 continue
             results.append({"name": coll, "type": "collection"} if name_only else full)
+        # Views after the collections, as mongod lists its catalogue's views after them.
+        for view in views.all_views(storage, inv.db):
+            full = views.listing(view, name_only=False)
+            if only_authorized and not authz.may_see_collection(inv, inv.db, full["name"]):
+                continue
+            if query and not filtering.filter_applies(query, full):
+                continue
+            results.append(views.listing(view, name_only=True) if name_only else full)
     batch_size = (inv.body.get("cursor") or {}).get("batchSize")
     return open_cursor(inv, f"{inv.db}.$cmd.listCollections", results, batch_size)
 
@@ -219,6 +251,7 @@ def create_indexes(inv: Invocation) -> dict:
         raise CommandError(BAD_VALUE, "Must specify at least one index to create")
     storage = inv.server.storage
     with storage.lock:
+        views.refuse(storage, ns)
         created_collection = not storage.exists(ns)
         if ns in storage.capped:
             raise NotImplementedError("secondary indexes on capped collections")
@@ -306,6 +339,7 @@ def list_indexes(inv: Invocation) -> dict:
     ns = inv.ns(collection_name(inv))
     storage = inv.server.storage
     with storage.lock:
+        views.refuse(storage, ns)
         if not storage.exists(ns):
             raise CommandError(NAMESPACE_NOT_FOUND, f"ns does not exist: {ns}")
         specs = storage.index_specs(ns)
@@ -320,6 +354,7 @@ def drop_indexes(inv: Invocation) -> dict:
     index = inv.body.get("index")
     storage = inv.server.storage
     with storage.lock:
+        views.refuse(storage, ns)
         if not storage.exists(ns):
             raise CommandError(NAMESPACE_NOT_FOUND, f"ns not found {ns}")
         specs = storage.index_specs(ns)
