@@ -243,6 +243,7 @@ class Storage:
         for record in docs[1:]:
             self._insert_raw(record["n"], record["d"])
         self.seq = header["seq"]
+        self._partial_txn = header.get("partialTxn", [])
         return header["seq"]
 
     def _replay_journal(self, after_seq: int) -> None:
@@ -274,12 +275,11 @@ class Storage:
     def checkpoint(self) -> None:
         """Write a snapshot of everything at the current sequence, then start a new journal."""
         with self.lock:
-            if self._partial_txn:
-                return  # the journal holds what the snapshot cannot: next time
             tmp = self.path(SNAPSHOT_FILE + ".tmp")
             with open(tmp, "wb") as handle:
                 catalog = {ns: meta.to_doc() for ns, meta in self.catalog.items()}
-                header = {"format": SNAPSHOT_FORMAT, "seq": self.seq, "catalog": catalog}
+                header = {"format": SNAPSHOT_FORMAT, "seq": self.seq, "catalog": catalog,
+                          "partialTxn": self._partial_txn}  # fmt: skip
                 handle.write(bson.encode(header, codec_options=CODEC))
                 for ns in self.catalog:
                     for doc in self.documents(ns):
@@ -456,8 +456,11 @@ class Storage:
             if o.get("partialTxn"):
                 self._partial_txn.extend(o["applyOps"])
                 return
+            # The last entry's count says how many operations the transaction's partial entries
+            # hold: only those (the newest), not what a transaction cut short left pending.
             pending, self._partial_txn = self._partial_txn, []
-            for inner in pending + o["applyOps"]:
+            earlier = int(o.get("count") or len(o["applyOps"])) - len(o["applyOps"])
+            for inner in (pending[len(pending) - earlier :] if earlier > 0 else []) + o["applyOps"]:
                 self._apply_idempotent(inner)
         else:
             raise ValueError(f"unknown command operation {name!r}")
