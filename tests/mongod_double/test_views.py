@@ -188,3 +188,25 @@ def test_view_definition_replicated_to_a_secondary(launcher: Launcher):
         timeout=20,
         what="the view dropped on the secondary",
     )
+
+
+def test_view_under_access_control(launcher: Launcher):
+    """With --auth: read (find on the view) reads it and may not change it; collMod needs the
+    collMod action on the view (dbAdmin has it), as createCollection does to create one."""
+    node = launcher.start("--auth")
+    node.client().admin.command("createUser", "root", pwd="root-pw-1", roles=["root"])
+    root = node.client(username="root", password="root-pw-1", authSource="admin")
+    root.shop.orders.insert_many([{"_id": i, "a": i} for i in range(10)])
+    root.shop.command("createUser", "reader", pwd="reader-pw-1", roles=["read"])
+    root.shop.command("createUser", "admin", pwd="admin-pw-1", roles=["dbAdmin"])
+    root.shop.command("create", "big_orders", viewOn="orders", pipeline=BIG)
+
+    reader = node.client(username="reader", password="reader-pw-1", authSource="shop").shop
+    assert [d["_id"] for d in reader.big_orders.find()] == [6, 7, 8, 9]
+    assert reader.list_collection_names(filter={"type": "view"}) == ["big_orders"]
+    change = {"viewOn": "orders", "pipeline": []}
+    assert _code(lambda: reader.command("collMod", "big_orders", **change)) == 13  # Unauthorized
+    assert _code(lambda: reader.command("create", "v", viewOn="orders")) == 13
+    admin = node.client(username="admin", password="admin-pw-1", authSource="shop").shop
+    admin.command("collMod", "big_orders", **change)
+    assert reader.big_orders.count_documents({}) == 10

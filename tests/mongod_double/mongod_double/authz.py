@@ -739,6 +739,7 @@ REQUIREMENTS: dict[str, Callable[[Invocation], Requirement]] = {
     "findAndModify": _find_and_modify,
     "findandmodify": _find_and_modify,
     "create": _on_ns("createCollection"),
+    "collMod": _on_ns("collMod"),
     "drop": _on_ns("dropCollection"),
     "dropDatabase": _on_db("dropDatabase"),
     "renameCollection": _rename,
