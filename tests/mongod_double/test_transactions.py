@@ -72,6 +72,10 @@ def _last_ts(client) -> Timestamp:
     return client.local["oplog.rs"].find_one(sort=[("$natural", -1)])["ts"]
 
 
+def _counts(client) -> dict:
+    return client.admin.command("serverStatus")["transactions"]
+
+
 def _raw(port: int, doc: dict) -> dict:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         _send(sock, OP_MSG, _op_msg(doc))
@@ -80,6 +84,7 @@ def _raw(port: int, doc: dict) -> dict:
 
 def test_a_transaction_commits_as_one_entry_and_secondaries_see_it_whole(rs):
     client, secondaries = rs.client, rs.secondaries
+    committed = _counts(client)["totalCommitted"]
     shop = client.shop
     shop.stock.insert_many([{"_id": "a", "n": 5}, {"_id": "b", "n": 1}])
     before = _last_ts(client)
@@ -97,6 +102,7 @@ def test_a_transaction_commits_as_one_entry_and_secondaries_see_it_whole(rs):
         lsid = s.session_id
     assert shop.orders.count_documents({}) == 40
     assert list(shop.stock.find()) == [{"_id": "a", "n": 4}]
+    assert _counts(client)["totalCommitted"] == committed + 1
 
     [entry] = _entries(client, before)
     assert (entry["op"], entry["ns"]) == ("c", "admin.$cmd")
@@ -156,11 +162,17 @@ def test_an_aborted_transaction_leaves_nothing_and_cannot_commit(rs):
     coll = client.app.aborted
     coll.insert_one({"_id": 1, "v": 1})
     before = _last_ts(client)
+    counts = _counts(client)
     with client.start_session() as s:
         s.start_transaction()
         coll.insert_one({"_id": 2}, session=s)
         coll.update_one({"_id": 1}, {"$set": {"v": 2}}, session=s)
+        open_ = _counts(client)
         s.abort_transaction()
+        assert open_["currentOpen"] == counts["currentOpen"] + 1
+        assert open_["totalStarted"] == counts["totalStarted"] + 1
+        assert _counts(client)["totalAborted"] == counts["totalAborted"] + 1
+        assert _counts(client)["currentOpen"] == counts["currentOpen"]
         assert list(coll.find()) == [{"_id": 1, "v": 1}]
         assert _entries(client, before) == []
         lsid, number = s.session_id, s._server_session.transaction_id

@@ -176,6 +176,23 @@ class Sessions:
         self.mutex = threading.Lock()
         self.sessions: dict[bytes, Session] = {}
         self.held: dict[tuple[str, bytes], Transaction] = {}
+        # serverStatus' transactions section
+        self.counts = {"totalStarted": 0, "totalCommitted": 0, "totalAborted": 0, "active": 0}
+
+    def status(self) -> dict[str, int]:
+        """serverStatus' transaction counts (open: started and not ended; active: running a
+        statement now)."""
+        with self.mutex:
+            open_ = sum(1 for s in self.sessions.values()
+                        if s.txn is not None and s.txn.state == "in progress")  # fmt: skip
+            counts = dict(self.counts)
+        active = counts.pop("active")
+        return {**counts, "currentOpen": open_, "currentActive": active,
+                "currentInactive": max(0, open_ - active)}  # fmt: skip
+
+    def count(self, name: str, by: int = 1) -> None:
+        with self.mutex:
+            self.counts[name] += by
 
     @property
     def storage(self) -> Storage:
@@ -203,6 +220,7 @@ class Sessions:
                 if not holder.expired:
                     raise CommandError(WRITE_CONFLICT, WRITE_CONFLICT_MESSAGE)
                 holder.state = "aborted"
+                self.counts["totalAborted"] += 1
             self.held[target] = txn
 
     def release(self, txn: Transaction) -> None:
@@ -213,6 +231,8 @@ class Sessions:
 
     def abort(self, txn: Transaction) -> None:
         with txn.lock:
+            if txn.state == "in progress":
+                self.count("totalAborted")
             txn.state = "aborted"
             self.release(txn)
             txn.storage = None  # its writes are dropped with the copy
@@ -269,6 +289,7 @@ class Sessions:
             self.abort(session.txn)
         session.highest = number
         txn = Transaction(self, number, lsid, snapshot(self.storage))
+        self.count("totalStarted")
         txn.storage.oplog_hook = _Recorder(txn)
         session.txn = txn
         return txn
@@ -310,6 +331,7 @@ class Sessions:
                 self.abort(txn)
                 raise
             txn.state = "committed"
+            self.count("totalCommitted")
             self.release(txn)
             txn.storage = None  # the copy is no longer needed
 
@@ -475,6 +497,7 @@ def execute(server, spec, inv) -> dict:
         if txn.state != "in progress":
             raise no_such_transaction(f"Transaction {txn.number} has been aborted.")
         inv.server = _InTransaction(server, txn.storage)
+        sessions.count("active")
         try:
             reply = server.execute(spec, inv)
         except CommandError as exc:
@@ -486,6 +509,7 @@ def execute(server, spec, inv) -> dict:
             raise
         finally:
             inv.server = server
+            sessions.count("active", -1)
         errors = reply.get("writeErrors")
         if errors:  # in a transaction the first write error fails the whole command
             sessions.abort(txn)

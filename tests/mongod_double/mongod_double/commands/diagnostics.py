@@ -22,6 +22,7 @@ from mongod_double.errors import (
     CommandError,
 )
 from mongod_double.logs import log
+from mongod_double.transactions import sessions_of
 
 FCV_CONFIRM_REQUIRED_FROM = (7, 0)
 
@@ -144,7 +145,7 @@ def server_status(inv: Invocation) -> dict:
                 "persistent": True,
                 "readOnly": False,
             },
-            # The double runs no transactions (they are refused with 238): every count is 0.
+            # Prepared transactions and retried statements the double has none of: 0.
             "transactions": {
                 name: Int64(0)
                 for name in (
@@ -162,7 +163,8 @@ def server_status(inv: Invocation) -> dict:
                     "totalPreparedThenAborted",
                     "currentPrepared",
                 )
-            },
+            }
+            | {name: Int64(count) for name, count in sessions_of(server).status().items()},
             "wiredTiger": {
                 "cache": {
                     "bytes currently in the cache": Int64(cache_bytes),
