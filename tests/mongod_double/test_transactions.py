@@ -256,13 +256,19 @@ def test_sessions_numbers_and_operations_a_transaction_refuses(rs):
 
     admin = run({"insert": "things", "documents": [{}]}, 7, db="admin", startTransaction=True)
     assert admin["codeName"] == "OperationNotSupportedInTransaction"
-    started = run({"find": "raw"}, 8, startTransaction=True)
+    out = run({"aggregate": "raw", "pipeline": [{"$out": "copy"}], "cursor": {}}, 8,
+              startTransaction=True)  # fmt: skip
+    assert out["code"] == 263 and out["errmsg"] == "$out cannot be used in a transaction"
+    capped = run({"create": "ring", "capped": True, "size": 4096}, 9, startTransaction=True)
+    assert capped["code"] == 263 and "capped collection" in capped["errmsg"]
+    assert "copy" not in client.app.list_collection_names()
+    started = run({"find": "raw"}, 10, startTransaction=True)
     assert started["ok"] == 1
-    again = run({"find": "raw"}, 8, startTransaction=True)
+    again = run({"find": "raw"}, 10, startTransaction=True)
     assert again["ok"] == 0 and again["code"] == 117
-    assert run({"commitTransaction": 1}, 8, db="admin")["ok"] == 1
-    assert run({"commitTransaction": 1}, 8, db="admin")["ok"] == 1  # a retried commit
-    assert run({"abortTransaction": 1}, 8, db="admin")["codeName"] == "TransactionCommitted"
+    assert run({"commitTransaction": 1}, 10, db="admin")["ok"] == 1
+    assert run({"commitTransaction": 1}, 10, db="admin")["ok"] == 1  # a retried commit
+    assert run({"abortTransaction": 1}, 10, db="admin")["codeName"] == "TransactionCommitted"
 
 
 def test_a_retryable_write_is_unchanged(rs):

@@ -422,6 +422,17 @@ def _allowed(name: str, db: str, body: dict, real: Storage) -> None:
             f"Cannot create new indexes on existing collection {db}.{body.get(name)} in a "
             "multi-document transaction.",
         )
+    if name == "create" and body.get("capped"):
+        raise CommandError(
+            NOT_SUPPORTED_IN_TRANSACTION,
+            "Cannot create a capped collection in a multi-document transaction.",
+        )
+    for stage in body.get("pipeline") or [] if name == "aggregate" else []:
+        writes = {"$out", "$merge"} & set(stage if isinstance(stage, dict) else ())
+        if writes:
+            raise CommandError(
+                NOT_SUPPORTED_IN_TRANSACTION, f"{writes.pop()} cannot be used in a transaction"
+            )
     if "writeConcern" in body:
         raise CommandError(
             INVALID_OPTIONS, "writeConcern is not allowed within a multi-statement transaction"
