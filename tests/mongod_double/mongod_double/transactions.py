@@ -145,11 +145,7 @@ class Transaction:
         if target in self.originals:
             return
         self.sessions.hold(self, target)
-        before = (
-            self.storage.collection(ns).find_one({"_id": _id})
-            if ns in self.storage.catalog
-            else None
-        )
+        before = _current(self.storage, ns, _id)
         self.originals[target] = before
         with real.lock:
             if _current(real, ns, _id) != before:
