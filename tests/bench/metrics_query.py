@@ -5,7 +5,8 @@ the raw columns hold the same samples). Not a test: figures only.
 
 The host has 100 series every 10 s for the last 24 h, rolled up by webui.services.rollups as
 the workers do; the older 1-minute (13 days) and 1-hour (a year) slices are written with the same
-code for the 12 dashboard series (the other 88 would only add documents the index skips).
+code for the 12 dashboard series (the other 88 would only add documents the index skips), then
+rolled into days and compacted as the workers' rounds do.
 
 Usage: python -m tests.bench.metrics_query [--repeat 30]
 """
@@ -104,8 +105,8 @@ def bytes_per_point(store: Store) -> dict[str, float]:
     out = {
         "raw rounds": sum(len(bson.encode(d)) for d in raw) / sum(len(d["samples"]) for d in raw)
     }
-    for tier in ("raw", "1m", "1h"):
-        docs = list(store.db.rollups.find({"tier": tier}).limit(2000))
+    for tier in ("raw", "1m", "1h", "1d"):
+        docs = list(store.db.rollups.find({"tier": {"$eq": tier}}).limit(2000))
         out[tier] = sum(len(bson.encode(d)) for d in docs) / sum(len(d["t"]) for d in docs)
     return out
 
@@ -133,8 +134,8 @@ def main() -> None:
             count = store.db.rollups.count_documents
             print(
                 f"filled in {time.time() - t0:.0f} s: {store.samples.count_documents({})} raw "
-                f"batches, {count({'tier': '1m'})} 1-minute and {count({'tier': '1h'})} 1-hour "
-                "documents"
+                f"batches, {count({'tier': '1m'})} 1-minute, {count({'tier': '1h'})} 1-hour and "
+                f"{count({'tier': '1d'})} 1-day documents"
             )
             print(f"load average before the queries: {os.getloadavg()}")
             for label, span in (("1 h", HOUR), ("24 h", DAY), ("30 d", 30 * DAY),

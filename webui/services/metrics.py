@@ -444,7 +444,7 @@ def _columns(tier: str, step: float, max_points: int, gathered: Gathered) -> dic
         gathered.values(), key=lambda s: (s.host_id, series_key(s.name, s.labels))
     ):
         windows = series.windows
-        if tier != "raw" or fold_raw:
+        if fold_raw:  # rollups were gathered into windows of `step` as they were read
             folded: dict[float, list[float]] = {}
             for t, agg in windows.items():
                 fold(folded, t - t % step, agg)
