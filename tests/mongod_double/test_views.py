@@ -129,6 +129,12 @@ def test_writes_and_indexes_refused_collmod_and_drop(client):
     ):
         assert _code(refused) == COMMAND_NOT_SUPPORTED_ON_VIEW
     assert shop.orders.count_documents({"b": {"$exists": True}}) == 0
+    # Nothing else may take a view's name: a rename onto it, an aggregation's $out into it.
+    shop.other.insert_one({"_id": 1})
+    assert _code(lambda: shop.other.rename("big_orders")) == 48
+    out = lambda: list(shop.other.aggregate([{"$out": "big_orders"}]))  # noqa: E731
+    assert _code(out) == COMMAND_NOT_SUPPORTED_ON_VIEW
+    shop.other.drop()
     assert sorted(shop.list_collection_names()) == ["big_orders", "orders", "system.views"]
 
     shop.command("collMod", "big_orders", viewOn="orders", pipeline=[{"$match": {"a": 1}}])

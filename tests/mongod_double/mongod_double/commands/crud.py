@@ -1014,6 +1014,7 @@ def _write_out(inv: Invocation, target, results: list[dict]) -> None:
     inv.server.replication.check_write(db)
     storage = inv.server.storage
     target_ns = f"{db}.{coll}"
+    views.refuse(storage, target_ns)
     if storage.exists(target_ns):
         storage.command_op(db, {"drop": coll}, target_ns)
     storage.ensure_collection(target_ns)

@@ -149,6 +149,8 @@ def rename_collection(inv: Invocation) -> dict:
             raise CommandError(NAMESPACE_NOT_FOUND, f"Source collection {source} does not exist")
         if source == target:
             raise CommandError(20, "Can't rename a collection to itself")
+        if views.is_view(storage, target):
+            raise CommandError(NAMESPACE_EXISTS, f"a view already exists with that name: {target}")
         drop_target = bool(inv.body.get("dropTarget"))
         if storage.exists(target) and not drop_target:
             raise CommandError(NAMESPACE_EXISTS, "target namespace exists")
