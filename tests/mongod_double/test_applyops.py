@@ -119,3 +119,60 @@ def test_command_entries_and_failures(member):
             [{"op": "c", "ns": "app.$cmd", "o": {"collMod": "other", "validator": {"a": 1}}}],
         )
     assert unknown.value.code == 238  # not implemented by the double, never ignored
+
+
+def test_under_access_control_applyops_needs_its_action_and_each_entrys_privileges(launcher):
+    """applyOps under --auth: the applyOps action on the cluster (in restore, dbAdminAnyDatabase
+    and root), then each entry's own privilege (insert, update or remove on its namespace, a
+    command's action), and useUUID with forceUUID for an entry naming its collection by UUID.
+
+    Sources: https://www.mongodb.com/docs/manual/reference/command/applyOps/ (Required Access),
+    SERVER-25994 (privileges per operation), DOCS-14282 (the applyOps action on the cluster)."""
+    node = launcher.start("--auth", "--replSet", "rs0")
+    local = node.client()
+    local.admin.command("replSetInitiate")
+    for _ in range(100):
+        if local.admin.command("hello")["isWritablePrimary"]:
+            break
+    local.admin.command("createUser", "root", pwd="root-pw", roles=["root"])
+    root = node.client(username="root", password="root-pw")
+    root.admin.command(
+        "createUser", "writer", pwd="w-pw", roles=[{"role": "readWrite", "db": "app"}]
+    )
+    root.admin.command("createUser", "restorer", pwd="r-pw", roles=["restore"])
+    root.admin.command(
+        "createRole",
+        "applier",
+        privileges=[
+            {"resource": {"cluster": True}, "actions": ["applyOps"]},
+            {"resource": {"db": "app", "collection": "a"}, "actions": ["insert"]},
+        ],
+        roles=[],
+    )
+    root.admin.command("createUser", "applier", pwd="a-pw", roles=["applier"])
+    insert = {"op": "i", "ns": "app.a", "o": {"_id": 1}}
+
+    def refused(user: str, password: str, entries: list) -> int:
+        client = node.client(username=user, password=password)
+        with pytest.raises(OperationFailure) as failed:
+            client.admin.command("applyOps", entries)
+        return failed.value.code
+
+    # readWrite on the namespace without the applyOps action: refused.
+    assert refused("writer", "w-pw", [insert]) == 13
+    # The action and the entry's own privilege: applied; another namespace or op: refused.
+    applier = node.client(username="applier", password="a-pw")
+    assert applier.admin.command("applyOps", [insert])["applied"] == 1
+    assert refused("applier", "a-pw", [{"op": "i", "ns": "app.b", "o": {"_id": 1}}]) == 13
+    assert refused("applier", "a-pw", [{"op": "d", "ns": "app.a", "o": {"_id": 1}}]) == 13
+    # An entry naming its collection by UUID also needs useUUID and forceUUID: restore has them.
+    uuid = root.app.command("listCollections", filter={"name": "a"})["cursor"]["firstBatch"][0][
+        "info"]["uuid"]  # fmt: skip
+    by_uuid = {"op": "i", "ns": "app.a", "ui": uuid, "o": {"_id": 2}}
+    assert refused("applier", "a-pw", [by_uuid]) == 13
+    restorer = node.client(username="restorer", password="r-pw")
+    assert restorer.admin.command("applyOps", [by_uuid])["applied"] == 1
+    assert root.admin.command("applyOps", [{"op": "u", "ns": "app.a", "o2": {"_id": 2},
+                                            "o": {"$set": {"x": 1}}}])["applied"] == 1  # fmt: skip
+    assert list(root.app.a.find({}, {"_id": 1, "x": 1}).sort("_id", 1)) == [
+        {"_id": 1}, {"_id": 2, "x": 1}]  # fmt: skip

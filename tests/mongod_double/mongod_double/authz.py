@@ -613,6 +613,56 @@ def _aggregate(inv: Invocation) -> Requirement:
     return out
 
 
+# What each command an applyOps entry carries ("c") needs on its namespace.
+APPLY_OPS_COMMANDS = {
+    "create": "createCollection",
+    "drop": "dropCollection",
+    "createIndexes": "createIndex",
+    "dropIndexes": "dropIndex",
+    "deleteIndexes": "dropIndex",
+    "collMod": "collMod",
+    "dropDatabase": "dropDatabase",
+}
+APPLY_OPS_CRUD = {"i": "insert", "u": "update", "d": "remove"}
+
+
+def _apply_ops_entries(entries: object) -> Requirement:
+    out: Requirement = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        ns = entry.get("ns")
+        db, _, coll = ns.partition(".") if isinstance(ns, str) else ("", "", "")
+        if entry.get("ui") is not None:  # an entry naming its collection by UUID
+            out += [(CLUSTER, "useUUID"), (CLUSTER, "forceUUID")]
+        op = entry.get("op")
+        if op in APPLY_OPS_CRUD:
+            out.append((("ns", db, coll), APPLY_OPS_CRUD[op]))
+        elif op == "c":
+            body = entry.get("o") if isinstance(entry.get("o"), dict) else {}
+            name = next(iter(body), "")
+            if name == "applyOps":
+                out += _apply_ops_entries(body.get("applyOps"))
+            elif name == "renameCollection":
+                out += _renaming(str(body.get(name, "")), str(body.get("to", "")))
+            elif name in APPLY_OPS_COMMANDS:
+                target = body.get(name)
+                resource = ("db", db) if name == "dropDatabase" else ("ns", db, str(target))
+                out.append((resource, APPLY_OPS_COMMANDS[name]))
+            else:  # another command: as mongod, only a user who may do anything
+                out.append((CLUSTER, "internal"))
+    return out
+
+
+def _apply_ops(inv: Invocation) -> Requirement:
+    """applyOps: the applyOps action on the cluster (MongoDB 4.0+, DOCS-14282: in
+    dbAdminAnyDatabase and restore, and so root), and what each entry does needs its own
+    privilege (SERVER-25994): insert, update or remove on its namespace, a command's action, and
+    useUUID with forceUUID on the cluster for an entry that names its collection by UUID (the
+    applyOps page's Required Access)."""
+    return [(CLUSTER, "applyOps"), *_apply_ops_entries(inv.arg)]
+
+
 def _list_collections(inv: Invocation) -> Requirement:
     """listCollections on the database, or, with ``authorizedCollections`` and ``nameOnly``, any
     privilege in the database (the reply then lists only the collections the user may act on:
@@ -630,7 +680,10 @@ def _get_more(inv: Invocation) -> Requirement:
 
 
 def _rename(inv: Invocation) -> Requirement:
-    source, target = str(inv.arg), str(inv.body.get("to", ""))
+    return _renaming(str(inv.arg), str(inv.body.get("to", "")))
+
+
+def _renaming(source: str, target: str) -> Requirement:
     src_db, _, src_coll = source.partition(".")
     dst_db, _, dst_coll = target.partition(".")
     if src_db == dst_db:
@@ -778,6 +831,7 @@ REQUIREMENTS: dict[str, Callable[[Invocation], Requirement]] = {
     "replSetMaintenance": _on_cluster("replSetStateChange"),
     "replSetResizeOplog": _on_cluster("replSetResizeOplog"),
     "appendOplogNote": _on_cluster("appendOplogNote"),
+    "applyOps": _apply_ops,
     "createUser": _create_user,
     "updateUser": _update_user,
     "dropUser": _on_db("dropUser"),

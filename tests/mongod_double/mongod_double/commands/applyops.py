@@ -16,8 +16,9 @@ drop, createIndexes, dropIndexes/deleteIndexes, renameCollection, dropDatabase, 
 index's expireAfterSeconds (a TTL change) and a nested applyOps; other collMod changes and other
 commands are NotImplemented (238), never ignored.
 
-Under access control it needs the cluster's internal action (only ``__system``, or a role with
-anyAction on anyResource, as mongorestore's documentation asks for --oplogReplay).
+Under access control it needs the applyOps action on the cluster (restore, dbAdminAnyDatabase,
+root) and each entry's own privilege, useUUID and forceUUID for an entry with ``ui``
+(mongod_double.authz: the applyOps page's Required Access, SERVER-25994, DOCS-14282).
 """
 
 from __future__ import annotations
