@@ -1,6 +1,7 @@
 """Metrics ingest bench: simulated agents (100 series each, one batch every 10 s) posting with their
-own tokens through the real API to a `wap web` on the embedded store (a worker beside it rolls up
-as in production), more agents per step until ingest lags: a round stored more than an interval
+own tokens through the real API to a `wap web` on the embedded store (a worker beside it, as in
+production; its rollups start only once rounds are LAG old, 5 minutes, so a run of a few minutes
+measures ingest alone), more agents per step until ingest lags: a round stored more than an interval
 after it was due (the senders fall behind or the answers slow). Prints per step the agents,
 batches per second asked and done, answer p50/p99, the worst lag, the CPU of each process per
 1,000 batches and in all, and the top functions of the web and store processes (py-spy, sampled
