@@ -98,6 +98,9 @@ def test_view_definitions_checked_as_mongod_checks_them(client):
     assert _code(lambda: shop.command("create", "v4", pipeline=BIG)) == 72  # InvalidOptions
     assert _code(lambda: shop.command("create", "system.v", viewOn="orders")) == 73
     assert _code(lambda: shop.command("create", "v5", viewOn="orders", capped=True)) == 72
+    # A collation other than the simple one is beyond the engine: refused, not ignored.
+    french = lambda: shop.command("create", "v6", viewOn="orders", collation={"locale": "fr"})  # noqa: E731
+    assert _code(french) == 238  # NotImplemented
     # A view must not, through collMod, come to read itself.
     shop.command("create", "upper", viewOn="big_orders", pipeline=[])
     cycle = lambda: shop.command("collMod", "big_orders", viewOn="upper", pipeline=[])  # noqa: E731

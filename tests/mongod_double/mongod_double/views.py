@@ -1,5 +1,6 @@
 """Views, as mongod keeps them: one document per view in its database's ``system.views``
-collection, ``{_id: "<db>.<view>", viewOn, pipeline[, collation]}``.
+collection, ``{_id: "<db>.<view>", viewOn, pipeline}`` (only the simple collation, the
+engine's, which is not recorded).
 
 Creating a view inserts that document (the first one creates ``system.views``), ``collMod``
 replaces it and ``drop`` deletes it, each through the ordinary write path: the oplog shows an
@@ -74,8 +75,6 @@ def listing(view: dict, name_only: bool) -> dict:
     if name_only:
         return {"name": name, "type": "view"}
     options = {"viewOn": view["viewOn"], "pipeline": view["pipeline"]}
-    if "collation" in view:
-        options["collation"] = view["collation"]
     return {"name": name, "type": "view", "options": options, "info": {"readOnly": True}}
 
 
