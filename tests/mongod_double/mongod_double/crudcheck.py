@@ -191,11 +191,8 @@ def check_types(path: str, doc: dict, types: dict[str, str]) -> None:
 
 
 def check_generic(inv_name: str, body: dict) -> None:
-    """Generic arguments the double cannot honour."""
-    if body.get("startTransaction") or "autocommit" in body:
-        raise NotImplementedError(
-            "multi-document transactions (startTransaction/autocommit); the double has none"
-        )
+    """Generic arguments checked as mongod checks them (a transaction's ``autocommit`` and
+    ``startTransaction`` are the dispatcher's: see mongod_double.transactions)."""
     max_time = body.get("maxTimeMS")
     if max_time is not None:
         if not is_number(max_time):
