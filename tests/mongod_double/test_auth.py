@@ -297,10 +297,10 @@ def test_users_info_never_shows_credentials_unless_asked(launcher):
 
 def test_roles_info_and_create_role(launcher):
     """rolesInfo describes built-in roles (with privileges on request); createRole makes a
-    user-defined role whose privileges are enforced.
+    user-defined role whose privileges are enforced; updateRole changes them.
 
     Source: https://www.mongodb.com/docs/manual/reference/command/rolesInfo/ and
-    https://www.mongodb.com/docs/manual/reference/command/createRole/
+    https://www.mongodb.com/docs/manual/reference/command/createRole/ and .../updateRole/
     """
     node = _auth_node(launcher)
     root = node.client(**ROOT)
@@ -325,6 +325,14 @@ def test_roles_info_and_create_role(launcher):
     ins.app.events.insert_one({})
     assert _error(lambda: ins.app.other.insert_one({})).code == 13
     assert _error(lambda: ins.app.events.find_one()).code == 13
+    # updateRole replaces the privileges given; the role's users get them on their next command.
+    root.app.command("updateRole", "inserter", privileges=[
+        {"resource": {"db": "app", "collection": "events"}, "actions": ["find"]}])  # fmt: skip
+    assert ins.app.events.find_one() is not None
+    assert _error(lambda: ins.app.events.insert_one({})).code == 13
+    missing = _error(lambda: root.app.command("updateRole", "nobody", roles=[]))
+    assert missing.code == 31  # RoleNotFound
+    assert _error(lambda: ins.app.command("updateRole", "inserter", roles=[])).code == 13
 
 
 def test_localhost_exception_allows_only_the_first_user(launcher):

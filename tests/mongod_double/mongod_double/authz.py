@@ -724,6 +724,13 @@ def _create_role(inv: Invocation) -> Requirement:
     return [(_db(inv), "createRole"), *_role_grants(inv, "roles", "grantRole")]
 
 
+def _update_role(inv: Invocation) -> Requirement:
+    """updateRole: revokeRole and grantRole where the role lives, grantRole on each role it is
+    given (the updateRole page's Required Access)."""
+    return [(_db(inv), "revokeRole"), (_db(inv), "grantRole"),
+            *_role_grants(inv, "roles", "grantRole")]  # fmt: skip
+
+
 def _update_user(inv: Invocation) -> Requirement:
     out = []
     if "pwd" in inv.body:
@@ -841,6 +848,7 @@ REQUIREMENTS: dict[str, Callable[[Invocation], Requirement]] = {
     "revokeRolesFromUser": lambda inv: _role_grants(inv, "roles", "revokeRole"),
     "rolesInfo": _roles_info,
     "createRole": _create_role,
+    "updateRole": _update_role,
     "dropRole": _on_db("dropRole"),
 }
 

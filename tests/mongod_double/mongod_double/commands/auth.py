@@ -1,7 +1,7 @@
 """Authentication and user management: saslStart/saslContinue (SCRAM-SHA-1, SCRAM-SHA-256),
 speculative authentication and saslSupportedMechs in hello, MONGODB-X509, logout, and the user
 and role commands (createUser, updateUser, dropUser, dropAllUsersFromDatabase, usersInfo,
-grantRolesToUser, revokeRolesFromUser, createRole, dropRole, rolesInfo).
+grantRolesToUser, revokeRolesFromUser, createRole, updateRole, dropRole, rolesInfo).
 
 Users live in ``admin.system.users`` and roles in ``admin.system.roles`` in MongoDB's document
 shapes, written through ``Storage`` like any collection (journaled, in the oplog, replicated).
@@ -592,6 +592,34 @@ def create_role(inv: Invocation) -> dict:
     storage = inv.server.storage
     with storage.lock:
         storage.insert(ROLES_NS, doc)
+    inv.server.security.users_changed()
+    return {}
+
+
+@command("updateRole", write=True)
+def update_role(inv: Invocation) -> dict:
+    """A custom role's privileges and inherited roles replaced (each given field replaces the
+    role's own), as https://www.mongodb.com/docs/manual/reference/command/updateRole/ says."""
+    role = inv.arg
+    if not isinstance(role, str) or not role:
+        raise CommandError(BAD_VALUE, "Role name must be non-empty")
+    if "privileges" not in inv.body and "roles" not in inv.body:
+        raise CommandError(BAD_VALUE, "Must specify at least one field to update in updateRole")
+    privileges = inv.body.get("privileges")
+    for privilege in privileges or []:
+        if not isinstance(privilege, dict) or not isinstance(privilege.get("resource"), dict):
+            raise CommandError(BAD_VALUE, "Privileges must have a resource and actions")
+    resolver = authz.role_resolver(inv.server)
+    if (role, inv.db) not in resolver.custom:
+        raise CommandError(ROLE_NOT_FOUND, f"Role '{role}@{inv.db}' not found")
+    storage = inv.server.storage
+    with storage.lock:
+        doc = dict(storage.collection(ROLES_NS).find_one({"_id": f"{inv.db}.{role}"}))
+        if privileges is not None:
+            doc["privileges"] = privileges
+        if "roles" in inv.body:
+            doc["roles"] = _roles(inv, inv.body["roles"])
+        storage.replace(ROLES_NS, doc["_id"], doc)
     inv.server.security.users_changed()
     return {}
 
