@@ -15,10 +15,10 @@ description:
     to O(move_primary_to) when that is set (C(movePrimary), once its chunks have moved, as
     MongoDB's "Remove Shards from an Existing Sharded Cluster" says); otherwise the module fails
     and names them.
-  - With O(wait_drain=false) one round is taken: C(removeShard) once (and C(movePrimary) when its
-    chunks are gone), its progress returned; a playbook repeats it to show the progress as it goes.
+  - With O(wait_drain=false) one round is taken, C(removeShard) once (and C(movePrimary) when its
+    chunks are gone), and its progress returned; a playbook repeats it to show the progress.
   - The cluster's last shard is refused before anything changes (MongoDB cannot remove it).
-  - In check mode a removal returns O(plan): what the removal will move, in order.
+  - In check mode a removal returns RV(plan), what the removal will move, in order.
 author: WAP developers (@whaleal)
 options:
   name:
