@@ -19,6 +19,7 @@ import pymongo
 import pytest
 from pymongo.errors import OperationFailure, PyMongoError
 
+from tests.mongod_double.shardedset import SHARDS, start_cluster
 from tests.mongod_double.test_replset_local import _pki, _wait
 from tests.waiting import wait_until
 
@@ -163,3 +164,27 @@ def test_tls_modes_accept_and_connect_to_peers_as_documented(launcher, tmp_path)
     for node in nodes:
         with pytest.raises(PyMongoError):
             node.client(serverSelectionTimeoutMS=1500).admin.command("ping")
+
+
+def test_a_router_in_transition_logs_users_in_and_lets_others_through(launcher, tmp_path):
+    """A mongos with the keyFile and transitionToAuth accepts connections without credentials and
+    authenticates a client as the cluster's user (kept on the config servers), as mongod in
+    transition does.
+
+    Source: https://www.mongodb.com/docs/manual/tutorial/enforce-keyfile-access-control-in-existing-sharded-cluster-no-downtime/
+    """
+    keyfile = tmp_path / "keyfile"
+    keyfile.write_text(KEY)
+    keyfile.chmod(0o400)
+    cluster = start_cluster(launcher, 1, "--keyFile", str(keyfile), "--transitionToAuth")
+    for name in SHARDS:
+        cluster.router_client().admin.command("addShard", cluster.shard_host(name))
+    cluster.config.client().admin.command("createUser", "admin", pwd="pw", roles=["root"])
+    cluster.router_client().app.c.insert_one({"without": "credentials"})
+    admin = cluster.router_client(username="admin", password="pw")
+    assert admin.admin.command("connectionStatus")["authInfo"]["authenticatedUsers"] == [
+        {"user": "admin", "db": "admin"}]  # fmt: skip
+    assert admin.app.c.count_documents({}) == 1
+    with pytest.raises(OperationFailure) as wrong:
+        cluster.router_client(username="admin", password="not it").admin.command("ping")
+    assert wrong.value.code == 18

@@ -14,6 +14,8 @@ import datetime
 import threading
 import time
 
+from pymongo.errors import PyMongoError
+
 from mongod_double import authz
 from mongod_double.authz import ROLES_NS, USERS_NS
 from mongod_double.commands import CommandSpec, Invocation
@@ -117,10 +119,15 @@ class Router(Server):
 
     def check_access(self, inv: Invocation) -> None:
         """With access control on (a key file), the checks mongod makes, against the users and
-        roles of the config servers (mirrored into this router's in-memory storage)."""
+        roles of the config servers (mirrored into this router's in-memory storage). Without it
+        (transitionToAuth, or no key file) a client may still log in, as the cluster's user."""
+        login = inv.name in LOGIN_COMMANDS or "speculativeAuthenticate" in inv.body
         if not self.security.auth_enabled:
+            if login:
+                with contextlib.suppress(PyMongoError):  # config servers unreachable: no users
+                    self.sync_users(force=True)
             return
-        self.sync_users(force=inv.name in LOGIN_COMMANDS or "speculativeAuthenticate" in inv.body)
+        self.sync_users(force=login)
         authz.check(inv)
 
     def sync_users(self, force: bool = False) -> None:
