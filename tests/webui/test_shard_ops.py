@@ -81,9 +81,19 @@ def test_a_shard_is_drained_and_removed_from_the_console_and_a_new_one_planned(
             "mongodb_sharding_port": router,
             "mongodb_sharding_shards": [{"host": sharded.shard_host(n)} for n in names],
         }})  # fmt: skip
+    # Its deploy job's report of the members (what the member table shows).
+    reported = [{"host": f"127.0.0.1:{ports[n]}", "replica_set": n, "state": "PRIMARY",
+                 "health": 1} for n in names]  # fmt: skip
+    store.jobs.insert_one({"_id": uuid.uuid4().hex, "cluster_id": cluster_id,
+                           "cluster_action": "deploy", "status": "successful",
+                           "created_at": now(), "finished_at": now()})  # fmt: skip
+    deploy = store.jobs.find_one({"cluster_id": cluster_id, "cluster_action": "deploy"})
+    store.job_events.insert_one({"job_id": deploy["_id"], "event": "playbook_on_stats",
+                                 "artifact_data": {"wap_members": reported}})  # fmt: skip
     page = f"/clusters/{cluster_id}"
     shown = admin_api.http.get(admin_api.base + page).text
     assert 'id="shard-add-form"' in shown and 'id="shard-remove-form"' in shown
+    assert "<td>shard2</td>" in shown
 
     api = f"/clusters/{cluster_id}/shard-removals"
     wrong = admin_api.call("POST", api, json={"shard": "shard9"})
@@ -126,6 +136,9 @@ def test_a_shard_is_drained_and_removed_from_the_console_and_a_new_one_planned(
         sharded.shard_host("shard1")]  # fmt: skip
     assert [s["name"] for s in cluster["deploy_vars"]["wap_replica_sets"]] == ["shard1"]
 
+    shown = admin_api.http.get(admin_api.base + page).text
+    assert "<td>shard1</td>" in shown and "<td>shard2</td>" not in shown  # as recorded now
+
     last = admin_api.call("POST", api, json={"shard": "shard1"})
     assert last.json()["errors"]["json"] == {
         "shard": ["shard1 is the cluster's last shard: MongoDB cannot remove it"]}  # fmt: skip
@@ -141,9 +154,20 @@ def test_a_shard_is_drained_and_removed_from_the_console_and_a_new_one_planned(
         plan["steps"][0] == "install MongoDB and the cluster's keyFile and certificates on local1"
     )
 
+    # Such a run ending well (as the worker records it): the new set is listed, not yet reported.
+    variables = store.jobs.find_one({"_id": added.json()["job"]["id"]})["extra_vars"]
+    run = {"_id": uuid.uuid4().hex, "cluster_id": cluster_id, "cluster_action": "shard-add",
+           "status": "successful", "extra_vars": variables}  # fmt: skip
+    deployments.topology_job_finished(store, run)
+    assert store.clusters.find_one({"_id": cluster_id})["shards"] == 2
+    shown = admin_api.http.get(admin_api.base + page).text
+    table = shown[shown.index('id="member-table"') : shown.index("</table>")]
+    assert f"<td>{port}</td><td>shard2</td><td>shard member</td>" in table, table
+
     audit = [(a["action"], a["target"]) for a in admin_api.call("GET", "/audit").json()
              if a["action"].startswith(("cluster.shard", "cluster.topology"))]  # fmt: skip
-    assert sorted(audit) == [("cluster.shard_remove", "sh"), ("cluster.topology", "sh")]
+    assert sorted(audit) == [("cluster.shard_remove", "sh"), ("cluster.topology", "sh"),
+                             ("cluster.topology", "sh")]  # fmt: skip
 
 
 def test_a_replica_set_conversion_is_planned_from_the_live_set_then_recorded_as_sharded(

@@ -369,10 +369,33 @@ def members(store: Store, cluster: dict[str, Any]) -> tuple[list[dict[str, Any]]
             "state": member.get("state") or "unknown", "health": member.get("health"),
         })  # fmt: skip
     if rows:
+        rows = _as_recorded(cluster, rows, by_address)
         return sorted(rows, key=lambda r: (str(r["replica_set"]), r["host"])), job
     if cluster.get("taken_over"):  # as found when it was taken over (webui.services.takeover)
         return cluster["taken_over"]["members"], job
     return _described(cluster, [hosts[h] for h in cluster.get("host_ids", []) if h in hosts]), job
+
+
+def _as_recorded(
+    cluster: dict[str, Any], rows: list[dict[str, Any]], by_address: dict[str, str]
+) -> list[dict[str, Any]]:
+    """A sharded cluster's reported members as its recorded sets are now (pure): a member of a
+    shard removed since the report left out, one of a shard added since listed with state
+    `unknown` (a set's name may come back with other members)."""
+    recorded = (cluster.get("deploy_vars") or {}).get("wap_replica_sets") or []
+    if cluster.get("topology") != "sharded" or not recorded:
+        return rows
+    wanted = {(s["name"], str(m["host"])) for s in recorded for m in s.get("members") or []}
+    kept = [r for r in rows if (r["replica_set"], f"{r['address']}:{r['port']}") in wanted]
+    seen = {(r["replica_set"], f"{r['address']}:{r['port']}") for r in kept}
+    for name, host in sorted(wanted - seen):
+        address, _, port = host.rpartition(":")
+        kept.append({
+            "host": by_address.get(address, address), "address": address, "port": int(port),
+            "replica_set": name, "role": "config server" if name == "cfg" else "shard member",
+            "state": "unknown", "health": None,
+        })  # fmt: skip
+    return kept
 
 
 def _role(cluster: dict[str, Any], member: dict[str, Any]) -> str:
