@@ -176,3 +176,23 @@ def test_under_access_control_applyops_needs_its_action_and_each_entrys_privileg
                                             "o": {"$set": {"x": 1}}}])["applied"] == 1  # fmt: skip
     assert list(root.app.a.find({}, {"_id": 1, "x": 1}).sort("_id", 1)) == [
         {"_id": 1}, {"_id": 2, "x": 1}]  # fmt: skip
+
+
+def test_a_capped_collection_has_its_id_index(member):
+    """A capped collection outside local has an _id index, as mongod creates one for every
+    capped collection: a second insert of an _id fails (11000), an applyOps insert of an
+    existing _id replaces the document where it stands, in its place in natural order (oplog
+    application).
+
+    Sources: https://www.mongodb.com/docs/manual/core/capped-collections/ (the _id index,
+    updates) and the applyOps page (an insert of an existing _id as an upsert)."""
+    member.logs.create_collection("events", capped=True, size=1 << 20)
+    member.logs.events.insert_many([{"_id": i, "e": i} for i in range(5)])
+    with pytest.raises(OperationFailure) as duplicate:
+        member.logs.events.insert_one({"_id": 4, "e": "again"})
+    assert duplicate.value.code == 11000
+    member.admin.command("applyOps", [{"op": "i", "ns": "logs.events", "o": {"_id": 4, "e": 40}}])
+    assert list(member.logs.events.find()) == [
+        {"_id": 0, "e": 0}, {"_id": 1, "e": 1}, {"_id": 2, "e": 2}, {"_id": 3, "e": 3},
+        {"_id": 4, "e": 40}]  # fmt: skip
+    assert member.logs.events.count_documents({}) == 5

@@ -55,6 +55,30 @@ class CappedCollection:
             self.total_size -= self.records.popleft().size
         return self.last_rid
 
+    def find_id(self, _id: object) -> Record | None:
+        """The record whose document has this _id (a user's capped collection has an _id
+        index, as mongod gives one to every capped collection outside local)."""
+        return next((r for r in self.records if "_id" in r.doc and r.doc["_id"] == _id), None)
+
+    def replace(self, _id: object, doc: dict) -> bool:
+        """The document with this _id replaced where it stands (an update keeps a capped
+        document's place in natural order); False when there is none."""
+        record = self.find_id(_id)
+        if record is None:
+            return False
+        size = len(bson.encode(doc))
+        self.total_size += size - record.size
+        record.doc, record.size = doc, size
+        return True
+
+    def delete(self, _id: object) -> bool:
+        record = self.find_id(_id)
+        if record is None:
+            return False
+        self.records.remove(record)
+        self.total_size -= record.size
+        return True
+
     def truncate(self) -> None:
         self.records.clear()
         self.total_size = 0

@@ -363,7 +363,10 @@ class Storage:
         elif kind == "u":
             self._replace_raw(ns, op["o2"]["_id"], op["o"])
         elif kind == "d":
-            self.collection(ns).delete_one({"_id": op["o"]["_id"]})
+            if ns in self.capped:
+                self.capped[ns].delete(op["o"]["_id"])
+            else:
+                self.collection(ns).delete_one({"_id": op["o"]["_id"]})
         elif kind == "c":
             self._apply_command(split_ns(ns)[0], op["o"], op.get("ui"))
         elif kind != "n":
@@ -374,7 +377,7 @@ class Storage:
         document inserts it, a delete of a missing one, a create of an existing collection, a
         drop of a missing one and an index that exists are no-ops."""
         kind, ns = op["op"], op["ns"]
-        if kind == "i" and ns in self.catalog and ns not in self.capped:
+        if kind == "i" and ns in self.catalog and not ns.startswith("local."):
             _id = op["o"].get("_id")
             if self._has_id(ns, _id):
                 self._replace_raw(ns, _id, op["o"])
@@ -413,6 +416,8 @@ class Storage:
     def _has_id(self, ns: str, _id: object) -> bool:
         """Is there a document with this _id? A lookup in the engine's store, as the _id index
         answers it: a query would scan the collection, once per entry a secondary applies."""
+        if ns in self.capped:
+            return self.capped[ns].find_id(_id) is not None
         key = hashdict(_id) if isinstance(_id, dict) else _id
         try:
             return key in self.collection(ns)._store
@@ -535,6 +540,8 @@ class Storage:
     def _insert_raw(self, ns: str, doc: dict) -> None:
         capped = self.capped.get(ns)
         if capped is not None:
+            if not ns.startswith("local.") and "_id" in doc and capped.find_id(doc["_id"]):
+                raise duplicate_key_error(ns, {"key": {"_id": 1}, "name": "_id_"}, doc)
             capped.insert(doc)
             return
         try:
@@ -543,6 +550,10 @@ class Storage:
             raise self._duplicate_for(ns, doc) from exc
 
     def _replace_raw(self, ns: str, _id: object, doc: dict) -> None:
+        capped = self.capped.get(ns)
+        if capped is not None:
+            capped.replace(_id, copy.deepcopy(doc))
+            return
         try:
             self.collection(ns).replace_one({"_id": _id}, copy.deepcopy(doc))
         except mongomock.DuplicateKeyError as exc:

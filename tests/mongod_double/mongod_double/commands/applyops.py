@@ -143,6 +143,10 @@ def _apply_entry(inv: Invocation, entry: object, always_upsert: bool) -> None:
 
 
 def _find(inv: Invocation, ns: str, _id: object) -> dict | None:
+    capped = inv.server.storage.capped.get(ns)
+    if capped is not None:  # kept outside the query engine, with its _id index
+        record = capped.find_id(_id)
+        return record.doc if record is not None else None
     return inv.server.storage.collection(ns).find_one({"_id": _id})
 
 
