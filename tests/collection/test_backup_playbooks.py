@@ -23,21 +23,28 @@ from wap_agent.backup import s3 as s3mod
 from wap_agent.backup.hashing import collection_hash
 
 
-def play(
-    playbook: str, tmp: Path, port: int, name: str, **variables: Any
+def on_this_machine(
+    playbook: str, inventory: Path, timeout: float = 300, **variables: Any
 ) -> subprocess.CompletedProcess:
-    inventory = tmp / f"{name}.ini"
-    inventory.write_text(f"[mongodb]\nmember ansible_connection=local"
+    """``playbook`` with this machine as the backup host (the "mongodb" group's one host, a local
+    connection), the venv's wap-agent as the engine, moto's keys in the environment."""
+    inventory.write_text(f"[mongodb]\nbackup-host ansible_connection=local"
                          f" ansible_python_interpreter={sys.executable}\n")  # fmt: skip
-    extra = {"ansible_become": False, "mongodb_replicaset_name": name,
-             "mongodb_replicaset_port": port, "mongodb_backup_engine": str(VENV_BIN / "wap-agent"),
+    extra = {"ansible_become": False, "mongodb_backup_engine": str(VENV_BIN / "wap-agent"),
              "mongodb_backup_region": REGION, **variables}  # fmt: skip
     env = {**ansible_env(), "AWS_ACCESS_KEY_ID": FAKE_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET}
     return subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), f"playbooks/{playbook}",
          "-e", json.dumps(extra)],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout,
     )  # fmt: skip
+
+
+def play(
+    playbook: str, tmp: Path, port: int, name: str, **variables: Any
+) -> subprocess.CompletedProcess:
+    return on_this_machine(playbook, tmp / f"{name}.ini", mongodb_replicaset_name=name,
+                           mongodb_replicaset_port=port, **variables)  # fmt: skip
 
 
 def test_backup_and_restore_playbooks(moto: str, launcher: Any, tmp_path: Path) -> None:  # noqa: F811

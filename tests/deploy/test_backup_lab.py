@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import json
 import subprocess
-import sys
 import uuid
 
 import pymongo
@@ -21,8 +20,8 @@ import pytest
 from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 
 from tests.aws.cloud import FAKE_KEY, FAKE_SECRET, REGION
+from tests.collection.test_backup_playbooks import on_this_machine
 from tests.deploy.deployment import ADMIN, Deployment, wait_healthy
-from tests.labhosts import REPO, VENV_BIN, ansible_env
 from tests.waiting import wait_until
 from tests.webui.test_backups import BUCKET, moto  # noqa: F401 (a fixture, found by pytest)
 from wap_agent.backup import manifest as mf
@@ -122,19 +121,9 @@ def state(client: pymongo.MongoClient) -> dict:
 
 def play(lab: Deployment, playbook: str, uri: str, **variables) -> subprocess.CompletedProcess:
     """playbook with this machine as the backup host, the set reached at ``uri``."""
-    inventory = lab.secrets.parent / "backup-host.ini"
-    inventory.write_text(f"[mongodb]\ncontroller ansible_connection=local"
-                         f" ansible_python_interpreter={sys.executable}\n")  # fmt: skip
-    extra = {
-        "ansible_become": False, "mongodb_backup_uri": uri,
-        "mongodb_backup_engine": str(VENV_BIN / "wap-agent"), "mongodb_backup_region": REGION,
-        "mongodb_backup_bucket": BUCKET, "mongodb_backup_users_and_roles": True, **variables,
-    }  # fmt: skip
-    env = {**ansible_env(), "AWS_ACCESS_KEY_ID": FAKE_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET}
-    return subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), f"playbooks/{playbook}",
-         "-e", json.dumps(extra)],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
+    return on_this_machine(
+        playbook, lab.secrets.parent / "backup-host.ini", timeout=600, mongodb_backup_uri=uri,
+        mongodb_backup_bucket=BUCKET, mongodb_backup_users_and_roles=True, **variables,
     )  # fmt: skip
 
 
