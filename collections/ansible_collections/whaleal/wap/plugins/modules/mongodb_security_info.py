@@ -36,6 +36,12 @@ options:
     type: str
     choices: [end, transition]
     default: end
+  routers:
+    description:
+      - A sharded cluster's routers as host:port, read instead of the names they record in
+        C(config.mongos) (which other hosts may not resolve).
+    type: list
+    elements: str
 extends_documentation_fragment:
   - whaleal.wap.mongodb
 attributes:
@@ -145,7 +151,7 @@ class Prober:
             try:
                 client = MongoClient(**options)
                 client.admin.command("getCmdLineOpts")
-            except PyMongoError as exc:
+            except (PyMongoError, OSError) as exc:  # OSError: TLS files not placed yet
                 last = exc
                 if client is not None:
                     client.close()
@@ -161,6 +167,7 @@ def main():
             access_control=dict(type="bool", default=False),
             tls_enabled=dict(type="bool", default=False),
             until=dict(type="str", choices=["end", "transition"], default="end"),
+            routers=dict(type="list", elements="str"),
         ),
         required_together=MONGODB_REQUIRED_TOGETHER,
         supports_check_mode=True,
@@ -172,6 +179,8 @@ def main():
     reader = Discoverer(prober.connect, errors=(PyMongoError,))
     try:
         found = reader.discover(where)
+        if found["topology"] == "sharded" and params["routers"]:
+            found["routers"] = [{"host": r} for r in params["routers"]]
         processes = []
         for group in found["sets"]:
             for member in group["members"]:
