@@ -97,6 +97,30 @@ def test_a_member_change_is_planned_shown_then_run_and_a_stop_without_majority_r
         "dry_run": False, "job_id": job_id, "confirm": replica_set[2]})  # fmt: skip
     assert again.status_code == 409 and "has run already" in again.json()["message"]
 
+    # A delay on the hidden member, through the API: planned, then run.
+    delayed = admin_api.call("POST", f"/clusters/{cluster_id}/member-operations", json={
+        "member": replica_set[2], "operation": "change", "delay": 3600})  # fmt: skip
+    assert delayed.status_code == 202, delayed.text
+    delay_plan = _plan(admin_api, cluster_id, delayed.json()["job"]["id"])
+    assert delay_plan["steps"] == [f"reconfigure {replica_set[2]}: priority 0, votes 1, hidden "
+                                   "True, secondaryDelaySecs 3600"]  # fmt: skip
+    plan_id = delay_plan["job"]["id"]
+    run = admin_api.call("POST", f"/clusters/{cluster_id}/member-operations", json={
+        "dry_run": False, "job_id": plan_id, "confirm": replica_set[2]})  # fmt: skip
+    assert run.status_code == 202, run.text
+    run_id = run.json()["run_job_id"]
+    job = wait_for(lambda: (j := admin_api.call("GET", f"/jobs/{run_id}").json())["status"]
+                   in ("successful", "failed") and j, timeout=90, what="the delay")  # fmt: skip
+    assert job["status"] == "successful"
+    with _client(replica_set[0]) as client:
+        (third,) = [m for m in client.admin.command("replSetGetConfig")["config"]["members"]
+                    if m["host"] == replica_set[2]]  # fmt: skip
+    assert (third["secondaryDelaySecs"], third["hidden"], third["priority"]) == (3600, True, 0)
+    wrong_arbiter = admin_api.call("POST", f"/clusters/{cluster_id}/member-operations", json={
+        "member": replica_set[2], "operation": "change", "arbiter": True})  # fmt: skip
+    assert wrong_arbiter.status_code == 422
+    assert "remove the member, then add it" in str(wrong_arbiter.json())
+
     # One member down: stopping another would leave 1 of 3 voters; refused, and cannot run.
     with _client(replica_set[1]) as client, pytest.raises(pymongo.errors.PyMongoError):
         client.admin.command("shutdown", force=True)
@@ -118,7 +142,7 @@ def test_a_member_change_is_planned_shown_then_run_and_a_stop_without_majority_r
         assert client.admin.command("hello")["isWritablePrimary"]
     audit = admin_api.call("GET", "/audit").json()
     assert [a["target"] for a in audit if a["action"] == "cluster.member"] == [
-        f"rs/{replica_set[2]}"]  # fmt: skip
+        f"rs/{replica_set[2]}"] * 2  # the hiding, then the delay  # fmt: skip
 
     # Stop managing a member: its mongod keeps running, no operation is planned on it.
     left = admin_api.call("POST", f"/clusters/{cluster_id}/members/managed", json={

@@ -27,6 +27,10 @@ class MemberOperationIn(Strict):
     priority = fields.Float(allow_none=True)
     votes = fields.Integer(allow_none=True, validate=validate.OneOf([0, 1]))
     hidden = fields.Boolean(allow_none=True)
+    delay = fields.Integer(allow_none=True, metadata={"description": "secondaryDelaySecs (add, "
+                           "change): a delayed member gets priority 0 and is hidden"})  # fmt: skip
+    arbiter = fields.Boolean(load_default=False, metadata={"description": "add: as an "
+                             "arbiter"})  # fmt: skip
     job_id = fields.String(validate=SHORT, metadata={"description": "the plan to run"})
     confirm = fields.String(validate=SHORT, metadata={"description": "the member's address"})
 

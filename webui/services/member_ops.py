@@ -33,9 +33,12 @@ PLAYBOOK = "member_operation.yml"
 PLAN_ACTION, RUN_ACTION = "member-plan", "member"
 OPERATIONS = {
     "restart": "Restart", "stop": "Stop", "start": "Start", "step_down": "Step down",
-    "freeze": "Freeze (no election for a while)", "change": "Change priority, votes, hidden",
-    "add": "Add a member", "remove": "Remove from the set (its mongod keeps running)",
+    "freeze": "Freeze (no election for a while)",
+    "resync": "Resync (its data emptied, copied from the set again)",
+    "change": "Change priority, votes, hidden, delay", "add": "Add a member",
+    "remove": "Remove from the set (its mongod keeps running)",
 }  # fmt: skip
+MAX_DELAY = 365 * 86400  # secondaryDelaySecs: a delayed member's lag, up to a year here
 PARAMETER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,99}$")
 # Configuration sections WAP writes from the cluster's own settings: a change goes elsewhere.
 MANAGED_SECTIONS = ("net", "replication", "sharding", "security", "systemLog", "setParameter",
@@ -69,6 +72,16 @@ def _optional(data: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, A
     hidden = data.get("hidden")
     if hidden not in (None, ""):
         found["wap_member_hidden"] = hidden in (True, "1", "on", "true", "yes")
+    delay = data.get("delay")
+    if delay not in (None, ""):
+        try:
+            found["wap_member_delay"] = int(delay)
+            if not 0 <= found["wap_member_delay"] <= MAX_DELAY:
+                raise ValueError
+        except (TypeError, ValueError):
+            errors["delay"] = [f"whole seconds from 0 to {MAX_DELAY}"]
+    if data.get("arbiter") in (True, "1", "on", "true", "yes"):
+        found["wap_member_arbiter"] = True
     return found
 
 
@@ -83,7 +96,9 @@ def check(cluster: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         errors["member"] = ["host:port of the member as the set names it"]
     extra = _optional(data, errors)
     if operation == "change" and not extra:
-        errors["priority"] = ["a change needs priority, votes or hidden"]
+        errors["priority"] = ["a change needs priority, votes, hidden or delay"]
+    if extra.get("wap_member_arbiter") and operation != "add":
+        errors["arbiter"] = ["an arbiter is added as one: remove the member, then add it"]
     if errors:
         raise Invalid("the member operation cannot be planned as given", errors)
     settings = cluster.get("deploy_vars") or {}

@@ -15,7 +15,7 @@ from webui.services import cloud, deployments, member_ops, projects
 from webui.services.errors import Invalid
 
 bp = Blueprint("member_ops", __name__)
-FIELDS = ("member", "new_member", "operation", "priority", "votes", "hidden")
+FIELDS = ("member", "new_member", "operation", "priority", "votes", "hidden", "delay", "arbiter")
 
 
 @bp.app_context_processor

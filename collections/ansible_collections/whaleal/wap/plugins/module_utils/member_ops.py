@@ -5,13 +5,16 @@
 ``plan_operation()`` takes the set's configuration and status, the member and the operation, and
 returns what will happen in order, or raises ``Refused`` with the reason when the operation would
 leave the set without a majority of healthy voting members (then no primary can be elected and
-writes with w: majority stop). A member change (add, remove, priority, votes, hidden) also
-returns the desired members, for ``whaleal.wap.mongodb_replicaset``'s reconfig planner.
+writes with w: majority stop). A member change (add, remove, priority, votes, hidden, delay; an
+arbiter added) also returns the desired members, for ``whaleal.wap.mongodb_replicaset``'s
+reconfig planner. A resync empties a member's data so that it copies the set again (MongoDB's
+"Resync a Member of a Replica Set", automatic initial sync): planned as a stop.
 """
 
 from __future__ import annotations
 
-OPERATIONS = ("start", "stop", "restart", "step_down", "freeze", "add", "remove", "change")
+OPERATIONS = ("start", "stop", "restart", "step_down", "freeze", "resync", "add", "remove",
+              "change")  # fmt: skip
 CHANGES = ("add", "remove", "change")
 HEALTHY = ("PRIMARY", "SECONDARY", "ARBITER")
 # A member's fields that whaleal.wap.mongodb_replicaset takes (the others are the server's).
@@ -48,14 +51,21 @@ def _check_majority(members: list[dict], up: list[str], states: dict[str, str], 
         )
 
 
-def changed_member(current: dict | None, host: str, priority, votes, hidden) -> dict:
-    """The member's desired spec after a change (or an addition) of priority, votes, hidden."""
+def changed_member(current: dict | None, host: str, priority, votes, hidden, delay=None,
+                   arbiter=None) -> dict:  # fmt: skip
+    """The member's desired spec after a change (or an addition) of priority, votes, hidden,
+    delay (secondaryDelaySecs), or an arbiter added."""
     member = {"host": host, **(current or {})}
-    for key, value in (("priority", priority), ("votes", votes), ("hidden", hidden)):
+    for key, value in (("priority", priority), ("votes", votes), ("hidden", hidden),
+                       ("secondaryDelaySecs", delay)):  # fmt: skip
         if value is not None:
             member[key] = value
-    if member.get("hidden") or member.get("votes", 1) == 0:
-        member["priority"] = 0  # MongoDB: a hidden or non-voting member cannot be elected
+    if delay and hidden is None:
+        member["hidden"] = True  # MongoDB: a delayed member should be hidden from clients
+    if arbiter:
+        member = {"host": host, "arbiterOnly": True, "priority": 0, "votes": 1}
+    if member.get("hidden") or member.get("votes", 1) == 0 or member.get("secondaryDelaySecs"):
+        member["priority"] = 0  # MongoDB: a hidden, non-voting or delayed member is never elected
     return member
 
 
@@ -67,6 +77,8 @@ def plan_operation(
     priority=None,
     votes=None,
     hidden=None,
+    delay=None,
+    arbiter=None,
 ) -> dict:
     """What the operation does, in order (``steps``), and for a change the desired ``members``.
 
@@ -87,14 +99,22 @@ def plan_operation(
     up = healthy_voters(members, states)
     steps: list[str] = []
     desired = None
-    if operation in ("stop", "restart"):
+    if arbiter and operation != "add":
+        raise Refused("a member becomes an arbiter only when added: remove it, then add it as one")
+    if operation in ("stop", "restart", "resync"):
         _check_majority(members, [h for h in up if h != member], states, f"stopping {member}")
+        if operation == "resync" and current.get("arbiterOnly"):
+            raise Refused(f"{member} is an arbiter: it holds no data to copy again")
         if member == primary:
             _check_electable(members, states, member)
             steps.append(f"step {member} down (it is the primary)")
         steps.append(f"stop {member}")
         if operation == "restart":
             steps.append(f"start {member} and wait until it serves again, caught up")
+        if operation == "resync":
+            steps += [f"empty {member}'s data directory",
+                      f"start {member}: it copies the data from the set (initial sync) and "
+                      "serves again once caught up"]  # fmt: skip
     elif operation == "start":
         if state in HEALTHY:
             steps.append(f"{member} runs already ({state}): nothing to do")
@@ -111,7 +131,7 @@ def plan_operation(
             raise Refused(f"{member} is the primary: step it down rather than freeze it")
         steps.append(f"freeze {member}: it will not stand for election for the given seconds")
     else:
-        desired = _changed(members, member, operation, priority, votes, hidden)
+        desired = _changed(members, member, operation, priority, votes, hidden, delay, arbiter)
         new_up = [h for h in healthy_voters(desired, states) if h in up or h == member]
         if operation == "add":
             new_up = [h for h in new_up if h != member]  # not up until it has synced
@@ -130,16 +150,21 @@ def _check_electable(members: list[dict], states: dict[str, str], member: str) -
         raise Refused(f"no other electable member is up to take over from {member}, the primary")
 
 
-def _changed(members, member, operation, priority, votes, hidden) -> list[dict]:
+def _changed(members, member, operation, priority, votes, hidden, delay, arbiter) -> list[dict]:
     specs = [{k: m[k] for k in SPEC_FIELDS if k in m} for m in members]
     if operation == "remove":
         return [m for m in specs if m["host"] != member]
     if operation == "add":
-        return [*specs, changed_member(None, member, priority, votes, hidden)]
-    if priority is None and votes is None and hidden is None:
-        raise Refused("a change needs priority, votes or hidden")
-    return [changed_member(m, member, priority, votes, hidden) if m["host"] == member else m
-            for m in specs]  # fmt: skip
+        return [*specs, changed_member(None, member, priority, votes, hidden, delay, arbiter)]
+    if priority is None and votes is None and hidden is None and delay is None:
+        raise Refused("a change needs priority, votes, hidden or delay")
+    current = next(m for m in specs if m["host"] == member)
+    if current.get("arbiterOnly"):
+        raise Refused(f"{member} is an arbiter: remove it and add a data-bearing member instead")
+    if delay and priority:
+        raise Refused("a delayed member has priority 0 (it must never become the primary)")
+    return [changed_member(m, member, priority, votes, hidden, delay) if m["host"] == member
+            else m for m in specs]  # fmt: skip
 
 
 def _change_steps(current, desired, member, operation, primary) -> list[str]:
@@ -147,7 +172,11 @@ def _change_steps(current, desired, member, operation, primary) -> list[str]:
         steps = [f"step {member} down (it is the primary)"] if member == primary else []
         return [*steps, f"reconfigure without {member} (its mongod keeps running)"]
     spec = next(m for m in desired if m["host"] == member)
-    fields = ", ".join(f"{k} {spec[k]}" for k in ("priority", "votes", "hidden") if k in spec)
+    shown = ("priority", "votes", "hidden", "secondaryDelaySecs")
+    fields = ", ".join(f"{k} {spec[k]}" for k in shown
+                       if k in spec and (k != "secondaryDelaySecs" or spec[k]))  # fmt: skip
+    if operation == "add" and spec.get("arbiterOnly"):
+        return [f"reconfigure with {member} added as an arbiter (it votes, holds no data)"]
     if operation == "add":
         return [f"reconfigure with {member} added ({fields or 'defaults'}); it syncs from the set"]
     steps = []

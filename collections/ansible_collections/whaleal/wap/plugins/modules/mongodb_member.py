@@ -18,7 +18,8 @@ description:
   - The other operations are planned only; the playbook C(member_operation.yml) carries them
     out (stop, start and restart through the member's service, the step-down with
     M(whaleal.wap.mongodb_stepdown), member changes with M(whaleal.wap.mongodb_replicaset) given
-    RV(members)).
+    RV(members), a resync by emptying the stopped member's data directory so that it copies the
+    set again at its start).
 author: WAP developers (@whaleal)
 options:
   member:
@@ -29,7 +30,7 @@ options:
     description: What to do with the member.
     type: str
     required: true
-    choices: [start, stop, restart, step_down, freeze, add, remove, change]
+    choices: [start, stop, restart, step_down, freeze, resync, add, remove, change]
   priority:
     description: The member's priority (V(add), V(change)).
     type: float
@@ -40,6 +41,15 @@ options:
   hidden:
     description: Whether the member is hidden (V(add), V(change)); a hidden member gets priority 0.
     type: bool
+  delay:
+    description:
+      - The member's C(secondaryDelaySecs) (V(add), V(change)); a delayed member gets priority 0
+        and, unless O(hidden) says otherwise, is hidden.
+    type: int
+  arbiter:
+    description: Add the member as an arbiter (V(add) only; it votes and holds no data).
+    type: bool
+    default: false
   freeze_seconds:
     description: Seconds the member may not stand for election (V(freeze)); 0 unfreezes it.
     type: int
@@ -117,6 +127,8 @@ def main():
             priority=dict(type="float"),
             votes=dict(type="int", choices=[0, 1]),
             hidden=dict(type="bool"),
+            delay=dict(type="int"),
+            arbiter=dict(type="bool", default=False),
             freeze_seconds=dict(type="int", default=120),
         ),
         required_together=MONGODB_REQUIRED_TOGETHER,
@@ -129,7 +141,8 @@ def main():
         status = conn.admin_command("replSetGetStatus")
         states = {m["name"]: m.get("stateStr", "UNKNOWN") for m in status.get("members", [])}
         plan = plan_operation(config, states, params["member"], params["operation"],
-                              params["priority"], params["votes"], params["hidden"])  # fmt: skip
+                              params["priority"], params["votes"], params["hidden"],
+                              params["delay"], params["arbiter"])  # fmt: skip
         changed = params["operation"] == "freeze"
         if changed and not module.check_mode:
             member = conn.member_client(params["member"])

@@ -52,7 +52,7 @@ def test_member_changes_give_the_desired_members():
     assert hidden["steps"] == ["reconfigure b:1: priority 0, votes 1, hidden True"]
     demoted = plan_operation(CONFIG, UP, "a:1", "change", priority=0)
     assert demoted["steps"][0].startswith("step a:1 down")
-    with pytest.raises(Refused, match="a change needs priority, votes or hidden"):
+    with pytest.raises(Refused, match="a change needs priority, votes, hidden or delay"):
         plan_operation(CONFIG, UP, "b:1", "change")
 
 
@@ -68,3 +68,44 @@ def test_changes_that_would_lose_the_majority_are_refused():
         "a:1", "c:1"]  # fmt: skip
     with pytest.raises(Refused, match="x:1 is not a member of rs0"):
         plan_operation(CONFIG, UP, "x:1", "stop")
+
+
+def test_a_delayed_member_is_hidden_and_never_elected_and_an_arbiter_is_added_as_one():
+    delayed = plan_operation(CONFIG, UP, "c:1", "change", delay=3600)
+    assert delayed["members"][2] == {"host": "c:1", "priority": 0, "votes": 1, "hidden": True,
+                                     "secondaryDelaySecs": 3600}  # fmt: skip
+    assert delayed["steps"] == [
+        "reconfigure c:1: priority 0, votes 1, hidden True, secondaryDelaySecs 3600"
+    ]
+    with pytest.raises(Refused, match="a delayed member has priority 0"):
+        plan_operation(CONFIG, UP, "c:1", "change", delay=60, priority=1)
+    arbiter = plan_operation(CONFIG, UP, "d:1", "add", arbiter=True)
+    assert arbiter["members"][-1] == {"host": "d:1", "arbiterOnly": True, "priority": 0,
+                                      "votes": 1}  # fmt: skip
+    assert arbiter["steps"] == [
+        "reconfigure with d:1 added as an arbiter (it votes, holds no data)"
+    ]
+    with pytest.raises(Refused, match="only when added"):
+        plan_operation(CONFIG, UP, "c:1", "change", arbiter=True)
+    with_arbiter = {"_id": "rs0", "members": [*CONFIG["members"], arbiter["members"][-1]]}
+    with pytest.raises(Refused, match="d:1 is an arbiter: remove it"):
+        plan_operation(with_arbiter, {**UP, "d:1": "ARBITER"}, "d:1", "change", votes=0)
+
+
+def test_a_resync_empties_a_member_and_lets_it_copy_the_set_again():
+    resync = plan_operation(CONFIG, UP, "a:1", "resync")
+    assert resync["steps"] == [
+        "step a:1 down (it is the primary)", "stop a:1", "empty a:1's data directory",
+        "start a:1: it copies the data from the set (initial sync) and serves again once "
+        "caught up"]  # fmt: skip
+    with pytest.raises(Refused, match="stopping c:1 would leave 1 of 3 voting members up"):
+        plan_operation(CONFIG, B_DOWN, "c:1", "resync")
+    with_arbiter = {
+        "_id": "rs0",
+        "members": [
+            *CONFIG["members"],
+            {"_id": 3, "host": "d:1", "arbiterOnly": True, "priority": 0},
+        ],
+    }
+    with pytest.raises(Refused, match="d:1 is an arbiter: it holds no data"):
+        plan_operation(with_arbiter, {**UP, "d:1": "ARBITER"}, "d:1", "resync")
