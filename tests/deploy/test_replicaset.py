@@ -542,3 +542,18 @@ def test_member_operations_restart_stop_and_start_and_a_stop_past_the_majority_i
     assert start.returncode == 0, start.failures()
     with rs.client(replicaSet="rs0") as client:
         wait_healthy(client, voters)
+
+    # A resync: lab3 stopped, its data directory emptied (a file left there goes too), started:
+    # it copies the set again (initial sync) and serves with every document.
+    with rs.client(replicaSet="rs0", w="majority") as client:
+        client.app.resynced.insert_many([{"n": i} for i in range(200)])
+    rs.lab.ssh("lab3", "touch /var/lib/mongodb/rs0/left-by-the-test")
+    resync = member("lab3", "resync")
+    assert resync.returncode == 0, resync.failures()
+    marker = rs.lab.ssh("lab3", "ls /var/lib/mongodb/rs0/left-by-the-test", check=False)
+    assert marker.returncode != 0, "the data directory was not emptied"
+    with rs.client("lab3", directConnection=True) as lab3:
+        assert lab3.admin.command("hello")["secondary"]
+        assert lab3.app.resynced.count_documents({}) == 200
+    with rs.client(replicaSet="rs0") as client:
+        wait_healthy(client, voters)
