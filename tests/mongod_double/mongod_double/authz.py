@@ -621,6 +621,7 @@ APPLY_OPS_COMMANDS = {
     "dropIndexes": "dropIndex",
     "deleteIndexes": "dropIndex",
     "collMod": "collMod",
+    "convertToCapped": "convertToCapped",
     "dropDatabase": "dropDatabase",
 }
 APPLY_OPS_CRUD = {"i": "insert", "u": "update", "d": "remove"}
