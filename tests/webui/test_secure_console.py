@@ -18,9 +18,8 @@ import pymongo
 import pytest
 
 from tests.mongod_double.conftest import Launcher
-from tests.waiting import wait_until
 from tests.webui.helpers import REPO, Api, Proc
-from tests.webui.test_takeover import ADMIN, ended
+from tests.webui.test_takeover import ADMIN, ended, initiated_set
 from webui.config import Settings
 from webui.services import member_ops
 from webui.store import Store, now
@@ -47,15 +46,7 @@ def open_set(tmp_path: Path) -> Iterator[list[str]]:
     """Three doubles in a set, without access control or TLS: the members' addresses."""
     launcher = Launcher(tmp_path)
     try:
-        nodes = [launcher.start("--replSet", "rs0") for _ in range(3)]
-        addresses = [f"127.0.0.1:{n.port}" for n in nodes]
-        first = nodes[0].client()
-        first.admin.command("replSetInitiate", {"_id": "rs0", "members": [
-            {"_id": i, "host": a, "priority": 2 if i == 0 else 1} for i, a in enumerate(addresses)
-        ]})  # fmt: skip
-        wait_until(lambda: first.admin.command("hello").get("isWritablePrimary"), timeout=30,
-                   what="a primary", retry=pymongo.errors.PyMongoError)  # fmt: skip
-        yield addresses
+        yield initiated_set(launcher)[1]
     finally:
         launcher.cleanup()
 

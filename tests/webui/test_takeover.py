@@ -37,6 +37,20 @@ def settings(settings: Settings) -> Settings:
                           agent_wheelhouse=wheelhouse)  # fmt: skip
 
 
+def initiated_set(launcher: Launcher, *args: str) -> tuple[list, list[str]]:
+    """Three doubles started with ``args``, initiated as rs0 (the first preferred), once it has a
+    primary: the nodes and their addresses."""
+    nodes = [launcher.start("--replSet", "rs0", *args) for _ in range(3)]
+    addresses = [f"127.0.0.1:{n.port}" for n in nodes]
+    first = nodes[0].client()
+    first.admin.command("replSetInitiate", {"_id": "rs0", "members": [
+        {"_id": i, "host": a, "priority": 2 if i == 0 else 1} for i, a in enumerate(addresses)
+    ]})  # fmt: skip
+    wait_until(lambda: first.admin.command("hello").get("isWritablePrimary"), timeout=30,
+               what="a primary", retry=pymongo.errors.PyMongoError)  # fmt: skip
+    return nodes, addresses
+
+
 @pytest.fixture
 def replica_set(tmp_path: Path) -> Iterator[list[str]]:
     """A secured 3-member set of doubles (keyFile), its administrator and a user with only
@@ -46,15 +60,8 @@ def replica_set(tmp_path: Path) -> Iterator[list[str]]:
     key.chmod(0o600)
     launcher = Launcher(tmp_path)
     try:
-        nodes = [launcher.start("--replSet", "rs0", "--keyFile", str(key)) for _ in range(3)]
-        addresses = [f"127.0.0.1:{n.port}" for n in nodes]
-        first = nodes[0].client()
-        first.admin.command("replSetInitiate", {"_id": "rs0", "members": [
-            {"_id": i, "host": a, "priority": 2 if i == 0 else 1} for i, a in enumerate(addresses)
-        ]})  # fmt: skip
-        wait_until(lambda: first.admin.command("hello").get("isWritablePrimary"), timeout=30,
-                   what="a primary", retry=pymongo.errors.PyMongoError)  # fmt: skip
-        first.admin.command("createUser", ADMIN[0], pwd=ADMIN[1], roles=["root"])
+        nodes, addresses = initiated_set(launcher, "--keyFile", str(key))
+        nodes[0].client().admin.command("createUser", ADMIN[0], pwd=ADMIN[1], roles=["root"])
         admin = nodes[0].client(username=ADMIN[0], password=ADMIN[1])
         admin.admin.command("createUser", READER[0], pwd=READER[1], roles=["readAnyDatabase"])
         yield addresses
