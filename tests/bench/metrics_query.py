@@ -26,6 +26,7 @@ the last rolled-up minute (5 to 7 minutes and a minute's margin, ~45 rounds of 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import bson
@@ -123,10 +125,10 @@ def bytes_per_point(store: Store) -> dict[str, float]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=30)
-    args = parser.parse_args()
+@contextlib.contextmanager
+def embedded_store() -> Iterator[tuple[Proc, Store]]:
+    """The embedded store's server in a directory of its own, and a Store on it (not migrated:
+    the caller decides); both gone at the end."""
     with tempfile.TemporaryDirectory(prefix="wap-bench-") as tmp:
         port = free_port()
         proc = Proc(
@@ -139,40 +141,50 @@ def main() -> None:
             uri = f"mongodb://127.0.0.1:{port}/wap"
             wait_for(_store_ready(uri), what="store")
             store = Store(uri)
-            store.migrate()
-            at = time.time()
-            t0 = time.time()
-            fill(store, at)
-            count = store.db.rollups.count_documents
-            print(
-                f"filled in {time.time() - t0:.0f} s: {store.samples.count_documents({})} raw "
-                f"batches, {count({'tier': '1m'})} 1-minute, {count({'tier': '1h'})} 1-hour and "
-                f"{count({'tier': '1d'})} 1-day documents"
-            )
-            print(f"load average before the queries: {os.getloadavg()}")
-            for label, span in (("1 h", HOUR), ("24 h", DAY), ("30 d", 30 * DAY),
-                                ("1 y", 365 * DAY)):  # fmt: skip
-                for what, names in (("1 series", DASHBOARD[:1]), ("12 series", DASHBOARD)):
-                    times = []
-                    for _ in range(args.repeat):
-                        q0 = time.perf_counter()
-                        answer = metrics.query(store, "p", names=names, host_id="h0",
-                                               labels={"kind": "0"}, start=at - span, end=at,
-                                               at=at)  # fmt: skip
-                        times.append(1000 * (time.perf_counter() - q0))
-                    times.sort()
-                    points = sum(len(s["t"]) for s in answer["series"])
-                    print(
-                        f"{label:5s} {what:9s}: tier {answer['tier']:3s} step {answer['step']:6.0f}"
-                        f" s, {len(answer['series'])} series, {points} points: p50 "
-                        f"{statistics.median(times):6.1f} ms p99 "
-                        f"{times[min(len(times) - 1, int(0.99 * len(times)))]:6.1f} ms"
-                    )
-            for tier, size in bytes_per_point(store).items():
-                print(f"stored bytes per point (BSON), {tier}: {size:.0f}")
-            store.close()
+            try:
+                yield proc, store
+            finally:
+                store.close()
         finally:
             proc.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+    with embedded_store() as (_proc, store):
+        store.migrate()
+        at = time.time()
+        t0 = time.time()
+        fill(store, at)
+        count = store.db.rollups.count_documents
+        print(
+            f"filled in {time.time() - t0:.0f} s: {store.samples.count_documents({})} raw "
+            f"batches, {count({'tier': '1m'})} 1-minute, {count({'tier': '1h'})} 1-hour and "
+            f"{count({'tier': '1d'})} 1-day documents"
+        )
+        print(f"load average before the queries: {os.getloadavg()}")
+        for label, span in (("1 h", HOUR), ("24 h", DAY), ("30 d", 30 * DAY),
+                            ("1 y", 365 * DAY)):  # fmt: skip
+            for what, names in (("1 series", DASHBOARD[:1]), ("12 series", DASHBOARD)):
+                times = []
+                for _ in range(args.repeat):
+                    q0 = time.perf_counter()
+                    answer = metrics.query(store, "p", names=names, host_id="h0",
+                                           labels={"kind": "0"}, start=at - span, end=at,
+                                           at=at)  # fmt: skip
+                    times.append(1000 * (time.perf_counter() - q0))
+                times.sort()
+                points = sum(len(s["t"]) for s in answer["series"])
+                print(
+                    f"{label:5s} {what:9s}: tier {answer['tier']:3s} step {answer['step']:6.0f}"
+                    f" s, {len(answer['series'])} series, {points} points: p50 "
+                    f"{statistics.median(times):6.1f} ms p99 "
+                    f"{times[min(len(times) - 1, int(0.99 * len(times)))]:6.1f} ms"
+                )
+        for tier, size in bytes_per_point(store).items():
+            print(f"stored bytes per point (BSON), {tier}: {size:.0f}")
 
 
 if __name__ == "__main__":

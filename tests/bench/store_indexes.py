@@ -12,17 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import psutil
 
-from tests.webui.helpers import Proc, free_port, wait_for
-from webui.embedded import _store_ready
+from tests.bench.metrics_query import embedded_store
 from webui.store import Store
 from webui.store.migrations import MIGRATIONS
 
@@ -87,37 +83,23 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="wap-bench-") as tmp:
-        port = free_port()
-        proc = Proc(
-            [sys.executable, "-m", "webui.store.embedded_server", "--host", "127.0.0.1",
-             "--port", str(port), "--data-dir", tmp, "--log-file", f"{tmp}/store.log",
-             "--pid-file", f"{tmp}/store.pid"],
-            Path(tmp) / "store.out",
-        )  # fmt: skip
-        try:
-            uri = f"mongodb://127.0.0.1:{port}/wap"
-            wait_for(_store_ready(uri), what="store")
-            store = Store(uri)
-            for migration in MIGRATIONS:  # the schema as it was before migration 8
-                if migration.version < 8:
-                    migration.apply(store.db)
-            t0 = time.time()
-            cluster, job, actor = fill(store, args.jobs)
-            print(f"{args.jobs} jobs, their snapshots and audit entries, {args.jobs // 10} jobs' "
-                  f"events ({args.jobs // 10 * EVENTS}) stored in {time.time() - t0:.0f} s; "
-                  f"load {os.getloadavg()}")  # fmt: skip
-            store_proc = psutil.Process(proc.pid)
-            pages = reads(store, cluster, job, actor)
-            before = {name: measure(store_proc, read, args.repeat) for name, read in pages.items()}
-            store.migrate()
-            after = {name: measure(store_proc, read, args.repeat) for name, read in pages.items()}
-            for name in pages:
-                print(f"{name}:\n  before: {before[name]}\n  after:  {after[name]}")
-            print(f"load after: {os.getloadavg()}")
-            store.close()
-        finally:
-            proc.stop()
+    with embedded_store() as (proc, store):
+        for migration in MIGRATIONS:  # the schema as it was before migration 8
+            if migration.version < 8:
+                migration.apply(store.db)
+        t0 = time.time()
+        cluster, job, actor = fill(store, args.jobs)
+        print(f"{args.jobs} jobs, their snapshots and audit entries, {args.jobs // 10} jobs' "
+              f"events ({args.jobs // 10 * EVENTS}) stored in {time.time() - t0:.0f} s; "
+              f"load {os.getloadavg()}")  # fmt: skip
+        store_proc = psutil.Process(proc.pid)
+        pages = reads(store, cluster, job, actor)
+        before = {name: measure(store_proc, read, args.repeat) for name, read in pages.items()}
+        store.migrate()
+        after = {name: measure(store_proc, read, args.repeat) for name, read in pages.items()}
+        for name in pages:
+            print(f"{name}:\n  before: {before[name]}\n  after:  {after[name]}")
+        print(f"load after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
